@@ -1,0 +1,177 @@
+//! CLIP architecture description: read from a checkpoint's tensor shapes (as OpenAI's
+//! `build_model` does) or taken from a named preset.
+
+use serde::{Deserialize, Serialize};
+
+/// Which image tower a CLIP model uses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum VisionConfig {
+    /// Vision transformer (ViT-B/32, ViT-B/16, ViT-L/14).
+    Vit {
+        width: usize,
+        layers: usize,
+        heads: usize,
+        patch_size: usize,
+        image_resolution: usize,
+    },
+    /// ModifiedResNet with attention pooling (RN50, RN101).
+    ResNet {
+        /// Stem width; stage widths are width, 2w, 4w, 8w (x4 after the bottleneck expansion).
+        width: usize,
+        layers: [usize; 4],
+        heads: usize,
+        image_resolution: usize,
+    },
+}
+
+impl VisionConfig {
+    pub fn image_resolution(&self) -> usize {
+        match self {
+            VisionConfig::Vit { image_resolution, .. } | VisionConfig::ResNet { image_resolution, .. } => {
+                *image_resolution
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TextConfig {
+    pub context_length: usize,
+    pub vocab_size: usize,
+    pub width: usize,
+    pub layers: usize,
+    pub heads: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClipConfig {
+    pub embed_dim: usize,
+    pub vision: VisionConfig,
+    pub text: TextConfig,
+}
+
+/// Named presets with the sizes of OpenAI's released checkpoints.
+pub const PRESETS: &[&str] = &["ViT-B/32", "ViT-B/16", "ViT-L/14", "RN50", "RN101"];
+
+impl ClipConfig {
+    pub fn preset(name: &str) -> Option<ClipConfig> {
+        let text = |width: usize| TextConfig { context_length: 77, vocab_size: 49408, width, layers: 12, heads: width / 64 };
+        let vit = |width: usize, layers: usize, patch_size: usize| VisionConfig::Vit {
+            width,
+            layers,
+            heads: width / 64,
+            patch_size,
+            image_resolution: 224,
+        };
+        let rn = |layers: [usize; 4]| VisionConfig::ResNet { width: 64, layers, heads: 64 * 32 / 64, image_resolution: 224 };
+        let normalized = name.to_ascii_lowercase().replace(['-', '/', '_'], "");
+        Some(match normalized.as_str() {
+            "vitb32" => ClipConfig { embed_dim: 512, vision: vit(768, 12, 32), text: text(512) },
+            "vitb16" => ClipConfig { embed_dim: 512, vision: vit(768, 12, 16), text: text(512) },
+            "vitl14" => ClipConfig { embed_dim: 768, vision: vit(1024, 24, 14), text: text(768) },
+            "rn50" => ClipConfig { embed_dim: 1024, vision: rn([3, 4, 6, 3]), text: text(512) },
+            "rn101" => ClipConfig { embed_dim: 512, vision: rn([3, 4, 23, 3]), text: text(512) },
+            _ => return None,
+        })
+    }
+
+    /// Multiply-accumulate count of one text encoding over `len` positions (matmuls only).
+    pub fn text_macs(&self, len: usize) -> u64 {
+        let w = self.text.width as u64;
+        let l = len as u64;
+        let per_layer = l * w * 3 * w + 2 * l * l * w + l * w * w + 2 * l * w * 4 * w;
+        per_layer * self.text.layers as u64 + w * self.embed_dim as u64
+    }
+
+    /// Multiply-accumulate count of one image encoding (ViT: matmuls and the patch conv).
+    pub fn image_macs(&self) -> u64 {
+        match &self.vision {
+            VisionConfig::Vit { width, layers, patch_size, image_resolution, .. } => {
+                let w = *width as u64;
+                let g = (*image_resolution / *patch_size) as u64;
+                let l = g * g + 1;
+                let patch = (g * g) * w * 3 * (*patch_size as u64).pow(2);
+                let per_layer = l * w * 3 * w + 2 * l * l * w + l * w * w + 2 * l * w * 4 * w;
+                patch + per_layer * *layers as u64 + w * self.embed_dim as u64
+            }
+            VisionConfig::ResNet { .. } => 0,
+        }
+    }
+}
+
+/// Read the architecture from canonical tensor shapes, as OpenAI's `build_model` does
+/// (heads = width / 64 in both towers).
+pub fn infer_config(w: &crate::weights::WeightMap) -> Result<ClipConfig, crate::weights::LoadError> {
+    use crate::weights::LoadError;
+    let need = |key: &str| -> Result<Vec<usize>, LoadError> {
+        w.shape(key).map(|s| s.to_vec()).ok_or_else(|| LoadError::Missing {
+            path: w.path.clone(),
+            key: key.to_string(),
+            expected: vec![],
+        })
+    };
+    let count_blocks = |prefix: &str| -> usize {
+        let mut idx = std::collections::BTreeSet::new();
+        for k in w.keys() {
+            if let Some(rest) = k.strip_prefix(prefix) {
+                if let Some((i, _)) = rest.split_once('.') {
+                    if let Ok(i) = i.parse::<usize>() {
+                        idx.insert(i);
+                    }
+                }
+            }
+        }
+        idx.len()
+    };
+    let tp = need("text_projection")?;
+    let tok = need("token_embedding.weight")?;
+    let pos = need("positional_embedding")?;
+    let lnf = need("ln_final.weight")?;
+    let bad = |key: &str, found: Vec<usize>, what: &str| LoadError::Layout {
+        path: w.path.clone(),
+        msg: format!("tensor `{key}` has shape {found:?}: {what}"),
+    };
+    if tp.len() != 2 || tok.len() != 2 || pos.len() != 2 || lnf.len() != 1 {
+        return Err(bad("text_projection", tp, "text tower tensors have unexpected ranks"));
+    }
+    let width = lnf[0];
+    let text = TextConfig {
+        context_length: pos[0],
+        vocab_size: tok[0],
+        width,
+        layers: count_blocks("transformer.resblocks."),
+        heads: width / 64,
+    };
+    let embed_dim = tp[1];
+    let vision = if w.contains("visual.proj") {
+        let conv = need("visual.conv1.weight")?;
+        let vpos = need("visual.positional_embedding")?;
+        if conv.len() != 4 || vpos.len() != 2 {
+            return Err(bad("visual.conv1.weight", conv, "expected a 4-d patch convolution"));
+        }
+        let grid = (((vpos[0] - 1) as f64).sqrt()).round() as usize;
+        VisionConfig::Vit {
+            width: conv[0],
+            layers: count_blocks("visual.transformer.resblocks."),
+            heads: conv[0] / 64,
+            patch_size: conv[3],
+            image_resolution: conv[3] * grid,
+        }
+    } else if w.contains("visual.attnpool.positional_embedding") {
+        let mut layers = [0usize; 4];
+        for (b, l) in layers.iter_mut().enumerate() {
+            *l = count_blocks(&format!("visual.layer{}.", b + 1));
+        }
+        let width = need("visual.layer1.0.conv1.weight")?[0];
+        let apos = need("visual.attnpool.positional_embedding")?;
+        let out_width = (((apos[0] - 1) as f64).sqrt()).round() as usize;
+        VisionConfig::ResNet { width, layers, heads: width * 32 / 64, image_resolution: out_width * 32 }
+    } else {
+        return Err(LoadError::Layout {
+            path: w.path.clone(),
+            msg: "no image tower found (neither `visual.proj` nor `visual.attnpool.positional_embedding`)".into(),
+        });
+    };
+    Ok(ClipConfig { embed_dim, vision, text })
+}

@@ -1,0 +1,16 @@
+//! OpenAI CLIP in burn 0.22, exact to the reference PyTorch code in float32.
+//!
+//! Data flows files -> [`weights::WeightMap`] (canonical names) -> [`model::Clip`];
+//! text -> [`tokenizer::ClipTokenizer`] -> ids; image files -> [`preprocess`] -> tensors.
+
+pub mod config;
+pub mod golden;
+pub mod parity;
+pub mod model;
+pub mod preprocess;
+pub mod text_clean;
+pub mod tokenizer;
+pub mod weights;
+
+pub use config::ClipConfig;
+pub use model::{l2_normalize, Clip};

@@ -1,0 +1,228 @@
+//! Building blocks shared by the towers. Weights are plain tensors (the CLIP weights are frozen
+//! everywhere in ntlb), created on the device the model runs on; on an autodiff device they
+//! carry no gradient, so only what prompt learning marks (the context) is differentiated.
+
+use burn::tensor::activation::{sigmoid, softmax};
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::weights::LoadError;
+
+/// Where weights come from: a checkpoint, or a seeded random initialisation (benchmarks).
+pub trait WeightSource {
+    fn take(&mut self, key: &str, shape: &[usize]) -> Result<Vec<f32>, LoadError>;
+}
+
+impl WeightSource for crate::weights::WeightMap {
+    fn take(&mut self, key: &str, shape: &[usize]) -> Result<Vec<f32>, LoadError> {
+        crate::weights::WeightMap::take(self, key, shape)
+    }
+}
+
+pub(crate) fn tensor<const D: usize>(data: Vec<f32>, shape: [usize; D], device: &Device) -> Tensor<D> {
+    Tensor::from_data(TensorData::new(data, shape), device)
+}
+
+pub(crate) fn load<const D: usize>(
+    src: &mut dyn WeightSource,
+    key: &str,
+    shape: [usize; D],
+    device: &Device,
+) -> Result<Tensor<D>, LoadError> {
+    Ok(tensor(src.take(key, &shape)?, shape, device))
+}
+
+/// `y = x W^T + b` with torch's `[out, in]` weight stored transposed once at load.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    pub weight_t: Tensor<2>,
+    pub bias: Option<Tensor<1>>,
+}
+
+impl Linear {
+    pub fn load(src: &mut dyn WeightSource, prefix: &str, d_in: usize, d_out: usize, bias: bool, device: &Device) -> Result<Self, LoadError> {
+        let w = src.take(&format!("{prefix}.weight"), &[d_out, d_in])?;
+        let mut t = vec![0.0f32; w.len()];
+        for o in 0..d_out {
+            for i in 0..d_in {
+                t[i * d_out + o] = w[o * d_in + i];
+            }
+        }
+        let bias = if bias { Some(load(src, &format!("{prefix}.bias"), [d_out], device)?) } else { None };
+        Ok(Linear { weight_t: tensor(t, [d_in, d_out], device), bias })
+    }
+
+    /// Concatenate the outputs of several linears into one (fused q/k/v): one matmul instead of three.
+    pub fn fuse(parts: Vec<Linear>) -> Linear {
+        let weight_t = Tensor::cat(parts.iter().map(|p| p.weight_t.clone()).collect(), 1);
+        let bias = if parts.iter().all(|p| p.bias.is_some()) {
+            Some(Tensor::cat(parts.iter().map(|p| p.bias.clone().expect("checked")).collect(), 0))
+        } else {
+            None
+        };
+        Linear { weight_t, bias }
+    }
+
+    pub fn d_out(&self) -> usize {
+        self.weight_t.dims()[1]
+    }
+
+    pub fn forward2(&self, x: Tensor<2>) -> Tensor<2> {
+        let y = x.matmul(self.weight_t.clone());
+        match &self.bias {
+            Some(b) => y + b.clone().unsqueeze::<2>(),
+            None => y,
+        }
+    }
+
+    pub fn forward3(&self, x: Tensor<3>) -> Tensor<3> {
+        let [b, l, d] = x.dims();
+        self.forward2(x.reshape([b * l, d])).reshape([b, l, self.d_out()])
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    pub gamma: Tensor<1>,
+    pub beta: Tensor<1>,
+    pub eps: f64,
+}
+
+impl LayerNorm {
+    pub fn load(src: &mut dyn WeightSource, prefix: &str, d: usize, device: &Device) -> Result<Self, LoadError> {
+        Ok(LayerNorm {
+            gamma: load(src, &format!("{prefix}.weight"), [d], device)?,
+            beta: load(src, &format!("{prefix}.bias"), [d], device)?,
+            eps: 1e-5,
+        })
+    }
+
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let (var, mean) = x.clone().var_mean_bias(D - 1);
+        let x = (x - mean) / (var + self.eps).sqrt();
+        x * self.gamma.clone().unsqueeze::<D>() + self.beta.clone().unsqueeze::<D>()
+    }
+}
+
+pub fn quick_gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    x.clone() * sigmoid(x * 1.702)
+}
+
+/// What the attention layers report besides their output.
+#[derive(Clone, Copy)]
+pub enum Probe<'a> {
+    /// Plain inference: nothing is kept.
+    Off,
+    /// Return every layer's attention probabilities `[batch, heads, L, L]`, in the graph.
+    Record,
+    /// As `Record`, and add `leaves[l]` (zeros that require grad) to layer l's probabilities, so
+    /// that a backward pass yields the gradient with respect to the probabilities.
+    RecordWithLeaves(&'a [Tensor<4>]),
+}
+
+/// Multi-head self-attention as torch's `nn.MultiheadAttention` computes it (q scaled by
+/// head_dim^-0.5 after its bias), with q/k/v fused into one projection.
+#[derive(Debug, Clone)]
+pub struct SelfAttention {
+    pub qkv: Linear,
+    pub out_proj: Linear,
+    pub heads: usize,
+}
+
+impl SelfAttention {
+    pub fn load(src: &mut dyn WeightSource, prefix: &str, width: usize, heads: usize, device: &Device) -> Result<Self, LoadError> {
+        let q = Linear::load(src, &format!("{prefix}.q_proj"), width, width, true, device)?;
+        let k = Linear::load(src, &format!("{prefix}.k_proj"), width, width, true, device)?;
+        let v = Linear::load(src, &format!("{prefix}.v_proj"), width, width, true, device)?;
+        let out_proj = Linear::load(src, &format!("{prefix}.out_proj"), width, width, true, device)?;
+        Ok(SelfAttention { qkv: Linear::fuse(vec![q, k, v]), out_proj, heads })
+    }
+
+    /// `mask`: additive `[L, L]` (−inf where attention is forbidden).
+    pub fn forward(&self, x: Tensor<3>, mask: Option<&Tensor<2>>, leaf: Option<&Tensor<4>>, record: bool) -> (Tensor<3>, Option<Tensor<4>>) {
+        let [b, l, c] = x.dims();
+        let h = self.heads;
+        let dh = c / h;
+        let qkv = self.qkv.forward3(x).reshape([b, l, 3, h, dh]).permute([2, 0, 3, 1, 4]);
+        let q = qkv.clone().narrow(0, 0, 1).reshape([b, h, l, dh]) * ((dh as f64).powf(-0.5));
+        let k = qkv.clone().narrow(0, 1, 1).reshape([b, h, l, dh]);
+        let v = qkv.narrow(0, 2, 1).reshape([b, h, l, dh]);
+        let mut scores = q.matmul(k.swap_dims(2, 3));
+        if let Some(m) = mask {
+            scores = scores + m.clone().unsqueeze::<4>();
+        }
+        let mut attn = softmax(scores, 3);
+        if let Some(z) = leaf {
+            attn = attn + z.clone();
+        }
+        let out = attn.clone().matmul(v).swap_dims(1, 2).reshape([b, l, c]);
+        (self.out_proj.forward3(out), record.then_some(attn))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ResidualBlock {
+    pub ln_1: LayerNorm,
+    pub attn: SelfAttention,
+    pub ln_2: LayerNorm,
+    pub c_fc: Linear,
+    pub c_proj: Linear,
+}
+
+impl ResidualBlock {
+    pub fn load(src: &mut dyn WeightSource, prefix: &str, width: usize, heads: usize, device: &Device) -> Result<Self, LoadError> {
+        Ok(ResidualBlock {
+            ln_1: LayerNorm::load(src, &format!("{prefix}.ln_1"), width, device)?,
+            attn: SelfAttention::load(src, &format!("{prefix}.attn"), width, heads, device)?,
+            ln_2: LayerNorm::load(src, &format!("{prefix}.ln_2"), width, device)?,
+            c_fc: Linear::load(src, &format!("{prefix}.mlp.c_fc"), width, width * 4, true, device)?,
+            c_proj: Linear::load(src, &format!("{prefix}.mlp.c_proj"), width * 4, width, true, device)?,
+        })
+    }
+
+    pub fn forward(&self, x: Tensor<3>, mask: Option<&Tensor<2>>, leaf: Option<&Tensor<4>>, record: bool) -> (Tensor<3>, Option<Tensor<4>>) {
+        let (a, probs) = self.attn.forward(self.ln_1.forward(x.clone()), mask, leaf, record);
+        let x = x + a;
+        let y = self.c_proj.forward3(quick_gelu(self.c_fc.forward3(self.ln_2.forward(x.clone()))));
+        (x + y, probs)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Transformer {
+    pub blocks: Vec<ResidualBlock>,
+}
+
+impl Transformer {
+    pub fn load(src: &mut dyn WeightSource, prefix: &str, width: usize, layers: usize, heads: usize, device: &Device) -> Result<Self, LoadError> {
+        let blocks = (0..layers)
+            .map(|i| ResidualBlock::load(src, &format!("{prefix}.resblocks.{i}"), width, heads, device))
+            .collect::<Result<_, _>>()?;
+        Ok(Transformer { blocks })
+    }
+
+    pub fn forward(&self, mut x: Tensor<3>, mask: Option<&Tensor<2>>, probe: Probe<'_>) -> (Tensor<3>, Vec<Tensor<4>>) {
+        let mut recorded = Vec::new();
+        for (i, blk) in self.blocks.iter().enumerate() {
+            let (leaf, record) = match probe {
+                Probe::Off => (None, false),
+                Probe::Record => (None, true),
+                Probe::RecordWithLeaves(leaves) => (Some(&leaves[i]), true),
+            };
+            let (y, probs) = blk.forward(x, mask, leaf, record);
+            x = y;
+            recorded.extend(probs);
+        }
+        (x, recorded)
+    }
+}
+
+/// Additive causal mask `[L, L]`: −inf strictly above the diagonal, as CLIP's `build_attention_mask`.
+pub fn causal_mask(len: usize, device: &Device) -> Tensor<2> {
+    let mut m = vec![0.0f32; len * len];
+    for i in 0..len {
+        for j in (i + 1)..len {
+            m[i * len + j] = f32::NEG_INFINITY;
+        }
+    }
+    tensor(m, [len, len], device)
+}

@@ -1,0 +1,121 @@
+//! The CLIP model: two towers and the logit scale.
+
+pub mod layers;
+pub mod resnet;
+pub mod text;
+pub mod vit;
+
+use std::path::Path;
+
+use burn::tensor::{Device, Tensor};
+use rand::{Rng, SeedableRng};
+
+use crate::config::{infer_config, ClipConfig, VisionConfig};
+use crate::weights::{LoadError, WeightMap};
+pub use layers::{Probe, WeightSource};
+pub use text::{TextOutput, TextTower};
+
+#[derive(Debug, Clone)]
+pub enum ImageTower {
+    Vit(vit::VitTower),
+    ResNet(resnet::ResNetTower),
+}
+
+#[derive(Debug, Clone)]
+pub struct Clip {
+    pub config: ClipConfig,
+    pub text: TextTower,
+    pub visual: ImageTower,
+    /// ln of the softmax temperature's inverse, as stored (`logit_scale`).
+    pub logit_scale: f32,
+}
+
+impl Clip {
+    /// Build from any weight source whose tensors have the sizes `config` implies.
+    pub fn from_source(src: &mut dyn WeightSource, config: &ClipConfig, device: &Device) -> Result<Clip, LoadError> {
+        let e = config.embed_dim;
+        let visual = match &config.vision {
+            VisionConfig::Vit { width, layers, heads, patch_size, image_resolution } => ImageTower::Vit(vit::VitTower::load(
+                src,
+                *width,
+                *layers,
+                *heads,
+                *patch_size,
+                *image_resolution,
+                e,
+                device,
+            )?),
+            VisionConfig::ResNet { width, layers, heads, image_resolution } => {
+                ImageTower::ResNet(resnet::ResNetTower::load(src, *width, *layers, *heads, *image_resolution, e, device)?)
+            }
+        };
+        let text = TextTower::load(src, &config.text, e, device)?;
+        let logit_scale = src.take("logit_scale", &[])?[0];
+        Ok(Clip { config: config.clone(), text, visual, logit_scale })
+    }
+
+    /// Load a checkpoint (HF directory or OpenAI-naming `.safetensors`). With `expected`, its
+    /// shapes must match that architecture; otherwise the architecture is read from the shapes.
+    pub fn load(path: &Path, expected: Option<&ClipConfig>, device: &Device) -> Result<Clip, LoadError> {
+        let mut w = WeightMap::open(path)?;
+        let config = match expected {
+            Some(c) => c.clone(),
+            None => infer_config(&w)?,
+        };
+        let clip = Clip::from_source(&mut w, &config, device)?;
+        w.finish()?;
+        Ok(clip)
+    }
+
+    /// Seeded random weights of the given architecture (benchmarks; the sizes are real).
+    pub fn random(config: &ClipConfig, seed: u64, device: &Device) -> Clip {
+        let mut src = RandomWeights { rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed) };
+        Clip::from_source(&mut src, config, device).expect("random weights always have the requested shapes")
+    }
+
+    pub fn encode_image(&self, images: Tensor<4>) -> Tensor<2> {
+        match &self.visual {
+            ImageTower::Vit(v) => v.forward(images),
+            ImageTower::ResNet(r) => r.forward(images),
+        }
+    }
+
+    pub fn encode_text(&self, ids: &[Vec<u32>], eot: &[usize]) -> Tensor<2> {
+        self.text.encode_ids(ids, eot)
+    }
+
+    /// `exp(logit_scale)` in float32, as the reference computes it.
+    pub fn logit_scale_exp(&self) -> f32 {
+        self.logit_scale.exp()
+    }
+}
+
+/// Rows scaled to unit L2 norm.
+pub fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
+    let n = x.clone().powi_scalar(2).sum_dim(1).sqrt();
+    x / n
+}
+
+struct RandomWeights {
+    rng: rand_chacha::ChaCha8Rng,
+}
+
+impl WeightSource for RandomWeights {
+    fn take(&mut self, key: &str, shape: &[usize]) -> Result<Vec<f32>, LoadError> {
+        let n: usize = shape.iter().product();
+        if key == "logit_scale" {
+            return Ok(vec![(100.0f32).ln()]);
+        }
+        let is_norm_scale = key.ends_with("running_var")
+            || ((key.contains("ln_") || key.contains("bn") || key.contains("downsample.1")) && key.ends_with(".weight"));
+        if is_norm_scale {
+            return Ok(vec![1.0; n]);
+        }
+        if key.ends_with("running_mean") || key.ends_with(".bias") {
+            return Ok(vec![0.0; n]);
+        }
+        let fan_in: usize = shape.iter().skip(1).product::<usize>().max(1);
+        let std = if shape.len() >= 2 && !key.contains("embedding") { (1.0 / fan_in as f32).sqrt() } else { 0.02 };
+        Ok((0..n).map(|_| (self.rng.random::<f32>() * 2.0 - 1.0) * std * 1.732).collect())
+    }
+}

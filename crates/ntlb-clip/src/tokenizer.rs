@@ -1,0 +1,92 @@
+//! CLIP's BPE tokenizer: `tokenizer.json` through the `tokenizers` crate, after the reference's
+//! text clean-up ([`crate::text_clean`]); `<|startoftext|>` ids `<|endoftext|>`, zero-padded.
+
+use std::path::{Path, PathBuf};
+
+use crate::text_clean::clean_text;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenizeError {
+    #[error("{path}: cannot load tokenizer: {msg}")]
+    Load { path: PathBuf, msg: String },
+    #[error("text has {n} tokens with start/end markers, more than the context length {max}: {text:?} (ask for truncation to cut it)")]
+    TooLong { text: String, n: usize, max: usize },
+    #[error("tokenizer failed on {text:?}: {msg}")]
+    Encode { text: String, msg: String },
+}
+
+pub struct ClipTokenizer {
+    inner: tokenizers::Tokenizer,
+    pub sot: u32,
+    pub eot: u32,
+    pub context_length: usize,
+}
+
+/// One tokenized text: ids padded with 0 to the context length.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tokens {
+    pub ids: Vec<u32>,
+    /// Index of the first `<|endoftext|>` (where CLIP pools).
+    pub eot: usize,
+}
+
+impl ClipTokenizer {
+    pub fn from_file(path: &Path) -> Result<Self, TokenizeError> {
+        let mut inner = tokenizers::Tokenizer::from_file(path)
+            .map_err(|e| TokenizeError::Load { path: path.into(), msg: e.to_string() })?;
+        // Hugging Face's CLIP tokenizer.json pads to 77 itself; padding and truncation are done
+        // here, the reference's way.
+        inner.with_padding(None);
+        inner
+            .with_truncation(None)
+            .map_err(|e| TokenizeError::Load { path: path.into(), msg: e.to_string() })?;
+        let id = |t: &str| {
+            inner.token_to_id(t).ok_or_else(|| TokenizeError::Load { path: path.into(), msg: format!("no `{t}` token in the vocabulary") })
+        };
+        let (sot, eot) = (id("<|startoftext|>")?, id("<|endoftext|>")?);
+        Ok(ClipTokenizer { inner, sot, eot, context_length: 77 })
+    }
+
+    /// Find `tokenizer.json` for a checkpoint: inside an HF directory or beside a `.safetensors`.
+    pub fn beside(model: &Path) -> Option<PathBuf> {
+        let dir = if model.is_dir() { model.to_path_buf() } else { model.parent()?.to_path_buf() };
+        [dir.join("tokenizer.json"), dir.join("hf").join("tokenizer.json")].into_iter().find(|p| p.exists())
+    }
+
+    /// BPE ids of a text without start/end markers (`SimpleTokenizer.encode`).
+    pub fn encode_plain(&self, text: &str) -> Result<Vec<u32>, TokenizeError> {
+        let cleaned = clean_text(text);
+        let enc = self
+            .inner
+            .encode(cleaned.as_str(), false)
+            .map_err(|e| TokenizeError::Encode { text: text.into(), msg: e.to_string() })?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// `clip.tokenize(text, truncate)`: an error past the context unless `truncate`, which keeps
+    /// the first tokens and puts `<|endoftext|>` last, as the reference does.
+    pub fn tokenize(&self, text: &str, truncate: bool) -> Result<Tokens, TokenizeError> {
+        let mut ids = Vec::with_capacity(self.context_length);
+        ids.push(self.sot);
+        ids.extend(self.encode_plain(text)?);
+        ids.push(self.eot);
+        if ids.len() > self.context_length {
+            if !truncate {
+                return Err(TokenizeError::TooLong { text: text.into(), n: ids.len(), max: self.context_length });
+            }
+            ids.truncate(self.context_length);
+            *ids.last_mut().expect("non-empty") = self.eot;
+        }
+        let eot = ids.iter().position(|&t| t == self.eot).expect("eot pushed");
+        ids.resize(self.context_length, 0);
+        Ok(Tokens { ids, eot })
+    }
+
+    pub fn tokenize_all(&self, texts: &[String], truncate: bool) -> Result<Vec<Tokens>, TokenizeError> {
+        texts.iter().map(|t| self.tokenize(t, truncate)).collect()
+    }
+
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+}

@@ -1,0 +1,313 @@
+//! Checkpoint reading: both supported layouts are turned into one canonical naming, the
+//! OpenAI state-dict names with the fused attention projection split into q/k/v.
+//!
+//! Hugging Face `CLIPModel` -> canonical (OpenAI) remap table:
+//!
+//! | Hugging Face key                                              | canonical key                                     |
+//! |---------------------------------------------------------------|---------------------------------------------------|
+//! | `text_model.embeddings.token_embedding.weight`                | `token_embedding.weight`                          |
+//! | `text_model.embeddings.position_embedding.weight`             | `positional_embedding`                            |
+//! | `text_model.encoder.layers.{i}.layer_norm1.*`                 | `transformer.resblocks.{i}.ln_1.*`                |
+//! | `text_model.encoder.layers.{i}.self_attn.{q,k,v}_proj.*`      | `transformer.resblocks.{i}.attn.{q,k,v}_proj.*`   |
+//! | `text_model.encoder.layers.{i}.self_attn.out_proj.*`          | `transformer.resblocks.{i}.attn.out_proj.*`       |
+//! | `text_model.encoder.layers.{i}.layer_norm2.*`                 | `transformer.resblocks.{i}.ln_2.*`                |
+//! | `text_model.encoder.layers.{i}.mlp.fc1.*` / `fc2.*`           | `transformer.resblocks.{i}.mlp.c_fc.*` / `c_proj.*` |
+//! | `text_model.final_layer_norm.*`                               | `ln_final.*`                                      |
+//! | `text_projection.weight` `[E, W]`                             | `text_projection` `[W, E]` (transposed)           |
+//! | `vision_model.embeddings.class_embedding`                     | `visual.class_embedding`                          |
+//! | `vision_model.embeddings.patch_embedding.weight`              | `visual.conv1.weight`                             |
+//! | `vision_model.embeddings.position_embedding.weight`           | `visual.positional_embedding`                     |
+//! | `vision_model.pre_layrnorm.*` (sic)                           | `visual.ln_pre.*`                                 |
+//! | `vision_model.encoder.layers.{i}.*` (as for text)             | `visual.transformer.resblocks.{i}.*`              |
+//! | `vision_model.post_layernorm.*`                               | `visual.ln_post.*`                                |
+//! | `visual_projection.weight` `[E, Wv]`                          | `visual.proj` `[Wv, E]` (transposed)              |
+//! | `logit_scale`                                                 | `logit_scale`                                     |
+//! | `text_model.embeddings.position_ids`, `vision_model.embeddings.position_ids` | ignored (index buffers)    |
+//!
+//! OpenAI / open_clip files: `*.attn.in_proj_weight` `[3W, W]` and `in_proj_bias` `[3W]` are split
+//! row-wise into `attn.q_proj`, `attn.k_proj`, `attn.v_proj` (torch's MultiheadAttention order);
+//! the integer entries `input_resolution`, `context_length`, `vocab_size` of the TorchScript state
+//! dict and BatchNorm's `num_batches_tracked` are ignored, as `build_model` does.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use safetensors::{Dtype, SafeTensors};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{path}: cannot read checkpoint: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: not a valid safetensors file: {msg}")]
+    Format { path: PathBuf, msg: String },
+    #[error("{path}: tensor `{key}` has dtype {dtype}, expected a floating-point tensor")]
+    Dtype { path: PathBuf, key: String, dtype: String },
+    #[error("{path}: missing tensor `{key}` (model expects shape {expected:?})")]
+    Missing { path: PathBuf, key: String, expected: Vec<usize> },
+    #[error("{path}: tensor `{key}` has shape {found:?}, model expects {expected:?}")]
+    Shape { path: PathBuf, key: String, found: Vec<usize>, expected: Vec<usize> },
+    #[error("{path}: unexpected tensor(s) the model does not use: {}", keys.join(", "))]
+    Unexpected { path: PathBuf, keys: Vec<String> },
+    #[error("{path}: {msg}")]
+    Layout { path: PathBuf, msg: String },
+}
+
+/// Which naming a checkpoint file uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Layout {
+    /// OpenAI / open_clip state-dict names in a `.safetensors` file.
+    OpenAi,
+    /// Hugging Face `CLIPModel` (`model.safetensors` beside `config.json`).
+    HuggingFace,
+}
+
+#[derive(Debug, Clone)]
+pub struct WeightEntry {
+    /// Key in the file (with a row range for split fused tensors), for error messages.
+    pub source_key: String,
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// Canonically named float32 tensors read from one checkpoint, handed out once each.
+pub struct WeightMap {
+    pub path: PathBuf,
+    pub layout: Layout,
+    entries: BTreeMap<String, WeightEntry>,
+    taken: BTreeSet<String>,
+}
+
+fn to_f32(path: &Path, key: &str, view: &safetensors::tensor::TensorView<'_>) -> Result<Vec<f32>, LoadError> {
+    let bytes = view.data();
+    Ok(match view.dtype() {
+        Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        Dtype::F16 => bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        Dtype::BF16 => bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        Dtype::F64 => bytes
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().expect("8-byte chunk")) as f32)
+            .collect(),
+        other => {
+            return Err(LoadError::Dtype { path: path.into(), key: key.into(), dtype: format!("{other:?}") });
+        }
+    })
+}
+
+fn transpose2(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; data.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = data[r * cols + c];
+        }
+    }
+    out
+}
+
+/// The canonical name of a Hugging Face key (table in the module docs); `None` = ignored key,
+/// `Err` = a key no CLIP checkpoint has.
+fn hf_to_canonical(key: &str) -> Result<Option<(String, bool)>, ()> {
+    if key.ends_with("position_ids") {
+        return Ok(None);
+    }
+    let fixed = [
+        ("text_model.embeddings.token_embedding.weight", "token_embedding.weight", false),
+        ("text_model.embeddings.position_embedding.weight", "positional_embedding", false),
+        ("text_model.final_layer_norm.weight", "ln_final.weight", false),
+        ("text_model.final_layer_norm.bias", "ln_final.bias", false),
+        ("text_projection.weight", "text_projection", true),
+        ("vision_model.embeddings.class_embedding", "visual.class_embedding", false),
+        ("vision_model.embeddings.patch_embedding.weight", "visual.conv1.weight", false),
+        ("vision_model.embeddings.position_embedding.weight", "visual.positional_embedding", false),
+        ("vision_model.pre_layrnorm.weight", "visual.ln_pre.weight", false),
+        ("vision_model.pre_layrnorm.bias", "visual.ln_pre.bias", false),
+        ("vision_model.post_layernorm.weight", "visual.ln_post.weight", false),
+        ("vision_model.post_layernorm.bias", "visual.ln_post.bias", false),
+        ("visual_projection.weight", "visual.proj", true),
+        ("logit_scale", "logit_scale", false),
+    ];
+    if let Some((_, c, t)) = fixed.iter().find(|(k, _, _)| *k == key) {
+        return Ok(Some((c.to_string(), *t)));
+    }
+    let (prefix, rest) = if let Some(rest) = key.strip_prefix("text_model.encoder.layers.") {
+        ("transformer.resblocks.", rest)
+    } else if let Some(rest) = key.strip_prefix("vision_model.encoder.layers.") {
+        ("visual.transformer.resblocks.", rest)
+    } else {
+        return Err(());
+    };
+    let (idx, tail) = rest.split_once('.').ok_or(())?;
+    idx.parse::<usize>().map_err(|_| ())?;
+    let tail = [
+        ("layer_norm1.", "ln_1."),
+        ("layer_norm2.", "ln_2."),
+        ("self_attn.q_proj.", "attn.q_proj."),
+        ("self_attn.k_proj.", "attn.k_proj."),
+        ("self_attn.v_proj.", "attn.v_proj."),
+        ("self_attn.out_proj.", "attn.out_proj."),
+        ("mlp.fc1.", "mlp.c_fc."),
+        ("mlp.fc2.", "mlp.c_proj."),
+    ]
+    .iter()
+    .find_map(|(from, to)| tail.strip_prefix(from).map(|t| format!("{to}{t}")))
+    .ok_or(())?;
+    Ok(Some((format!("{prefix}{idx}.{tail}"), false)))
+}
+
+/// Integer metadata or BatchNorm counters that OpenAI's `build_model` drops.
+fn openai_ignored(key: &str) -> bool {
+    matches!(key, "input_resolution" | "context_length" | "vocab_size") || key.ends_with("num_batches_tracked")
+}
+
+impl WeightMap {
+    /// Open a checkpoint: a Hugging Face directory (or its `model.safetensors`) or an
+    /// OpenAI-naming `.safetensors` file. The layout is recognised from the key names.
+    pub fn open(path: &Path) -> Result<WeightMap, LoadError> {
+        let file = if path.is_dir() { path.join("model.safetensors") } else { path.to_path_buf() };
+        let bytes = std::fs::read(&file).map_err(|source| LoadError::Io { path: file.clone(), source })?;
+        let st = SafeTensors::deserialize(&bytes)
+            .map_err(|e| LoadError::Format { path: file.clone(), msg: e.to_string() })?;
+        let names: Vec<String> = st.names().into_iter().map(|s| s.to_string()).collect();
+        let layout = if names.iter().any(|n| n.starts_with("text_model.")) {
+            Layout::HuggingFace
+        } else if names.iter().any(|n| n == "token_embedding.weight") {
+            Layout::OpenAi
+        } else {
+            return Err(LoadError::Layout {
+                path: file,
+                msg: "neither an OpenAI/open_clip CLIP state dict (no `token_embedding.weight`) nor a Hugging Face CLIPModel (no `text_model.*` keys)".into(),
+            });
+        };
+        let mut entries = BTreeMap::new();
+        let mut unknown = Vec::new();
+        for name in &names {
+            let view = st.tensor(name).map_err(|e| LoadError::Format { path: file.clone(), msg: e.to_string() })?;
+            let shape = view.shape().to_vec();
+            match layout {
+                Layout::HuggingFace => match hf_to_canonical(name) {
+                    Ok(None) => {}
+                    Err(()) => unknown.push(name.clone()),
+                    Ok(Some((canon, transpose))) => {
+                        let mut data = to_f32(&file, name, &view)?;
+                        let mut shape = shape;
+                        if transpose {
+                            if shape.len() != 2 {
+                                return Err(LoadError::Shape {
+                                    path: file,
+                                    key: name.clone(),
+                                    found: shape,
+                                    expected: vec![0, 0],
+                                });
+                            }
+                            data = transpose2(&data, shape[0], shape[1]);
+                            shape = vec![shape[1], shape[0]];
+                        }
+                        entries.insert(canon, WeightEntry { source_key: name.clone(), shape, data });
+                    }
+                },
+                Layout::OpenAi => {
+                    if openai_ignored(name) {
+                        continue;
+                    }
+                    let data = to_f32(&file, name, &view)?;
+                    if let Some(base) = name.strip_suffix("attn.in_proj_weight").or_else(|| name.strip_suffix("attn.in_proj_bias")) {
+                        let is_weight = name.ends_with("weight");
+                        if shape.is_empty() || shape[0] % 3 != 0 {
+                            return Err(LoadError::Layout {
+                                path: file,
+                                msg: format!(
+                                    "tensor `{name}` has shape {shape:?}: a fused attention projection needs a first dimension divisible by 3"
+                                ),
+                            });
+                        }
+                        let rows = shape[0] / 3;
+                        let row_len: usize = shape[1..].iter().product();
+                        for (i, part) in ["q_proj", "k_proj", "v_proj"].iter().enumerate() {
+                            let mut part_shape = shape.clone();
+                            part_shape[0] = rows;
+                            let canon = format!("{base}attn.{part}.{}", if is_weight { "weight" } else { "bias" });
+                            entries.insert(
+                                canon,
+                                WeightEntry {
+                                    source_key: format!("{name} (rows {}..{} of {:?})", i * rows, (i + 1) * rows, shape),
+                                    shape: part_shape,
+                                    data: data[i * rows * row_len..(i + 1) * rows * row_len].to_vec(),
+                                },
+                            );
+                        }
+                    } else {
+                        entries.insert(name.clone(), WeightEntry { source_key: name.clone(), shape, data });
+                    }
+                }
+            }
+        }
+        if !unknown.is_empty() {
+            return Err(LoadError::Unexpected { path: file, keys: unknown });
+        }
+        Ok(WeightMap { path: file, layout, entries, taken: BTreeSet::new() })
+    }
+
+    pub fn shape(&self, key: &str) -> Option<&[usize]> {
+        self.entries.get(key).map(|e| e.shape.as_slice())
+    }
+
+    pub fn contains(&self, key: &str) -> bool {
+        self.entries.contains_key(key)
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(|s| s.as_str())
+    }
+
+    /// Hand out one tensor, checking its shape; each key can be taken once.
+    pub fn take(&mut self, key: &str, expected: &[usize]) -> Result<Vec<f32>, LoadError> {
+        let Some(entry) = self.entries.get(key) else {
+            return Err(LoadError::Missing { path: self.path.clone(), key: self.source_name(key), expected: expected.to_vec() });
+        };
+        // A scalar stored as [1] is the same value as a 0-d tensor.
+        let same = entry.shape == expected
+            || (entry.shape.iter().product::<usize>() == 1 && expected.iter().product::<usize>() == 1 && expected.len() <= 1 && entry.shape.len() <= 1);
+        if !same {
+            return Err(LoadError::Shape {
+                path: self.path.clone(),
+                key: entry.source_key.clone(),
+                found: entry.shape.clone(),
+                expected: expected.to_vec(),
+            });
+        }
+        self.taken.insert(key.to_string());
+        Ok(self.entries.get(key).expect("checked above").data.clone())
+    }
+
+    /// The name a missing canonical key would have in this file's layout.
+    fn source_name(&self, key: &str) -> String {
+        match self.layout {
+            Layout::OpenAi => {
+                for part in ["q_proj", "k_proj", "v_proj"] {
+                    for wb in ["weight", "bias"] {
+                        if let Some(base) = key.strip_suffix(&format!("attn.{part}.{wb}")) {
+                            return format!("{base}attn.in_proj_{wb} ({part} part)");
+                        }
+                    }
+                }
+                key.to_string()
+            }
+            Layout::HuggingFace => format!("{key} (canonical name; see the Hugging Face remap table)"),
+        }
+    }
+
+    /// Refuse a checkpoint that holds tensors the model did not use.
+    pub fn finish(self) -> Result<(), LoadError> {
+        let mut left: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|(k, _)| !self.taken.contains(*k))
+            .map(|(_, e)| e.source_key.clone())
+            .collect();
+        left.dedup();
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(LoadError::Unexpected { path: self.path, keys: left })
+        }
+    }
+}
