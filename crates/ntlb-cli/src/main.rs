@@ -1,1 +1,63 @@
-fn main() {}
+//! `ntlb`: CLIP explainability-aided prompt learning, benchmarked.
+
+mod bench;
+mod parity;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "ntlb", version, about = "No Token Left Behind: CLIP prompt learning with an explainability loss, reproduced and benchmarked")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Recompute a golden case from its inputs and compare with its expected outputs.
+    Parity(parity::ParityArgs),
+    /// Speed benchmarks (random weights, real sizes).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+    /// Tokenize texts the way CLIP does and print ids.
+    Tokenize(TokenizeArgs),
+}
+
+#[derive(clap::Args)]
+struct TokenizeArgs {
+    /// tokenizer.json (CLIP BPE).
+    #[arg(long)]
+    tokenizer: std::path::PathBuf,
+    /// Cut texts longer than the context (end-of-text kept last) instead of failing.
+    #[arg(long)]
+    truncate: bool,
+    /// Texts to tokenize.
+    #[arg(required = true)]
+    texts: Vec<String>,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Parity(a) => parity::run(a),
+        Command::Bench(b) => bench::run(b),
+        Command::Tokenize(a) => tokenize(a),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn tokenize(a: TokenizeArgs) -> anyhow::Result<i32> {
+    let tok = ntlb_clip::tokenizer::ClipTokenizer::from_file(&a.tokenizer)?;
+    for t in &a.texts {
+        let tk = tok.tokenize(t, a.truncate)?;
+        let pieces: Vec<String> = tk.ids[..=tk.eot].iter().map(|&i| tok.id_to_token(i).unwrap_or_default()).collect();
+        println!("{}", serde_json::json!({"text": t, "ids": &tk.ids[..=tk.eot], "eot": tk.eot, "pieces": pieces}));
+    }
+    Ok(0)
+}

@@ -4,7 +4,9 @@
 //! text -> [`tokenizer::ClipTokenizer`] -> ids; image files -> [`preprocess`] -> tensors.
 
 pub mod config;
+pub mod device;
 pub mod golden;
+pub mod io;
 pub mod parity;
 pub mod model;
 pub mod preprocess;

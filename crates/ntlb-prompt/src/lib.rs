@@ -1,0 +1,3 @@
+//! CoOp prompt learning with the NTLB explainability loss.
+
+pub mod parity;
