@@ -40,7 +40,7 @@ pub fn run(a: ParityArgs) -> Result<i32> {
     let clip = Clip::load(&a.model, None, &device)?;
     // The computation sees the case without its outputs, except the variants' settings.
     let inputs_only = strip_outputs(&case);
-    let ours: Map<String, Value> = match compute_clip_case(&inputs_only, &clip, &tok, &device)? {
+    let ours: Map<String, Value> = match compute_clip_case(&inputs_only, &clip, Some(&tok), &device)? {
         Some(o) => o,
         None => match ntlb_prompt::parity::compute_coop_case(&inputs_only, &clip, &tok, &device)? {
             Some(o) => o,
