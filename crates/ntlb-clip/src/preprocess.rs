@@ -32,7 +32,7 @@ pub struct Raster {
 }
 
 /// How Pillow would treat the decoded image.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Kind {
     /// L, RGB: plain bicubic.
     Plain,
@@ -40,6 +40,11 @@ pub enum Kind {
     Alpha,
     /// P and 1-bit: NEAREST.
     Nearest,
+    /// 16-bit gray (`I;16`): resized in 16 bits, then clipped at 255 by the conversion to RGB
+    /// (the raster's `data` is empty; the samples are here).
+    Gray16(Vec<u16>),
+    /// CMYK JPEG: bicubic on the four ink channels, Pillow's `cmyk2rgb` after the crop.
+    Cmyk,
 }
 
 const PRECISION_BITS: u32 = 32 - 8 - 2;
@@ -56,14 +61,14 @@ fn bicubic(x: f64) -> f64 {
     }
 }
 
-/// Pillow's `precompute_coeffs` + `normalize_coeffs_8bpc` for the whole input range.
-fn coefficients(in_size: usize, out_size: usize) -> (Vec<(usize, usize)>, Vec<i32>, usize) {
+/// Pillow's `precompute_coeffs` for the whole input range: bounds and normalised weights.
+fn coefficients_f64(in_size: usize, out_size: usize) -> (Vec<(usize, usize)>, Vec<f64>, usize) {
     let scale = in_size as f64 / out_size as f64;
     let filterscale = scale.max(1.0);
     let support = 2.0 * filterscale;
     let ksize = support.ceil() as usize * 2 + 1;
     let mut bounds = Vec::with_capacity(out_size);
-    let mut kk = vec![0i32; out_size * ksize];
+    let mut kk = vec![0f64; out_size * ksize];
     for xx in 0..out_size {
         let center = (xx as f64 + 0.5) * scale;
         let ss = 1.0 / filterscale;
@@ -74,13 +79,49 @@ fn coefficients(in_size: usize, out_size: usize) -> (Vec<(usize, usize)>, Vec<i3
         if ww != 0.0 {
             k.iter_mut().for_each(|w| *w /= ww);
         }
-        for (x, w) in k.iter().enumerate() {
-            let v = w * (1u32 << PRECISION_BITS) as f64;
-            kk[xx * ksize + x] = if *w < 0.0 { (-0.5 + v) as i32 } else { (0.5 + v) as i32 };
-        }
+        kk[xx * ksize..xx * ksize + xmax].copy_from_slice(&k);
         bounds.push((xmin, xmax));
     }
     (bounds, kk, ksize)
+}
+
+/// The same weights in Pillow's 8-bit fixed point (`normalize_coeffs_8bpc`).
+fn coefficients(in_size: usize, out_size: usize) -> (Vec<(usize, usize)>, Vec<i32>, usize) {
+    let (bounds, kk, ksize) = coefficients_f64(in_size, out_size);
+    let scale = (1u32 << PRECISION_BITS) as f64;
+    let kk = kk.iter().map(|&w| if w < 0.0 { (-0.5 + w * scale) as i32 } else { (0.5 + w * scale) as i32 }).collect();
+    (bounds, kk, ksize)
+}
+
+/// Pillow's `I;16` resize (`ImagingResample*_16bpc`): float weights, round half up, clamp.
+fn resize_bicubic_u16(data: &[u16], w: usize, h: usize, out_w: usize, out_h: usize) -> Vec<u16> {
+    let round = |v: f64| -> u16 { (v + 0.5).floor().clamp(0.0, 65535.0) as u16 };
+    let mut cur = data.to_vec();
+    let mut cw = w;
+    if out_w != w {
+        let (bounds, kk, ksize) = coefficients_f64(w, out_w);
+        let mut next = vec![0u16; out_w * h];
+        for y in 0..h {
+            for (xx, &(xmin, xmax)) in bounds.iter().enumerate() {
+                let ss: f64 = (0..xmax).map(|x| cur[y * cw + xmin + x] as f64 * kk[xx * ksize + x]).sum();
+                next[y * out_w + xx] = round(ss);
+            }
+        }
+        cur = next;
+        cw = out_w;
+    }
+    if out_h != h {
+        let (bounds, kk, ksize) = coefficients_f64(h, out_h);
+        let mut next = vec![0u16; cw * out_h];
+        for (yy, &(ymin, ymax)) in bounds.iter().enumerate() {
+            for x in 0..cw {
+                let ss: f64 = (0..ymax).map(|y| cur[(ymin + y) * cw + x] as f64 * kk[yy * ksize + y]).sum();
+                next[yy * cw + x] = round(ss);
+            }
+        }
+        cur = next;
+    }
+    cur
 }
 
 fn clip8(v: i32) -> u8 {
@@ -142,15 +183,26 @@ pub fn resize_bicubic(img: &Raster, out_w: usize, out_h: usize) -> Raster {
     cur
 }
 
-/// Pillow's NEAREST resize: source pixel `floor((x + 0.5) * in / out)`.
+/// Pillow's NEAREST resize (`ImagingScaleAffine`): source positions accumulated in double
+/// precision from `scale / 2` in steps of `scale`, then truncated, as Pillow does; the
+/// accumulation's rounding decides exact ties, so it is reproduced rather than `(x + 0.5) * scale`.
 pub fn resize_nearest(img: &Raster, out_w: usize, out_h: usize) -> Raster {
     let c = img.channels;
-    let (sx, sy) = (img.width as f64 / out_w as f64, img.height as f64 / out_h as f64);
+    let positions = |n_in: usize, n_out: usize| -> Vec<usize> {
+        let a = n_in as f64 / n_out as f64;
+        let mut o = a * 0.5;
+        (0..n_out)
+            .map(|_| {
+                let p = (o as usize).min(n_in - 1);
+                o += a;
+                p
+            })
+            .collect()
+    };
+    let (xs, ys) = (positions(img.width, out_w), positions(img.height, out_h));
     let mut data = Vec::with_capacity(out_w * out_h * c);
-    for y in 0..out_h {
-        let yi = (((y as f64 + 0.5) * sy) as usize).min(img.height - 1);
-        for x in 0..out_w {
-            let xi = (((x as f64 + 0.5) * sx) as usize).min(img.width - 1);
+    for &yi in &ys {
+        for &xi in &xs {
             let p = (yi * img.width + xi) * c;
             data.extend_from_slice(&img.data[p..p + c]);
         }
@@ -225,6 +277,11 @@ fn to_raster(img: DynamicImage, png_header: Option<(u8, u8)>) -> (Raster, Kind) 
     // PNG colour type 3 = palette; bit depth 1 with colour type 0 = Pillow mode "1".
     let nearest = matches!(png_header, Some((_, 3)) | Some((1, 0)));
     let (channels, data) = match img {
+        // Gray PNGs of 1, 2 or 4 bits: Pillow's unpackers stretch the levels to 0..255.
+        DynamicImage::ImageLuma8(b) if matches!(png_header, Some((d, 0)) if d < 8) => {
+            let max = (1u32 << png_header.expect("checked").0) - 1;
+            (1, b.into_raw().iter().map(|&v| if v as u32 <= max { (v as u32 * 255 / max) as u8 } else { v }).collect())
+        }
         DynamicImage::ImageLuma8(b) => (1, b.into_raw()),
         DynamicImage::ImageLumaA8(b) => (2, b.into_raw()),
         DynamicImage::ImageRgb8(b) => (3, b.into_raw()),
@@ -233,8 +290,6 @@ fn to_raster(img: DynamicImage, png_header: Option<(u8, u8)>) -> (Raster, Kind) 
         DynamicImage::ImageLumaA16(b) => (2, b.into_raw().iter().map(|v| (v >> 8) as u8).collect()),
         DynamicImage::ImageRgb16(b) => (3, b.into_raw().iter().map(|v| (v >> 8) as u8).collect()),
         DynamicImage::ImageRgba16(b) => (4, b.into_raw().iter().map(|v| (v >> 8) as u8).collect()),
-        // 16-bit grayscale: Pillow opens it as `I;16` and converting that to 8 bits clips at 255.
-        DynamicImage::ImageLuma16(b) => (1, b.into_raw().iter().map(|&v| v.min(255) as u8).collect()),
         other => (3, other.to_rgb8().into_raw()),
     };
     let kind = if nearest {
@@ -262,23 +317,69 @@ fn decode_bytes(bytes: &[u8]) -> Result<(Raster, Kind), String> {
     if reader.format().is_none() {
         return Err("unknown image format (expected JPEG or PNG)".into());
     }
+    if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_has_end(bytes) {
+        // zune-jpeg fills a cut-off scan with grey; Pillow refuses it ("image file is truncated").
+        return Err("JPEG data is truncated (no end-of-image marker after the scan)".into());
+    }
+    if reader.format() == Some(image::ImageFormat::Jpeg) {
+        if let Some(cmyk) = decode_cmyk_jpeg(bytes)? {
+            return Ok((cmyk, Kind::Cmyk));
+        }
+    }
     let img = reader.decode().map_err(|e| e.to_string())?;
     if img.width() == 0 || img.height() == 0 {
         return Err("image has no pixels".into());
     }
+    if let DynamicImage::ImageLuma16(b) = img {
+        return Ok((Raster { width: b.width() as usize, height: b.height() as usize, channels: 1, data: Vec::new() }, Kind::Gray16(b.into_raw())));
+    }
     Ok(to_raster(img, png_header))
+}
+
+/// A four-component JPEG as Pillow reads it (mode CMYK; Adobe files store inverted inks, which
+/// Pillow's `CMYK;I` raw mode undoes); `None` for other JPEGs.
+fn decode_cmyk_jpeg(bytes: &[u8]) -> Result<Option<Raster>, String> {
+    use zune_core::bytestream::ZCursor;
+    use zune_core::colorspace::ColorSpace;
+    use zune_core::options::DecoderOptions;
+    let mut probe = zune_jpeg::JpegDecoder::new(ZCursor::new(bytes));
+    probe.decode_headers().map_err(|e| format!("{e:?}"))?;
+    if !matches!(probe.input_colorspace(), Some(ColorSpace::CMYK) | Some(ColorSpace::YCCK)) {
+        return Ok(None);
+    }
+    let opts = DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::CMYK);
+    let mut dec = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), opts);
+    let mut data = dec.decode().map_err(|e| format!("{e:?}"))?;
+    let info = dec.info().ok_or("JPEG without a frame header")?;
+    let adobe = bytes.windows(5).any(|w| w == b"Adobe");
+    if adobe {
+        data.iter_mut().for_each(|v| *v = 255 - *v);
+    }
+    Ok(Some(Raster { width: info.width as usize, height: info.height as usize, channels: 4, data }))
+}
+
+/// Whether a JPEG stream has an end-of-image marker after its last start-of-scan.
+fn jpeg_has_end(bytes: &[u8]) -> bool {
+    let last_sos = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+    match last_sos {
+        Some(s) => bytes[s..].windows(2).any(|w| w == [0xFF, 0xD9]),
+        None => false,
+    }
 }
 
 /// Resize + centre-crop to `n`, then `convert("RGB")`: the 8-bit picture CLIP sees.
 pub fn clip_rgb(raster: Raster, kind: Kind, n: usize) -> Raster {
     let (w, h) = (raster.width, raster.height);
     let (nw, nh) = resized_size(w, h, n);
-    let resized = if (nw, nh) == (w, h) {
+    let resized = if let Kind::Gray16(samples) = &kind {
+        let r = if (nw, nh) == (w, h) { samples.clone() } else { resize_bicubic_u16(samples, w, h, nw, nh) };
+        Raster { width: nw, height: nh, channels: 1, data: r.iter().map(|&v| v.min(255) as u8).collect() }
+    } else if (nw, nh) == (w, h) {
         raster
     } else {
         match kind {
             Kind::Nearest => resize_nearest(&raster, nw, nh),
-            Kind::Plain => resize_bicubic(&raster, nw, nh),
+            Kind::Plain | Kind::Cmyk | Kind::Gray16(_) => resize_bicubic(&raster, nw, nh),
             Kind::Alpha => {
                 let mut r = raster;
                 premultiply(&mut r);
@@ -295,8 +396,13 @@ pub fn clip_rgb(raster: Raster, kind: Kind, n: usize) -> Raster {
     let data = cropped
         .data
         .chunks_exact(c)
-        .flat_map(|px| match c {
-            1 | 2 => [px[0], px[0], px[0]],
+        .flat_map(|px| match (c, &kind) {
+            (1 | 2, _) => [px[0], px[0], px[0]],
+            (4, Kind::Cmyk) => {
+                // Pillow's cmyk2rgb: (255 - k) - c * (255 - k) / 255 per channel.
+                let nk = 255 - px[3] as u32;
+                [0, 1, 2].map(|i| (nk - muldiv255(px[i] as u32, nk) as u32) as u8)
+            }
             _ => [px[0], px[1], px[2]],
         })
         .collect();
