@@ -37,6 +37,8 @@ pub fn run(a: ParityArgs) -> Result<i32> {
         None => bail!("no tokenizer.json beside {}: pass --tokenizer", a.model.display()),
     };
     let tok = ClipTokenizer::from_file(&tok_path)?;
+    // Prompt-learning cases need gradients: their model lives on the autodiff device.
+    let device = if experiment.starts_with("coop") { device.autodiff() } else { device };
     let clip = Clip::load(&a.model, None, &device)?;
     // The computation sees the case without its outputs, except the variants' settings.
     let inputs_only = strip_outputs(&case);

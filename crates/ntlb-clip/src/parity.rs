@@ -126,31 +126,41 @@ fn numeric_leaves(v: &Value, out: &mut Vec<f64>) -> bool {
     }
 }
 
-/// Compare every field of `ours` that `expected` also has (recursing into `variants`-style
-/// objects); tensors and numbers by deviation, anything else by equality.
+/// Compare every field of `ours` that `expected` also has, recursing into objects (the coop
+/// cases' `variants`); tensors and numbers by deviation, anything else by equality.
 pub fn compare(experiment: &str, ours: &Map<String, Value>, expected: &Value, prefix: &str) -> Vec<FieldCheck> {
     let mut checks = Vec::new();
     for (k, v) in ours {
-        let Some(e) = expected.get(k) else { continue };
-        let name = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-        let (ov, ev) = (v.get("data").unwrap_or(v), e.get("data").unwrap_or(e));
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        if ov.is_object() && ev.is_object() && v.get("shape").is_none() {
-            if let Some(map) = ov.as_object() {
-                if map.values().all(|x| x.is_object()) {
-                    checks.extend(compare(experiment, map, ev, &name));
-                    continue;
-                }
-            }
+        if k == "description" {
+            continue;
         }
-        let deviation = if numeric_leaves(ov, &mut a) && numeric_leaves(ev, &mut b) && a.len() == b.len() {
-            deviation(&a, &b)
-        } else if ov == ev {
-            Deviation { max_abs: 0.0, rel: 0.0 }
-        } else {
-            Deviation { max_abs: f64::INFINITY, rel: f64::INFINITY }
-        };
-        checks.push(FieldCheck { tolerance: tolerance(experiment, k), field: name, deviation });
+        if let Some(e) = expected.get(k) {
+            let name = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            walk(experiment, k, v, e, &name, &mut checks);
+        }
     }
     checks
+}
+
+fn walk(experiment: &str, key: &str, ours: &Value, expected: &Value, name: &str, checks: &mut Vec<FieldCheck>) {
+    let is_tensor = ours.get("shape").is_some();
+    if !is_tensor {
+        if let Some(inner) = ours.get("data") {
+            return walk(experiment, key, inner, expected.get("data").unwrap_or(expected), name, checks);
+        }
+        if let Some(map) = ours.as_object() {
+            checks.extend(compare(experiment, map, expected, name));
+            return;
+        }
+    }
+    let (ov, ev) = (ours.get("data").unwrap_or(ours), expected.get("data").unwrap_or(expected));
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let deviation = if numeric_leaves(ov, &mut a) && numeric_leaves(ev, &mut b) && a.len() == b.len() {
+        deviation(&a, &b)
+    } else if ov == ev {
+        Deviation { max_abs: 0.0, rel: 0.0 }
+    } else {
+        Deviation { max_abs: f64::INFINITY, rel: f64::INFINITY }
+    };
+    checks.push(FieldCheck { tolerance: tolerance(experiment, key), field: name.to_string(), deviation });
 }

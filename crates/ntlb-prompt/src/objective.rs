@@ -1,0 +1,244 @@
+//! The training objective and its gradient with respect to the context:
+//! loss = w_ce·CE(logits, y) + λ·L_expl, with
+//! L_expl = −mean_b score(x_b, y_b) [+ Σ_{c≠y_b} score(x_b, c) / (B·C) when `also_minimize`],
+//! the reference's normalisation (over all B·C entries, not B·(C−1)).
+//!
+//! Classes are processed in chunks so that 1000 classes fit in bounded memory. The cross-entropy
+//! couples all classes through its softmax, so its gradient enters each chunk as the linear term
+//! Σ (∂CE/∂logits)·logits with ∂CE/∂logits = (softmax − onehot)/B computed beforehand from
+//! all logits: the chain rule, so the summed gradient is exact.
+
+use anyhow::{bail, Result};
+use burn::tensor::{Tensor, TensorData};
+use ntlb_clip::model::Probe;
+use ntlb_clip::parity::to_f32_vec;
+use ntlb_clip::{l2_normalize, Clip};
+use serde::{Deserialize, Serialize};
+
+use crate::prompt::PromptLayout;
+use crate::relevance::{attention_gradients, name_scores, relevance_rows};
+
+/// Loss settings; defaults are the reference's (`EXPL_WEIGHT` = 1, `ALSO_MINIMIZE` = true).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LossConfig {
+    /// λ, the weight of the explainability loss (0 = plain CoOp).
+    pub expl_weight: f64,
+    pub also_minimize: bool,
+    /// Weight of the cross-entropy (1; 0 isolates the explainability gradient).
+    pub ce_weight: f64,
+}
+
+impl Default for LossConfig {
+    fn default() -> Self {
+        LossConfig { expl_weight: 1.0, also_minimize: true, ce_weight: 1.0 }
+    }
+}
+
+/// What one step computed.
+#[derive(Debug, Clone)]
+pub struct StepResult {
+    pub batch: usize,
+    pub classes: usize,
+    /// `[B·C]` logits τ·cos.
+    pub logits: Vec<f32>,
+    /// `[B·C]` explainability scores (empty when neither λ ≠ 0 nor scores were asked for).
+    pub scores: Vec<f32>,
+    /// `[B·C]` position of each score's maximum.
+    pub score_positions: Vec<usize>,
+    /// `[B·C·77]` normalised relevance rows, zero past each end-of-text (when asked for).
+    pub relevance: Vec<f32>,
+    pub ce: f64,
+    pub expl: f64,
+    pub total: f64,
+    pub accuracy: f64,
+    /// ∂total/∂ctx, the shape of the context.
+    pub grad_ctx: Vec<f32>,
+}
+
+/// Options that change the work, not the result.
+#[derive(Debug, Clone, Copy)]
+pub struct StepOptions {
+    /// Classes per chunk (memory bound); classes are grouped by prompt length.
+    pub chunk: usize,
+    /// Compute the scores even when λ = 0 (evaluation, parity).
+    pub want_scores: bool,
+    /// Keep the full relevance rows (parity, `ntlb explain`).
+    pub want_rows: bool,
+    /// Compute ∂loss/∂ctx.
+    pub want_grad: bool,
+}
+
+impl Default for StepOptions {
+    fn default() -> Self {
+        StepOptions { chunk: 64, want_scores: false, want_rows: false, want_grad: true }
+    }
+}
+
+fn log_softmax_row(row: &[f32]) -> Vec<f64> {
+    let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let lse = m + row.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln();
+    row.iter().map(|&v| v as f64 - lse).collect()
+}
+
+/// Class indices grouped into chunks of similar prompt length (less padding per chunk).
+pub fn chunks_by_length(layout: &PromptLayout, chunk: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..layout.n_classes()).collect();
+    order.sort_by_key(|&c| (layout.eot[c], c));
+    order.chunks(chunk.max(1)).map(|c| c.to_vec()).collect()
+}
+
+/// One forward (and, if asked, backward) of the objective for a batch of images whose
+/// normalised features are `image_feats` `[B, E]`, on the device of `clip` (autodiff for
+/// gradients). `ctx` holds the context values.
+#[allow(clippy::too_many_arguments)]
+pub fn step(
+    clip: &Clip,
+    layout: &PromptLayout,
+    ctx: &[f32],
+    ctx_shape: [usize; 2],
+    image_feats: Tensor<2>,
+    labels: &[usize],
+    loss: &LossConfig,
+    opts: &StepOptions,
+) -> Result<StepResult> {
+    let device = image_feats.device();
+    let [b, _e] = image_feats.dims();
+    let c_total = layout.n_classes();
+    if labels.len() != b {
+        bail!("{} labels for {b} images", labels.len());
+    }
+    if let Some(&bad) = labels.iter().find(|&&y| y >= c_total) {
+        bail!("label {bad} is not one of the {c_total} classes");
+    }
+    let tau = clip.logit_scale_exp();
+    let chunks = chunks_by_length(layout, opts.chunk);
+    let need_scores = opts.want_scores || opts.want_rows || loss.expl_weight != 0.0;
+    let ctx_const = Tensor::<2>::from_data(TensorData::new(ctx.to_vec(), ctx_shape), &device);
+    let img = image_feats.detach();
+
+    // Phase A: all logits (no graph), the cross-entropy and its gradient w.r.t. the logits.
+    let mut logits = vec![0.0f32; b * c_total];
+    for chunk in &chunks {
+        let len = chunk.iter().map(|&c| layout.eot[c]).max().expect("non-empty chunk") + 1;
+        let eot: Vec<usize> = chunk.iter().map(|&c| layout.eot[c]).collect();
+        let prompts = layout.assemble(clip, ctx_const.clone(), chunk, len);
+        let t = l2_normalize(clip.text.encode_embeddings(prompts, &eot, Probe::Off).features.detach());
+        let l = to_f32_vec(img.clone().matmul(t.transpose()) * tau);
+        for bi in 0..b {
+            for (ki, &c) in chunk.iter().enumerate() {
+                logits[bi * c_total + c] = l[bi * chunk.len() + ki];
+            }
+        }
+    }
+    let mut ce = 0.0;
+    let mut dce = vec![0.0f32; b * c_total];
+    let mut correct = 0usize;
+    for bi in 0..b {
+        let row = &logits[bi * c_total..(bi + 1) * c_total];
+        let ls = log_softmax_row(row);
+        ce -= ls[labels[bi]] / b as f64;
+        for c in 0..c_total {
+            dce[bi * c_total + c] = ((ls[c].exp() - f64::from(c == labels[bi])) / b as f64) as f32;
+        }
+        let argmax = (0..c_total).fold(0, |best, c| if row[c] > row[best] { c } else { best });
+        correct += usize::from(argmax == labels[bi]);
+    }
+
+    // Phase B: per chunk, the relevance gradients (pass 1) and the differentiable loss (pass 2).
+    let mut grad_ctx = vec![0.0f32; ctx.len()];
+    let mut scores = if need_scores { vec![0.0f32; b * c_total] } else { Vec::new() };
+    let mut positions = if need_scores { vec![0usize; b * c_total] } else { Vec::new() };
+    let mut relevance = if opts.want_rows { vec![0.0f32; b * c_total * 77] } else { Vec::new() };
+    let name_mask = layout.name_mask();
+    if need_scores || opts.want_grad {
+        for chunk in &chunks {
+            let k = chunk.len();
+            let len = chunk.iter().map(|&c| layout.eot[c]).max().expect("non-empty chunk") + 1;
+            let eot: Vec<usize> = chunk.iter().map(|&c| layout.eot[c]).collect();
+            let grads = need_scores.then(|| {
+                let prompts = layout.assemble(clip, ctx_const.clone(), chunk, len);
+                attention_gradients(clip, prompts, &eot, img.clone(), tau)
+            });
+            let ctx_var = if opts.want_grad { ctx_const.clone().require_grad() } else { ctx_const.clone() };
+            let prompts = layout.assemble(clip, ctx_var.clone(), chunk, len);
+            let probe = if need_scores { Probe::Record } else { Probe::Off };
+            let out = clip.text.encode_embeddings(prompts, &eot, probe);
+            let t = l2_normalize(out.features);
+            let chunk_logits = img.clone().matmul(t.transpose()) * tau;
+            let dce_chunk: Vec<f32> = (0..b).flat_map(|bi| chunk.iter().map(move |&c| (bi, c))).map(|(bi, c)| dce[bi * c_total + c]).collect();
+            let dce_chunk = Tensor::<2>::from_data(TensorData::new(dce_chunk, [b, k]), &device);
+            let mut objective = (chunk_logits * dce_chunk).sum() * loss.ce_weight;
+            if let Some(grads) = grads {
+                let rows = relevance_rows(&out.attention, &grads, &eot, b);
+                let chunk_mask: Vec<Vec<f32>> = chunk.iter().map(|&c| name_mask[c].clone()).collect();
+                let s = name_scores(rows.clone(), &chunk_mask, &device);
+                let s_vals = to_f32_vec(s.clone());
+                let rows_vals = if opts.want_rows { to_f32_vec(rows.clone()) } else { Vec::new() };
+                let masked = to_f32_vec(rows.clone());
+                for bi in 0..b {
+                    for (ki, &c) in chunk.iter().enumerate() {
+                        scores[bi * c_total + c] = s_vals[bi * k + ki];
+                        let r = &masked[(bi * k + ki) * len..(bi * k + ki + 1) * len];
+                        positions[bi * c_total + c] = (0..len)
+                            .filter(|&p| name_mask[c][p] > 0.0)
+                            .fold(None, |best: Option<usize>, p| match best {
+                                Some(q) if r[q] >= r[p] => Some(q),
+                                _ => Some(p),
+                            })
+                            .unwrap_or(0);
+                        if opts.want_rows {
+                            relevance[(bi * c_total + c) * 77..(bi * c_total + c) * 77 + len].copy_from_slice(&rows_vals[(bi * k + ki) * len..(bi * k + ki + 1) * len]);
+                        }
+                    }
+                }
+                if loss.expl_weight != 0.0 {
+                    // Weight per (image, class) entry of the explainability loss.
+                    let mut wts = vec![0.0f32; b * k];
+                    for bi in 0..b {
+                        for (ki, &c) in chunk.iter().enumerate() {
+                            wts[bi * k + ki] = if c == labels[bi] {
+                                -1.0 / b as f32
+                            } else if loss.also_minimize {
+                                1.0 / (b * c_total) as f32
+                            } else {
+                                0.0
+                            };
+                        }
+                    }
+                    let wts = Tensor::<2>::from_data(TensorData::new(wts, [b, k]), &device);
+                    objective = objective + (s * wts).sum() * loss.expl_weight;
+                }
+            }
+            if opts.want_grad {
+                let g = objective.backward();
+                let gc = to_f32_vec(ctx_var.grad(&g).expect("the context reaches the loss"));
+                grad_ctx.iter_mut().zip(gc).for_each(|(a, v)| *a += v);
+            }
+        }
+    }
+    let mut expl = 0.0;
+    if need_scores {
+        for bi in 0..b {
+            expl -= scores[bi * c_total + labels[bi]] as f64 / b as f64;
+            if loss.also_minimize {
+                let others: f64 = (0..c_total).filter(|&c| c != labels[bi]).map(|c| scores[bi * c_total + c] as f64).sum();
+                expl += others / (b * c_total) as f64;
+            }
+        }
+    }
+    let total = loss.ce_weight * ce + loss.expl_weight * expl;
+    Ok(StepResult {
+        batch: b,
+        classes: c_total,
+        logits,
+        scores,
+        score_positions: positions,
+        relevance,
+        ce,
+        expl,
+        total,
+        accuracy: 100.0 * correct as f64 / b as f64,
+        grad_ctx,
+    })
+}

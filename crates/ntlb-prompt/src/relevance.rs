@@ -1,0 +1,71 @@
+//! The explainability score of NTLB: gradient-weighted attention relevance (Chefer et al.) over
+//! the text transformer, for an image against every class prompt.
+//!
+//! For image x and classes c: s_c = τ·cos(f_img(x), f_txt(p_c)), S = Σ_c s_c. Per text layer l,
+//! A_l are the prompts' attention probabilities and G_l = ∂S/∂A_l (a constant: the reference
+//! takes it with `autograd.grad` without a graph). Ā_l = mean_heads max(G_l ⊙ A_l, 0);
+//! R = I, R ← R + Ā_l R for l = 1..L; r_c = row of R at c's end-of-text position with that entry
+//! zeroed, divided by its sum; score(x, c) = max of r_c over c's class-name positions.
+//!
+//! Two passes, both exact:
+//! - pass 1 ([`attention_gradients`]) gets G for all images and classes of a chunk in one
+//!   backward: the prompts are replicated once per image, and a zero leaf added to each layer's
+//!   probabilities receives ∂S_b/∂A_l (each copy only feeds its own image's sum);
+//! - pass 2 ([`relevance_rows`]) rebuilds Ā_l from the differentiable A_l and the constant G,
+//!   and needs only the end-of-text row of R: e_eotᵀ R = e_eotᵀ (I + Ā_L) … (I + Ā_1), a
+//!   row-vector recursion from the last layer down (O(L²) per layer instead of O(L³)).
+
+use burn::tensor::{Device, Tensor, TensorData};
+use ntlb_clip::model::Probe;
+use ntlb_clip::{l2_normalize, Clip};
+
+/// G_l for every (image, class) pair: `[B·K, heads, len, len]` per layer, image-major.
+/// `prompts` `[K, len, W]` are treated as constants; `image_feats` `[B, E]` are normalised.
+pub fn attention_gradients(clip: &Clip, prompts: Tensor<3>, eot: &[usize], image_feats: Tensor<2>, logit_scale: f32) -> Vec<Tensor<4>> {
+    let [k, len, w] = prompts.dims();
+    let [b, e] = image_feats.dims();
+    let device = prompts.device();
+    let heads = clip.config.text.heads;
+    let rep = prompts.detach().unsqueeze::<4>().expand([b, k, len, w]).reshape([b * k, len, w]);
+    let eot_rep: Vec<usize> = (0..b).flat_map(|_| eot.iter().copied()).collect();
+    let leaves: Vec<Tensor<4>> = (0..clip.config.text.layers)
+        .map(|_| Tensor::<4>::zeros([b * k, heads, len, len], &device).require_grad())
+        .collect();
+    let out = clip.text.encode_embeddings(rep, &eot_rep, Probe::RecordWithLeaves(&leaves));
+    let t = l2_normalize(out.features).reshape([b, k, e]);
+    let s = (t * image_feats.detach().unsqueeze_dim::<3>(1)).sum() * logit_scale;
+    let grads = s.backward();
+    leaves.iter().map(|z| z.grad(&grads).expect("every layer's probabilities reach the score")).collect()
+}
+
+/// Normalised end-of-text relevance rows `[B, K, len]` from the differentiable attention
+/// `attn[l]` `[K, heads, len, len]` and the constant gradients `grads[l]` `[B·K, heads, len, len]`.
+pub fn relevance_rows(attn: &[Tensor<4>], grads: &[Tensor<4>], eot: &[usize], b: usize) -> Tensor<3> {
+    let [k, heads, len, _] = attn[0].dims();
+    let device = attn[0].device();
+    let mut onehot = vec![0.0f32; b * k * len];
+    for bi in 0..b {
+        for (ki, &e) in eot.iter().enumerate() {
+            onehot[(bi * k + ki) * len + e] = 1.0;
+        }
+    }
+    let eot_rows = Tensor::<3>::from_data(TensorData::new(onehot, [b * k, 1, len]), &device);
+    let mut v = eot_rows.clone();
+    for (a, g) in attn.iter().zip(grads).rev() {
+        let g = Tensor::<4>::from_data(g.to_data(), &device).reshape([b, k, heads, len, len]);
+        let cam = (g * a.clone().unsqueeze::<5>()).clamp_min(0.0).mean_dim(2).reshape([b * k, len, len]);
+        v = v.clone() + v.matmul(cam);
+    }
+    let v = v * (eot_rows.neg() + 1.0);
+    let v = v.clone() / v.sum_dim(2);
+    v.reshape([b, k, len])
+}
+
+/// Score per (image, class): the maximum relevance over the class-name positions, and where.
+pub fn name_scores(rows: Tensor<3>, name_mask: &[Vec<f32>], device: &Device) -> Tensor<2> {
+    let [b, k, len] = rows.dims();
+    let mask: Vec<f32> = name_mask.iter().flat_map(|m| m[..len].to_vec()).collect();
+    let mask = Tensor::<2>::from_data(TensorData::new(mask, [k, len]), device).unsqueeze::<3>();
+    // Relevance is non-negative, so masking by multiplication keeps the maximum on the name.
+    (rows * mask).max_dim(2).reshape([b, k])
+}
