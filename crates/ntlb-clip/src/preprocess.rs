@@ -261,7 +261,7 @@ fn py_round_half(x2: usize) -> usize {
     }
 }
 
-fn crop(img: &Raster, left: usize, top: usize, w: usize, h: usize) -> Raster {
+pub fn crop(img: &Raster, left: usize, top: usize, w: usize, h: usize) -> Raster {
     let c = img.channels;
     let mut data = Vec::with_capacity(w * h * c);
     for y in top..top + h {
@@ -392,11 +392,22 @@ pub fn clip_rgb(raster: Raster, kind: Kind, n: usize) -> Raster {
     let top = py_round_half(nh - n.min(nh));
     let left = py_round_half(nw - n.min(nw));
     let cropped = crop(&resized, left, top, n.min(nw), n.min(nh));
-    let c = cropped.channels;
-    let data = cropped
+    convert_rgb(cropped, &kind)
+}
+
+/// Pillow's `convert("RGB")` of a raster decoded as `kind`.
+pub fn convert_rgb(img: Raster, kind: &Kind) -> Raster {
+    if let Kind::Gray16(samples) = kind {
+        if img.data.is_empty() {
+            let data = samples.iter().flat_map(|&v| [v.min(255) as u8; 3]).collect();
+            return Raster { width: img.width, height: img.height, channels: 3, data };
+        }
+    }
+    let c = img.channels;
+    let data = img
         .data
         .chunks_exact(c)
-        .flat_map(|px| match (c, &kind) {
+        .flat_map(|px| match (c, kind) {
             (1 | 2, _) => [px[0], px[0], px[0]],
             (4, Kind::Cmyk) => {
                 // Pillow's cmyk2rgb: (255 - k) - c * (255 - k) / 255 per channel.
@@ -406,7 +417,14 @@ pub fn clip_rgb(raster: Raster, kind: Kind, n: usize) -> Raster {
             _ => [px[0], px[1], px[2]],
         })
         .collect();
-    Raster { width: cropped.width, height: cropped.height, channels: 3, data }
+    Raster { width: img.width, height: img.height, channels: 3, data }
+}
+
+/// A file as the RGB picture Pillow's `open(...).convert("RGB")` gives (training reads images
+/// this way before augmenting, as Dassl's `read_image` does).
+pub fn load_rgb(path: &Path) -> Result<Raster, PreprocessError> {
+    let (raster, kind) = decode(path)?;
+    Ok(convert_rgb(raster, &kind))
 }
 
 /// `ToTensor` + `Normalize` in float32: `[3, n, n]`, channel-major.

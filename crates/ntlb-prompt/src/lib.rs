@@ -1,9 +1,12 @@
 //! CoOp prompt learning with the NTLB explainability loss.
 //!
-//! files/images -> [`prompt::PromptLayout`] (class prompts) -> [`objective::step`]
-//! (logits, relevance scores, loss, ∂loss/∂ctx) -> [`train`] (SGD, schedule, checkpoints).
+//! class names -> [`prompt::PromptLayout`] -> [`objective::step`] (logits, relevance scores,
+//! loss, ∂loss/∂ctx) -> [`train::train`] (SGD, schedule, checkpoints) -> [`train::LearnedPrompt`].
 
+pub mod augment;
 pub mod objective;
 pub mod parity;
 pub mod prompt;
 pub mod relevance;
+pub mod store;
+pub mod train;

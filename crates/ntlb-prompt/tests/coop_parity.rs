@@ -69,3 +69,15 @@ fn coop_end_openai_layout() {
 fn coop_end_hf_layout() {
     run("hf", "coop_end.json");
 }
+
+#[test]
+fn class_name_too_long_for_the_context_is_refused() {
+    let Some(dir) = golden("class_name_too_long_for_the_context_is_refused") else { return };
+    let tok = ClipTokenizer::from_file(&dir.join("tiny-clip/hf/tokenizer.json")).unwrap();
+    let long = vec!["word"; 62].join(" ");
+    let names = vec!["goldfish".to_string(), long];
+    let err = ntlb_prompt::prompt::PromptLayout::new(&tok, &names, &ntlb_prompt::prompt::PromptConfig::default()).unwrap_err().to_string();
+    assert!(err.contains("too long") && err.contains("16 context tokens"), "{err}");
+    // The same name fits without the 16 context tokens... but not with them.
+    assert!(tok.tokenize(&vec!["word"; 62].join(" "), false).is_ok());
+}

@@ -1,0 +1,5 @@
+//! Datasets on disk: class lists, ImageNet-style folders, few-shot splits.
+
+pub mod classes;
+pub mod folder;
+pub mod split;

@@ -1,0 +1,82 @@
+//! CoOp's training augmentation: torchvision `RandomResizedCrop(n, scale=(0.08, 1),
+//! ratio=(3/4, 4/3), BICUBIC)` then `RandomHorizontalFlip`, then CLIP's normalisation.
+
+use ntlb_clip::preprocess::{crop, resize_bicubic, to_normalized_chw, Raster};
+use rand::Rng;
+
+/// torchvision's `RandomResizedCrop.get_params`: (top, left, height, width).
+pub fn crop_params(rng: &mut impl Rng, width: usize, height: usize) -> (usize, usize, usize, usize) {
+    let area = (width * height) as f64;
+    let (lr0, lr1) = ((3.0f64 / 4.0).ln(), (4.0f64 / 3.0).ln());
+    for _ in 0..10 {
+        let target = area * rng.random_range(0.08..1.0);
+        let ratio = rng.random_range(lr0..lr1).exp();
+        let w = (target * ratio).sqrt().round() as usize;
+        let h = (target / ratio).sqrt().round() as usize;
+        if w > 0 && w <= width && h > 0 && h <= height {
+            let top = rng.random_range(0..=height - h);
+            let left = rng.random_range(0..=width - w);
+            return (top, left, h, w);
+        }
+    }
+    // Fallback: the central crop of the largest allowed aspect ratio.
+    let in_ratio = width as f64 / height as f64;
+    let (w, h) = if in_ratio < 0.75 {
+        (width, ((width as f64 / 0.75).round() as usize).min(height))
+    } else if in_ratio > 4.0 / 3.0 {
+        (((height as f64 * 4.0 / 3.0).round() as usize).min(width), height)
+    } else {
+        (width, height)
+    };
+    ((height - h) / 2, (width - w) / 2, h, w)
+}
+
+/// One augmented view `[3, n, n]`, normalised.
+pub fn augment(img: &Raster, n: usize, rng: &mut impl Rng) -> Vec<f32> {
+    let (top, left, h, w) = crop_params(rng, img.width, img.height);
+    let mut out = resize_bicubic(&crop(img, left, top, w, h), n, n);
+    if rng.random_bool(0.5) {
+        let c = out.channels;
+        for row in out.data.chunks_exact_mut(n * c) {
+            for x in 0..n / 2 {
+                for ch in 0..c {
+                    row.swap(x * c + ch, (n - 1 - x) * c + ch);
+                }
+            }
+        }
+    }
+    to_normalized_chw(&out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn crops_stay_inside_and_cover_the_scale_range() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let (mut small, mut large) = (1.0f64, 0.0f64);
+        for _ in 0..2000 {
+            let (t, l, h, w) = crop_params(&mut rng, 300, 200);
+            assert!(t + h <= 200 && l + w <= 300 && h > 0 && w > 0);
+            let frac = (h * w) as f64 / 60000.0;
+            small = small.min(frac);
+            large = large.max(frac);
+            let r = w as f64 / h as f64;
+            assert!((0.70..=1.40).contains(&r), "aspect {r}");
+        }
+        assert!(small < 0.12 && large > 0.9, "area fractions {small}..{large}");
+    }
+
+    #[test]
+    fn augmentation_is_seeded() {
+        let img = Raster { width: 40, height: 30, channels: 3, data: (0..3600).map(|v| (v % 251) as u8).collect() };
+        let a = augment(&img, 16, &mut rand_chacha::ChaCha8Rng::seed_from_u64(9));
+        let b = augment(&img, 16, &mut rand_chacha::ChaCha8Rng::seed_from_u64(9));
+        let c = augment(&img, 16, &mut rand_chacha::ChaCha8Rng::seed_from_u64(10));
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(a.len(), 3 * 16 * 16);
+    }
+}

@@ -1,0 +1,309 @@
+//! The CoOp trainer with the reference's defaults: SGD (lr 0.002, momentum 0.9, weight decay
+//! 5e-4), 50 epochs, batch 32 (drop_last when there are enough images), one constant warm-up
+//! epoch at 1e-5 then a per-epoch cosine schedule, RandomResizedCrop + flip, all seeded.
+//! Every epoch ends with an atomic checkpoint; a rerun resumes from it and ends on the same
+//! context as an uninterrupted run.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use burn::tensor::{Tensor, TensorData};
+use ntlb_clip::preprocess::{load_rgb, Raster};
+use ntlb_clip::{l2_normalize, Clip};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::augment::augment;
+use crate::objective::{step, LossConfig, StepOptions};
+use crate::prompt::{PromptConfig, PromptLayout};
+use crate::store::{read_tensors, write_tensors};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OptimConfig {
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub warmup_epochs: usize,
+    pub warmup_lr: f64,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        OptimConfig { lr: 0.002, momentum: 0.9, weight_decay: 5e-4, epochs: 50, batch_size: 32, warmup_epochs: 1, warmup_lr: 1e-5 }
+    }
+}
+
+impl OptimConfig {
+    /// Learning rate of an epoch (0-based): Dassl's ConstantWarmupScheduler around
+    /// CosineAnnealingLR(T_max = epochs), stepped once per epoch.
+    pub fn lr_at(&self, epoch: usize) -> f64 {
+        if epoch < self.warmup_epochs {
+            return self.warmup_lr;
+        }
+        let t = (epoch - self.warmup_epochs) as f64;
+        self.lr * (1.0 + (std::f64::consts::PI * t / self.epochs as f64).cos()) / 2.0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    pub prompt: PromptConfig,
+    pub loss: LossConfig,
+    pub optim: OptimConfig,
+    pub shots: usize,
+    pub seed: u64,
+    /// Classes per chunk of the objective (memory bound, not a setting of the method).
+    pub chunk: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig { prompt: PromptConfig::default(), loss: LossConfig::default(), optim: OptimConfig::default(), shots: 1, seed: 1, chunk: 64 }
+    }
+}
+
+/// torch's SGD step (dampening 0, no Nesterov): d = g + wd·p; buf = d on the first step, else
+/// momentum·buf + d; p -= lr·buf.
+pub fn sgd_update(params: &mut [f32], grad: &[f32], buf: &mut Option<Vec<f32>>, lr: f64, momentum: f64, weight_decay: f64) {
+    let d: Vec<f32> = params.iter().zip(grad).map(|(p, g)| g + (weight_decay as f32) * p).collect();
+    let b = match buf.take() {
+        None => d,
+        Some(mut b) => {
+            b.iter_mut().zip(&d).for_each(|(b, d)| *b = (momentum as f32) * *b + d);
+            b
+        }
+    };
+    params.iter_mut().zip(&b).for_each(|(p, b)| *p -= (lr as f32) * b);
+    *buf = Some(b);
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LossPoint {
+    pub epoch: usize,
+    pub step: usize,
+    pub lr: f64,
+    pub loss: f64,
+    pub ce: f64,
+    pub expl: f64,
+    pub acc: f64,
+}
+
+/// What `ntlb train` saves beside the learned context.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub ntlb_version: String,
+    pub config: TrainConfig,
+    pub classes: Vec<String>,
+    pub checkpoint: String,
+    pub checkpoint_sha256: String,
+    pub ctx_shape: [usize; 2],
+    pub epochs_done: usize,
+    pub loss_curve: Vec<LossPoint>,
+    pub split: Option<PathBuf>,
+}
+
+/// A learned context and how it was made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LearnedPrompt {
+    pub ctx: Vec<f32>,
+    pub momentum: Option<Vec<f32>>,
+    pub manifest: Manifest,
+}
+
+pub const PROMPT_FILE: &str = "prompt.safetensors";
+pub const MANIFEST_FILE: &str = "manifest.json";
+const STATE_FILE: &str = "state.safetensors";
+const STATE_MANIFEST: &str = "state.json";
+
+impl LearnedPrompt {
+    /// Write `prompt.safetensors` + `manifest.json` (or the resumable state) atomically.
+    fn write(&self, dir: &Path, tensors_file: &str, manifest_file: &str) -> Result<()> {
+        let mut tensors = vec![("ctx".to_string(), self.manifest.ctx_shape.to_vec(), self.ctx.clone())];
+        if let Some(m) = &self.momentum {
+            tensors.push(("momentum".to_string(), self.manifest.ctx_shape.to_vec(), m.clone()));
+        }
+        write_tensors(&dir.join(tensors_file), &tensors)?;
+        ntlb_clip::io::write_atomic(&dir.join(manifest_file), serde_json::to_string_pretty(&self.manifest)?.as_bytes())?;
+        Ok(())
+    }
+
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        self.write(dir, PROMPT_FILE, MANIFEST_FILE)
+    }
+
+    fn read(dir: &Path, tensors_file: &str, manifest_file: &str) -> Result<LearnedPrompt> {
+        let mpath = dir.join(manifest_file);
+        let manifest: Manifest = serde_json::from_str(&std::fs::read_to_string(&mpath).with_context(|| format!("{}: cannot read", mpath.display()))?)
+            .with_context(|| format!("{}: not a prompt manifest", mpath.display()))?;
+        let mut tensors = read_tensors(&dir.join(tensors_file))?;
+        let (shape, ctx) = tensors.remove("ctx").with_context(|| format!("{}: no `ctx` tensor", dir.join(tensors_file).display()))?;
+        if shape != manifest.ctx_shape.to_vec() {
+            bail!("{}: ctx has shape {shape:?}, manifest says {:?}", dir.join(tensors_file).display(), manifest.ctx_shape);
+        }
+        let momentum = tensors.remove("momentum").map(|(_, m)| m);
+        Ok(LearnedPrompt { ctx, momentum, manifest })
+    }
+
+    /// Load a learned prompt written by `ntlb train`.
+    pub fn load(dir: &Path) -> Result<LearnedPrompt> {
+        Self::read(dir, PROMPT_FILE, MANIFEST_FILE)
+    }
+}
+
+/// Normalised class text features `[C, E]` of a learned (or initial) context.
+pub fn class_text_features(clip: &Clip, layout: &PromptLayout, ctx: &[f32], ctx_shape: [usize; 2], chunk: usize) -> Tensor<2> {
+    let device = clip.text.token_embedding.device();
+    let ctx = Tensor::<2>::from_data(TensorData::new(ctx.to_vec(), ctx_shape), &device);
+    let mut parts = Vec::new();
+    let all: Vec<usize> = (0..layout.n_classes()).collect();
+    for c in all.chunks(chunk.max(1)) {
+        let len = c.iter().map(|&i| layout.eot[i]).max().expect("non-empty") + 1;
+        let eot: Vec<usize> = c.iter().map(|&i| layout.eot[i]).collect();
+        let p = layout.assemble(clip, ctx.clone(), c, len);
+        parts.push(clip.text.encode_embeddings(p, &eot, ntlb_clip::model::Probe::Off).features.detach());
+    }
+    l2_normalize(Tensor::cat(parts, 0))
+}
+
+/// Training images, decoded once when few enough (one-shot ImageNet: 1000 pictures).
+enum Pictures {
+    Cached(Vec<Raster>),
+    OnDemand,
+}
+
+fn epoch_rng(seed: u64, epoch: usize) -> rand_chacha::ChaCha8Rng {
+    rand_chacha::ChaCha8Rng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (epoch as u64 + 1))
+}
+
+/// Where the trainer is told to stop early (tests simulate a killed run with it).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StopAt {
+    pub after_epochs: Option<usize>,
+}
+
+/// Train (or resume) a prompt on `data` ((file, label) pairs) and save it in `out`.
+#[allow(clippy::too_many_arguments)]
+pub fn train(
+    clip: &Clip,
+    layout: &PromptLayout,
+    classes: &[String],
+    data: &[(PathBuf, usize)],
+    cfg: &TrainConfig,
+    out: &Path,
+    checkpoint: (&str, &str),
+    stop: StopAt,
+    mut on_step: impl FnMut(&LossPoint, usize),
+) -> Result<LearnedPrompt> {
+    let device = clip.text.token_embedding.device();
+    if !device.is_autodiff() {
+        bail!("training needs the model on an autodiff device");
+    }
+    if data.is_empty() {
+        bail!("no training images");
+    }
+    let w = clip.config.text.width;
+    let ctx_rows = if cfg.prompt.class_specific { layout.n_classes() * layout.n_ctx } else { layout.n_ctx };
+    let ctx_shape = [ctx_rows, w];
+    let n = clip.config.vision.image_resolution();
+    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
+
+    let mut state = if out.join(STATE_MANIFEST).exists() {
+        let s = LearnedPrompt::read(out, STATE_FILE, STATE_MANIFEST)?;
+        if s.manifest.config != *cfg || s.manifest.classes != classes || s.manifest.ctx_shape != ctx_shape {
+            bail!("{}: holds a run with another configuration or class list; use a new output folder", out.display());
+        }
+        s
+    } else {
+        LearnedPrompt {
+            ctx: layout.initial_context(clip, cfg.seed),
+            momentum: None,
+            manifest: Manifest {
+                ntlb_version: env!("CARGO_PKG_VERSION").into(),
+                config: cfg.clone(),
+                classes: classes.to_vec(),
+                checkpoint: checkpoint.0.into(),
+                checkpoint_sha256: checkpoint.1.into(),
+                ctx_shape,
+                epochs_done: 0,
+                loss_curve: Vec::new(),
+                split: None,
+            },
+        }
+    };
+
+    let pictures = if data.len() <= 4096 {
+        Pictures::Cached(data.par_iter().map(|(p, _)| load_rgb(p)).collect::<Result<Vec<_>, _>>()?)
+    } else {
+        Pictures::OnDemand
+    };
+    let b = cfg.optim.batch_size.max(1);
+    let steps_per_epoch = if data.len() >= b { data.len() / b } else { 1 };
+    let opts = StepOptions { chunk: cfg.chunk, want_scores: false, want_rows: false, want_grad: true };
+    let total_steps = cfg.optim.epochs * steps_per_epoch;
+    // The context of the last step whose loss and gradient were finite.
+    let mut last_good = state.ctx.clone();
+    for epoch in state.manifest.epochs_done..cfg.optim.epochs {
+        if stop.after_epochs.is_some_and(|e| epoch >= e) {
+            break;
+        }
+        let lr = cfg.optim.lr_at(epoch);
+        let mut rng = epoch_rng(cfg.seed, epoch);
+        let mut order: Vec<usize> = (0..data.len()).collect();
+        order.shuffle(&mut rng);
+        for s in 0..steps_per_epoch {
+            let idx = &order[s * b..((s + 1) * b).min(order.len())];
+            let seeds: Vec<u64> = idx.iter().map(|_| rng.random()).collect();
+            let views: Vec<Vec<f32>> = idx
+                .par_iter()
+                .zip(&seeds)
+                .map(|(&i, &sd)| -> Result<Vec<f32>> {
+                    let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(sd);
+                    Ok(match &pictures {
+                        Pictures::Cached(p) => augment(&p[i], n, &mut r),
+                        Pictures::OnDemand => augment(&load_rgb(&data[i].0)?, n, &mut r),
+                    })
+                })
+                .collect::<Result<_>>()?;
+            let labels: Vec<usize> = idx.iter().map(|&i| data[i].1).collect();
+            let flat: Vec<f32> = views.into_iter().flatten().collect();
+            let images = Tensor::<4>::from_data(TensorData::new(flat, [idx.len(), 3, n, n]), &device);
+            let feats = l2_normalize(clip.encode_image(images).detach());
+            let r = step(clip, layout, &state.ctx, ctx_shape, feats, &labels, &cfg.loss, &opts)?;
+            let global = epoch * steps_per_epoch + s + 1;
+            if !r.total.is_finite() || r.grad_ctx.iter().any(|g| !g.is_finite()) {
+                let good = LearnedPrompt { ctx: last_good, momentum: None, manifest: state.manifest.clone() };
+                good.write(out, "ctx.last_good.safetensors", "ctx.last_good.json")?;
+                bail!(
+                    "non-finite loss ({}, ce {}, expl {}) at epoch {} step {} (step {global} of {total_steps}); the last good context is in {}",
+                    r.total,
+                    r.ce,
+                    r.expl,
+                    epoch + 1,
+                    s + 1,
+                    out.join("ctx.last_good.safetensors").display()
+                );
+            }
+            last_good.clone_from(&state.ctx);
+            sgd_update(&mut state.ctx, &r.grad_ctx, &mut state.momentum, lr, cfg.optim.momentum, cfg.optim.weight_decay);
+            let point = LossPoint { epoch: epoch + 1, step: global, lr, loss: r.total, ce: r.ce, expl: r.expl, acc: r.accuracy };
+            on_step(&point, total_steps);
+            state.manifest.loss_curve.push(point);
+        }
+        state.manifest.epochs_done = epoch + 1;
+        state.write(out, STATE_FILE, STATE_MANIFEST)?;
+    }
+    if state.manifest.epochs_done == cfg.optim.epochs {
+        let done = LearnedPrompt { momentum: None, ..state.clone() };
+        done.save(out)?;
+    }
+    Ok(state)
+}
+
+/// Random crop parameters are drawn from this generator type (re-exported for callers).
+pub type TrainRng = rand_chacha::ChaCha8Rng;

@@ -1,0 +1,189 @@
+//! Trainer, schedule, optimiser, chunking, save/load, resume, bad input. Uses the in-repo
+//! ModifiedResNet fixture (64 px, 1000-token vocabulary) with synthetic prompt tokens, so it
+//! needs nothing from ../shared.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Tensor};
+use ntlb_clip::{l2_normalize, Clip};
+use ntlb_prompt::objective::{step, LossConfig, StepOptions};
+use ntlb_prompt::prompt::{check_classnames, ClassPosition, PromptConfig, PromptLayout};
+use ntlb_prompt::train::{class_text_features, sgd_update, train, LearnedPrompt, OptimConfig, StopAt, TrainConfig};
+
+fn model(device: &Device) -> Clip {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../ntlb-clip/tests/fixtures/rn/model.safetensors");
+    Clip::load(&p, None, device).unwrap()
+}
+
+/// `"X … X <name>."` in the fixture's vocabulary: 998 = start, 999 = end (largest id), 7 = '.'.
+fn layout(n_classes: usize, n_ctx: usize, position: ClassPosition) -> PromptLayout {
+    let mut rows = Vec::new();
+    let mut lens = Vec::new();
+    for c in 0..n_classes {
+        let name: Vec<u32> = (0..1 + c % 3).map(|i| 100 + 17 * c as u32 + i as u32).collect();
+        let mut ids = vec![998];
+        ids.extend(std::iter::repeat_n(5, n_ctx));
+        ids.extend(&name);
+        ids.extend([7, 999]);
+        ids.resize(77, 0);
+        rows.push(ids);
+        lens.push(name.len());
+    }
+    let cfg = PromptConfig { n_ctx, class_position: position, ..PromptConfig::default() };
+    PromptLayout::from_tokens(cfg, n_ctx, rows, lens, None)
+}
+
+fn write_images(dir: &Path, n_classes: usize) -> Vec<(PathBuf, usize)> {
+    (0..n_classes)
+        .map(|c| {
+            let img = image::RgbImage::from_fn(72, 80, |x, y| {
+                image::Rgb([(c * 60 % 256) as u8, ((x * 3 + y) % 256) as u8, ((y * 5 + c as u32 * 40) % 256) as u8])
+            });
+            let p = dir.join(format!("class{c}.png"));
+            img.save(&p).unwrap();
+            (p, c)
+        })
+        .collect()
+}
+
+fn small_config() -> TrainConfig {
+    TrainConfig {
+        prompt: PromptConfig { n_ctx: 4, ..PromptConfig::default() },
+        optim: OptimConfig { epochs: 3, batch_size: 2, ..OptimConfig::default() },
+        chunk: 3,
+        ..TrainConfig::default()
+    }
+}
+
+#[test]
+fn lr_per_epoch_matches_dassl_and_torch() {
+    // torch.optim.lr_scheduler.CosineAnnealingLR(T_max=50.0) wrapped as Dassl's
+    // ConstantWarmupScheduler(warmup_epoch=1, cons_lr=1e-5), stepped per epoch (torch 2.9).
+    let torch = [
+        1.000000000000000e-05, 2.000000000000000e-03, 1.998026728428272e-03, 1.992114701314478e-03, 1.982287250728689e-03,
+        1.968583161128631e-03, 1.951056516295154e-03, 1.929776485888252e-03, 1.904827052466020e-03, 1.876306680043864e-03,
+        1.844327925502015e-03, 1.809016994374947e-03, 1.770513242775789e-03, 1.728968627421411e-03, 1.684547105928689e-03,
+        1.637423989748690e-03, 1.587785252292473e-03, 1.535826794978996e-03, 1.481753674101715e-03, 1.425779291565072e-03,
+        1.368124552684678e-03, 1.309016994374947e-03, 1.248689887164854e-03, 1.187381314585724e-03, 1.125333233564304e-03,
+        1.062790519529313e-03, 9.999999999999996e-04, 9.372094804706863e-04, 8.746667664356955e-04, 8.126186854142751e-04,
+        7.513101128351449e-04, 6.909830056250527e-04, 6.318754473153221e-04, 5.742207084349271e-04, 5.182463258982844e-04,
+        4.641732050210029e-04, 4.122147477075267e-04, 3.625760102513100e-04, 3.154528940713111e-04, 2.710313725785885e-04,
+        2.294867572242107e-04, 1.909830056250525e-04, 1.556720744979850e-04, 1.236933199561363e-04, 9.517294753398059e-05,
+        7.022351411174861e-05, 4.894348370484644e-05, 3.141683887136901e-05, 1.771274927131127e-05, 7.885298685522230e-06,
+    ];
+    let o = OptimConfig::default();
+    for (e, &want) in torch.iter().enumerate() {
+        let got = o.lr_at(e);
+        assert!((got - want).abs() <= 1e-12 * want.max(1e-3), "epoch {e}: {got} vs {want}");
+    }
+}
+
+#[test]
+fn sgd_matches_torch() {
+    // torch.optim.SGD(lr=0.1, momentum=0.9, weight_decay=5e-4), three steps from [0.5, -1, 2].
+    let mut p = vec![0.5f32, -1.0, 2.0];
+    let mut buf = None;
+    for g in [[1.0f32, 2.0, -3.0], [0.5, -0.5, 0.25], [-1.0, 0.0, 1.0]] {
+        sgd_update(&mut p, &g, &mut buf, 0.1, 0.9, 5e-4);
+    }
+    for (a, b) in p.iter().zip([0.23388127982616425f32, -1.4466840028762817, 2.6648833751678467]) {
+        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+    }
+}
+
+#[test]
+fn chunked_classes_give_the_unchunked_gradient() {
+    let device = Device::flex().autodiff();
+    let clip = model(&device);
+    for position in [ClassPosition::Middle, ClassPosition::End, ClassPosition::Front] {
+        let lay = layout(7, 4, position);
+        let ctx = lay.initial_context(&clip, 3);
+        let imgs = Tensor::<4>::random([3, 3, 64, 64], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        let feats = l2_normalize(clip.encode_image(imgs).detach());
+        let labels = [0, 4, 6];
+        let run = |chunk| {
+            let o = StepOptions { chunk, want_scores: true, want_rows: false, want_grad: true };
+            step(&clip, &lay, &ctx, [4, 64], feats.clone(), &labels, &LossConfig::default(), &o).unwrap()
+        };
+        let (a, b) = (run(64), run(2));
+        assert!((a.total - b.total).abs() < 1e-6 * a.total.abs().max(1.0));
+        let d = ntlb_clip::golden::deviation(
+            &b.grad_ctx.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+            &a.grad_ctx.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+        );
+        assert!(d.rel < 1e-5, "{position:?}: chunked gradient differs: {d:?}");
+        assert!(a.scores.iter().zip(&b.scores).all(|(x, y)| (x - y).abs() < 1e-6));
+        assert!(a.expl != 0.0 && a.grad_ctx.iter().any(|g| *g != 0.0));
+    }
+}
+
+#[test]
+fn resume_after_interruption_gives_the_same_context() {
+    let device = Device::flex().autodiff();
+    let clip = model(&device);
+    let lay = layout(4, 4, ClassPosition::Middle);
+    let tmp = tempfile::tempdir().unwrap();
+    let data = write_images(tmp.path(), 4);
+    let classes: Vec<String> = (0..4).map(|c| format!("class {c}")).collect();
+    let cfg = small_config();
+    let full = train(&clip, &lay, &classes, &data, &cfg, &tmp.path().join("full"), ("m", "sha"), StopAt::default(), |_, _| {}).unwrap();
+    let killed = tmp.path().join("killed");
+    let part = train(&clip, &lay, &classes, &data, &cfg, &killed, ("m", "sha"), StopAt { after_epochs: Some(1) }, |_, _| {}).unwrap();
+    assert_eq!(part.manifest.epochs_done, 1);
+    assert!(!killed.join("prompt.safetensors").exists(), "an unfinished run has no final prompt");
+    let resumed = train(&clip, &lay, &classes, &data, &cfg, &killed, ("m", "sha"), StopAt::default(), |_, _| {}).unwrap();
+    assert_eq!(resumed.manifest.epochs_done, 3);
+    assert_eq!(resumed.ctx, full.ctx, "resumed run ends on another context");
+    assert_eq!(resumed.manifest.loss_curve, full.manifest.loss_curve);
+    assert_ne!(full.ctx, lay.initial_context(&clip, cfg.seed), "training moved the context");
+}
+
+#[test]
+fn saved_prompt_loads_and_gives_identical_logits() {
+    let device = Device::flex().autodiff();
+    let clip = model(&device);
+    let lay = layout(4, 4, ClassPosition::End);
+    let tmp = tempfile::tempdir().unwrap();
+    let data = write_images(tmp.path(), 4);
+    let classes: Vec<String> = (0..4).map(|c| format!("class {c}")).collect();
+    let mut cfg = small_config();
+    cfg.prompt.class_position = ClassPosition::End;
+    cfg.optim.epochs = 1;
+    let out = tmp.path().join("run");
+    let trained = train(&clip, &lay, &classes, &data, &cfg, &out, ("m", "sha"), StopAt::default(), |_, _| {}).unwrap();
+    let loaded = LearnedPrompt::load(&out).unwrap();
+    assert_eq!(loaded.ctx, trained.ctx);
+    assert_eq!(loaded.manifest.config, cfg);
+    let shape = loaded.manifest.ctx_shape;
+    let img = l2_normalize(clip.encode_image(Tensor::<4>::ones([2, 3, 64, 64], &device)));
+    let a = img.clone().matmul(class_text_features(&clip, &lay, &trained.ctx, shape, 64).transpose());
+    let b = img.matmul(class_text_features(&clip, &lay, &loaded.ctx, shape, 2).transpose());
+    assert_eq!(ntlb_clip::parity::to_f32_vec(a), ntlb_clip::parity::to_f32_vec(b));
+}
+
+#[test]
+fn non_finite_loss_stops_and_keeps_the_last_good_context() {
+    let device = Device::flex().autodiff();
+    let clip = model(&device);
+    let lay = layout(4, 4, ClassPosition::Middle);
+    let tmp = tempfile::tempdir().unwrap();
+    let data = write_images(tmp.path(), 4);
+    let classes: Vec<String> = (0..4).map(|c| format!("class {c}")).collect();
+    let mut cfg = small_config();
+    // A learning rate no context survives: the second step's loss is not finite.
+    cfg.optim.warmup_epochs = 0;
+    cfg.optim.lr = 1e38;
+    let out = tmp.path().join("run");
+    let err = train(&clip, &lay, &classes, &data, &cfg, &out, ("m", "sha"), StopAt::default(), |_, _| {}).unwrap_err().to_string();
+    assert!(err.contains("non-finite loss") && err.contains("step 2"), "{err}");
+    let kept = ntlb_prompt::store::read_tensors(&out.join("ctx.last_good.safetensors")).unwrap();
+    assert!(kept["ctx"].1.iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn bad_class_lists_are_refused() {
+    let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert!(check_classnames(&names(&["cat", "dog", "Cat"])).unwrap_err().to_string().contains("twice"));
+    assert!(check_classnames(&names(&["cat", " "])).unwrap_err().to_string().contains("empty"));
+    assert!(check_classnames(&[]).is_err());
+}
