@@ -11,6 +11,38 @@ use serde_json::{json, Value};
 pub enum BenchCommand {
     /// Images/s and texts/s of the CLIP towers, with PyTorch CPU alongside when available.
     Encode(EncodeArgs),
+    /// Seconds per prompt-learning step (forward, loss, backward, update), random weights.
+    TrainStep(TrainStepArgs),
+}
+
+#[derive(clap::Args)]
+pub struct TrainStepArgs {
+    /// `fixture` (the golden tiny CLIP's sizes) or `vit-b-32` (CLIP ViT-B/32 towers).
+    #[arg(long, default_value = "fixture")]
+    preset: String,
+    #[arg(long, default_value_t = 10)]
+    classes: usize,
+    #[arg(long, default_value_t = 4)]
+    batch: usize,
+    /// λ (0 = plain CoOp: no relevance passes).
+    #[arg(long, default_value_t = 1.0)]
+    lambda: f64,
+    /// Classes per chunk.
+    #[arg(long, default_value_t = 64)]
+    chunk: usize,
+    /// Timed steps (median reported) after one warm-up step.
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Also time scripts/bench_reference_step.py (the original's algorithm in PyTorch) at the same size.
+    #[arg(long)]
+    reference: bool,
+    #[arg(long, env = "NTLB_PYTHON", default_value = "python3")]
+    python: String,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -41,6 +73,7 @@ pub struct EncodeArgs {
 pub fn run(cmd: BenchCommand) -> Result<i32> {
     match cmd {
         BenchCommand::Encode(a) => encode(a),
+        BenchCommand::TrainStep(a) => train_step(a),
     }
 }
 
@@ -140,6 +173,105 @@ fn encode(a: EncodeArgs) -> Result<i32> {
     println!("peak memory: {} MiB (ntlb part, before PyTorch ran)", peak.map_or("?".into(), |p| format!("{p:.0}")));
     if let Err(msg) = torch {
         println!("{msg}");
+    }
+    Ok(0)
+}
+
+/// The golden fixture's architecture (ViT 32 px, width 128, 2 layers) at random weights.
+pub fn fixture_config() -> ClipConfig {
+    use ntlb_clip::config::{TextConfig, VisionConfig};
+    ClipConfig {
+        embed_dim: 64,
+        vision: VisionConfig::Vit { width: 128, layers: 2, heads: 2, patch_size: 8, image_resolution: 32 },
+        text: TextConfig { context_length: 77, vocab_size: 49408, width: 128, layers: 2, heads: 2 },
+    }
+}
+
+fn train_step(a: TrainStepArgs) -> Result<i32> {
+    use ntlb_prompt::objective::{step, LossConfig, StepOptions};
+    use ntlb_prompt::prompt::{PromptConfig, PromptLayout};
+    use rand::{Rng, SeedableRng};
+    let config = match a.preset.to_ascii_lowercase().replace(['/', '_'], "-").as_str() {
+        "fixture" => fixture_config(),
+        "vit-b-32" => ClipConfig::preset("ViT-B/32").expect("preset exists"),
+        other => bail!("unknown preset `{other}` (fixture or vit-b-32)"),
+    };
+    if a.classes == 0 || a.batch == 0 {
+        bail!("need at least one class and one image");
+    }
+    let device = ntlb_clip::device::parse_device(&a.device)?.autodiff();
+    let clip = Clip::random(&config, 0, &device);
+    // ImageNet-like class names: 1 to 3 word pieces after 16 context tokens.
+    let n_ctx = 16;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let (mut rows, mut lens) = (Vec::new(), Vec::new());
+    for _ in 0..a.classes {
+        let nl = rng.random_range(1..=3);
+        let mut ids = vec![49406];
+        ids.extend(std::iter::repeat_n(343u32, n_ctx));
+        ids.extend((0..nl).map(|_| rng.random_range(1000..40000u32)));
+        ids.extend([269, 49407]);
+        ids.resize(77, 0);
+        rows.push(ids);
+        lens.push(nl);
+    }
+    let layout = PromptLayout::from_tokens(PromptConfig::default(), n_ctx, rows, lens, None);
+    let mut ctx = layout.initial_context(&clip, 1);
+    let shape = [n_ctx, config.text.width];
+    let res = config.vision.image_resolution();
+    let labels: Vec<usize> = (0..a.batch).map(|i| i % a.classes).collect();
+    let loss = LossConfig { expl_weight: a.lambda, ..LossConfig::default() };
+    let opts = StepOptions { chunk: a.chunk, ..StepOptions::default() };
+    let mut momentum = None;
+    let images = Tensor::<4>::random([a.batch, 3, res, res], Distribution::Normal(0.0, 1.0), &device);
+    let mut run = || -> Result<()> {
+        let feats = ntlb_clip::l2_normalize(clip.encode_image(images.clone()).detach());
+        let r = step(&clip, &layout, &ctx, shape, feats, &labels, &loss, &opts)?;
+        ntlb_prompt::train::sgd_update(&mut ctx, &r.grad_ctx, &mut momentum, 0.002, 0.9, 5e-4);
+        Ok(())
+    };
+    run()?;
+    let mut times = Vec::new();
+    for _ in 0..a.reps.max(1) {
+        let t = Instant::now();
+        run()?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(|x, y| x.partial_cmp(y).expect("finite"));
+    let secs = times[times.len() / 2];
+    // Matmul FLOPs of our step: image encodings, all-class logits (1 text forward per class),
+    // pass 1 (B·C prompts, forward + backward) and pass 2 (C prompts, forward + backward). The
+    // weights are frozen, so a backward computes input gradients only: about one forward.
+    let mean_len = layout.eot.iter().map(|&e| e + 1).sum::<usize>() as f64 / a.classes as f64;
+    let text = 2.0 * config.text_macs(mean_len.round() as usize) as f64;
+    let img = 2.0 * config.image_macs() as f64;
+    let relevance_passes = if a.lambda != 0.0 { 2.0 * a.batch as f64 + 2.0 } else { 2.0 };
+    let flops = img * a.batch as f64 + text * a.classes as f64 * (1.0 + relevance_passes);
+    let mut out = json!({
+        "impl": "ntlb", "preset": a.preset, "classes": a.classes, "batch": a.batch, "lambda": a.lambda,
+        "seconds_per_step": secs, "gflop_per_step": flops / 1e9, "gflops_per_second": flops / 1e9 / secs,
+        "device": a.device, "threads": rayon::current_num_threads(), "peak_rss_mib": ntlb_clip::device::peak_rss_mib(),
+    });
+    if a.reference {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench_reference_step.py");
+        let o = std::process::Command::new(&a.python)
+            .arg(&script)
+            .args(["--preset", &a.preset, "--classes", &a.classes.to_string(), "--batch", &a.batch.to_string(), "--reps", "1"])
+            .output();
+        match o {
+            Ok(o) if o.status.success() => {
+                let r: Value = serde_json::from_slice(&o.stdout).context("bench_reference_step.py output")?;
+                out["reference_seconds_per_step"] = r["seconds_per_step"].clone();
+                out["speedup_vs_reference"] = json!(r["seconds_per_step"].as_f64().unwrap_or(f64::NAN) / secs);
+            }
+            Ok(o) => out["reference_error"] = json!(String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("").to_string()),
+            Err(e) => out["reference_error"] = json!(format!("{}: {e}", a.python)),
+        }
+    }
+    if a.json {
+        println!("{out}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&out)?);
     }
     Ok(0)
 }

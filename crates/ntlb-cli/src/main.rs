@@ -1,7 +1,9 @@
 //! `ntlb`: CLIP explainability-aided prompt learning, benchmarked.
 
 mod bench;
+mod explain;
 mod parity;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -19,6 +21,10 @@ enum Command {
     /// Speed benchmarks (random weights, real sizes).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// One-shot prompt learning (CoOp), with the explainability loss when λ > 0.
+    Train(train::TrainArgs),
+    /// Per-token relevance of prompts for an image: JSON and a bar chart.
+    Explain(explain::ExplainArgs),
     /// Tokenize texts the way CLIP does and print ids.
     Tokenize(TokenizeArgs),
 }
@@ -42,6 +48,8 @@ fn main() {
         Command::Parity(a) => parity::run(a),
         Command::Bench(b) => bench::run(b),
         Command::Tokenize(a) => tokenize(a),
+        Command::Train(a) => train::run(a),
+        Command::Explain(a) => explain::run(a),
     };
     match result {
         Ok(code) => std::process::exit(code),

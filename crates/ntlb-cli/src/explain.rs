@@ -1,0 +1,103 @@
+//! `ntlb explain`: per-token relevance of prompts for one image, as JSON and a bar chart.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use burn::tensor::{Tensor, TensorData};
+use ntlb_clip::tokenizer::ClipTokenizer;
+use ntlb_clip::{l2_normalize, Clip};
+use ntlb_prompt::explain::{plot_relevance, prompt_relevance, TokenRelevance};
+use ntlb_prompt::prompt::{PromptLayout, Source};
+use ntlb_prompt::train::LearnedPrompt;
+
+#[derive(clap::Args)]
+pub struct ExplainArgs {
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Image file (JPEG or PNG).
+    #[arg(long)]
+    image: PathBuf,
+    /// Text prompts (repeat the flag for several).
+    #[arg(long = "prompt")]
+    prompts: Vec<String>,
+    /// Class list; with --learned the learned prompts, else "a photo of a {name}.".
+    #[arg(long)]
+    classes: Option<PathBuf>,
+    /// Folder written by `ntlb train`.
+    #[arg(long)]
+    learned: Option<PathBuf>,
+    /// Output folder: relevance.json and relevance.png.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+pub fn run(a: ExplainArgs) -> Result<i32> {
+    let device = ntlb_clip::device::parse_device(&a.device)?.autodiff();
+    let clip = Clip::load(&a.model, None, &device)?;
+    let tok_path = a.tokenizer.clone().or_else(|| ClipTokenizer::beside(&a.model)).context("no tokenizer.json beside the model: pass --tokenizer")?;
+    let tok = ClipTokenizer::from_file(&tok_path)?;
+    let n = clip.config.vision.image_resolution();
+    let pixels = ntlb_clip::preprocess::load_image(&a.image, n)?;
+    let image = l2_normalize(clip.encode_image(Tensor::<4>::from_data(TensorData::new(pixels, [1, 3, n, n]), &device)).detach());
+    let names = match &a.classes {
+        Some(p) => ntlb_data::classes::ClassList::read(p)?.names,
+        None => Vec::new(),
+    };
+    let mut items = Vec::new();
+    if let Some(dir) = &a.learned {
+        if names.is_empty() {
+            bail!("--learned needs --classes");
+        }
+        let learned = LearnedPrompt::load(dir)?;
+        let layout = PromptLayout::new(&tok, &names, &learned.manifest.config.prompt)?;
+        let ctx = Tensor::<2>::from_data(TensorData::new(learned.ctx.clone(), learned.manifest.ctx_shape), &device);
+        let all: Vec<usize> = (0..names.len()).collect();
+        let len = layout.eot.iter().max().copied().unwrap_or(0) + 1;
+        let prompts = layout.assemble(&clip, ctx, &all, len);
+        let (rows, logits) = prompt_relevance(&clip, prompts, &layout.eot, image)?;
+        let mask = layout.name_mask();
+        for (c, name) in names.iter().enumerate() {
+            let e = layout.eot[c];
+            let tokens = layout.sources[c][..=e]
+                .iter()
+                .map(|s| match s {
+                    Source::Ctx(k) => format!("[ctx{k}]"),
+                    Source::Token(t) => tok.id_to_token(*t).unwrap_or_default().replace("</w>", ""),
+                })
+                .collect();
+            let score = (0..=e).filter(|&p| mask[c][p] > 0.0).map(|p| rows[c][p]).fold(0.0f32, f32::max);
+            items.push(TokenRelevance { prompt: format!("[learned] {name}"), tokens, relevance: rows[c][..=e].to_vec(), logit: logits[c], class_name_score: Some(score) });
+        }
+    } else {
+        let mut texts = a.prompts.clone();
+        texts.extend(names.iter().map(|n| format!("a photo of a {}.", n.replace('_', " "))));
+        if texts.is_empty() {
+            bail!("give --prompt TEXT, or --classes FILE");
+        }
+        let toks = tok.tokenize_all(&texts, false)?;
+        let ids: Vec<Vec<u32>> = toks.iter().map(|t| t.ids.clone()).collect();
+        let eot: Vec<usize> = toks.iter().map(|t| t.eot).collect();
+        let len = eot.iter().max().copied().unwrap_or(0) + 1;
+        let prompts = clip.text.embed(&ids).narrow(1, 0, len);
+        let (rows, logits) = prompt_relevance(&clip, prompts, &eot, image)?;
+        for (i, text) in texts.iter().enumerate() {
+            let tokens = ids[i][..=eot[i]].iter().map(|&t| tok.id_to_token(t).unwrap_or_default().replace("</w>", "")).collect();
+            items.push(TokenRelevance { prompt: text.clone(), tokens, relevance: rows[i][..=eot[i]].to_vec(), logit: logits[i], class_name_score: None });
+        }
+    }
+    std::fs::create_dir_all(&a.out)?;
+    let json = serde_json::json!({"image": a.image.display().to_string(), "model": a.model.display().to_string(), "prompts": items});
+    ntlb_clip::io::write_atomic(&a.out.join("relevance.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
+    let name = a.image.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    plot_relevance(&a.out.join("relevance.png"), &name, &items)?;
+    for it in &items {
+        let best = it.relevance.iter().enumerate().fold((0, 0.0f32), |b, (i, &r)| if r > b.1 { (i, r) } else { b });
+        println!("{:<48} logit {:>7.3}  most relevant token: {:?} ({:.3})", it.prompt, it.logit, it.tokens[best.0], best.1);
+    }
+    println!("wrote {} and relevance.png", a.out.join("relevance.json").display());
+    Ok(0)
+}

@@ -1,0 +1,134 @@
+//! `ntlb train`: one-shot (few-shot) CoOp prompt learning, with or without the explainability loss.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use ntlb_clip::tokenizer::ClipTokenizer;
+use ntlb_clip::Clip;
+use ntlb_data::classes::ClassList;
+use ntlb_data::folder::ImageFolder;
+use ntlb_data::split::FewShotSplit;
+use ntlb_prompt::prompt::{ClassPosition, PromptLayout};
+use ntlb_prompt::train::{train, StopAt, TrainConfig};
+
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// Checkpoint: a Hugging Face directory or an OpenAI-naming .safetensors file.
+    #[arg(long)]
+    model: PathBuf,
+    /// tokenizer.json (default: the one beside the model).
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// ImageNet root (`images/train/<wnid>/` or `train/<wnid>/`).
+    #[arg(long)]
+    data: PathBuf,
+    /// Class list: `wnid<TAB>name` lines (datasets/imagenet_classnames.tsv) or one name per line.
+    #[arg(long)]
+    classes: PathBuf,
+    /// Output folder: prompt.safetensors, manifest.json, split.json, resumable state.
+    #[arg(long)]
+    out: PathBuf,
+    /// TOML training config (defaults: the paper's); flags below override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Seed of the split, the initial context and the augmentation.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// λ, the weight of the explainability loss (0 = plain CoOp).
+    #[arg(long)]
+    lambda: Option<f64>,
+    #[arg(long)]
+    epochs: Option<usize>,
+    #[arg(long)]
+    shots: Option<usize>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    #[arg(long)]
+    n_ctx: Option<usize>,
+    #[arg(long, value_enum)]
+    position: Option<ClassPosition>,
+    /// Split file to reuse or create (default: OUT/split.json).
+    #[arg(long)]
+    split_file: Option<PathBuf>,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Print the resolved configuration and the plan, train nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+pub fn load_config(path: Option<&PathBuf>) -> Result<TrainConfig> {
+    match path {
+        None => Ok(TrainConfig::default()),
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("{}: cannot read config", p.display()))?;
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
+        }
+    }
+}
+
+pub fn run(a: TrainArgs) -> Result<i32> {
+    let mut cfg = load_config(a.config.as_ref())?;
+    if let Some(v) = a.seed {
+        cfg.seed = v;
+    }
+    if let Some(v) = a.lambda {
+        cfg.loss.expl_weight = v;
+    }
+    if let Some(v) = a.epochs {
+        cfg.optim.epochs = v;
+    }
+    if let Some(v) = a.shots {
+        cfg.shots = v;
+    }
+    if let Some(v) = a.batch_size {
+        cfg.optim.batch_size = v;
+    }
+    if let Some(v) = a.n_ctx {
+        cfg.prompt.n_ctx = v;
+    }
+    if let Some(v) = a.position {
+        cfg.prompt.class_position = v;
+    }
+    if !cfg.loss.expl_weight.is_finite() || cfg.loss.expl_weight < 0.0 {
+        bail!("lambda must be a finite non-negative number, got {}", cfg.loss.expl_weight);
+    }
+    let classes = ClassList::read(&a.classes)?;
+    let folder = ImageFolder::imagenet(&a.data, "train", &classes)?;
+    let split_path = a.split_file.clone().unwrap_or_else(|| a.out.join("split.json"));
+    let split = FewShotSplit::load_or_draw(&split_path, &folder, cfg.shots, cfg.seed)?;
+    let tok_path = a.tokenizer.clone().or_else(|| ClipTokenizer::beside(&a.model)).context("no tokenizer.json beside the model: pass --tokenizer")?;
+    let tok = ClipTokenizer::from_file(&tok_path)?;
+    let layout = PromptLayout::new(&tok, &classes.names, &cfg.prompt)?;
+    if a.dry_run {
+        println!("{}", toml::to_string_pretty(&cfg)?);
+        println!("{} classes, {} training images ({}-shot, split {}), {} epochs", classes.len(), split.items.len(), cfg.shots, split_path.display(), cfg.optim.epochs);
+        return Ok(0);
+    }
+    let device = ntlb_clip::device::parse_device(&a.device)?.autodiff();
+    let clip = Clip::load(&a.model, None, &device)?;
+    let weights = if a.model.is_dir() { a.model.join("model.safetensors") } else { a.model.clone() };
+    let sha = ntlb_clip::io::sha256_file(&weights)?;
+    let bar = ProgressBar::new(0);
+    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} steps {elapsed}<{eta} {msg}").expect("valid template"));
+    let learned = train(
+        &clip,
+        &layout,
+        &classes.names,
+        &split.items,
+        &cfg,
+        &a.out,
+        (&weights.display().to_string(), &sha),
+        StopAt::default(),
+        |p, total| {
+            bar.set_length(total as u64);
+            bar.set_position(p.step as u64);
+            bar.set_message(format!("epoch {} lr {:.2e} loss {:.4} (ce {:.4}, expl {:.4}) acc {:.1}%", p.epoch, p.lr, p.loss, p.ce, p.expl, p.acc));
+        },
+    )?;
+    bar.finish();
+    println!("trained {} epochs; prompt in {}", learned.manifest.epochs_done, a.out.join(ntlb_prompt::train::PROMPT_FILE).display());
+    Ok(0)
+}
