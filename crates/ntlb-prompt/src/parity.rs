@@ -52,6 +52,7 @@ pub fn compute_coop_case(case: &Value, clip: &Clip, tok: &ClipTokenizer, device:
         class_position: position,
         class_specific: cfg(case, "TRAINER.COOP.CSC")?.as_bool().unwrap_or(false),
         init_words: (!init.is_empty()).then_some(init),
+        allow_duplicate_names: false,
     };
     let base_loss = LossConfig {
         expl_weight: cfg(case, "TRAINER.COOP.EXPL_WEIGHT")?.as_f64().unwrap_or(1.0),

@@ -29,11 +29,14 @@ pub struct PromptConfig {
     pub class_specific: bool,
     /// Initialise from these words (one token each, as CoOp assumes) instead of N(0, 0.02²).
     pub init_words: Option<String>,
+    /// Accept repeated class names. Off by default (a repeated name is usually a mistake);
+    /// CLIP's ImageNet list repeats `missile` and `sunglasses`, and the reference uses it as is.
+    pub allow_duplicate_names: bool,
 }
 
 impl Default for PromptConfig {
     fn default() -> Self {
-        PromptConfig { n_ctx: 16, class_position: ClassPosition::Middle, class_specific: false, init_words: None }
+        PromptConfig { n_ctx: 16, class_position: ClassPosition::Middle, class_specific: false, init_words: None, allow_duplicate_names: false }
     }
 }
 
@@ -67,7 +70,7 @@ pub struct PromptLayout {
 impl PromptLayout {
     /// Build from class names (`_` read as spaces, as the reference does).
     pub fn new(tok: &ClipTokenizer, classnames: &[String], config: &PromptConfig) -> Result<PromptLayout> {
-        check_classnames(classnames)?;
+        check_classnames(classnames, config.allow_duplicate_names)?;
         let (prefix, init_ids) = match &config.init_words {
             Some(words) => {
                 let words = words.replace('_', " ");
@@ -194,7 +197,7 @@ impl PromptLayout {
 }
 
 /// Refuse class lists the prompt learner cannot tell apart.
-pub fn check_classnames(classnames: &[String]) -> Result<()> {
+pub fn check_classnames(classnames: &[String], allow_duplicates: bool) -> Result<()> {
     if classnames.is_empty() {
         bail!("the class list is empty");
     }
@@ -204,7 +207,10 @@ pub fn check_classnames(classnames: &[String]) -> Result<()> {
             bail!("class {i} has an empty name");
         }
         if let Some(j) = seen.insert(n.trim().to_lowercase(), i) {
-            bail!("class name {n:?} appears twice (classes {j} and {i})");
+            if allow_duplicates {
+                continue;
+            }
+            bail!("class name {n:?} appears twice (classes {j} and {i}); set allow_duplicate_names if that is intended");
         }
     }
     Ok(())
