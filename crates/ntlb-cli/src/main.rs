@@ -3,6 +3,7 @@
 mod bench;
 mod explain;
 mod parity;
+mod sweep;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +26,12 @@ enum Command {
     Train(train::TrainArgs),
     /// Per-token relevance of prompts for an image: JSON and a bar chart.
     Explain(explain::ExplainArgs),
+    /// Run a sweep (models × datasets × methods × λ × seeds); resumable, shardable.
+    Sweep(sweep::SweepArgs),
+    /// Join the results of sweep shards.
+    Merge(sweep::MergeArgs),
+    /// Tables and figures from a sweep's results.
+    Report(sweep::ReportArgs),
     /// Tokenize texts the way CLIP does and print ids.
     Tokenize(TokenizeArgs),
 }
@@ -50,6 +57,9 @@ fn main() {
         Command::Tokenize(a) => tokenize(a),
         Command::Train(a) => train::run(a),
         Command::Explain(a) => explain::run(a),
+        Command::Sweep(a) => sweep::sweep(a),
+        Command::Merge(a) => sweep::merge(a),
+        Command::Report(a) => sweep::report(a),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -3,3 +3,4 @@
 pub mod classes;
 pub mod folder;
 pub mod split;
+pub mod variants;

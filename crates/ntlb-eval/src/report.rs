@@ -1,0 +1,327 @@
+//! `ntlb report`: tables (Markdown, LaTeX, CSV) and figures (PNG and SVG) from a sweep's results.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::results::{read_runs, read_table, ResultRow};
+
+/// Mean and sample standard deviation.
+pub fn mean_std(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let m = v.iter().sum::<f64>() / n.max(1.0);
+    let s = if v.len() > 1 { (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() } else { 0.0 };
+    (m, s)
+}
+
+/// One line of the summary table: a method and its top-1 per dataset (mean, std, runs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SummaryLine {
+    pub model: String,
+    pub method: String,
+    pub cells: BTreeMap<String, (f64, f64, usize)>,
+}
+
+const DATASET_ORDER: [&str; 5] = ["imagenet", "imagenet-v2", "imagenet-sketch", "imagenet-a", "imagenet-r"];
+
+fn dataset_rank(d: &str) -> usize {
+    DATASET_ORDER.iter().position(|x| *x == d).unwrap_or(DATASET_ORDER.len())
+}
+
+pub fn datasets_of(rows: &[ResultRow]) -> Vec<String> {
+    let mut d: Vec<String> = rows.iter().map(|r| r.dataset.clone()).collect();
+    d.sort_by_key(|x| (dataset_rank(x), x.clone()));
+    d.dedup();
+    d
+}
+
+/// The paper's comparison: zero-shot ensembles, single templates (mean and best), CoOp per λ
+/// (mean ± std over seeds).
+pub fn summarize(rows: &[ResultRow]) -> Vec<SummaryLine> {
+    let mut groups: BTreeMap<(String, String), BTreeMap<String, Vec<f64>>> = BTreeMap::new();
+    for r in rows {
+        let method = match r.method.as_str() {
+            "coop" => {
+                let l = r.lambda.unwrap_or(0.0);
+                if l == 0.0 { "CoOp (λ = 0)".to_string() } else { format!("CoOp + explainability (λ = {l})") }
+            }
+            "zero-shot" => "zero-shot, single template: mean".to_string(),
+            m => m.replace("zero-shot-ensemble-", "zero-shot, ensemble of ") + " templates",
+        };
+        groups.entry((r.model.clone(), method)).or_default().entry(r.dataset.clone()).or_default().push(r.top1);
+        if r.method == "zero-shot" {
+            let best = groups.entry((r.model.clone(), "zero-shot, single template: best".into())).or_default().entry(r.dataset.clone()).or_default();
+            let v = best.first().copied().unwrap_or(f64::MIN).max(r.top1);
+            best.clear();
+            best.push(v);
+        }
+    }
+    groups
+        .into_iter()
+        .map(|((model, method), cells)| SummaryLine { model, method, cells: cells.into_iter().map(|(d, v)| (d, (mean_std(&v).0, mean_std(&v).1, v.len()))).collect() })
+        .collect()
+}
+
+fn cell(c: Option<&(f64, f64, usize)>, latex: bool) -> String {
+    match c {
+        None => "–".into(),
+        Some((m, s, n)) if *n > 1 && !latex => format!("{m:.2} ± {s:.2}"),
+        Some((m, s, n)) if *n > 1 => format!("{m:.2} $\\pm$ {s:.2}"),
+        Some((m, _, _)) => format!("{m:.2}"),
+    }
+}
+
+/// Write `summary.md`, `summary.tex`, `summary.csv`; returns the Markdown.
+pub fn write_tables(out: &Path, rows: &[ResultRow]) -> Result<String> {
+    let lines = summarize(rows);
+    let ds = datasets_of(rows);
+    let mut md = format!("Top-1 accuracy (%), mean ± std over seeds where there are several.\n\n| model | method | {} |\n|---|---|{}\n", ds.join(" | "), "---|".repeat(ds.len()));
+    let mut tex = format!("\\begin{{tabular}}{{ll{}}}\n\\toprule\nmodel & method & {} \\\\\n\\midrule\n", "r".repeat(ds.len()), ds.join(" & "));
+    let mut csv = csv::Writer::from_writer(Vec::new());
+    csv.write_record(["model", "method", "dataset", "top1_mean", "top1_std", "runs"])?;
+    for l in &lines {
+        md += &format!("| {} | {} | {} |\n", l.model, l.method, ds.iter().map(|d| cell(l.cells.get(d), false)).collect::<Vec<_>>().join(" | "));
+        tex += &format!("{} & {} & {} \\\\\n", l.model.replace('_', "\\_"), l.method.replace('λ', "$\\lambda$").replace('±', "$\\pm$"), ds.iter().map(|d| cell(l.cells.get(d), true)).collect::<Vec<_>>().join(" & "));
+        for (d, (m, s, n)) in &l.cells {
+            csv.write_record([l.model.clone(), l.method.clone(), d.clone(), format!("{m:.4}"), format!("{s:.4}"), n.to_string()])?;
+        }
+    }
+    tex += "\\bottomrule\n\\end{tabular}\n";
+    ntlb_clip::io::write_atomic(&out.join("summary.md"), md.as_bytes())?;
+    ntlb_clip::io::write_atomic(&out.join("summary.tex"), tex.as_bytes())?;
+    ntlb_clip::io::write_atomic(&out.join("summary.csv"), &csv.into_inner()?)?;
+    Ok(md)
+}
+
+const PALETTE: [RGBColor; 8] = [RGBColor(31, 119, 180), RGBColor(255, 127, 14), RGBColor(44, 160, 44), RGBColor(214, 39, 40), RGBColor(148, 103, 189), RGBColor(140, 86, 75), RGBColor(227, 119, 194), RGBColor(127, 127, 127)];
+
+/// Render one figure to `<stem>.png` and `<stem>.svg` (the same drawing code, two backends).
+fn render(
+    out: &Path,
+    stem: &str,
+    size: (u32, u32),
+    png: impl FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> Result<()>,
+    svg: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> Result<()>,
+) -> Result<Vec<PathBuf>> {
+    let (p, s) = (out.join(format!("{stem}.png")), out.join(format!("{stem}.svg")));
+    {
+        let r = BitMapBackend::new(&p, size).into_drawing_area();
+        r.fill(&WHITE)?;
+        png(&r)?;
+        r.present()?;
+    }
+    {
+        let r = SVGBackend::new(&s, size).into_drawing_area();
+        r.fill(&WHITE)?;
+        svg(&r)?;
+        r.present()?;
+    }
+    Ok(vec![p, s])
+}
+
+/// Grouped bars: datasets on the x axis, one bar per method (error bars = std over seeds).
+fn draw_methods<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, model: &str, lines: &[SummaryLine], ds: &[String]) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let ymax = lines.iter().flat_map(|l| l.cells.values().map(|c| c.0 + c.1)).fold(1.0f64, f64::max) * 1.15;
+    let k = lines.len().max(1) as f64;
+    let mut chart = ChartBuilder::on(root)
+        .caption(format!("{model}: top-1 by dataset and method"), ("sans-serif", 20))
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f64..ds.len() as f64, 0f64..ymax)?;
+    let names = ds.to_vec();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(ds.len() * 2 + 1)
+        .x_label_formatter(&|v| {
+            let i = v.floor() as usize;
+            if (v - i as f64 - 0.5).abs() < 0.26 { names.get(i).cloned().unwrap_or_default() } else { String::new() }
+        })
+        .y_desc("top-1 (%)")
+        .draw()?;
+    for (j, l) in lines.iter().enumerate() {
+        let color = PALETTE[j % PALETTE.len()];
+        let bars: Vec<(f64, f64, f64)> = ds.iter().enumerate().filter_map(|(i, d)| l.cells.get(d).map(|c| (i as f64 + 0.1 + 0.8 * j as f64 / k, c.0, c.1))).collect();
+        let w = 0.8 / k;
+        chart
+            .draw_series(bars.iter().map(|&(x, m, _)| Rectangle::new([(x, 0.0), (x + w * 0.9, m)], color.filled())))?
+            .label(l.method.clone())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
+        chart.draw_series(bars.iter().filter(|b| b.2 > 0.0).map(|&(x, m, s)| {
+            let c = x + w * 0.45;
+            PathElement::new(vec![(c, m - s), (c, m + s)], BLACK.stroke_width(1))
+        }))?;
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).position(SeriesLabelPosition::UpperRight).draw()?;
+    Ok(())
+}
+
+/// Accuracy of every single template, per dataset (points, with the ensembles as lines).
+fn draw_templates<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, model: &str, rows: &[ResultRow], ds: &[String]) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let single: Vec<&ResultRow> = rows.iter().filter(|r| r.model == model && r.method == "zero-shot").collect();
+    let ymax = single.iter().map(|r| r.top1).fold(1.0f64, f64::max) * 1.15;
+    let mut chart = ChartBuilder::on(root)
+        .caption(format!("{model}: zero-shot top-1 of each template (dots) and ensembles (bars)"), ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f64..ds.len() as f64, 0f64..ymax)?;
+    let names = ds.to_vec();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(ds.len() * 2 + 1)
+        .x_label_formatter(&|v| {
+            let i = v.floor() as usize;
+            if (v - i as f64 - 0.5).abs() < 0.26 { names.get(i).cloned().unwrap_or_default() } else { String::new() }
+        })
+        .y_desc("top-1 (%)")
+        .draw()?;
+    for (i, d) in ds.iter().enumerate() {
+        let pts: Vec<f64> = single.iter().filter(|r| &r.dataset == d).map(|r| r.top1).collect();
+        // Deterministic horizontal spread so that equal accuracies stay visible.
+        chart.draw_series(pts.iter().enumerate().map(|(j, &a)| Circle::new((i as f64 + 0.3 + 0.4 * ((j * 37) % 100) as f64 / 100.0, a), 3, PALETTE[0].mix(0.6).filled())))?;
+        for (k, e) in rows.iter().filter(|r| r.model == model && &r.dataset == d && r.method.starts_with("zero-shot-ensemble")).enumerate() {
+            let c = PALETTE[(k + 1) % PALETTE.len()];
+            chart.draw_series(std::iter::once(PathElement::new(vec![(i as f64 + 0.2, e.top1), (i as f64 + 0.8, e.top1)], c.stroke_width(3))))?;
+        }
+    }
+    Ok(())
+}
+
+/// Top-1 against λ per dataset (mean ± std over seeds).
+fn draw_lambda<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, model: &str, rows: &[ResultRow], ds: &[String]) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let coop: Vec<&ResultRow> = rows.iter().filter(|r| r.model == model && r.method == "coop").collect();
+    let mut lambdas: Vec<f64> = coop.iter().filter_map(|r| r.lambda).collect();
+    lambdas.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
+    lambdas.dedup();
+    let xmax = lambdas.last().copied().unwrap_or(1.0).max(1e-3) * 1.1;
+    let ymax = coop.iter().map(|r| r.top1).fold(1.0f64, f64::max) * 1.15;
+    let mut chart = ChartBuilder::on(root)
+        .caption(format!("{model}: CoOp top-1 against λ"), ("sans-serif", 20))
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(-0.05 * xmax..xmax, 0f64..ymax)?;
+    chart.configure_mesh().x_desc("λ (explainability loss weight)").y_desc("top-1 (%)").draw()?;
+    for (i, d) in ds.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        let pts: Vec<(f64, f64, f64)> = lambdas
+            .iter()
+            .filter_map(|&l| {
+                let v: Vec<f64> = coop.iter().filter(|r| &r.dataset == d && r.lambda == Some(l)).map(|r| r.top1).collect();
+                (!v.is_empty()).then(|| {
+                    let (m, s) = mean_std(&v);
+                    (l, m, s)
+                })
+            })
+            .collect();
+        chart
+            .draw_series(LineSeries::new(pts.iter().map(|p| (p.0, p.1)), color.stroke_width(2)))?
+            .label(d.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 12, y)], color.stroke_width(2)));
+        chart.draw_series(pts.iter().map(|&(l, m, s)| PathElement::new(vec![(l, m - s), (l, m + s)], color.stroke_width(2))))?;
+        chart.draw_series(pts.iter().map(|&(l, m, _)| Circle::new((l, m), 4, color.filled())))?;
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).draw()?;
+    Ok(())
+}
+
+/// Token relevance of class prompts before and after training (first CoOp run with λ > 0,
+/// else the first CoOp run).
+fn draw_relevance<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, maps: &[crate::relevance_maps::RelevanceMap], title: &str) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let panels = root.split_evenly((maps.len().max(1), 1));
+    for (panel, m) in panels.iter().zip(maps) {
+        let n = m.tokens.len();
+        let ymax = m.before.iter().chain(&m.after).copied().fold(1e-6f32, f32::max) * 1.15;
+        let name = m.image.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default();
+        let mut chart = ChartBuilder::on(panel)
+            .caption(format!("{title}: {name}, class \"{}\"", m.class), ("sans-serif", 15))
+            .margin(6)
+            .x_label_area_size(60)
+            .y_label_area_size(45)
+            .build_cartesian_2d(0f32..n as f32, 0f32..ymax)?;
+        let toks = m.tokens.clone();
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(2 * n + 1)
+            .x_label_formatter(&|v| {
+                let i = v.floor() as usize;
+                if (v - i as f32 - 0.5).abs() < 0.2 { toks.get(i).cloned().unwrap_or_default() } else { String::new() }
+            })
+            .x_label_style(("sans-serif", 11).into_font().transform(FontTransform::Rotate90))
+            .y_desc("relevance")
+            .draw()?;
+        let (b, a) = (PALETTE[7], PALETTE[3]);
+        chart
+            .draw_series(m.before.iter().enumerate().map(|(i, &v)| Rectangle::new([(i as f32 + 0.1, 0.0), (i as f32 + 0.48, v)], b.filled())))?
+            .label("before training")
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], b.filled()));
+        chart
+            .draw_series(m.after.iter().enumerate().map(|(i, &v)| Rectangle::new([(i as f32 + 0.52, 0.0), (i as f32 + 0.9, v)], a.filled())))?
+            .label("after training")
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], a.filled()));
+        chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).draw()?;
+    }
+    Ok(())
+}
+
+/// Write every table and figure of a results folder into `out`; returns the files written.
+pub fn run_report(results: &Path, out: &Path) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(out)?;
+    let rows = read_table(results)?;
+    if rows.is_empty() {
+        anyhow::bail!("{}: the results table is empty", results.display());
+    }
+    let md = write_tables(out, &rows)?;
+    let mut files = vec![out.join("summary.md"), out.join("summary.tex"), out.join("summary.csv")];
+    let ds = datasets_of(&rows);
+    let mut models: Vec<String> = rows.iter().map(|r| r.model.clone()).collect();
+    models.sort();
+    models.dedup();
+    let lines = summarize(&rows);
+    for model in &models {
+        let slug: String = model.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
+        let ml: Vec<SummaryLine> = lines.iter().filter(|l| &l.model == model && !l.method.contains("single template")).cloned().collect();
+        files.extend(render(out, &format!("{slug}_methods_by_dataset"), (1000, 560), |r| draw_methods(r, model, &ml, &ds), |r| draw_methods(r, model, &ml, &ds))?);
+        if rows.iter().any(|r| &r.model == model && r.method == "zero-shot") {
+            files.extend(render(out, &format!("{slug}_template_sensitivity"), (1000, 520), |r| draw_templates(r, model, &rows, &ds), |r| draw_templates(r, model, &rows, &ds))?);
+        }
+        if rows.iter().any(|r| &r.model == model && r.method == "coop") {
+            files.extend(render(out, &format!("{slug}_accuracy_vs_lambda"), (900, 520), |r| draw_lambda(r, model, &rows, &ds), |r| draw_lambda(r, model, &rows, &ds))?);
+        }
+    }
+    let runs = read_runs(results)?;
+    let pick = runs
+        .iter()
+        .filter(|r| r.relevance.as_ref().is_some_and(|m| !m.is_empty()))
+        .max_by_key(|r| matches!(r.job, crate::sweep::Job::Coop { lambda, .. } if lambda > 0.0));
+    if let Some(run) = pick {
+        let maps = run.relevance.clone().unwrap_or_default();
+        let title = match &run.job {
+            crate::sweep::Job::Coop { model, lambda, seed, .. } => format!("{} CoOp λ={lambda} seed {seed}", model.name),
+            _ => String::new(),
+        };
+        let h = 300 * maps.len() as u32;
+        files.extend(render(out, "relevance_before_after", (1000, h), |r| draw_relevance(r, &maps, &title), |r| draw_relevance(r, &maps, &title))?);
+    }
+    println!("{md}");
+    Ok(files)
+}
