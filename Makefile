@@ -37,3 +37,17 @@ bench-encode: build
 bench-train-step: build
 	$(NTLB) bench train-step --preset vit-b-32 --classes 10 --batch 4 --reps 2
 	$(NTLB) bench train-step --preset vit-b-32 --classes 100 --batch 4 --reps 1
+
+# The paper's comparison on ImageNet and its variants (datasets/README.md gives the layouts):
+#   make eval-imagenet DATA=/data CHECKPOINTS=/ckpt [MODELS=ViT-B/32] [CONFIG=configs/imagenet-full.toml] [DEVICE=cuda]
+CONFIG ?= configs/imagenet.toml
+DATA ?= data
+CHECKPOINTS ?= checkpoints
+DEVICE ?= cpu
+MODELS ?=
+RESULTS ?= results/$(basename $(notdir $(CONFIG)))
+
+.PHONY: eval-imagenet
+eval-imagenet: build
+	$(NTLB) sweep $(CONFIG) --data $(DATA) --checkpoints $(CHECKPOINTS) --device $(DEVICE) --results $(RESULTS) $(if $(MODELS),--models $(MODELS),)
+	$(NTLB) report $(RESULTS)

@@ -21,6 +21,12 @@ pub struct SweepArgs {
     /// Results folder (overrides the config's `results`).
     #[arg(long)]
     results: Option<PathBuf>,
+    /// Folder holding the datasets (relative dataset roots are read under it).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Folder holding the checkpoints (relative model paths are read under it).
+    #[arg(long)]
+    checkpoints: Option<PathBuf>,
     /// cpu, cuda or cuda:N (overrides the config).
     #[arg(long)]
     device: Option<String>,
@@ -32,6 +38,7 @@ pub struct SweepArgs {
 pub fn sweep(a: SweepArgs) -> Result<i32> {
     let mut cfg = SweepConfig::read(&a.config)?;
     cfg.apply_models(&a.models)?;
+    cfg.set_roots(a.data, a.checkpoints);
     if let Some(r) = a.results {
         cfg.results = r;
     }

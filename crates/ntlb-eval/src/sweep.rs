@@ -96,6 +96,12 @@ pub struct SweepConfig {
     pub results: PathBuf,
     #[serde(default)]
     pub cache: Option<PathBuf>,
+    /// Relative dataset roots (and `coop.train_root`) are read under this folder.
+    #[serde(default)]
+    pub data_root: Option<PathBuf>,
+    /// Relative model paths are read under this folder.
+    #[serde(default)]
+    pub checkpoint_root: Option<PathBuf>,
     /// `wnid<TAB>name` list of the 1000 classes.
     pub classes: PathBuf,
     #[serde(default = "default_device")]
@@ -116,6 +122,37 @@ impl SweepConfig {
     pub fn read(path: &Path) -> Result<SweepConfig> {
         let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read sweep config", path.display()))?;
         toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
+    /// Point relative dataset and model paths at new roots (`--data`, `--checkpoints`).
+    pub fn set_roots(&mut self, data: Option<PathBuf>, checkpoints: Option<PathBuf>) {
+        if data.is_some() {
+            self.data_root = data;
+        }
+        if checkpoints.is_some() {
+            self.checkpoint_root = checkpoints;
+        }
+    }
+
+    /// The config with `data_root` / `checkpoint_root` applied to relative paths.
+    pub fn resolved(&self) -> SweepConfig {
+        let join = |root: &Option<PathBuf>, p: &Path| match root {
+            Some(r) if p.is_relative() => r.join(p),
+            _ => p.to_path_buf(),
+        };
+        let mut c = self.clone();
+        for d in &mut c.datasets {
+            d.root = join(&self.data_root, &d.root);
+        }
+        if let Some(co) = &mut c.coop {
+            co.train_root = join(&self.data_root, &co.train_root);
+        }
+        for m in &mut c.models {
+            m.path = join(&self.checkpoint_root, &m.path);
+        }
+        c.data_root = None;
+        c.checkpoint_root = None;
+        c
     }
 
     pub fn cache_dir(&self) -> PathBuf {
@@ -282,6 +319,8 @@ pub struct SweepOptions {
 
 /// Run (or plan) the sweep; returns the number of jobs run.
 pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
+    let resolved = cfg.resolved();
+    let cfg = &resolved;
     let jobs = plan(cfg)?;
     let (classes, sets) = open_datasets(cfg)?;
     let mine: Vec<(usize, &Job)> = jobs.iter().enumerate().filter(|(i, _)| opts.shard.is_none_or(|(s, n)| i % n == s)).collect();
