@@ -5,9 +5,24 @@ SHARED ?= ../shared
 GOLDEN := $(SHARED)/golden
 CASES := tokenize encode_text encode_image coop_middle coop_end
 
-.PHONY: all build test parity bench bench-encode bench-train-step
+.PHONY: all build test parity bench bench-encode bench-train-step demo regress pretrain-synth
 
-all: parity
+all: demo
+
+# The main job on the embedded default (CPU, no downloads): generate the synthetic world if
+# missing, run configs/demo.toml (zero-shot templates, CoOp with λ = 0 and λ = 1, 3 seeds, five
+# datasets) with the committed tiny CLIP, and write tables and figures to results/demo/report/.
+demo: build
+	$(NTLB) demo --config configs/demo.toml
+
+# Rerun a short demo (seed 1) and fail when an accuracy moves past the tolerance from the
+# committed baseline results/baselines/demo.csv.
+regress: build
+	$(NTLB) regress --config configs/demo.toml --baseline results/baselines/demo.csv
+
+# Retrain the tiny CLIP of the demo (about 15 minutes on 2 cores); the result is committed.
+pretrain-synth: build
+	$(NTLB) pretrain-synth --out models/synth-clip
 
 build:
 	$(CARGO) build --release
@@ -51,3 +66,20 @@ RESULTS ?= results/$(basename $(notdir $(CONFIG)))
 eval-imagenet: build
 	$(NTLB) sweep $(CONFIG) --data $(DATA) --checkpoints $(CHECKPOINTS) --device $(DEVICE) --results $(RESULTS) $(if $(MODELS),--models $(MODELS),)
 	$(NTLB) report $(RESULTS)
+
+# GPU build (LibTorch through burn `tch`; never part of CI): needs a Python with torch whose
+# version matches the GPU machine's (TORCH_PY), see README, GPU.
+TORCH_PY ?= /work/venv211/bin/python
+TCH_TARGET ?= target-tch
+.PHONY: build-tch gpu-pack
+build-tch:
+	PATH=$(dir $(TORCH_PY)):$$PATH LIBTORCH_USE_PYTORCH=1 LIBTORCH_BYPASS_VERSION_CHECK=1 \
+	  CARGO_TARGET_DIR=$(TCH_TARGET) $(CARGO) build --release --features tch -p ntlb-cli
+
+# Pack what scripts/gpu-check.sh needs into gpu/ (under the 64 MiB a device call carries).
+gpu-pack:
+	@mkdir -p gpu
+	strip -o gpu/ntlb $(TCH_TARGET)/release/ntlb && xz -T2 -6 -f gpu/ntlb
+	tar -C $(SHARED) -cJf gpu/golden.tar.xz golden/encode_text.json golden/encode_image.json \
+	  golden/coop_middle.json golden/coop_end.json golden/tiny-clip/openai.safetensors golden/tiny-clip/hf/tokenizer.json
+	@ls -la gpu

@@ -35,6 +35,9 @@ pub struct TrainStepArgs {
     reps: usize,
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// f32, bf16 or f16 (half precision on GPU).
+    #[arg(long, default_value = "f32")]
+    precision: String,
     /// Also time scripts/bench_reference_step.py (the original's algorithm in PyTorch) at the same size.
     #[arg(long)]
     reference: bool,
@@ -59,6 +62,9 @@ pub struct EncodeArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// f32, bf16 or f16 (half precision on GPU).
+    #[arg(long, default_value = "f32")]
+    precision: String,
     /// Python with torch for the PyTorch figure (skipped with a message when absent).
     #[arg(long, env = "NTLB_PYTHON", default_value = "python3")]
     python: String,
@@ -102,10 +108,26 @@ fn ours(preset: &str, batch: usize, reps: usize, device: &Device) -> Result<Vec<
     let res = config.vision.image_resolution();
     let images = Tensor::<4>::random([batch, 3, res, res], Distribution::Normal(0.0, 1.0), device);
     let img_s = median_secs(reps, || sync(clip.encode_image(images.clone())));
-    let mut rows = vec![json!({"impl": "ntlb", "preset": preset, "what": "images", "batch": batch, "seconds": img_s, "per_second": batch as f64 / img_s})];
+    let mut rows = vec![
+        json!({"impl": "ntlb", "preset": preset, "what": "images", "batch": batch, "seconds": img_s, "per_second": batch as f64 / img_s}),
+    ];
     for (label, eot) in [("texts (77 positions)", 76usize), ("texts (16-token prompt)", 15)] {
         let ids: Vec<Vec<u32>> = (0..batch)
-            .map(|b| (0..77).map(|p| if p == 0 { 49406 } else if p == eot { 49407 } else if p < eot { (p * 31 + b * 7) as u32 % 49000 } else { 0 }).collect())
+            .map(|b| {
+                (0..77)
+                    .map(|p| {
+                        if p == 0 {
+                            49406
+                        } else if p == eot {
+                            49407
+                        } else if p < eot {
+                            (p * 31 + b * 7) as u32 % 49000
+                        } else {
+                            0
+                        }
+                    })
+                    .collect()
+            })
             .collect();
         let eots = vec![eot; batch];
         let s = median_secs(reps, || sync(clip.encode_text(&ids, &eots)));
@@ -116,7 +138,9 @@ fn ours(preset: &str, batch: usize, reps: usize, device: &Device) -> Result<Vec<
 
 fn torch_rows(a: &EncodeArgs) -> Result<Vec<Value>, String> {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench_torch.py");
-    let probe = std::process::Command::new(&a.python).args(["-c", "import torch, open_clip"]).output();
+    let probe = std::process::Command::new(&a.python)
+        .args(["-c", "import torch, open_clip"])
+        .output();
     match probe {
         Ok(o) if o.status.success() => {}
         _ => return Err(format!("PyTorch comparison skipped: `{} -c 'import torch, open_clip'` failed (set NTLB_PYTHON to a Python with torch and open_clip_torch)", a.python)),
@@ -124,7 +148,14 @@ fn torch_rows(a: &EncodeArgs) -> Result<Vec<Value>, String> {
     let batches: Vec<String> = a.batches.iter().map(|b| b.to_string()).collect();
     let out = std::process::Command::new(&a.python)
         .arg(&script)
-        .args(["--presets", &a.presets.join(","), "--batches", &batches.join(","), "--reps", &a.reps.to_string()])
+        .args([
+            "--presets",
+            &a.presets.join(","),
+            "--batches",
+            &batches.join(","),
+            "--reps",
+            &a.reps.to_string(),
+        ])
         .output()
         .map_err(|e| format!("running {}: {e}", script.display()))?;
     if !out.status.success() {
@@ -134,7 +165,7 @@ fn torch_rows(a: &EncodeArgs) -> Result<Vec<Value>, String> {
 }
 
 fn encode(a: EncodeArgs) -> Result<i32> {
-    let device = ntlb_clip::device::parse_device(&a.device)?;
+    let device = ntlb_clip::device::parse_device_with(&a.device, &a.precision)?;
     if a.batches.is_empty() || a.presets.is_empty() {
         bail!("need at least one preset and one batch size");
     }
@@ -145,20 +176,33 @@ fn encode(a: EncodeArgs) -> Result<i32> {
         }
     }
     let peak = ntlb_clip::device::peak_rss_mib();
-    let torch = if a.no_torch { Err("PyTorch comparison not asked for".to_string()) } else { torch_rows(&a) };
+    let torch = if a.no_torch {
+        Err("PyTorch comparison not asked for".to_string())
+    } else {
+        torch_rows(&a)
+    };
     let torch_list = torch.clone().unwrap_or_default();
     for r in rows.iter_mut() {
-        if let Some(t) = torch_list.iter().find(|t| t["preset"] == r["preset"] && t["what"] == r["what"] && t["batch"] == r["batch"]) {
+        if let Some(t) = torch_list
+            .iter()
+            .find(|t| t["preset"] == r["preset"] && t["what"] == r["what"] && t["batch"] == r["batch"])
+        {
             let ratio = r["per_second"].as_f64().unwrap_or(0.0) / t["per_second"].as_f64().unwrap_or(f64::NAN);
             r["torch_per_second"] = t["per_second"].clone();
             r["speedup_vs_torch"] = json!(ratio);
         }
     }
     if a.json {
-        println!("{}", json!({"device": a.device, "threads": rayon::current_num_threads(), "peak_rss_mib": peak, "rows": rows, "torch": torch.as_ref().err()}));
+        println!(
+            "{}",
+            json!({"device": a.device, "precision": a.precision, "threads": rayon::current_num_threads(), "peak_rss_mib": peak, "rows": rows, "torch": torch.as_ref().err()})
+        );
         return Ok(0);
     }
-    println!("{:<10} {:<24} {:>6} {:>12} {:>12} {:>10}", "preset", "what", "batch", "ntlb /s", "torch /s", "ratio");
+    println!(
+        "{:<10} {:<24} {:>6} {:>12} {:>12} {:>10}",
+        "preset", "what", "batch", "ntlb /s", "torch /s", "ratio"
+    );
     for r in &rows {
         println!(
             "{:<10} {:<24} {:>6} {:>12.2} {:>12} {:>10}",
@@ -166,11 +210,18 @@ fn encode(a: EncodeArgs) -> Result<i32> {
             r["what"].as_str().unwrap_or(""),
             r["batch"],
             r["per_second"].as_f64().unwrap_or(0.0),
-            r.get("torch_per_second").and_then(Value::as_f64).map_or("-".into(), |v| format!("{v:.2}")),
-            r.get("speedup_vs_torch").and_then(Value::as_f64).map_or("-".into(), |v| format!("{v:.2}x")),
+            r.get("torch_per_second")
+                .and_then(Value::as_f64)
+                .map_or("-".into(), |v| format!("{v:.2}")),
+            r.get("speedup_vs_torch")
+                .and_then(Value::as_f64)
+                .map_or("-".into(), |v| format!("{v:.2}x")),
         );
     }
-    println!("peak memory: {} MiB (ntlb part, before PyTorch ran)", peak.map_or("?".into(), |p| format!("{p:.0}")));
+    println!(
+        "peak memory: {} MiB (ntlb part, before PyTorch ran)",
+        peak.map_or("?".into(), |p| format!("{p:.0}"))
+    );
     if let Err(msg) = torch {
         println!("{msg}");
     }
@@ -182,8 +233,20 @@ pub fn fixture_config() -> ClipConfig {
     use ntlb_clip::config::{TextConfig, VisionConfig};
     ClipConfig {
         embed_dim: 64,
-        vision: VisionConfig::Vit { width: 128, layers: 2, heads: 2, patch_size: 8, image_resolution: 32 },
-        text: TextConfig { context_length: 77, vocab_size: 49408, width: 128, layers: 2, heads: 2 },
+        vision: VisionConfig::Vit {
+            width: 128,
+            layers: 2,
+            heads: 2,
+            patch_size: 8,
+            image_resolution: 32,
+        },
+        text: TextConfig {
+            context_length: 77,
+            vocab_size: 49408,
+            width: 128,
+            layers: 2,
+            heads: 2,
+        },
     }
 }
 
@@ -199,7 +262,7 @@ fn train_step(a: TrainStepArgs) -> Result<i32> {
     if a.classes == 0 || a.batch == 0 {
         bail!("need at least one class and one image");
     }
-    let device = ntlb_clip::device::parse_device(&a.device)?.autodiff();
+    let device = ntlb_clip::device::parse_device_with(&a.device, &a.precision)?.autodiff();
     let clip = Clip::random(&config, 0, &device);
     // ImageNet-like class names: 1 to 3 word pieces after 16 context tokens.
     let n_ctx = 16;
@@ -220,8 +283,14 @@ fn train_step(a: TrainStepArgs) -> Result<i32> {
     let shape = [n_ctx, config.text.width];
     let res = config.vision.image_resolution();
     let labels: Vec<usize> = (0..a.batch).map(|i| i % a.classes).collect();
-    let loss = LossConfig { expl_weight: a.lambda, ..LossConfig::default() };
-    let opts = StepOptions { chunk: a.chunk, ..StepOptions::default() };
+    let loss = LossConfig {
+        expl_weight: a.lambda,
+        ..LossConfig::default()
+    };
+    let opts = StepOptions {
+        chunk: a.chunk,
+        ..StepOptions::default()
+    };
     let mut momentum = None;
     let images = Tensor::<4>::random([a.batch, 3, res, res], Distribution::Normal(0.0, 1.0), &device);
     let mut run = || -> Result<()> {
@@ -250,13 +319,22 @@ fn train_step(a: TrainStepArgs) -> Result<i32> {
     let mut out = json!({
         "impl": "ntlb", "preset": a.preset, "classes": a.classes, "batch": a.batch, "lambda": a.lambda,
         "seconds_per_step": secs, "gflop_per_step": flops / 1e9, "gflops_per_second": flops / 1e9 / secs,
-        "device": a.device, "threads": rayon::current_num_threads(), "peak_rss_mib": ntlb_clip::device::peak_rss_mib(),
+        "device": a.device, "precision": a.precision, "threads": rayon::current_num_threads(), "peak_rss_mib": ntlb_clip::device::peak_rss_mib(),
     });
     if a.reference {
         let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench_reference_step.py");
         let o = std::process::Command::new(&a.python)
             .arg(&script)
-            .args(["--preset", &a.preset, "--classes", &a.classes.to_string(), "--batch", &a.batch.to_string(), "--reps", "1"])
+            .args([
+                "--preset",
+                &a.preset,
+                "--classes",
+                &a.classes.to_string(),
+                "--batch",
+                &a.batch.to_string(),
+                "--reps",
+                "1",
+            ])
             .output();
         match o {
             Ok(o) if o.status.success() => {

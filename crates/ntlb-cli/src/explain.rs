@@ -38,11 +38,18 @@ pub struct ExplainArgs {
 pub fn run(a: ExplainArgs) -> Result<i32> {
     let device = ntlb_clip::device::parse_device(&a.device)?.autodiff();
     let clip = Clip::load(&a.model, None, &device)?;
-    let tok_path = a.tokenizer.clone().or_else(|| ClipTokenizer::beside(&a.model)).context("no tokenizer.json beside the model: pass --tokenizer")?;
+    let tok_path = a
+        .tokenizer
+        .clone()
+        .or_else(|| ClipTokenizer::beside(&a.model))
+        .context("no tokenizer.json beside the model: pass --tokenizer")?;
     let tok = ClipTokenizer::from_file(&tok_path)?;
     let n = clip.config.vision.image_resolution();
     let pixels = ntlb_clip::preprocess::load_image(&a.image, n)?;
-    let image = l2_normalize(clip.encode_image(Tensor::<4>::from_data(TensorData::new(pixels, [1, 3, n, n]), &device)).detach());
+    let image = l2_normalize(
+        clip.encode_image(Tensor::<4>::from_data(TensorData::new(pixels, [1, 3, n, n]), &device))
+            .detach(),
+    );
     let names = match &a.classes {
         Some(p) => ntlb_data::classes::ClassList::read(p)?.names,
         None => Vec::new(),
@@ -70,7 +77,13 @@ pub fn run(a: ExplainArgs) -> Result<i32> {
                 })
                 .collect();
             let score = (0..=e).filter(|&p| mask[c][p] > 0.0).map(|p| rows[c][p]).fold(0.0f32, f32::max);
-            items.push(TokenRelevance { prompt: format!("[learned] {name}"), tokens, relevance: rows[c][..=e].to_vec(), logit: logits[c], class_name_score: Some(score) });
+            items.push(TokenRelevance {
+                prompt: format!("[learned] {name}"),
+                tokens,
+                relevance: rows[c][..=e].to_vec(),
+                logit: logits[c],
+                class_name_score: Some(score),
+            });
         }
     } else {
         let mut texts = a.prompts.clone();
@@ -85,8 +98,17 @@ pub fn run(a: ExplainArgs) -> Result<i32> {
         let prompts = clip.text.embed(&ids).narrow(1, 0, len);
         let (rows, logits) = prompt_relevance(&clip, prompts, &eot, image)?;
         for (i, text) in texts.iter().enumerate() {
-            let tokens = ids[i][..=eot[i]].iter().map(|&t| tok.id_to_token(t).unwrap_or_default().replace("</w>", "")).collect();
-            items.push(TokenRelevance { prompt: text.clone(), tokens, relevance: rows[i][..=eot[i]].to_vec(), logit: logits[i], class_name_score: None });
+            let tokens = ids[i][..=eot[i]]
+                .iter()
+                .map(|&t| tok.id_to_token(t).unwrap_or_default().replace("</w>", ""))
+                .collect();
+            items.push(TokenRelevance {
+                prompt: text.clone(),
+                tokens,
+                relevance: rows[i][..=eot[i]].to_vec(),
+                logit: logits[i],
+                class_name_score: None,
+            });
         }
     }
     std::fs::create_dir_all(&a.out)?;
@@ -95,8 +117,15 @@ pub fn run(a: ExplainArgs) -> Result<i32> {
     let name = a.image.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     plot_relevance(&a.out.join("relevance.png"), &name, &items)?;
     for it in &items {
-        let best = it.relevance.iter().enumerate().fold((0, 0.0f32), |b, (i, &r)| if r > b.1 { (i, r) } else { b });
-        println!("{:<48} logit {:>7.3}  most relevant token: {:?} ({:.3})", it.prompt, it.logit, it.tokens[best.0], best.1);
+        let best = it
+            .relevance
+            .iter()
+            .enumerate()
+            .fold((0, 0.0f32), |b, (i, &r)| if r > b.1 { (i, r) } else { b });
+        println!(
+            "{:<48} logit {:>7.3}  most relevant token: {:?} ({:.3})",
+            it.prompt, it.logit, it.tokens[best.0], best.1
+        );
     }
     println!("wrote {} and relevance.png", a.out.join("relevance.json").display());
     Ok(0)

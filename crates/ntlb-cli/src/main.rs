@@ -4,12 +4,17 @@ mod bench;
 mod explain;
 mod parity;
 mod sweep;
+mod synth;
 mod train;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "ntlb", version, about = "No Token Left Behind: CLIP prompt learning with an explainability loss, reproduced and benchmarked")]
+#[command(
+    name = "ntlb",
+    version,
+    about = "No Token Left Behind: CLIP prompt learning with an explainability loss, reproduced and benchmarked"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -32,6 +37,14 @@ enum Command {
     Merge(sweep::MergeArgs),
     /// Tables and figures from a sweep's results.
     Report(sweep::ReportArgs),
+    /// The embedded default: generate the synthetic world, run configs/demo.toml, report.
+    Demo(synth::DemoArgs),
+    /// Rerun a short demo and compare with the committed baseline.
+    Regress(synth::RegressArgs),
+    /// Write the synthetic ImageNet-shaped world (all five dataset layouts).
+    GenerateSynth(synth::GenerateArgs),
+    /// Pretrain the tiny CLIP of the synthetic world (contrastive, on CPU).
+    PretrainSynth(synth::PretrainArgs),
     /// Tokenize texts the way CLIP does and print ids.
     Tokenize(TokenizeArgs),
 }
@@ -58,6 +71,10 @@ fn main() {
         Command::Train(a) => train::run(a),
         Command::Explain(a) => explain::run(a),
         Command::Sweep(a) => sweep::sweep(a),
+        Command::Demo(a) => synth::demo(a),
+        Command::Regress(a) => synth::regress(a),
+        Command::GenerateSynth(a) => synth::generate_world(a),
+        Command::PretrainSynth(a) => synth::pretrain_synth(a),
         Command::Merge(a) => sweep::merge(a),
         Command::Report(a) => sweep::report(a),
     };
@@ -75,7 +92,10 @@ fn tokenize(a: TokenizeArgs) -> anyhow::Result<i32> {
     for t in &a.texts {
         let tk = tok.tokenize(t, a.truncate)?;
         let pieces: Vec<String> = tk.ids[..=tk.eot].iter().map(|&i| tok.id_to_token(i).unwrap_or_default()).collect();
-        println!("{}", serde_json::json!({"text": t, "ids": &tk.ids[..=tk.eot], "eot": tk.eot, "pieces": pieces}));
+        println!(
+            "{}",
+            serde_json::json!({"text": t, "ids": &tk.ids[..=tk.eot], "eot": tk.eot, "pieces": pieces})
+        );
     }
     Ok(0)
 }

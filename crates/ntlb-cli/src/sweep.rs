@@ -30,6 +30,9 @@ pub struct SweepArgs {
     /// cpu, cuda or cuda:N (overrides the config).
     #[arg(long)]
     device: Option<String>,
+    /// f32, bf16 or f16 (overrides the config; half precision on GPU).
+    #[arg(long)]
+    precision: Option<String>,
     /// An unreadable image stops the run (default: counted and listed in the run record).
     #[arg(long)]
     strict: bool,
@@ -46,8 +49,19 @@ pub fn sweep(a: SweepArgs) -> Result<i32> {
         cfg.device = d;
     }
     cfg.strict |= a.strict;
+    if let Some(p) = a.precision {
+        cfg.precision = p;
+    }
     let shard = a.shard.as_deref().map(parse_shard).transpose()?;
-    let ran = run_sweep(&cfg, &SweepOptions { shard, dry_run: a.dry_run, progress: true, max_jobs: None })?;
+    let ran = run_sweep(
+        &cfg,
+        &SweepOptions {
+            shard,
+            dry_run: a.dry_run,
+            progress: true,
+            max_jobs: None,
+        },
+    )?;
     if !a.dry_run {
         println!("{ran} job(s) run; results in {}", cfg.results.display());
     }

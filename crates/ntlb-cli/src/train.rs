@@ -99,17 +99,32 @@ pub fn run(a: TrainArgs) -> Result<i32> {
     let folder = ImageFolder::imagenet(&a.data, "train", &classes)?;
     let split_path = a.split_file.clone().unwrap_or_else(|| a.out.join("split.json"));
     let split = FewShotSplit::load_or_draw(&split_path, &folder, cfg.shots, cfg.seed)?;
-    let tok_path = a.tokenizer.clone().or_else(|| ClipTokenizer::beside(&a.model)).context("no tokenizer.json beside the model: pass --tokenizer")?;
+    let tok_path = a
+        .tokenizer
+        .clone()
+        .or_else(|| ClipTokenizer::beside(&a.model))
+        .context("no tokenizer.json beside the model: pass --tokenizer")?;
     let tok = ClipTokenizer::from_file(&tok_path)?;
     let layout = PromptLayout::new(&tok, &classes.names, &cfg.prompt)?;
     if a.dry_run {
         println!("{}", toml::to_string_pretty(&cfg)?);
-        println!("{} classes, {} training images ({}-shot, split {}), {} epochs", classes.len(), split.items.len(), cfg.shots, split_path.display(), cfg.optim.epochs);
+        println!(
+            "{} classes, {} training images ({}-shot, split {}), {} epochs",
+            classes.len(),
+            split.items.len(),
+            cfg.shots,
+            split_path.display(),
+            cfg.optim.epochs
+        );
         return Ok(0);
     }
     let device = ntlb_clip::device::parse_device(&a.device)?.autodiff();
     let clip = Clip::load(&a.model, None, &device)?;
-    let weights = if a.model.is_dir() { a.model.join("model.safetensors") } else { a.model.clone() };
+    let weights = if a.model.is_dir() {
+        a.model.join("model.safetensors")
+    } else {
+        a.model.clone()
+    };
     let sha = ntlb_clip::io::sha256_file(&weights)?;
     let bar = ProgressBar::new(0);
     bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} steps {elapsed}<{eta} {msg}").expect("valid template"));
@@ -125,10 +140,17 @@ pub fn run(a: TrainArgs) -> Result<i32> {
         |p, total| {
             bar.set_length(total as u64);
             bar.set_position(p.step as u64);
-            bar.set_message(format!("epoch {} lr {:.2e} loss {:.4} (ce {:.4}, expl {:.4}) acc {:.1}%", p.epoch, p.lr, p.loss, p.ce, p.expl, p.acc));
+            bar.set_message(format!(
+                "epoch {} lr {:.2e} loss {:.4} (ce {:.4}, expl {:.4}) acc {:.1}%",
+                p.epoch, p.lr, p.loss, p.ce, p.expl, p.acc
+            ));
         },
     )?;
     bar.finish();
-    println!("trained {} epochs; prompt in {}", learned.manifest.epochs_done, a.out.join(ntlb_prompt::train::PROMPT_FILE).display());
+    println!(
+        "trained {} epochs; prompt in {}",
+        learned.manifest.epochs_done,
+        a.out.join(ntlb_prompt::train::PROMPT_FILE).display()
+    );
     Ok(0)
 }

@@ -28,9 +28,7 @@ pub enum VisionConfig {
 impl VisionConfig {
     pub fn image_resolution(&self) -> usize {
         match self {
-            VisionConfig::Vit { image_resolution, .. } | VisionConfig::ResNet { image_resolution, .. } => {
-                *image_resolution
-            }
+            VisionConfig::Vit { image_resolution, .. } | VisionConfig::ResNet { image_resolution, .. } => *image_resolution,
         }
     }
 }
@@ -56,7 +54,13 @@ pub const PRESETS: &[&str] = &["ViT-B/32", "ViT-B/16", "ViT-L/14", "RN50", "RN10
 
 impl ClipConfig {
     pub fn preset(name: &str) -> Option<ClipConfig> {
-        let text = |width: usize| TextConfig { context_length: 77, vocab_size: 49408, width, layers: 12, heads: width / 64 };
+        let text = |width: usize| TextConfig {
+            context_length: 77,
+            vocab_size: 49408,
+            width,
+            layers: 12,
+            heads: width / 64,
+        };
         let vit = |width: usize, layers: usize, patch_size: usize| VisionConfig::Vit {
             width,
             layers,
@@ -64,14 +68,39 @@ impl ClipConfig {
             patch_size,
             image_resolution: 224,
         };
-        let rn = |layers: [usize; 4]| VisionConfig::ResNet { width: 64, layers, heads: 64 * 32 / 64, image_resolution: 224 };
+        let rn = |layers: [usize; 4]| VisionConfig::ResNet {
+            width: 64,
+            layers,
+            heads: 64 * 32 / 64,
+            image_resolution: 224,
+        };
         let normalized = name.to_ascii_lowercase().replace(['-', '/', '_'], "");
         Some(match normalized.as_str() {
-            "vitb32" => ClipConfig { embed_dim: 512, vision: vit(768, 12, 32), text: text(512) },
-            "vitb16" => ClipConfig { embed_dim: 512, vision: vit(768, 12, 16), text: text(512) },
-            "vitl14" => ClipConfig { embed_dim: 768, vision: vit(1024, 24, 14), text: text(768) },
-            "rn50" => ClipConfig { embed_dim: 1024, vision: rn([3, 4, 6, 3]), text: text(512) },
-            "rn101" => ClipConfig { embed_dim: 512, vision: rn([3, 4, 23, 3]), text: text(512) },
+            "vitb32" => ClipConfig {
+                embed_dim: 512,
+                vision: vit(768, 12, 32),
+                text: text(512),
+            },
+            "vitb16" => ClipConfig {
+                embed_dim: 512,
+                vision: vit(768, 12, 16),
+                text: text(512),
+            },
+            "vitl14" => ClipConfig {
+                embed_dim: 768,
+                vision: vit(1024, 24, 14),
+                text: text(768),
+            },
+            "rn50" => ClipConfig {
+                embed_dim: 1024,
+                vision: rn([3, 4, 6, 3]),
+                text: text(512),
+            },
+            "rn101" => ClipConfig {
+                embed_dim: 512,
+                vision: rn([3, 4, 23, 3]),
+                text: text(512),
+            },
             _ => return None,
         })
     }
@@ -87,7 +116,13 @@ impl ClipConfig {
     /// Multiply-accumulate count of one image encoding (ViT: matmuls and the patch conv).
     pub fn image_macs(&self) -> u64 {
         match &self.vision {
-            VisionConfig::Vit { width, layers, patch_size, image_resolution, .. } => {
+            VisionConfig::Vit {
+                width,
+                layers,
+                patch_size,
+                image_resolution,
+                ..
+            } => {
                 let w = *width as u64;
                 let g = (*image_resolution / *patch_size) as u64;
                 let l = g * g + 1;
@@ -166,7 +201,12 @@ pub fn infer_config(w: &crate::weights::WeightMap) -> Result<ClipConfig, crate::
         let width = need("visual.layer1.0.conv1.weight")?[0];
         let apos = need("visual.attnpool.positional_embedding")?;
         let out_width = (((apos[0] - 1) as f64).sqrt()).round() as usize;
-        VisionConfig::ResNet { width, layers, heads: width * 32 / 64, image_resolution: out_width * 32 }
+        VisionConfig::ResNet {
+            width,
+            layers,
+            heads: width * 32 / 64,
+            image_resolution: out_width * 32,
+        }
     } else {
         return Err(LoadError::Layout {
             path: w.path.clone(),

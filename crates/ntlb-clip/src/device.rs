@@ -20,6 +20,22 @@ pub fn parse_device(spec: &str) -> anyhow::Result<Device> {
     anyhow::bail!("unknown device `{spec}`: expected cpu, cuda or cuda:N")
 }
 
+/// A device whose float tensors use `precision` (`f32`, `bf16` or `f16`); half precision is
+/// meant for GPUs (the CPU backend may refuse it).
+pub fn parse_device_with(spec: &str, precision: &str) -> anyhow::Result<Device> {
+    use burn::tensor::FloatDType;
+    let mut d = parse_device(spec)?;
+    let dtype = match precision.to_ascii_lowercase().as_str() {
+        "f32" | "fp32" | "float32" => return Ok(d),
+        "bf16" | "bfloat16" => FloatDType::BF16,
+        "f16" | "fp16" | "float16" => FloatDType::F16,
+        other => anyhow::bail!("unknown precision `{other}`: expected f32, bf16 or f16"),
+    };
+    d.configure(dtype)
+        .map_err(|e| anyhow::anyhow!("device {spec} cannot use {precision}: {e:?}"))?;
+    Ok(d)
+}
+
 #[cfg(feature = "tch")]
 fn cuda_device(index: usize) -> anyhow::Result<Device> {
     Ok(Device::libtorch_cuda(index))

@@ -28,8 +28,8 @@ fn flatten(v: &Value, out: &mut Vec<f64>) -> Result<()> {
 
 impl GoldenTensor {
     pub fn parse(v: &Value) -> Result<GoldenTensor> {
-        let shape: Vec<usize> = serde_json::from_value(v.get("shape").cloned().ok_or_else(|| anyhow!("tensor without `shape`"))?)
-            .context("tensor `shape`")?;
+        let shape: Vec<usize> =
+            serde_json::from_value(v.get("shape").cloned().ok_or_else(|| anyhow!("tensor without `shape`"))?).context("tensor `shape`")?;
         let dtype = v.get("dtype").and_then(Value::as_str).unwrap_or("float32").to_string();
         let mut data = Vec::new();
         flatten(v.get("data").ok_or_else(|| anyhow!("tensor without `data`"))?, &mut data)?;
@@ -50,7 +50,11 @@ impl GoldenTensor {
                 return if int { json!(data[0] as i64) } else { json!(data[0]) };
             }
             let step = shape[1..].iter().product::<usize>();
-            Value::Array((0..shape[0]).map(|i| nest(&shape[1..], &data[i * step..(i + 1) * step], int)).collect())
+            Value::Array(
+                (0..shape[0])
+                    .map(|i| nest(&shape[1..], &data[i * step..(i + 1) * step], int))
+                    .collect(),
+            )
         }
         let int = self.dtype.starts_with("int");
         json!({"shape": self.shape, "dtype": self.dtype, "description": description, "data": nest(&self.shape, &self.data, int)})
@@ -58,16 +62,25 @@ impl GoldenTensor {
 }
 
 pub fn float_tensor(shape: Vec<usize>, data: &[f32]) -> GoldenTensor {
-    GoldenTensor { shape, dtype: "float32".into(), data: data.iter().map(|&x| x as f64).collect() }
+    GoldenTensor {
+        shape,
+        dtype: "float32".into(),
+        data: data.iter().map(|&x| x as f64).collect(),
+    }
 }
 
 pub fn int_tensor(shape: Vec<usize>, data: &[i64]) -> GoldenTensor {
-    GoldenTensor { shape, dtype: "int64".into(), data: data.iter().map(|&x| x as f64).collect() }
+    GoldenTensor {
+        shape,
+        dtype: "int64".into(),
+        data: data.iter().map(|&x| x as f64).collect(),
+    }
 }
 
 /// Follow a dotted path (`outputs.ids`) into a case.
 pub fn at<'a>(case: &'a Value, path: &str) -> Result<&'a Value> {
-    path.split('.').try_fold(case, |v, k| v.get(k).ok_or_else(|| anyhow!("case has no `{path}` (missing `{k}`)")))
+    path.split('.')
+        .try_fold(case, |v, k| v.get(k).ok_or_else(|| anyhow!("case has no `{path}` (missing `{k}`)")))
 }
 
 /// A tensor field, or its `data` when the field is a `{description, data}` wrapper.
@@ -80,7 +93,11 @@ pub fn tensor_at(case: &Value, path: &str) -> Result<GoldenTensor> {
     let mut flat = Vec::new();
     flatten(data, &mut flat).with_context(|| format!("`{path}`"))?;
     let shape = if data.is_array() { vec![flat.len()] } else { vec![] };
-    Ok(GoldenTensor { shape, dtype: "float32".into(), data: flat })
+    Ok(GoldenTensor {
+        shape,
+        dtype: "float32".into(),
+        data: flat,
+    })
 }
 
 /// Error figures of one field against its reference.
@@ -101,6 +118,17 @@ pub fn deviation(ours: &[f64], reference: &[f64]) -> Deviation {
         d2 += d * d;
         r2 += b * b;
     }
-    let rel = if r2 == 0.0 { if d2 == 0.0 { 0.0 } else { f64::INFINITY } } else { (d2 / r2).sqrt() };
-    Deviation { max_abs, rel: if rel.is_nan() { f64::INFINITY } else { rel } }
+    let rel = if r2 == 0.0 {
+        if d2 == 0.0 {
+            0.0
+        } else {
+            f64::INFINITY
+        }
+    } else {
+        (d2 / r2).sqrt()
+    };
+    Deviation {
+        max_abs,
+        rel: if rel.is_nan() { f64::INFINITY } else { rel },
+    }
 }

@@ -58,28 +58,54 @@ pub fn compute_clip_case(case: &Value, clip: &Clip, tok: Option<&ClipTokenizer>,
                 let tk = tok.tokenize(t, true)?;
                 eots.push(tk.eot as i64);
                 n_tokens.push(tk.eot + 1);
-                pieces.push(tk.ids[..=tk.eot].iter().map(|&i| tok.id_to_token(i).unwrap_or_default()).collect::<Vec<_>>());
+                pieces.push(
+                    tk.ids[..=tk.eot]
+                        .iter()
+                        .map(|&i| tok.id_to_token(i).unwrap_or_default())
+                        .collect::<Vec<_>>(),
+                );
                 cleaned.push(crate::text_clean::clean_text(t));
                 ids.extend(tk.ids.iter().map(|&i| i as i64));
             }
             let n = texts.len();
-            out.insert("ids".into(), int_tensor(vec![n, tok.context_length], &ids).to_json("token ids [N,77]"));
+            out.insert(
+                "ids".into(),
+                int_tensor(vec![n, tok.context_length], &ids).to_json("token ids [N,77]"),
+            );
             out.insert("eot_positions".into(), int_tensor(vec![n], &eots).to_json("index of <|endoftext|>"));
-            out.insert("n_tokens".into(), json!({"description": "non-pad tokens incl. SOT/EOT", "data": n_tokens}));
-            out.insert("pieces".into(), json!({"description": "vocab strings of ids[:eot+1]", "data": pieces}));
-            out.insert("cleaned_text".into(), json!({"description": "whitespace_clean(basic_clean(s)).lower()", "data": cleaned}));
-            out.insert("special_ids".into(), json!({"description": "special ids", "data": {"sot": tok.sot, "eot": tok.eot, "pad": 0}}));
+            out.insert(
+                "n_tokens".into(),
+                json!({"description": "non-pad tokens incl. SOT/EOT", "data": n_tokens}),
+            );
+            out.insert(
+                "pieces".into(),
+                json!({"description": "vocab strings of ids[:eot+1]", "data": pieces}),
+            );
+            out.insert(
+                "cleaned_text".into(),
+                json!({"description": "whitespace_clean(basic_clean(s)).lower()", "data": cleaned}),
+            );
+            out.insert(
+                "special_ids".into(),
+                json!({"description": "special ids", "data": {"sot": tok.sot, "eot": tok.eot, "pad": 0}}),
+            );
         }
         "encode_text" => {
             let ids = id_rows(&tensor_at(case, "inputs.ids")?)?;
             let eot = argmax_rows(&ids);
             let f = to_f32_vec(clip.encode_text(&ids, &eot));
-            out.insert("text_features".into(), float_tensor(vec![ids.len(), clip.config.embed_dim], &f).to_json("encode_text(ids), unnormalised"));
+            out.insert(
+                "text_features".into(),
+                float_tensor(vec![ids.len(), clip.config.embed_dim], &f).to_json("encode_text(ids), unnormalised"),
+            );
         }
         "encode_image" => {
             let images = tensor_at(case, "inputs.images")?;
             let f = to_f32_vec(clip.encode_image(tensor_from(&images, device)));
-            out.insert("image_features".into(), float_tensor(vec![images.shape[0], clip.config.embed_dim], &f).to_json("encode_image(images), unnormalised"));
+            out.insert(
+                "image_features".into(),
+                float_tensor(vec![images.shape[0], clip.config.embed_dim], &f).to_json("encode_image(images), unnormalised"),
+            );
         }
         _ => return Ok(None),
     }
@@ -106,7 +132,14 @@ pub fn tolerance(experiment: &str, field: &str) -> f64 {
     match experiment {
         "tokenize" => 0.0,
         "encode_text" | "encode_image" => 1e-5,
-        _ if field.contains("position") || field.contains("tokenized") || field.contains("name_lens") || field.contains("idx") || field.contains("source") => 0.0,
+        _ if field.contains("position")
+            || field.contains("tokenized")
+            || field.contains("name_lens")
+            || field.contains("idx")
+            || field.contains("source") =>
+        {
+            0.0
+        }
         _ => 1e-4,
     }
 }
@@ -160,7 +193,14 @@ fn walk(experiment: &str, key: &str, ours: &Value, expected: &Value, name: &str,
     } else if ov == ev {
         Deviation { max_abs: 0.0, rel: 0.0 }
     } else {
-        Deviation { max_abs: f64::INFINITY, rel: f64::INFINITY }
+        Deviation {
+            max_abs: f64::INFINITY,
+            rel: f64::INFINITY,
+        }
     };
-    checks.push(FieldCheck { tolerance: tolerance(experiment, key), field: name.to_string(), deviation });
+    checks.push(FieldCheck {
+        tolerance: tolerance(experiment, key),
+        field: name.to_string(),
+        deviation,
+    });
 }

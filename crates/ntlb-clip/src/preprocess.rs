@@ -89,7 +89,16 @@ fn coefficients_f64(in_size: usize, out_size: usize) -> (Vec<(usize, usize)>, Ve
 fn coefficients(in_size: usize, out_size: usize) -> (Vec<(usize, usize)>, Vec<i32>, usize) {
     let (bounds, kk, ksize) = coefficients_f64(in_size, out_size);
     let scale = (1u32 << PRECISION_BITS) as f64;
-    let kk = kk.iter().map(|&w| if w < 0.0 { (-0.5 + w * scale) as i32 } else { (0.5 + w * scale) as i32 }).collect();
+    let kk = kk
+        .iter()
+        .map(|&w| {
+            if w < 0.0 {
+                (-0.5 + w * scale) as i32
+            } else {
+                (0.5 + w * scale) as i32
+            }
+        })
+        .collect();
     (bounds, kk, ksize)
 }
 
@@ -151,7 +160,12 @@ fn resample_horizontal(img: &Raster, out_w: usize) -> Raster {
             }
         }
     }
-    Raster { width: out_w, height: img.height, channels: c, data }
+    Raster {
+        width: out_w,
+        height: img.height,
+        channels: c,
+        data,
+    }
 }
 
 fn resample_vertical(img: &Raster, out_h: usize) -> Raster {
@@ -168,7 +182,12 @@ fn resample_vertical(img: &Raster, out_h: usize) -> Raster {
             data[yy * w * c + x] = clip8(ss);
         }
     }
-    Raster { width: w, height: out_h, channels: c, data }
+    Raster {
+        width: w,
+        height: out_h,
+        channels: c,
+        data,
+    }
 }
 
 /// Pillow's `Image.resize(size, BICUBIC)` on an 8-bit image: horizontal pass, then vertical.
@@ -207,7 +226,12 @@ pub fn resize_nearest(img: &Raster, out_w: usize, out_h: usize) -> Raster {
             data.extend_from_slice(&img.data[p..p + c]);
         }
     }
-    Raster { width: out_w, height: out_h, channels: c, data }
+    Raster {
+        width: out_w,
+        height: out_h,
+        channels: c,
+        data,
+    }
 }
 
 fn muldiv255(a: u32, b: u32) -> u8 {
@@ -268,7 +292,12 @@ pub fn crop(img: &Raster, left: usize, top: usize, w: usize, h: usize) -> Raster
         let s = (y * img.width + left) * c;
         data.extend_from_slice(&img.data[s..s + w * c]);
     }
-    Raster { width: w, height: h, channels: c, data }
+    Raster {
+        width: w,
+        height: h,
+        channels: c,
+        data,
+    }
 }
 
 /// Pillow's view of a decoded file: 8-bit channels and how it would be resized.
@@ -280,7 +309,13 @@ fn to_raster(img: DynamicImage, png_header: Option<(u8, u8)>) -> (Raster, Kind) 
         // Gray PNGs of 1, 2 or 4 bits: Pillow's unpackers stretch the levels to 0..255.
         DynamicImage::ImageLuma8(b) if matches!(png_header, Some((d, 0)) if d < 8) => {
             let max = (1u32 << png_header.expect("checked").0) - 1;
-            (1, b.into_raw().iter().map(|&v| if v as u32 <= max { (v as u32 * 255 / max) as u8 } else { v }).collect())
+            (
+                1,
+                b.into_raw()
+                    .iter()
+                    .map(|&v| if v as u32 <= max { (v as u32 * 255 / max) as u8 } else { v })
+                    .collect(),
+            )
         }
         DynamicImage::ImageLuma8(b) => (1, b.into_raw()),
         DynamicImage::ImageLumaA8(b) => (2, b.into_raw()),
@@ -299,7 +334,15 @@ fn to_raster(img: DynamicImage, png_header: Option<(u8, u8)>) -> (Raster, Kind) 
     } else {
         Kind::Plain
     };
-    (Raster { width: w, height: h, channels, data }, kind)
+    (
+        Raster {
+            width: w,
+            height: h,
+            channels,
+            data,
+        },
+        kind,
+    )
 }
 
 /// Decode a file into Pillow's 8-bit view.
@@ -307,13 +350,18 @@ fn decode(path: &Path) -> Result<(Raster, Kind), PreprocessError> {
     let mut bytes = Vec::new();
     std::fs::File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
-        .map_err(|e| PreprocessError::Read { path: path.into(), msg: e.to_string() })?;
+        .map_err(|e| PreprocessError::Read {
+            path: path.into(),
+            msg: e.to_string(),
+        })?;
     decode_bytes(&bytes).map_err(|msg| PreprocessError::Decode { path: path.into(), msg })
 }
 
 fn decode_bytes(bytes: &[u8]) -> Result<(Raster, Kind), String> {
     let png_header = (bytes.len() > 26 && bytes.starts_with(b"\x89PNG\r\n\x1a\n")).then(|| (bytes[24], bytes[25]));
-    let reader = image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| e.to_string())?;
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| e.to_string())?;
     if reader.format().is_none() {
         return Err("unknown image format (expected JPEG or PNG)".into());
     }
@@ -331,7 +379,15 @@ fn decode_bytes(bytes: &[u8]) -> Result<(Raster, Kind), String> {
         return Err("image has no pixels".into());
     }
     if let DynamicImage::ImageLuma16(b) = img {
-        return Ok((Raster { width: b.width() as usize, height: b.height() as usize, channels: 1, data: Vec::new() }, Kind::Gray16(b.into_raw())));
+        return Ok((
+            Raster {
+                width: b.width() as usize,
+                height: b.height() as usize,
+                channels: 1,
+                data: Vec::new(),
+            },
+            Kind::Gray16(b.into_raw()),
+        ));
     }
     Ok(to_raster(img, png_header))
 }
@@ -355,7 +411,12 @@ fn decode_cmyk_jpeg(bytes: &[u8]) -> Result<Option<Raster>, String> {
     if adobe {
         data.iter_mut().for_each(|v| *v = 255 - *v);
     }
-    Ok(Some(Raster { width: info.width as usize, height: info.height as usize, channels: 4, data }))
+    Ok(Some(Raster {
+        width: info.width as usize,
+        height: info.height as usize,
+        channels: 4,
+        data,
+    }))
 }
 
 /// Whether a JPEG stream has an end-of-image marker after its last start-of-scan.
@@ -372,8 +433,17 @@ pub fn clip_rgb(raster: Raster, kind: Kind, n: usize) -> Raster {
     let (w, h) = (raster.width, raster.height);
     let (nw, nh) = resized_size(w, h, n);
     let resized = if let Kind::Gray16(samples) = &kind {
-        let r = if (nw, nh) == (w, h) { samples.clone() } else { resize_bicubic_u16(samples, w, h, nw, nh) };
-        Raster { width: nw, height: nh, channels: 1, data: r.iter().map(|&v| v.min(255) as u8).collect() }
+        let r = if (nw, nh) == (w, h) {
+            samples.clone()
+        } else {
+            resize_bicubic_u16(samples, w, h, nw, nh)
+        };
+        Raster {
+            width: nw,
+            height: nh,
+            channels: 1,
+            data: r.iter().map(|&v| v.min(255) as u8).collect(),
+        }
     } else if (nw, nh) == (w, h) {
         raster
     } else {
@@ -400,7 +470,12 @@ pub fn convert_rgb(img: Raster, kind: &Kind) -> Raster {
     if let Kind::Gray16(samples) = kind {
         if img.data.is_empty() {
             let data = samples.iter().flat_map(|&v| [v.min(255) as u8; 3]).collect();
-            return Raster { width: img.width, height: img.height, channels: 3, data };
+            return Raster {
+                width: img.width,
+                height: img.height,
+                channels: 3,
+                data,
+            };
         }
     }
     let c = img.channels;
@@ -417,7 +492,12 @@ pub fn convert_rgb(img: Raster, kind: &Kind) -> Raster {
             _ => [px[0], px[1], px[2]],
         })
         .collect();
-    Raster { width: img.width, height: img.height, channels: 3, data }
+    Raster {
+        width: img.width,
+        height: img.height,
+        channels: 3,
+        data,
+    }
 }
 
 /// A file as the RGB picture Pillow's `open(...).convert("RGB")` gives (training reads images
@@ -466,9 +546,19 @@ mod tests {
 
     #[test]
     fn bicubic_is_identity_at_unit_scale_and_preserves_constants() {
-        let img = Raster { width: 5, height: 4, channels: 1, data: (0..20).map(|v| (v * 12) as u8).collect() };
+        let img = Raster {
+            width: 5,
+            height: 4,
+            channels: 1,
+            data: (0..20).map(|v| (v * 12) as u8).collect(),
+        };
         assert_eq!(resize_bicubic(&img, 5, 4), img);
-        let flat = Raster { width: 9, height: 7, channels: 3, data: vec![77; 9 * 7 * 3] };
+        let flat = Raster {
+            width: 9,
+            height: 7,
+            channels: 3,
+            data: vec![77; 9 * 7 * 3],
+        };
         let r = resize_bicubic(&flat, 4, 3);
         assert!(r.data.iter().all(|&v| v == 77), "{:?}", r.data);
     }

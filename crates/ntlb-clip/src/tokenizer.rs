@@ -32,34 +32,51 @@ pub struct Tokens {
 
 impl ClipTokenizer {
     pub fn from_file(path: &Path) -> Result<Self, TokenizeError> {
-        let mut inner = tokenizers::Tokenizer::from_file(path)
-            .map_err(|e| TokenizeError::Load { path: path.into(), msg: e.to_string() })?;
+        let mut inner = tokenizers::Tokenizer::from_file(path).map_err(|e| TokenizeError::Load {
+            path: path.into(),
+            msg: e.to_string(),
+        })?;
         // Hugging Face's CLIP tokenizer.json pads to 77 itself; padding and truncation are done
         // here, the reference's way.
         inner.with_padding(None);
-        inner
-            .with_truncation(None)
-            .map_err(|e| TokenizeError::Load { path: path.into(), msg: e.to_string() })?;
+        inner.with_truncation(None).map_err(|e| TokenizeError::Load {
+            path: path.into(),
+            msg: e.to_string(),
+        })?;
         let id = |t: &str| {
-            inner.token_to_id(t).ok_or_else(|| TokenizeError::Load { path: path.into(), msg: format!("no `{t}` token in the vocabulary") })
+            inner.token_to_id(t).ok_or_else(|| TokenizeError::Load {
+                path: path.into(),
+                msg: format!("no `{t}` token in the vocabulary"),
+            })
         };
         let (sot, eot) = (id("<|startoftext|>")?, id("<|endoftext|>")?);
-        Ok(ClipTokenizer { inner, sot, eot, context_length: 77 })
+        Ok(ClipTokenizer {
+            inner,
+            sot,
+            eot,
+            context_length: 77,
+        })
     }
 
     /// Find `tokenizer.json` for a checkpoint: inside an HF directory or beside a `.safetensors`.
     pub fn beside(model: &Path) -> Option<PathBuf> {
-        let dir = if model.is_dir() { model.to_path_buf() } else { model.parent()?.to_path_buf() };
-        [dir.join("tokenizer.json"), dir.join("hf").join("tokenizer.json")].into_iter().find(|p| p.exists())
+        let dir = if model.is_dir() {
+            model.to_path_buf()
+        } else {
+            model.parent()?.to_path_buf()
+        };
+        [dir.join("tokenizer.json"), dir.join("hf").join("tokenizer.json")]
+            .into_iter()
+            .find(|p| p.exists())
     }
 
     /// BPE ids of a text without start/end markers (`SimpleTokenizer.encode`).
     pub fn encode_plain(&self, text: &str) -> Result<Vec<u32>, TokenizeError> {
         let cleaned = clean_text(text);
-        let enc = self
-            .inner
-            .encode(cleaned.as_str(), false)
-            .map_err(|e| TokenizeError::Encode { text: text.into(), msg: e.to_string() })?;
+        let enc = self.inner.encode(cleaned.as_str(), false).map_err(|e| TokenizeError::Encode {
+            text: text.into(),
+            msg: e.to_string(),
+        })?;
         Ok(enc.get_ids().to_vec())
     }
 
@@ -72,7 +89,11 @@ impl ClipTokenizer {
         ids.push(self.eot);
         if ids.len() > self.context_length {
             if !truncate {
-                return Err(TokenizeError::TooLong { text: text.into(), n: ids.len(), max: self.context_length });
+                return Err(TokenizeError::TooLong {
+                    text: text.into(),
+                    n: ids.len(),
+                    max: self.context_length,
+                });
             }
             ids.truncate(self.context_length);
             *ids.last_mut().expect("non-empty") = self.eot;

@@ -45,7 +45,12 @@ pub enum LoadError {
     #[error("{path}: missing tensor `{key}` (model expects shape {expected:?})")]
     Missing { path: PathBuf, key: String, expected: Vec<usize> },
     #[error("{path}: tensor `{key}` has shape {found:?}, model expects {expected:?}")]
-    Shape { path: PathBuf, key: String, found: Vec<usize>, expected: Vec<usize> },
+    Shape {
+        path: PathBuf,
+        key: String,
+        found: Vec<usize>,
+        expected: Vec<usize>,
+    },
     #[error("{path}: unexpected tensor(s) the model does not use: {}", keys.join(", "))]
     Unexpected { path: PathBuf, keys: Vec<String> },
     #[error("{path}: {msg}")]
@@ -80,15 +85,28 @@ pub struct WeightMap {
 fn to_f32(path: &Path, key: &str, view: &safetensors::tensor::TensorView<'_>) -> Result<Vec<f32>, LoadError> {
     let bytes = view.data();
     Ok(match view.dtype() {
-        Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-        Dtype::F16 => bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-        Dtype::BF16 => bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        Dtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::F16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
         Dtype::F64 => bytes
             .chunks_exact(8)
             .map(|b| f64::from_le_bytes(b.try_into().expect("8-byte chunk")) as f32)
             .collect(),
         other => {
-            return Err(LoadError::Dtype { path: path.into(), key: key.into(), dtype: format!("{other:?}") });
+            return Err(LoadError::Dtype {
+                path: path.into(),
+                key: key.into(),
+                dtype: format!("{other:?}"),
+            });
         }
     })
 }
@@ -117,7 +135,11 @@ fn hf_to_canonical(key: &str) -> Result<Option<(String, bool)>, ()> {
         ("text_projection.weight", "text_projection", true),
         ("vision_model.embeddings.class_embedding", "visual.class_embedding", false),
         ("vision_model.embeddings.patch_embedding.weight", "visual.conv1.weight", false),
-        ("vision_model.embeddings.position_embedding.weight", "visual.positional_embedding", false),
+        (
+            "vision_model.embeddings.position_embedding.weight",
+            "visual.positional_embedding",
+            false,
+        ),
         ("vision_model.pre_layrnorm.weight", "visual.ln_pre.weight", false),
         ("vision_model.pre_layrnorm.bias", "visual.ln_pre.bias", false),
         ("vision_model.post_layernorm.weight", "visual.ln_post.weight", false),
@@ -153,6 +175,53 @@ fn hf_to_canonical(key: &str) -> Result<Option<(String, bool)>, ()> {
     Ok(Some((format!("{prefix}{idx}.{tail}"), false)))
 }
 
+/// The Hugging Face key of a canonical key (the inverse of the table above; ViT models only),
+/// and whether the tensor is stored transposed there.
+pub fn canonical_to_hf(key: &str) -> Option<(String, bool)> {
+    let fixed = [
+        ("token_embedding.weight", "text_model.embeddings.token_embedding.weight", false),
+        ("positional_embedding", "text_model.embeddings.position_embedding.weight", false),
+        ("ln_final.weight", "text_model.final_layer_norm.weight", false),
+        ("ln_final.bias", "text_model.final_layer_norm.bias", false),
+        ("text_projection", "text_projection.weight", true),
+        ("visual.class_embedding", "vision_model.embeddings.class_embedding", false),
+        ("visual.conv1.weight", "vision_model.embeddings.patch_embedding.weight", false),
+        (
+            "visual.positional_embedding",
+            "vision_model.embeddings.position_embedding.weight",
+            false,
+        ),
+        ("visual.ln_pre.weight", "vision_model.pre_layrnorm.weight", false),
+        ("visual.ln_pre.bias", "vision_model.pre_layrnorm.bias", false),
+        ("visual.ln_post.weight", "vision_model.post_layernorm.weight", false),
+        ("visual.ln_post.bias", "vision_model.post_layernorm.bias", false),
+        ("visual.proj", "visual_projection.weight", true),
+        ("logit_scale", "logit_scale", false),
+    ];
+    if let Some((_, h, t)) = fixed.iter().find(|(c, _, _)| *c == key) {
+        return Some((h.to_string(), *t));
+    }
+    let (prefix, rest) = if let Some(r) = key.strip_prefix("visual.transformer.resblocks.") {
+        ("vision_model.encoder.layers.", r)
+    } else {
+        ("text_model.encoder.layers.", key.strip_prefix("transformer.resblocks.")?)
+    };
+    let (idx, tail) = rest.split_once('.')?;
+    let tail = [
+        ("ln_1.", "layer_norm1."),
+        ("ln_2.", "layer_norm2."),
+        ("attn.q_proj.", "self_attn.q_proj."),
+        ("attn.k_proj.", "self_attn.k_proj."),
+        ("attn.v_proj.", "self_attn.v_proj."),
+        ("attn.out_proj.", "self_attn.out_proj."),
+        ("mlp.c_fc.", "mlp.fc1."),
+        ("mlp.c_proj.", "mlp.fc2."),
+    ]
+    .iter()
+    .find_map(|(from, to)| tail.strip_prefix(from).map(|t| format!("{to}{t}")))?;
+    Some((format!("{prefix}{idx}.{tail}"), false))
+}
+
 /// Integer metadata or BatchNorm counters that OpenAI's `build_model` drops.
 fn openai_ignored(key: &str) -> bool {
     matches!(key, "input_resolution" | "context_length" | "vocab_size") || key.ends_with("num_batches_tracked")
@@ -162,10 +231,19 @@ impl WeightMap {
     /// Open a checkpoint: a Hugging Face directory (or its `model.safetensors`) or an
     /// OpenAI-naming `.safetensors` file. The layout is recognised from the key names.
     pub fn open(path: &Path) -> Result<WeightMap, LoadError> {
-        let file = if path.is_dir() { path.join("model.safetensors") } else { path.to_path_buf() };
-        let bytes = std::fs::read(&file).map_err(|source| LoadError::Io { path: file.clone(), source })?;
-        let st = SafeTensors::deserialize(&bytes)
-            .map_err(|e| LoadError::Format { path: file.clone(), msg: e.to_string() })?;
+        let file = if path.is_dir() {
+            path.join("model.safetensors")
+        } else {
+            path.to_path_buf()
+        };
+        let bytes = std::fs::read(&file).map_err(|source| LoadError::Io {
+            path: file.clone(),
+            source,
+        })?;
+        let st = SafeTensors::deserialize(&bytes).map_err(|e| LoadError::Format {
+            path: file.clone(),
+            msg: e.to_string(),
+        })?;
         let names: Vec<String> = st.names().into_iter().map(|s| s.to_string()).collect();
         let layout = if names.iter().any(|n| n.starts_with("text_model.")) {
             Layout::HuggingFace
@@ -180,7 +258,10 @@ impl WeightMap {
         let mut entries = BTreeMap::new();
         let mut unknown = Vec::new();
         for name in &names {
-            let view = st.tensor(name).map_err(|e| LoadError::Format { path: file.clone(), msg: e.to_string() })?;
+            let view = st.tensor(name).map_err(|e| LoadError::Format {
+                path: file.clone(),
+                msg: e.to_string(),
+            })?;
             let shape = view.shape().to_vec();
             match layout {
                 Layout::HuggingFace => match hf_to_canonical(name) {
@@ -201,7 +282,14 @@ impl WeightMap {
                             data = transpose2(&data, shape[0], shape[1]);
                             shape = vec![shape[1], shape[0]];
                         }
-                        entries.insert(canon, WeightEntry { source_key: name.clone(), shape, data });
+                        entries.insert(
+                            canon,
+                            WeightEntry {
+                                source_key: name.clone(),
+                                shape,
+                                data,
+                            },
+                        );
                     }
                 },
                 Layout::OpenAi => {
@@ -209,7 +297,10 @@ impl WeightMap {
                         continue;
                     }
                     let data = to_f32(&file, name, &view)?;
-                    if let Some(base) = name.strip_suffix("attn.in_proj_weight").or_else(|| name.strip_suffix("attn.in_proj_bias")) {
+                    if let Some(base) = name
+                        .strip_suffix("attn.in_proj_weight")
+                        .or_else(|| name.strip_suffix("attn.in_proj_bias"))
+                    {
                         let is_weight = name.ends_with("weight");
                         if shape.is_empty() || shape[0] % 3 != 0 {
                             return Err(LoadError::Layout {
@@ -235,7 +326,14 @@ impl WeightMap {
                             );
                         }
                     } else {
-                        entries.insert(name.clone(), WeightEntry { source_key: name.clone(), shape, data });
+                        entries.insert(
+                            name.clone(),
+                            WeightEntry {
+                                source_key: name.clone(),
+                                shape,
+                                data,
+                            },
+                        );
                     }
                 }
             }
@@ -243,7 +341,12 @@ impl WeightMap {
         if !unknown.is_empty() {
             return Err(LoadError::Unexpected { path: file, keys: unknown });
         }
-        Ok(WeightMap { path: file, layout, entries, taken: BTreeSet::new() })
+        Ok(WeightMap {
+            path: file,
+            layout,
+            entries,
+            taken: BTreeSet::new(),
+        })
     }
 
     pub fn shape(&self, key: &str) -> Option<&[usize]> {
@@ -261,11 +364,18 @@ impl WeightMap {
     /// Hand out one tensor, checking its shape; each key can be taken once.
     pub fn take(&mut self, key: &str, expected: &[usize]) -> Result<Vec<f32>, LoadError> {
         let Some(entry) = self.entries.get(key) else {
-            return Err(LoadError::Missing { path: self.path.clone(), key: self.source_name(key), expected: expected.to_vec() });
+            return Err(LoadError::Missing {
+                path: self.path.clone(),
+                key: self.source_name(key),
+                expected: expected.to_vec(),
+            });
         };
         // A scalar stored as [1] is the same value as a 0-d tensor.
         let same = entry.shape == expected
-            || (entry.shape.iter().product::<usize>() == 1 && expected.iter().product::<usize>() == 1 && expected.len() <= 1 && entry.shape.len() <= 1);
+            || (entry.shape.iter().product::<usize>() == 1
+                && expected.iter().product::<usize>() == 1
+                && expected.len() <= 1
+                && entry.shape.len() <= 1);
         if !same {
             return Err(LoadError::Shape {
                 path: self.path.clone(),
@@ -307,7 +417,10 @@ impl WeightMap {
         if left.is_empty() {
             Ok(())
         } else {
-            Err(LoadError::Unexpected { path: self.path, keys: left })
+            Err(LoadError::Unexpected {
+                path: self.path,
+                keys: left,
+            })
         }
     }
 }

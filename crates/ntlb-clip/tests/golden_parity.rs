@@ -13,11 +13,20 @@ fn check_layout(model: &std::path::Path, dir: &std::path::Path) {
     let tok = ClipTokenizer::from_file(&dir.join("tiny-clip/hf/tokenizer.json")).expect("tokenizer loads");
     for case_name in ["tokenize.json", "encode_text.json", "encode_image.json"] {
         let case = common::read_case(dir, case_name);
-        let ours = compute_clip_case(&case, &clip, Some(&tok), &device).expect("case computes").expect("case is covered");
+        let ours = compute_clip_case(&case, &clip, Some(&tok), &device)
+            .expect("case computes")
+            .expect("case is covered");
         let checks = compare(case["experiment"].as_str().unwrap(), &ours, &case["outputs"], "");
         assert!(!checks.is_empty(), "{case_name}: nothing compared");
         for c in &checks {
-            eprintln!("{} {case_name} {}: max abs {:.3e}, rel {:.3e} (tol {:.0e})", model.display(), c.field, c.deviation.max_abs, c.deviation.rel, c.tolerance);
+            eprintln!(
+                "{} {case_name} {}: max abs {:.3e}, rel {:.3e} (tol {:.0e})",
+                model.display(),
+                c.field,
+                c.deviation.max_abs,
+                c.deviation.rel,
+                c.tolerance
+            );
             assert!(c.ok(), "{case_name} field {} off: {:?}", c.field, c.deviation);
         }
     }
@@ -25,27 +34,40 @@ fn check_layout(model: &std::path::Path, dir: &std::path::Path) {
 
 #[test]
 fn openai_layout_matches_reference() {
-    let Some(dir) = common::golden_dir("openai_layout_matches_reference") else { return };
+    let Some(dir) = common::golden_dir("openai_layout_matches_reference") else {
+        return;
+    };
     check_layout(&dir.join("tiny-clip/openai.safetensors"), &dir);
 }
 
 #[test]
 fn hf_layout_matches_reference() {
-    let Some(dir) = common::golden_dir("hf_layout_matches_reference") else { return };
+    let Some(dir) = common::golden_dir("hf_layout_matches_reference") else {
+        return;
+    };
     check_layout(&dir.join("tiny-clip/hf"), &dir);
 }
 
 #[test]
 fn both_layouts_give_the_same_model() {
-    let Some(dir) = common::golden_dir("both_layouts_give_the_same_model") else { return };
+    let Some(dir) = common::golden_dir("both_layouts_give_the_same_model") else {
+        return;
+    };
     let device = Device::flex();
     let a = Clip::load(&dir.join("tiny-clip/openai.safetensors"), None, &device).unwrap();
     let b = Clip::load(&dir.join("tiny-clip/hf"), None, &device).unwrap();
     assert_eq!(a.config, b.config);
-    let ids: Vec<Vec<u32>> = vec![[49406u32, 320, 1125, 539, 320, 2368, 269, 49407].iter().copied().chain(std::iter::repeat(0).take(69)).collect()];
+    let ids: Vec<Vec<u32>> = vec![[49406u32, 320, 1125, 539, 320, 2368, 269, 49407]
+        .iter()
+        .copied()
+        .chain(std::iter::repeat(0).take(69))
+        .collect()];
     let fa = ntlb_clip::parity::to_f32_vec(a.encode_text(&ids, &[7]));
     let fb = ntlb_clip::parity::to_f32_vec(b.encode_text(&ids, &[7]));
     assert_eq!(fa, fb, "same weights, same graph: bit-identical features");
     let img = burn::tensor::Tensor::<4>::ones([1, 3, 32, 32], &device);
-    assert_eq!(ntlb_clip::parity::to_f32_vec(a.encode_image(img.clone())), ntlb_clip::parity::to_f32_vec(b.encode_image(img)));
+    assert_eq!(
+        ntlb_clip::parity::to_f32_vec(a.encode_image(img.clone())),
+        ntlb_clip::parity::to_f32_vec(b.encode_image(img))
+    );
 }

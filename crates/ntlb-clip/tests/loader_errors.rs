@@ -17,11 +17,16 @@ type Edit = dyn Fn(&mut Vec<(String, Vec<usize>, Vec<u8>)>);
 fn rewritten(dir: &Path, edit: &Edit) -> PathBuf {
     let bytes = std::fs::read(fixture()).unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
-    let mut items: Vec<(String, Vec<usize>, Vec<u8>)> =
-        st.tensors().into_iter().map(|(n, v)| (n.to_string(), v.shape().to_vec(), v.data().to_vec())).collect();
+    let mut items: Vec<(String, Vec<usize>, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n.to_string(), v.shape().to_vec(), v.data().to_vec()))
+        .collect();
     edit(&mut items);
-    let views: Vec<(String, TensorView<'_>)> =
-        items.iter().map(|(n, s, d)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), d).unwrap())).collect();
+    let views: Vec<(String, TensorView<'_>)> = items
+        .iter()
+        .map(|(n, s, d)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), d).unwrap()))
+        .collect();
     let out = dir.join("edited.safetensors");
     std::fs::write(&out, safetensors::serialize(views, None).unwrap()).unwrap();
     out
@@ -37,7 +42,9 @@ fn load_err(path: &Path) -> String {
 #[test]
 fn missing_tensor_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    let p = rewritten(dir.path(), &|items| items.retain(|(n, _, _)| n != "transformer.resblocks.0.attn.in_proj_weight"));
+    let p = rewritten(dir.path(), &|items| {
+        items.retain(|(n, _, _)| n != "transformer.resblocks.0.attn.in_proj_weight")
+    });
     let e = load_err(&p);
     assert!(e.contains("missing tensor `transformer.resblocks.0.attn.in_proj_weight"), "{e}");
     assert!(e.contains("edited.safetensors"), "{e}");
@@ -46,7 +53,9 @@ fn missing_tensor_is_named() {
 #[test]
 fn unexpected_tensor_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    let p = rewritten(dir.path(), &|items| items.push(("visual.extra_head.weight".into(), vec![2], vec![0; 8])));
+    let p = rewritten(dir.path(), &|items| {
+        items.push(("visual.extra_head.weight".into(), vec![2], vec![0; 8]))
+    });
     let e = load_err(&p);
     assert!(e.contains("unexpected") && e.contains("visual.extra_head.weight"), "{e}");
 }
@@ -60,13 +69,19 @@ fn wrong_shape_names_key_and_both_shapes() {
         it.1 = vec![64, 128];
     });
     let e = load_err(&p);
-    assert!(e.contains("visual.attnpool.c_proj.weight") && e.contains("[64, 128]") && e.contains("[32, 256]"), "{e}");
+    assert!(
+        e.contains("visual.attnpool.c_proj.weight") && e.contains("[64, 128]") && e.contains("[32, 256]"),
+        "{e}"
+    );
 }
 
 #[test]
 fn checkpoint_of_another_architecture_is_refused_against_a_preset() {
     let rn50 = ntlb_clip::ClipConfig::preset("RN50").unwrap();
-    let e = Clip::load(&fixture(), Some(&rn50), &Device::flex()).err().expect("tiny RN is not RN50").to_string();
+    let e = Clip::load(&fixture(), Some(&rn50), &Device::flex())
+        .err()
+        .expect("tiny RN is not RN50")
+        .to_string();
     assert!(e.contains("has shape") && e.contains("model expects"), "{e}");
 }
 
@@ -85,7 +100,10 @@ fn not_a_checkpoint_is_refused_with_the_file_name() {
 fn fused_projection_with_bad_rows_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let p = rewritten(dir.path(), &|items| {
-        let it = items.iter_mut().find(|(n, _, _)| n == "transformer.resblocks.0.attn.in_proj_bias").unwrap();
+        let it = items
+            .iter_mut()
+            .find(|(n, _, _)| n == "transformer.resblocks.0.attn.in_proj_bias")
+            .unwrap();
         it.1 = vec![191];
         it.2.truncate(191 * 4);
     });

@@ -15,7 +15,11 @@ fn deviations() -> Vec<(String, f32)> {
     let st = SafeTensors::deserialize(&bytes).unwrap();
     let mut out = Vec::new();
     for (name, view) in st.tensors() {
-        let expected: Vec<f32> = view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let expected: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
         let ours = load_image(&dir().join(&name), 32).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(ours.len(), expected.len(), "{name}");
         let d = ours.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);

@@ -15,7 +15,19 @@ fn fixture(name: &str) -> PathBuf {
 fn resnet_clip_matches_open_clip() {
     let device = Device::flex();
     let clip = Clip::load(&fixture("model.safetensors"), None, &device).expect("RN fixture loads");
-    assert!(matches!(clip.config.vision, VisionConfig::ResNet { width: 8, layers: [1, 2, 1, 1], heads: 4, image_resolution: 64 }), "{:?}", clip.config.vision);
+    assert!(
+        matches!(
+            clip.config.vision,
+            VisionConfig::ResNet {
+                width: 8,
+                layers: [1, 2, 1, 1],
+                heads: 4,
+                image_resolution: 64
+            }
+        ),
+        "{:?}",
+        clip.config.vision
+    );
     for case in ["encode_image.json", "encode_text.json"] {
         let case: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixture(case)).unwrap()).unwrap();
         let ours = compute_clip_case(&case, &clip, None, &device).unwrap().unwrap();
@@ -38,5 +50,9 @@ fn presets_construct_the_real_sizes() {
     let vit = ntlb_clip::ClipConfig::preset("ViT-B/32").unwrap();
     let clip = Clip::random(&vit, 1, &device);
     assert_eq!(clip.text.token_embedding.dims(), [49408, 512]);
-    assert_eq!(clip.encode_image(burn::tensor::Tensor::<4>::zeros([1, 3, 224, 224], &device)).dims(), [1, 512]);
+    assert_eq!(
+        clip.encode_image(burn::tensor::Tensor::<4>::zeros([1, 3, 224, 224], &device))
+            .dims(),
+        [1, 512]
+    );
 }

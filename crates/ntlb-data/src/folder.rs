@@ -11,7 +11,9 @@ use crate::classes::ClassList;
 pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png"];
 
 pub fn is_image(p: &Path) -> bool {
-    p.extension().and_then(|e| e.to_str()).is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
 }
 
 #[derive(Debug, Clone)]
@@ -36,7 +38,11 @@ impl ImageFolder {
         for (label, id) in classes.ids.iter().enumerate() {
             let cdir = dir.join(id);
             if !cdir.is_dir() {
-                bail!("{}: class folder `{id}` (class {label}, {:?}) is missing", dir.display(), classes.names[label]);
+                bail!(
+                    "{}: class folder `{id}` (class {label}, {:?}) is missing",
+                    dir.display(),
+                    classes.names[label]
+                );
             }
             let mut files: Vec<PathBuf> = std::fs::read_dir(&cdir)
                 .with_context(|| format!("{}: cannot list", cdir.display()))?
@@ -49,7 +55,12 @@ impl ImageFolder {
             }
             items.extend(files.into_iter().map(|f| (f, label)));
         }
-        Ok(ImageFolder { root: dir.to_path_buf(), classes: classes.clone(), items, empty_classes: empty })
+        Ok(ImageFolder {
+            root: dir.to_path_buf(),
+            classes: classes.clone(),
+            items,
+            empty_classes: empty,
+        })
     }
 
     /// An ImageNet split in the CoOp layout (`images/<split>`) or the torchvision one (`<split>`).
@@ -61,7 +72,12 @@ impl ImageFolder {
         } else if plain.is_dir() {
             plain
         } else {
-            bail!("{}: no ImageNet `{split}` split: expected {} (CoOp layout) or {} (torchvision layout)", root.display(), coop.display(), plain.display());
+            bail!(
+                "{}: no ImageNet `{split}` split: expected {} (CoOp layout) or {} (torchvision layout)",
+                root.display(),
+                coop.display(),
+                plain.display()
+            );
         };
         ImageFolder::read(&dir, classes)
     }

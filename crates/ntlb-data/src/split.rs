@@ -26,21 +26,36 @@ impl FewShotSplit {
         for (label, id) in folder.classes.ids.iter().enumerate() {
             let mut files: Vec<&PathBuf> = folder.items.iter().filter(|(_, l)| *l == label).map(|(f, _)| f).collect();
             if files.len() < shots {
-                bail!("{}: class `{id}` has {} image(s), {shots}-shot training needs {shots}", folder.root.display(), files.len());
+                bail!(
+                    "{}: class `{id}` has {} image(s), {shots}-shot training needs {shots}",
+                    folder.root.display(),
+                    files.len()
+                );
             }
             files.shuffle(&mut rng);
             items.extend(files.into_iter().take(shots).map(|f| (f.clone(), label)));
         }
-        Ok(FewShotSplit { seed, shots, classes: folder.classes.ids.clone(), items })
+        Ok(FewShotSplit {
+            seed,
+            shots,
+            classes: folder.classes.ids.clone(),
+            items,
+        })
     }
 
     /// Reuse `path` if it exists (it must be for the same classes, shots and seed), else draw
     /// and save it atomically.
     pub fn load_or_draw(path: &Path, folder: &ImageFolder, shots: usize, seed: u64) -> Result<FewShotSplit> {
         if path.exists() {
-            let s: FewShotSplit = serde_json::from_str(&std::fs::read_to_string(path)?).with_context(|| format!("{}: not a split file", path.display()))?;
+            let s: FewShotSplit =
+                serde_json::from_str(&std::fs::read_to_string(path)?).with_context(|| format!("{}: not a split file", path.display()))?;
             if s.classes != folder.classes.ids || s.shots != shots || s.seed != seed {
-                bail!("{}: split file is for other classes, shots or seed (shots {}, seed {}); delete it or pick another path", path.display(), s.shots, s.seed);
+                bail!(
+                    "{}: split file is for other classes, shots or seed (shots {}, seed {}); delete it or pick another path",
+                    path.display(),
+                    s.shots,
+                    s.seed
+                );
             }
             return Ok(s);
         }

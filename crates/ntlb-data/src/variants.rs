@@ -59,26 +59,47 @@ fn sorted_images(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// The first of `candidates` that is a folder.
 fn first_dir(root: &Path, candidates: &[&str]) -> Option<PathBuf> {
-    candidates.iter().map(|c| if c.is_empty() { root.to_path_buf() } else { root.join(c) }).find(|p| p.is_dir())
+    candidates
+        .iter()
+        .map(|c| if c.is_empty() { root.to_path_buf() } else { root.join(c) })
+        .find(|p| p.is_dir())
 }
 
 impl EvalSet {
     /// Open `kind` at `root`. `imagenet` is the 1000-class list (wnid, name); `subset` the
     /// 200 wnids of -A or -R. `max_per_class` keeps the first N files of each class (the
     /// reference reads 2 per class of ImageNet-V2); `None` reads everything.
-    pub fn open(kind: DatasetKind, root: &Path, imagenet: &ClassList, subset: Option<&[String]>, max_per_class: Option<usize>) -> Result<EvalSet> {
+    pub fn open(
+        kind: DatasetKind,
+        root: &Path,
+        imagenet: &ClassList,
+        subset: Option<&[String]>,
+        max_per_class: Option<usize>,
+    ) -> Result<EvalSet> {
         if !root.is_dir() {
             bail!("{}: {} folder not found", root.display(), kind.name());
         }
         let mut set = match kind {
             DatasetKind::Imagenet => {
                 let f = ImageFolder::imagenet(root, "val", imagenet)?;
-                EvalSet { kind, root: f.root, classes: f.classes, items: f.items, empty_classes: f.empty_classes }
+                EvalSet {
+                    kind,
+                    root: f.root,
+                    classes: f.classes,
+                    items: f.items,
+                    empty_classes: f.empty_classes,
+                }
             }
             DatasetKind::ImagenetSketch => {
                 let dir = first_dir(root, &["sketch", "images", ""]).expect("root exists");
                 let f = ImageFolder::read(&dir, imagenet)?;
-                EvalSet { kind, root: f.root, classes: f.classes, items: f.items, empty_classes: f.empty_classes }
+                EvalSet {
+                    kind,
+                    root: f.root,
+                    classes: f.classes,
+                    items: f.items,
+                    empty_classes: f.empty_classes,
+                }
             }
             DatasetKind::ImagenetV2 => {
                 let dir = first_dir(root, &["imagenetv2-matched-frequency-format-val", ""]).expect("root exists");
@@ -88,7 +109,11 @@ impl EvalSet {
                 for label in 0..imagenet.len() {
                     let cdir = dir.join(label.to_string());
                     if !cdir.is_dir() {
-                        bail!("{}: ImageNet-V2 class folder `{label}` is missing (expected folders 0..{})", dir.display(), imagenet.len() - 1);
+                        bail!(
+                            "{}: ImageNet-V2 class folder `{label}` is missing (expected folders 0..{})",
+                            dir.display(),
+                            imagenet.len() - 1
+                        );
                     }
                     let files = sorted_images(&cdir)?;
                     if files.is_empty() {
@@ -96,21 +121,43 @@ impl EvalSet {
                     }
                     items.extend(files.into_iter().map(|f| (f, label)));
                 }
-                EvalSet { kind, root: dir, classes: imagenet.clone(), items, empty_classes: empty }
+                EvalSet {
+                    kind,
+                    root: dir,
+                    classes: imagenet.clone(),
+                    items,
+                    empty_classes: empty,
+                }
             }
             DatasetKind::ImagenetA | DatasetKind::ImagenetR => {
-                let wnids = subset.with_context(|| format!("{} needs its 200-wnid list (datasets/{}_wnids.txt)", kind.name(), kind.name().replace('-', "_")))?;
+                let wnids = subset.with_context(|| {
+                    format!(
+                        "{} needs its 200-wnid list (datasets/{}_wnids.txt)",
+                        kind.name(),
+                        kind.name().replace('-', "_")
+                    )
+                })?;
                 let mut ids = Vec::new();
                 let mut names = Vec::new();
                 for w in wnids {
-                    let i = imagenet.ids.iter().position(|x| x == w).with_context(|| format!("wnid {w} of {} is not in the ImageNet class list", kind.name()))?;
+                    let i = imagenet
+                        .ids
+                        .iter()
+                        .position(|x| x == w)
+                        .with_context(|| format!("wnid {w} of {} is not in the ImageNet class list", kind.name()))?;
                     ids.push(w.clone());
                     names.push(imagenet.names[i].clone());
                 }
                 let sub = ClassList { ids, names };
                 let dir = first_dir(root, &[kind.name(), ""]).expect("root exists");
                 let f = ImageFolder::read(&dir, &sub)?;
-                EvalSet { kind, root: f.root, classes: f.classes, items: f.items, empty_classes: f.empty_classes }
+                EvalSet {
+                    kind,
+                    root: f.root,
+                    classes: f.classes,
+                    items: f.items,
+                    empty_classes: f.empty_classes,
+                }
             }
         };
         if let Some(m) = max_per_class {

@@ -84,29 +84,58 @@ impl Features {
 
 /// Encode every image of `set` (or read the cache in `cache_dir`).
 #[allow(clippy::too_many_arguments)]
-pub fn dataset_features(clip: &Clip, set: &EvalSet, checkpoint_sha256: &str, cache_dir: Option<&Path>, batch: usize, strict: bool, progress: bool) -> Result<Features> {
+pub fn dataset_features(
+    clip: &Clip,
+    set: &EvalSet,
+    checkpoint_sha256: &str,
+    cache_dir: Option<&Path>,
+    batch: usize,
+    strict: bool,
+    progress: bool,
+) -> Result<Features> {
     let n = clip.config.vision.image_resolution();
     let key = FeatureKey::new(checkpoint_sha256, set, n);
     let id = key.id();
     if let Some(dir) = cache_dir {
         let mpath = dir.join(format!("{id}.manifest.json"));
         if mpath.exists() {
-            let manifest: FeatureManifest = serde_json::from_str(&std::fs::read_to_string(&mpath)?).with_context(|| format!("{}: bad cache manifest", mpath.display()))?;
+            let manifest: FeatureManifest = serde_json::from_str(&std::fs::read_to_string(&mpath)?)
+                .with_context(|| format!("{}: bad cache manifest", mpath.display()))?;
             if manifest.key == key {
                 let mut t = ntlb_prompt::store::read_tensors(&dir.join(format!("{id}.features.safetensors")))?;
                 let (fs, data) = t.remove("features").context("cache without features")?;
                 let (_, labels) = t.remove("labels").context("cache without labels")?;
                 if fs != [manifest.n_features, manifest.dim] {
-                    bail!("{}: cached features have shape {fs:?}, manifest says [{}, {}]", mpath.display(), manifest.n_features, manifest.dim);
+                    bail!(
+                        "{}: cached features have shape {fs:?}, manifest says [{}, {}]",
+                        mpath.display(),
+                        manifest.n_features,
+                        manifest.dim
+                    );
                 }
-                return Ok(Features { data, dim: manifest.dim, labels: labels.iter().map(|&l| l as usize).collect(), manifest });
+                return Ok(Features {
+                    data,
+                    dim: manifest.dim,
+                    labels: labels.iter().map(|&l| l as usize).collect(),
+                    manifest,
+                });
             }
         }
     }
     let device = clip.text.token_embedding.device();
     let start = Instant::now();
-    let bar = if progress { ProgressBar::new(set.items.len() as u64) } else { ProgressBar::hidden() };
-    bar.set_style(ProgressStyle::with_template(&format!("{:<16} {{bar:30}} {{pos}}/{{len}} {{per_sec}} {{eta}} {{msg}}", set.kind.name())).expect("template"));
+    let bar = if progress {
+        ProgressBar::new(set.items.len() as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{:<16} {{bar:30}} {{pos}}/{{len}} {{per_sec}} {{eta}} {{msg}}",
+            set.kind.name()
+        ))
+        .expect("template"),
+    );
     let items = set.items.clone();
     let batch = batch.max(1);
     // The producer decodes one batch ahead on the rayon pool; the channel bounds memory.
@@ -151,21 +180,43 @@ pub fn dataset_features(clip: &Clip, set: &EvalSet, checkpoint_sha256: &str, cac
             data.extend(to_f32_vec(f));
         }
         bar.set_position((labels.len() + failed.len()) as u64);
-        bar.set_message(if failed.is_empty() { String::new() } else { format!("{} unreadable", failed.len()) });
+        bar.set_message(if failed.is_empty() {
+            String::new()
+        } else {
+            format!("{} unreadable", failed.len())
+        });
     }
     producer.join().map_err(|_| anyhow::anyhow!("decoder thread panicked"))?;
     bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
-    let manifest = FeatureManifest { key, n_features: labels.len(), dim, failed, seconds, images_per_second: set.items.len() as f64 / seconds.max(1e-9) };
+    let manifest = FeatureManifest {
+        key,
+        n_features: labels.len(),
+        dim,
+        failed,
+        seconds,
+        images_per_second: set.items.len() as f64 / seconds.max(1e-9),
+    };
     if let Some(dir) = cache_dir {
         std::fs::create_dir_all(dir)?;
         let lab: Vec<f32> = labels.iter().map(|&l| l as f32).collect();
         ntlb_prompt::store::write_tensors(
             &dir.join(format!("{id}.features.safetensors")),
-            &[("features".into(), vec![labels.len(), dim], data.clone()), ("labels".into(), vec![labels.len()], lab)],
+            &[
+                ("features".into(), vec![labels.len(), dim], data.clone()),
+                ("labels".into(), vec![labels.len()], lab),
+            ],
         )?;
         // The manifest is written last: a run killed before this point leaves no readable cache.
-        ntlb_clip::io::write_atomic(&dir.join(format!("{id}.manifest.json")), serde_json::to_string_pretty(&manifest)?.as_bytes())?;
+        ntlb_clip::io::write_atomic(
+            &dir.join(format!("{id}.manifest.json")),
+            serde_json::to_string_pretty(&manifest)?.as_bytes(),
+        )?;
     }
-    Ok(Features { data, dim, labels, manifest })
+    Ok(Features {
+        data,
+        dim,
+        labels,
+        manifest,
+    })
 }

@@ -2,6 +2,7 @@
 
 pub mod features;
 pub mod metrics;
+pub mod regress;
 pub mod relevance_maps;
 pub mod report;
 pub mod results;

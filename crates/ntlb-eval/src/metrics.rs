@@ -28,13 +28,21 @@ pub fn accuracy(features: &[f32], labels: &[usize], dim: usize, weights: &[f32],
         }
         let target = scores[y];
         // Rank of the true class: classes scoring higher, or equal with a lower index.
-        let rank = scores.iter().enumerate().filter(|&(c, &s)| s > target || (s == target && c < y)).count();
+        let rank = scores
+            .iter()
+            .enumerate()
+            .filter(|&(c, &s)| s > target || (s == target && c < y))
+            .count();
         correct1 += usize::from(rank == 0);
         correct5 += usize::from(rank < 5);
         per_n[y] += 1;
         per_hit[y] += usize::from(rank == 0);
     }
-    let per_class: Vec<Option<f64>> = per_n.iter().zip(&per_hit).map(|(&t, &h)| (t > 0).then(|| 100.0 * h as f64 / t as f64)).collect();
+    let per_class: Vec<Option<f64>> = per_n
+        .iter()
+        .zip(&per_hit)
+        .map(|(&t, &h)| (t > 0).then(|| 100.0 * h as f64 / t as f64))
+        .collect();
     let present: Vec<f64> = per_class.iter().flatten().copied().collect();
     Accuracy {
         top1: 100.0 * correct1 as f64 / n.max(1) as f64,

@@ -22,7 +22,15 @@ pub struct RelevanceMap {
 
 /// Relevance of each of the first three training images against its own class prompt, with
 /// the initial and the learned context.
-pub fn before_after(clip: &Clip, tok: &ntlb_clip::tokenizer::ClipTokenizer, layout: &PromptLayout, classes: &[String], items: &[(PathBuf, usize)], learned: &LearnedPrompt, seed: u64) -> Result<Vec<RelevanceMap>> {
+pub fn before_after(
+    clip: &Clip,
+    tok: &ntlb_clip::tokenizer::ClipTokenizer,
+    layout: &PromptLayout,
+    classes: &[String],
+    items: &[(PathBuf, usize)],
+    learned: &LearnedPrompt,
+    seed: u64,
+) -> Result<Vec<RelevanceMap>> {
     let device = clip.text.token_embedding.device();
     let n = clip.config.vision.image_resolution();
     let shape = learned.manifest.ctx_shape;
@@ -30,7 +38,10 @@ pub fn before_after(clip: &Clip, tok: &ntlb_clip::tokenizer::ClipTokenizer, layo
     let mut out = Vec::new();
     for (path, label) in items.iter().take(3) {
         let px = ntlb_clip::preprocess::load_image(path, n)?;
-        let img = l2_normalize(clip.encode_image(Tensor::<4>::from_data(TensorData::new(px, [1, 3, n, n]), &device)).detach());
+        let img = l2_normalize(
+            clip.encode_image(Tensor::<4>::from_data(TensorData::new(px, [1, 3, n, n]), &device))
+                .detach(),
+        );
         let e = layout.eot[*label];
         let rows = |ctx: &[f32]| -> Result<Vec<f32>> {
             let ctx = Tensor::<2>::from_data(TensorData::new(ctx.to_vec(), shape), &device);
@@ -44,7 +55,13 @@ pub fn before_after(clip: &Clip, tok: &ntlb_clip::tokenizer::ClipTokenizer, layo
                 Source::Token(t) => tok.id_to_token(*t).unwrap_or_default().replace("</w>", ""),
             })
             .collect();
-        out.push(RelevanceMap { image: path.clone(), class: classes[*label].clone(), tokens, before: rows(&initial)?, after: rows(&learned.ctx)? });
+        out.push(RelevanceMap {
+            image: path.clone(),
+            class: classes[*label].clone(),
+            tokens,
+            before: rows(&initial)?,
+            after: rows(&learned.ctx)?,
+        });
     }
     Ok(out)
 }

@@ -13,7 +13,11 @@ use crate::results::{read_runs, read_table, ResultRow};
 pub fn mean_std(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
     let m = v.iter().sum::<f64>() / n.max(1.0);
-    let s = if v.len() > 1 { (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() } else { 0.0 };
+    let s = if v.len() > 1 {
+        (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+    } else {
+        0.0
+    };
     (m, s)
 }
 
@@ -46,14 +50,27 @@ pub fn summarize(rows: &[ResultRow]) -> Vec<SummaryLine> {
         let method = match r.method.as_str() {
             "coop" => {
                 let l = r.lambda.unwrap_or(0.0);
-                if l == 0.0 { "CoOp (λ = 0)".to_string() } else { format!("CoOp + explainability (λ = {l})") }
+                if l == 0.0 {
+                    "CoOp (λ = 0)".to_string()
+                } else {
+                    format!("CoOp + explainability (λ = {l})")
+                }
             }
             "zero-shot" => "zero-shot, single template: mean".to_string(),
             m => m.replace("zero-shot-ensemble-", "zero-shot, ensemble of ") + " templates",
         };
-        groups.entry((r.model.clone(), method)).or_default().entry(r.dataset.clone()).or_default().push(r.top1);
+        groups
+            .entry((r.model.clone(), method))
+            .or_default()
+            .entry(r.dataset.clone())
+            .or_default()
+            .push(r.top1);
         if r.method == "zero-shot" {
-            let best = groups.entry((r.model.clone(), "zero-shot, single template: best".into())).or_default().entry(r.dataset.clone()).or_default();
+            let best = groups
+                .entry((r.model.clone(), "zero-shot, single template: best".into()))
+                .or_default()
+                .entry(r.dataset.clone())
+                .or_default();
             let v = best.first().copied().unwrap_or(f64::MIN).max(r.top1);
             best.clear();
             best.push(v);
@@ -61,7 +78,14 @@ pub fn summarize(rows: &[ResultRow]) -> Vec<SummaryLine> {
     }
     groups
         .into_iter()
-        .map(|((model, method), cells)| SummaryLine { model, method, cells: cells.into_iter().map(|(d, v)| (d, (mean_std(&v).0, mean_std(&v).1, v.len()))).collect() })
+        .map(|((model, method), cells)| SummaryLine {
+            model,
+            method,
+            cells: cells
+                .into_iter()
+                .map(|(d, v)| (d, (mean_std(&v).0, mean_std(&v).1, v.len())))
+                .collect(),
+        })
         .collect()
 }
 
@@ -78,15 +102,40 @@ fn cell(c: Option<&(f64, f64, usize)>, latex: bool) -> String {
 pub fn write_tables(out: &Path, rows: &[ResultRow]) -> Result<String> {
     let lines = summarize(rows);
     let ds = datasets_of(rows);
-    let mut md = format!("Top-1 accuracy (%), mean ± std over seeds where there are several.\n\n| model | method | {} |\n|---|---|{}\n", ds.join(" | "), "---|".repeat(ds.len()));
-    let mut tex = format!("\\begin{{tabular}}{{ll{}}}\n\\toprule\nmodel & method & {} \\\\\n\\midrule\n", "r".repeat(ds.len()), ds.join(" & "));
+    let mut md = format!(
+        "Top-1 accuracy (%), mean ± std over seeds where there are several.\n\n| model | method | {} |\n|---|---|{}\n",
+        ds.join(" | "),
+        "---|".repeat(ds.len())
+    );
+    let mut tex = format!(
+        "\\begin{{tabular}}{{ll{}}}\n\\toprule\nmodel & method & {} \\\\\n\\midrule\n",
+        "r".repeat(ds.len()),
+        ds.join(" & ")
+    );
     let mut csv = csv::Writer::from_writer(Vec::new());
     csv.write_record(["model", "method", "dataset", "top1_mean", "top1_std", "runs"])?;
     for l in &lines {
-        md += &format!("| {} | {} | {} |\n", l.model, l.method, ds.iter().map(|d| cell(l.cells.get(d), false)).collect::<Vec<_>>().join(" | "));
-        tex += &format!("{} & {} & {} \\\\\n", l.model.replace('_', "\\_"), l.method.replace('λ', "$\\lambda$").replace('±', "$\\pm$"), ds.iter().map(|d| cell(l.cells.get(d), true)).collect::<Vec<_>>().join(" & "));
+        md += &format!(
+            "| {} | {} | {} |\n",
+            l.model,
+            l.method,
+            ds.iter().map(|d| cell(l.cells.get(d), false)).collect::<Vec<_>>().join(" | ")
+        );
+        tex += &format!(
+            "{} & {} & {} \\\\\n",
+            l.model.replace('_', "\\_"),
+            l.method.replace('λ', "$\\lambda$").replace('±', "$\\pm$"),
+            ds.iter().map(|d| cell(l.cells.get(d), true)).collect::<Vec<_>>().join(" & ")
+        );
         for (d, (m, s, n)) in &l.cells {
-            csv.write_record([l.model.clone(), l.method.clone(), d.clone(), format!("{m:.4}"), format!("{s:.4}"), n.to_string()])?;
+            csv.write_record([
+                l.model.clone(),
+                l.method.clone(),
+                d.clone(),
+                format!("{m:.4}"),
+                format!("{s:.4}"),
+                n.to_string(),
+            ])?;
         }
     }
     tex += "\\bottomrule\n\\end{tabular}\n";
@@ -96,7 +145,16 @@ pub fn write_tables(out: &Path, rows: &[ResultRow]) -> Result<String> {
     Ok(md)
 }
 
-const PALETTE: [RGBColor; 8] = [RGBColor(31, 119, 180), RGBColor(255, 127, 14), RGBColor(44, 160, 44), RGBColor(214, 39, 40), RGBColor(148, 103, 189), RGBColor(140, 86, 75), RGBColor(227, 119, 194), RGBColor(127, 127, 127)];
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
 
 /// Render one figure to `<stem>.png` and `<stem>.svg` (the same drawing code, two backends).
 fn render(
@@ -127,7 +185,11 @@ fn draw_methods<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, model: &str, 
 where
     DB::ErrorType: 'static,
 {
-    let ymax = lines.iter().flat_map(|l| l.cells.values().map(|c| c.0 + c.1)).fold(1.0f64, f64::max) * 1.15;
+    let ymax = lines
+        .iter()
+        .flat_map(|l| l.cells.values().map(|c| c.0 + c.1))
+        .fold(1.0f64, f64::max)
+        * 1.15;
     let k = lines.len().max(1) as f64;
     let mut chart = ChartBuilder::on(root)
         .caption(format!("{model}: top-1 by dataset and method"), ("sans-serif", 20))
@@ -142,16 +204,27 @@ where
         .x_labels(ds.len() * 2 + 1)
         .x_label_formatter(&|v| {
             let i = v.floor() as usize;
-            if (v - i as f64 - 0.5).abs() < 0.26 { names.get(i).cloned().unwrap_or_default() } else { String::new() }
+            if (v - i as f64 - 0.5).abs() < 0.26 {
+                names.get(i).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
         })
         .y_desc("top-1 (%)")
         .draw()?;
     for (j, l) in lines.iter().enumerate() {
         let color = PALETTE[j % PALETTE.len()];
-        let bars: Vec<(f64, f64, f64)> = ds.iter().enumerate().filter_map(|(i, d)| l.cells.get(d).map(|c| (i as f64 + 0.1 + 0.8 * j as f64 / k, c.0, c.1))).collect();
+        let bars: Vec<(f64, f64, f64)> = ds
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| l.cells.get(d).map(|c| (i as f64 + 0.1 + 0.8 * j as f64 / k, c.0, c.1)))
+            .collect();
         let w = 0.8 / k;
         chart
-            .draw_series(bars.iter().map(|&(x, m, _)| Rectangle::new([(x, 0.0), (x + w * 0.9, m)], color.filled())))?
+            .draw_series(
+                bars.iter()
+                    .map(|&(x, m, _)| Rectangle::new([(x, 0.0), (x + w * 0.9, m)], color.filled())),
+            )?
             .label(l.method.clone())
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
         chart.draw_series(bars.iter().filter(|b| b.2 > 0.0).map(|&(x, m, s)| {
@@ -159,7 +232,12 @@ where
             PathElement::new(vec![(c, m - s), (c, m + s)], BLACK.stroke_width(1))
         }))?;
     }
-    chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).position(SeriesLabelPosition::UpperRight).draw()?;
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()?;
     Ok(())
 }
 
@@ -171,7 +249,10 @@ where
     let single: Vec<&ResultRow> = rows.iter().filter(|r| r.model == model && r.method == "zero-shot").collect();
     let ymax = single.iter().map(|r| r.top1).fold(1.0f64, f64::max) * 1.15;
     let mut chart = ChartBuilder::on(root)
-        .caption(format!("{model}: zero-shot top-1 of each template (dots) and ensembles (bars)"), ("sans-serif", 18))
+        .caption(
+            format!("{model}: zero-shot top-1 of each template (dots) and ensembles (bars)"),
+            ("sans-serif", 18),
+        )
         .margin(10)
         .x_label_area_size(40)
         .y_label_area_size(50)
@@ -183,17 +264,34 @@ where
         .x_labels(ds.len() * 2 + 1)
         .x_label_formatter(&|v| {
             let i = v.floor() as usize;
-            if (v - i as f64 - 0.5).abs() < 0.26 { names.get(i).cloned().unwrap_or_default() } else { String::new() }
+            if (v - i as f64 - 0.5).abs() < 0.26 {
+                names.get(i).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
         })
         .y_desc("top-1 (%)")
         .draw()?;
     for (i, d) in ds.iter().enumerate() {
         let pts: Vec<f64> = single.iter().filter(|r| &r.dataset == d).map(|r| r.top1).collect();
         // Deterministic horizontal spread so that equal accuracies stay visible.
-        chart.draw_series(pts.iter().enumerate().map(|(j, &a)| Circle::new((i as f64 + 0.3 + 0.4 * ((j * 37) % 100) as f64 / 100.0, a), 3, PALETTE[0].mix(0.6).filled())))?;
-        for (k, e) in rows.iter().filter(|r| r.model == model && &r.dataset == d && r.method.starts_with("zero-shot-ensemble")).enumerate() {
+        chart.draw_series(pts.iter().enumerate().map(|(j, &a)| {
+            Circle::new(
+                (i as f64 + 0.3 + 0.4 * ((j * 37) % 100) as f64 / 100.0, a),
+                3,
+                PALETTE[0].mix(0.6).filled(),
+            )
+        }))?;
+        for (k, e) in rows
+            .iter()
+            .filter(|r| r.model == model && &r.dataset == d && r.method.starts_with("zero-shot-ensemble"))
+            .enumerate()
+        {
             let c = PALETTE[(k + 1) % PALETTE.len()];
-            chart.draw_series(std::iter::once(PathElement::new(vec![(i as f64 + 0.2, e.top1), (i as f64 + 0.8, e.top1)], c.stroke_width(3))))?;
+            chart.draw_series(std::iter::once(PathElement::new(
+                vec![(i as f64 + 0.2, e.top1), (i as f64 + 0.8, e.top1)],
+                c.stroke_width(3),
+            )))?;
         }
     }
     Ok(())
@@ -216,13 +314,21 @@ where
         .x_label_area_size(40)
         .y_label_area_size(50)
         .build_cartesian_2d(-0.05 * xmax..xmax, 0f64..ymax)?;
-    chart.configure_mesh().x_desc("λ (explainability loss weight)").y_desc("top-1 (%)").draw()?;
+    chart
+        .configure_mesh()
+        .x_desc("λ (explainability loss weight)")
+        .y_desc("top-1 (%)")
+        .draw()?;
     for (i, d) in ds.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
         let pts: Vec<(f64, f64, f64)> = lambdas
             .iter()
             .filter_map(|&l| {
-                let v: Vec<f64> = coop.iter().filter(|r| &r.dataset == d && r.lambda == Some(l)).map(|r| r.top1).collect();
+                let v: Vec<f64> = coop
+                    .iter()
+                    .filter(|r| &r.dataset == d && r.lambda == Some(l))
+                    .map(|r| r.top1)
+                    .collect();
                 (!v.is_empty()).then(|| {
                     let (m, s) = mean_std(&v);
                     (l, m, s)
@@ -233,16 +339,27 @@ where
             .draw_series(LineSeries::new(pts.iter().map(|p| (p.0, p.1)), color.stroke_width(2)))?
             .label(d.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 12, y)], color.stroke_width(2)));
-        chart.draw_series(pts.iter().map(|&(l, m, s)| PathElement::new(vec![(l, m - s), (l, m + s)], color.stroke_width(2))))?;
+        chart.draw_series(
+            pts.iter()
+                .map(|&(l, m, s)| PathElement::new(vec![(l, m - s), (l, m + s)], color.stroke_width(2))),
+        )?;
         chart.draw_series(pts.iter().map(|&(l, m, _)| Circle::new((l, m), 4, color.filled())))?;
     }
-    chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).draw()?;
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
     Ok(())
 }
 
 /// Token relevance of class prompts before and after training (first CoOp run with λ > 0,
 /// else the first CoOp run).
-fn draw_relevance<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, maps: &[crate::relevance_maps::RelevanceMap], title: &str) -> Result<()>
+fn draw_relevance<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    maps: &[crate::relevance_maps::RelevanceMap],
+    title: &str,
+) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
@@ -264,21 +381,39 @@ where
             .x_labels(2 * n + 1)
             .x_label_formatter(&|v| {
                 let i = v.floor() as usize;
-                if (v - i as f32 - 0.5).abs() < 0.2 { toks.get(i).cloned().unwrap_or_default() } else { String::new() }
+                if (v - i as f32 - 0.5).abs() < 0.2 {
+                    toks.get(i).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
             })
             .x_label_style(("sans-serif", 11).into_font().transform(FontTransform::Rotate90))
             .y_desc("relevance")
             .draw()?;
         let (b, a) = (PALETTE[7], PALETTE[3]);
         chart
-            .draw_series(m.before.iter().enumerate().map(|(i, &v)| Rectangle::new([(i as f32 + 0.1, 0.0), (i as f32 + 0.48, v)], b.filled())))?
+            .draw_series(
+                m.before
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &v)| Rectangle::new([(i as f32 + 0.1, 0.0), (i as f32 + 0.48, v)], b.filled())),
+            )?
             .label("before training")
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], b.filled()));
         chart
-            .draw_series(m.after.iter().enumerate().map(|(i, &v)| Rectangle::new([(i as f32 + 0.52, 0.0), (i as f32 + 0.9, v)], a.filled())))?
+            .draw_series(
+                m.after
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &v)| Rectangle::new([(i as f32 + 0.52, 0.0), (i as f32 + 0.9, v)], a.filled())),
+            )?
             .label("after training")
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], a.filled()));
-        chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).draw()?;
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()?;
     }
     Ok(())
 }
@@ -298,14 +433,39 @@ pub fn run_report(results: &Path, out: &Path) -> Result<Vec<PathBuf>> {
     models.dedup();
     let lines = summarize(&rows);
     for model in &models {
-        let slug: String = model.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
-        let ml: Vec<SummaryLine> = lines.iter().filter(|l| &l.model == model && !l.method.contains("single template")).cloned().collect();
-        files.extend(render(out, &format!("{slug}_methods_by_dataset"), (1000, 560), |r| draw_methods(r, model, &ml, &ds), |r| draw_methods(r, model, &ml, &ds))?);
+        let slug: String = model
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+            .collect();
+        let ml: Vec<SummaryLine> = lines
+            .iter()
+            .filter(|l| &l.model == model && !l.method.contains("single template"))
+            .cloned()
+            .collect();
+        files.extend(render(
+            out,
+            &format!("{slug}_methods_by_dataset"),
+            (1000, 560),
+            |r| draw_methods(r, model, &ml, &ds),
+            |r| draw_methods(r, model, &ml, &ds),
+        )?);
         if rows.iter().any(|r| &r.model == model && r.method == "zero-shot") {
-            files.extend(render(out, &format!("{slug}_template_sensitivity"), (1000, 520), |r| draw_templates(r, model, &rows, &ds), |r| draw_templates(r, model, &rows, &ds))?);
+            files.extend(render(
+                out,
+                &format!("{slug}_template_sensitivity"),
+                (1000, 520),
+                |r| draw_templates(r, model, &rows, &ds),
+                |r| draw_templates(r, model, &rows, &ds),
+            )?);
         }
         if rows.iter().any(|r| &r.model == model && r.method == "coop") {
-            files.extend(render(out, &format!("{slug}_accuracy_vs_lambda"), (900, 520), |r| draw_lambda(r, model, &rows, &ds), |r| draw_lambda(r, model, &rows, &ds))?);
+            files.extend(render(
+                out,
+                &format!("{slug}_accuracy_vs_lambda"),
+                (900, 520),
+                |r| draw_lambda(r, model, &rows, &ds),
+                |r| draw_lambda(r, model, &rows, &ds),
+            )?);
         }
     }
     let runs = read_runs(results)?;
@@ -320,7 +480,13 @@ pub fn run_report(results: &Path, out: &Path) -> Result<Vec<PathBuf>> {
             _ => String::new(),
         };
         let h = 300 * maps.len() as u32;
-        files.extend(render(out, "relevance_before_after", (1000, h), |r| draw_relevance(r, &maps, &title), |r| draw_relevance(r, &maps, &title))?);
+        files.extend(render(
+            out,
+            "relevance_before_after",
+            (1000, h),
+            |r| draw_relevance(r, &maps, &title),
+            |r| draw_relevance(r, &maps, &title),
+        )?);
     }
     println!("{md}");
     Ok(files)

@@ -45,7 +45,10 @@ pub struct RunRecord {
 pub fn read_runs(results: &Path) -> Result<Vec<RunRecord>> {
     let dir = results.join("runs");
     let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
-        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "json")).collect(),
+        Ok(rd) => rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect(),
         Err(_) => Vec::new(),
     };
     files.sort();
@@ -61,21 +64,24 @@ pub fn rows_of(runs: &[RunRecord]) -> Vec<ResultRow> {
 
 fn frame(rows: &[ResultRow]) -> PolarsResult<DataFrame> {
     let s = |f: fn(&ResultRow) -> String| rows.iter().map(f).collect::<Vec<_>>();
-    DataFrame::new(rows.len(), vec![
-        Column::new("sweep".into(), s(|r| r.sweep.clone())),
-        Column::new("run_key".into(), s(|r| r.run_key.clone())),
-        Column::new("model".into(), s(|r| r.model.clone())),
-        Column::new("method".into(), s(|r| r.method.clone())),
-        Column::new("template".into(), rows.iter().map(|r| r.template.clone()).collect::<Vec<_>>()),
-        Column::new("lambda".into(), rows.iter().map(|r| r.lambda).collect::<Vec<_>>()),
-        Column::new("seed".into(), rows.iter().map(|r| r.seed).collect::<Vec<_>>()),
-        Column::new("dataset".into(), s(|r| r.dataset.clone())),
-        Column::new("top1".into(), rows.iter().map(|r| r.top1).collect::<Vec<_>>()),
-        Column::new("top5".into(), rows.iter().map(|r| r.top5).collect::<Vec<_>>()),
-        Column::new("mean_per_class".into(), rows.iter().map(|r| r.mean_per_class).collect::<Vec<_>>()),
-        Column::new("n_images".into(), rows.iter().map(|r| r.n_images as u64).collect::<Vec<_>>()),
-        Column::new("n_failed".into(), rows.iter().map(|r| r.n_failed as u64).collect::<Vec<_>>()),
-    ])
+    DataFrame::new(
+        rows.len(),
+        vec![
+            Column::new("sweep".into(), s(|r| r.sweep.clone())),
+            Column::new("run_key".into(), s(|r| r.run_key.clone())),
+            Column::new("model".into(), s(|r| r.model.clone())),
+            Column::new("method".into(), s(|r| r.method.clone())),
+            Column::new("template".into(), rows.iter().map(|r| r.template.clone()).collect::<Vec<_>>()),
+            Column::new("lambda".into(), rows.iter().map(|r| r.lambda).collect::<Vec<_>>()),
+            Column::new("seed".into(), rows.iter().map(|r| r.seed).collect::<Vec<_>>()),
+            Column::new("dataset".into(), s(|r| r.dataset.clone())),
+            Column::new("top1".into(), rows.iter().map(|r| r.top1).collect::<Vec<_>>()),
+            Column::new("top5".into(), rows.iter().map(|r| r.top5).collect::<Vec<_>>()),
+            Column::new("mean_per_class".into(), rows.iter().map(|r| r.mean_per_class).collect::<Vec<_>>()),
+            Column::new("n_images".into(), rows.iter().map(|r| r.n_images as u64).collect::<Vec<_>>()),
+            Column::new("n_failed".into(), rows.iter().map(|r| r.n_failed as u64).collect::<Vec<_>>()),
+        ],
+    )
 }
 
 /// Rebuild `results.parquet` and `results.csv` from the run records (atomically).
@@ -102,7 +108,14 @@ pub fn read_table(results: &Path) -> Result<Vec<ResultRow>> {
     let st = |c: &str| -> Result<Vec<Option<String>>> { Ok(df.column(c)?.str()?.iter().map(|v| v.map(String::from)).collect()) };
     let f64s = |c: &str| -> Result<Vec<Option<f64>>> { Ok(df.column(c)?.f64()?.iter().collect()) };
     let u64s = |c: &str| -> Result<Vec<Option<u64>>> { Ok(df.column(c)?.u64()?.iter().collect()) };
-    let (sweep, key, model, method, template, dataset) = (st("sweep")?, st("run_key")?, st("model")?, st("method")?, st("template")?, st("dataset")?);
+    let (sweep, key, model, method, template, dataset) = (
+        st("sweep")?,
+        st("run_key")?,
+        st("model")?,
+        st("method")?,
+        st("template")?,
+        st("dataset")?,
+    );
     let (lambda, top1, top5, mpc) = (f64s("lambda")?, f64s("top1")?, f64s("top5")?, f64s("mean_per_class")?);
     let (seed, ni, nf) = (u64s("seed")?, u64s("n_images")?, u64s("n_failed")?);
     Ok((0..n)
@@ -133,7 +146,12 @@ pub fn merge(out: &Path, shards: &[PathBuf]) -> Result<usize> {
             if dest.exists() {
                 let existing: RunRecord = serde_json::from_str(&std::fs::read_to_string(&dest)?)?;
                 if existing.rows != r.rows {
-                    bail!("run {} differs between {} and {}: refusing to merge", r.key, s.display(), dest.display());
+                    bail!(
+                        "run {} differs between {} and {}: refusing to merge",
+                        r.key,
+                        s.display(),
+                        dest.display()
+                    );
                 }
                 continue;
             }

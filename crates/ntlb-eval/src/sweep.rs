@@ -28,6 +28,9 @@ use crate::zeroshot::{ensemble, read_templates, template_weights};
 fn default_batch() -> usize {
     64
 }
+fn default_precision() -> String {
+    "f32".into()
+}
 fn default_device() -> String {
     "cpu".into()
 }
@@ -108,6 +111,9 @@ pub struct SweepConfig {
     pub device: String,
     #[serde(default = "default_batch")]
     pub batch_size: usize,
+    /// f32 (default), bf16 or f16 (GPU).
+    #[serde(default = "default_precision")]
+    pub precision: String,
     #[serde(default)]
     pub strict: bool,
     pub models: Vec<ModelEntry>,
@@ -166,7 +172,10 @@ impl SweepConfig {
         }
         for m in models {
             if !self.models.iter().any(|e| &e.name == m) {
-                bail!("model `{m}` is not in the sweep (models: {})", self.models.iter().map(|e| e.name.clone()).collect::<Vec<_>>().join(", "));
+                bail!(
+                    "model `{m}` is not in the sweep (models: {})",
+                    self.models.iter().map(|e| e.name.clone()).collect::<Vec<_>>().join(", ")
+                );
             }
         }
         self.models.retain(|e| models.contains(&e.name));
@@ -178,8 +187,17 @@ impl SweepConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "method", rename_all = "kebab-case")]
 pub enum Job {
-    ZeroShot { model: ModelEntry, zero_shot: ZeroShotSweep },
-    Coop { model: ModelEntry, lambda: f64, seed: u64, train: TrainConfig, train_root: PathBuf },
+    ZeroShot {
+        model: ModelEntry,
+        zero_shot: ZeroShotSweep,
+    },
+    Coop {
+        model: ModelEntry,
+        lambda: f64,
+        seed: u64,
+        train: TrainConfig,
+        train_root: PathBuf,
+    },
 }
 
 impl Job {
@@ -209,12 +227,17 @@ pub fn plan(cfg: &SweepConfig) -> Result<Vec<Job>> {
     let mut jobs = Vec::new();
     for m in &cfg.models {
         if let Some(z) = &cfg.zero_shot {
-            jobs.push(Job::ZeroShot { model: m.clone(), zero_shot: z.clone() });
+            jobs.push(Job::ZeroShot {
+                model: m.clone(),
+                zero_shot: z.clone(),
+            });
         }
         if let Some(c) = &cfg.coop {
             let mut base = match &c.config {
-                Some(p) => toml::from_str::<TrainConfig>(&std::fs::read_to_string(p).with_context(|| format!("{}: cannot read", p.display()))?)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
+                Some(p) => {
+                    toml::from_str::<TrainConfig>(&std::fs::read_to_string(p).with_context(|| format!("{}: cannot read", p.display()))?)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+                }
                 None => TrainConfig::default(),
             };
             if let Some(e) = c.epochs {
@@ -228,7 +251,13 @@ pub fn plan(cfg: &SweepConfig) -> Result<Vec<Job>> {
                     let mut t = base.clone();
                     t.loss.expl_weight = lambda;
                     t.seed = seed;
-                    jobs.push(Job::Coop { model: m.clone(), lambda, seed, train: t, train_root: c.train_root.clone() });
+                    jobs.push(Job::Coop {
+                        model: m.clone(),
+                        lambda,
+                        seed,
+                        train: t,
+                        train_root: c.train_root.clone(),
+                    });
                 }
             }
         }
@@ -288,9 +317,17 @@ struct Loaded {
 
 fn load_model(m: &ModelEntry, device: &burn::tensor::Device) -> Result<Loaded> {
     let clip = Clip::load(&m.path, None, device).with_context(|| format!("model `{}`", m.name))?;
-    let tok_path = m.tokenizer.clone().or_else(|| ClipTokenizer::beside(&m.path)).with_context(|| format!("model `{}`: no tokenizer.json beside {}", m.name, m.path.display()))?;
+    let tok_path = m
+        .tokenizer
+        .clone()
+        .or_else(|| ClipTokenizer::beside(&m.path))
+        .with_context(|| format!("model `{}`: no tokenizer.json beside {}", m.name, m.path.display()))?;
     let tok = ClipTokenizer::from_file(&tok_path)?;
-    let weights = if m.path.is_dir() { m.path.join("model.safetensors") } else { m.path.clone() };
+    let weights = if m.path.is_dir() {
+        m.path.join("model.safetensors")
+    } else {
+        m.path.clone()
+    };
     let sha = ntlb_clip::io::sha256_file(&weights)?;
     Ok(Loaded { clip, tok, sha })
 }
@@ -323,23 +360,48 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
     let cfg = &resolved;
     let jobs = plan(cfg)?;
     let (classes, sets) = open_datasets(cfg)?;
-    let mine: Vec<(usize, &Job)> = jobs.iter().enumerate().filter(|(i, _)| opts.shard.is_none_or(|(s, n)| i % n == s)).collect();
-    let todo: Vec<&Job> = mine.iter().filter(|(_, j)| !run_path(cfg, &j.key(cfg)).exists()).map(|(_, j)| *j).collect();
+    let mine: Vec<(usize, &Job)> = jobs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| opts.shard.is_none_or(|(s, n)| i % n == s))
+        .collect();
+    let todo: Vec<&Job> = mine
+        .iter()
+        .filter(|(_, j)| !run_path(cfg, &j.key(cfg)).exists())
+        .map(|(_, j)| *j)
+        .collect();
     if opts.dry_run {
-        println!("sweep `{}`: {} jobs in all, {} in this shard, {} to run", cfg.name, jobs.len(), mine.len(), todo.len());
+        println!(
+            "sweep `{}`: {} jobs in all, {} in this shard, {} to run",
+            cfg.name,
+            jobs.len(),
+            mine.len(),
+            todo.len()
+        );
         for (i, j) in &mine {
             let done = run_path(cfg, &j.key(cfg)).exists();
-            println!("  [{i:>3}] {:<40} key {} {}", j.label(), j.key(cfg), if done { "done" } else { "todo" });
+            println!(
+                "  [{i:>3}] {:<40} key {} {}",
+                j.label(),
+                j.key(cfg),
+                if done { "done" } else { "todo" }
+            );
         }
         for s in &sets {
-            println!("  dataset {:<16} {:>7} images, {} classes, root {}", s.kind.name(), s.items.len(), s.classes.len(), s.root.display());
+            println!(
+                "  dataset {:<16} {:>7} images, {} classes, root {}",
+                s.kind.name(),
+                s.items.len(),
+                s.classes.len(),
+                s.root.display()
+            );
         }
         let sizes: Vec<usize> = sets.iter().map(|s| s.items.len()).collect();
         let tflop = estimate_tflop(cfg, &todo, &sizes, classes.len());
         println!("estimated cost of the jobs to run: {tflop:.1} TFLOP (≈ {:.1} h at 0.05 TFLOP/s on 2 CPU cores, ≈ {:.2} h at 50 TFLOP/s on a GPU)", tflop / 0.05 / 3600.0, tflop / 50.0 / 3600.0);
         return Ok(0);
     }
-    let device = ntlb_clip::device::parse_device(&cfg.device)?;
+    let device = ntlb_clip::device::parse_device_with(&cfg.device, &cfg.precision)?;
     let mut loaded: HashMap<String, Loaded> = HashMap::new();
     let mut feature_memo: HashMap<(String, usize), Features> = HashMap::new();
     let mut ran = 0;
@@ -364,7 +426,15 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
         for (i, s) in sets.iter().enumerate() {
             let f = match feature_memo.remove(&(m.name.clone(), i)) {
                 Some(f) => f,
-                None => dataset_features(&l.clip, s, &l.sha, Some(&cfg.cache_dir()), cfg.batch_size, cfg.strict, opts.progress)?,
+                None => dataset_features(
+                    &l.clip,
+                    s,
+                    &l.sha,
+                    Some(&cfg.cache_dir()),
+                    cfg.batch_size,
+                    cfg.strict,
+                    opts.progress,
+                )?,
             };
             feats.push(f);
         }
@@ -406,35 +476,91 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
                         for t in &templates {
                             let w = weights(t)?;
                             let a = accuracy(&f.data, &f.labels, f.dim, &w, s.classes.len());
-                            rows.push(ResultRow { template: Some(t.clone()), top1: a.top1, top5: a.top5, mean_per_class: a.mean_per_class, n_images: a.n, n_failed: f.manifest.failed.len(), ..base_row(s.kind.name(), "zero-shot") });
+                            rows.push(ResultRow {
+                                template: Some(t.clone()),
+                                top1: a.top1,
+                                top5: a.top5,
+                                mean_per_class: a.mean_per_class,
+                                n_images: a.n,
+                                n_failed: f.manifest.failed.len(),
+                                ..base_row(s.kind.name(), "zero-shot")
+                            });
                         }
                     }
                     for (name, ts) in &ensembles {
                         let per: Vec<Vec<f32>> = ts.iter().map(|t| weights(t)).collect::<Result<_>>()?;
                         let w = ensemble(&per, f.dim);
                         let a = accuracy(&f.data, &f.labels, f.dim, &w, s.classes.len());
-                        rows.push(ResultRow { template: Some(format!("ensemble-{name}")), top1: a.top1, top5: a.top5, mean_per_class: a.mean_per_class, n_images: a.n, n_failed: f.manifest.failed.len(), ..base_row(s.kind.name(), &format!("zero-shot-ensemble-{name}")) });
+                        rows.push(ResultRow {
+                            template: Some(format!("ensemble-{name}")),
+                            top1: a.top1,
+                            top5: a.top5,
+                            mean_per_class: a.mean_per_class,
+                            n_images: a.n,
+                            n_failed: f.manifest.failed.len(),
+                            ..base_row(s.kind.name(), &format!("zero-shot-ensemble-{name}"))
+                        });
                     }
                 }
             }
-            Job::Coop { lambda, seed, train: tcfg, train_root, .. } => {
+            Job::Coop {
+                lambda,
+                seed,
+                train: tcfg,
+                train_root,
+                ..
+            } => {
                 let folder = ImageFolder::imagenet(train_root, "train", &classes)?;
                 let dir = cfg.results.join("runs").join(&key);
                 let split = FewShotSplit::load_or_draw(&dir.join("split.json"), &folder, tcfg.shots, tcfg.seed)?;
                 let layout = PromptLayout::new(&l.tok, &classes.names, &tcfg.prompt)?;
-                let learned = train(&l.clip, &layout, &classes.names, &split.items, tcfg, &dir.join("train"), (&m.path.display().to_string(), &l.sha), StopAt::default(), |p, total| {
-                    if opts.progress && (p.step % 10 == 0 || p.step == total) {
-                        eprintln!("   step {}/{total} epoch {} loss {:.4} (ce {:.4} expl {:.4}) acc {:.1}%", p.step, p.epoch, p.loss, p.ce, p.expl, p.acc);
-                    }
-                })?;
+                let learned = train(
+                    &l.clip,
+                    &layout,
+                    &classes.names,
+                    &split.items,
+                    tcfg,
+                    &dir.join("train"),
+                    (&m.path.display().to_string(), &l.sha),
+                    StopAt::default(),
+                    |p, total| {
+                        if opts.progress && (p.step % 10 == 0 || p.step == total) {
+                            eprintln!(
+                                "   step {}/{total} epoch {} loss {:.4} (ce {:.4} expl {:.4}) acc {:.1}%",
+                                p.step, p.epoch, p.loss, p.ce, p.expl, p.acc
+                            );
+                        }
+                    },
+                )?;
                 let shape = learned.manifest.ctx_shape;
                 for (s, f) in sets.iter().zip(&feats) {
-                    let lay = if s.classes.names == classes.names { layout.clone() } else { PromptLayout::new(&l.tok, &s.classes.names, &tcfg.prompt)? };
+                    let lay = if s.classes.names == classes.names {
+                        layout.clone()
+                    } else {
+                        PromptLayout::new(&l.tok, &s.classes.names, &tcfg.prompt)?
+                    };
                     let w = ntlb_clip::parity::to_f32_vec(class_text_features(&l.clip, &lay, &learned.ctx, shape, tcfg.chunk));
                     let a = accuracy(&f.data, &f.labels, f.dim, &w, s.classes.len());
-                    rows.push(ResultRow { lambda: Some(*lambda), seed: Some(*seed), top1: a.top1, top5: a.top5, mean_per_class: a.mean_per_class, n_images: a.n, n_failed: f.manifest.failed.len(), ..base_row(s.kind.name(), "coop") });
+                    rows.push(ResultRow {
+                        lambda: Some(*lambda),
+                        seed: Some(*seed),
+                        top1: a.top1,
+                        top5: a.top5,
+                        mean_per_class: a.mean_per_class,
+                        n_images: a.n,
+                        n_failed: f.manifest.failed.len(),
+                        ..base_row(s.kind.name(), "coop")
+                    });
                 }
-                relevance = Some(crate::relevance_maps::before_after(&l.clip, &l.tok, &layout, &classes.names, &split.items, &learned, tcfg.seed)?);
+                relevance = Some(crate::relevance_maps::before_after(
+                    &l.clip,
+                    &l.tok,
+                    &layout,
+                    &classes.names,
+                    &split.items,
+                    &learned,
+                    tcfg.seed,
+                )?);
             }
         }
         for (i, f) in feats.into_iter().enumerate() {

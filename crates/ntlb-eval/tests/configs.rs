@@ -17,12 +17,17 @@ fn imagenet_configs_plan_the_paper_comparison() {
     let c = read("imagenet.toml");
     let jobs = plan(&c).unwrap();
     assert_eq!(jobs.len(), 1 + 2 * 3, "zero-shot + CoOp λ∈{{0,1}} × seeds 1–3");
-    assert!(jobs.iter().any(|j| matches!(j, Job::Coop { lambda, seed: 3, train, .. } if *lambda == 1.0 && train.prompt.allow_duplicate_names)));
+    assert!(jobs
+        .iter()
+        .any(|j| matches!(j, Job::Coop { lambda, seed: 3, train, .. } if *lambda == 1.0 && train.prompt.allow_duplicate_names)));
     assert_eq!(c.datasets.len(), 5);
     let keys: std::collections::BTreeSet<String> = jobs.iter().map(|j| j.key(&c)).collect();
     assert_eq!(keys.len(), jobs.len(), "every job has its own key");
     let full = read("imagenet-full.toml");
-    assert_eq!(full.models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), ["RN50", "RN101", "ViT-B/32", "ViT-B/16"]);
+    assert_eq!(
+        full.models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
+        ["RN50", "RN101", "ViT-B/32", "ViT-B/16"]
+    );
     assert_eq!(plan(&full).unwrap().len(), 4 * 7);
     let r = c.resolved();
     assert!(r.datasets[0].root.starts_with("data") && r.models[0].path.starts_with("checkpoints"));

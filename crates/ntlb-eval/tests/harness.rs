@@ -14,7 +14,12 @@ use ntlb_eval::results::{merge, read_table, ResultRow};
 use ntlb_eval::sweep::{run_sweep, SweepConfig, SweepOptions};
 
 fn opts() -> SweepOptions {
-    SweepOptions { shard: None, dry_run: false, progress: false, max_jobs: None }
+    SweepOptions {
+        shard: None,
+        dry_run: false,
+        progress: false,
+        max_jobs: None,
+    }
 }
 
 #[test]
@@ -27,22 +32,38 @@ fn datasets_open_in_every_layout_with_clear_errors() {
     assert_eq!(val.items.len(), 12);
     let v2 = EvalSet::open(DatasetKind::ImagenetV2, &root.join("v2"), &classes, None, None).unwrap();
     assert_eq!(v2.items.len(), 18);
-    assert!(v2.items.iter().all(|(p, l)| p.parent().unwrap().ends_with(l.to_string())), "V2 folder = class index");
+    assert!(
+        v2.items.iter().all(|(p, l)| p.parent().unwrap().ends_with(l.to_string())),
+        "V2 folder = class index"
+    );
     let v2_two = EvalSet::open(DatasetKind::ImagenetV2, &root.join("v2"), &classes, None, Some(2)).unwrap();
     assert_eq!(v2_two.items.len(), 12, "max_per_class = 2 reproduces the reference's reader");
     let a = EvalSet::open(DatasetKind::ImagenetA, &root.join("imagenet-a"), &classes, Some(&subset), None).unwrap();
     assert_eq!(a.classes.names, vec!["great white shark", "hammerhead shark", "stingray"]);
-    assert_eq!(a.items.iter().map(|x| x.1).collect::<Vec<_>>(), vec![0, 0, 1, 1, 2, 2], "labels = rank in the wnid list; README.txt ignored");
+    assert_eq!(
+        a.items.iter().map(|x| x.1).collect::<Vec<_>>(),
+        vec![0, 0, 1, 1, 2, 2],
+        "labels = rank in the wnid list; README.txt ignored"
+    );
     let sketch = EvalSet::open(DatasetKind::ImagenetSketch, &root.join("sketch"), &classes, None, None).unwrap();
     assert_eq!(sketch.items.len(), 6);
     // Errors name the folder and what was expected.
     std::fs::remove_dir_all(root.join("v2/imagenetv2-matched-frequency-format-val/4")).unwrap();
-    let e = EvalSet::open(DatasetKind::ImagenetV2, &root.join("v2"), &classes, None, None).unwrap_err().to_string();
-    assert!(e.contains("folder `4`") && e.contains("imagenetv2-matched-frequency-format-val"), "{e}");
+    let e = EvalSet::open(DatasetKind::ImagenetV2, &root.join("v2"), &classes, None, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("folder `4`") && e.contains("imagenetv2-matched-frequency-format-val"),
+        "{e}"
+    );
     std::fs::remove_dir_all(root.join("imagenet/images/val/n00000003")).unwrap();
-    let e = EvalSet::open(DatasetKind::Imagenet, &root.join("imagenet"), &classes, None, None).unwrap_err().to_string();
+    let e = EvalSet::open(DatasetKind::Imagenet, &root.join("imagenet"), &classes, None, None)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("n00000003") && e.contains("missing"), "{e}");
-    let e = EvalSet::open(DatasetKind::ImagenetSketch, &root.join("nowhere"), &classes, None, None).unwrap_err().to_string();
+    let e = EvalSet::open(DatasetKind::ImagenetSketch, &root.join("nowhere"), &classes, None, None)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("nowhere"), "{e}");
     // An empty class folder is reported, not fatal.
     std::fs::create_dir_all(root.join("imagenet/images/val/n00000003")).unwrap();
@@ -52,7 +73,9 @@ fn datasets_open_in_every_layout_with_clear_errors() {
 
 #[test]
 fn pipeline_counts_bad_images_and_the_cache_follows_its_key() {
-    let Some(golden) = common::golden("pipeline_counts_bad_images_and_the_cache_follows_its_key") else { return };
+    let Some(golden) = common::golden("pipeline_counts_bad_images_and_the_cache_follows_its_key") else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let root = common::make_world(tmp.path());
     common::add_bad_and_odd_files(&root);
@@ -61,11 +84,21 @@ fn pipeline_counts_bad_images_and_the_cache_follows_its_key() {
     let clip = Clip::load(&golden.join("tiny-clip/hf"), None, &Device::flex()).unwrap();
     let cache = tmp.path().join("cache");
     let f = dataset_features(&clip, &set, "sha-a", Some(&cache), 4, false, false).unwrap();
-    assert_eq!(f.manifest.failed.len(), 2, "corrupt PNG and truncated JPEG: {:?}", f.manifest.failed);
+    assert_eq!(
+        f.manifest.failed.len(),
+        2,
+        "corrupt PNG and truncated JPEG: {:?}",
+        f.manifest.failed
+    );
     assert!(f.manifest.failed.iter().any(|(p, _)| p.ends_with("corrupt.png")));
     assert_eq!(f.len(), set.items.len() - 2, "the CMYK JPEG and the PNG named .JPEG decode");
-    let e = dataset_features(&clip, &set, "sha-a", None, 4, true, false).unwrap_err().to_string();
-    assert!(e.contains("--strict") && (e.contains("corrupt.png") || e.contains("truncated.jpg")), "{e}");
+    let e = dataset_features(&clip, &set, "sha-a", None, 4, true, false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("--strict") && (e.contains("corrupt.png") || e.contains("truncated.jpg")),
+        "{e}"
+    );
     // Same key: read back from the cache, identical.
     let g = dataset_features(&clip, &set, "sha-a", Some(&cache), 4, false, false).unwrap();
     assert_eq!((g.data.clone(), g.labels.clone()), (f.data.clone(), f.labels.clone()));
@@ -73,7 +106,11 @@ fn pipeline_counts_bad_images_and_the_cache_follows_its_key() {
     // Another checkpoint, or a changed file: a new key, recomputed.
     let h = dataset_features(&clip, &set, "sha-b", Some(&cache), 4, false, false).unwrap();
     assert_ne!(h.manifest.key.id(), f.manifest.key.id());
-    std::fs::write(root.join("imagenet/images/val/n00000001/img0.png"), std::fs::read(root.join("imagenet/images/val/n00000001/img1.png")).unwrap()).unwrap();
+    std::fs::write(
+        root.join("imagenet/images/val/n00000001/img0.png"),
+        std::fs::read(root.join("imagenet/images/val/n00000001/img1.png")).unwrap(),
+    )
+    .unwrap();
     let set2 = EvalSet::open(DatasetKind::Imagenet, &root.join("imagenet"), &classes, None, None).unwrap();
     let k = dataset_features(&clip, &set2, "sha-a", Some(&cache), 4, false, false).unwrap();
     assert_ne!(k.manifest.key.id(), f.manifest.key.id());
@@ -98,7 +135,9 @@ fn config(root: &Path, model: &Path, results: &Path, coop: bool) -> SweepConfig 
 
 #[test]
 fn sweep_resumes_after_a_kill_and_shards_merge_to_the_same_table() {
-    let Some(golden) = common::golden("sweep_resumes_after_a_kill_and_shards_merge_to_the_same_table") else { return };
+    let Some(golden) = common::golden("sweep_resumes_after_a_kill_and_shards_merge_to_the_same_table") else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let root = common::make_world(tmp.path());
     let model = golden.join("tiny-clip/hf");
@@ -106,11 +145,25 @@ fn sweep_resumes_after_a_kill_and_shards_merge_to_the_same_table() {
     let full = config(&root, &model, &tmp.path().join("full"), true);
     assert_eq!(run_sweep(&full, &opts()).unwrap(), 3, "zero-shot + CoOp λ=0 + CoOp λ=1");
     let reference = sorted(read_table(&full.results).unwrap());
-    assert!(reference.iter().any(|r| r.method == "coop" && r.lambda == Some(1.0) && r.dataset == "imagenet-a"));
-    assert!(reference.iter().any(|r| r.method == "zero-shot-ensemble-2" && r.dataset == "imagenet-r"));
+    assert!(reference
+        .iter()
+        .any(|r| r.method == "coop" && r.lambda == Some(1.0) && r.dataset == "imagenet-a"));
+    assert!(reference
+        .iter()
+        .any(|r| r.method == "zero-shot-ensemble-2" && r.dataset == "imagenet-r"));
     // Killed after one job, then rerun: only the rest runs, the table is the same.
     let killed = config(&root, &model, &tmp.path().join("killed"), true);
-    assert_eq!(run_sweep(&killed, &SweepOptions { max_jobs: Some(1), ..opts() }).unwrap(), 1);
+    assert_eq!(
+        run_sweep(
+            &killed,
+            &SweepOptions {
+                max_jobs: Some(1),
+                ..opts()
+            }
+        )
+        .unwrap(),
+        1
+    );
     assert_eq!(run_sweep(&killed, &opts()).unwrap(), 2);
     assert_eq!(run_sweep(&killed, &opts()).unwrap(), 0, "nothing left to do");
     assert_eq!(sorted(read_table(&killed.results).unwrap()), reference);
@@ -118,7 +171,14 @@ fn sweep_resumes_after_a_kill_and_shards_merge_to_the_same_table() {
     let mut shards = Vec::new();
     for i in 0..2 {
         let c = config(&root, &model, &tmp.path().join(format!("shard{i}")), true);
-        run_sweep(&c, &SweepOptions { shard: Some((i, 2)), ..opts() }).unwrap();
+        run_sweep(
+            &c,
+            &SweepOptions {
+                shard: Some((i, 2)),
+                ..opts()
+            },
+        )
+        .unwrap();
         shards.push(c.results.clone());
     }
     let merged = tmp.path().join("merged");

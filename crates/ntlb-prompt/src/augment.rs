@@ -72,7 +72,12 @@ mod tests {
 
     #[test]
     fn augmentation_is_seeded() {
-        let img = Raster { width: 40, height: 30, channels: 3, data: (0..3600).map(|v| (v % 251) as u8).collect() };
+        let img = Raster {
+            width: 40,
+            height: 30,
+            channels: 3,
+            data: (0..3600).map(|v| (v % 251) as u8).collect(),
+        };
         let a = augment(&img, 16, &mut rand_chacha::ChaCha8Rng::seed_from_u64(9));
         let b = augment(&img, 16, &mut rand_chacha::ChaCha8Rng::seed_from_u64(9));
         let c = augment(&img, 16, &mut rand_chacha::ChaCha8Rng::seed_from_u64(10));

@@ -48,7 +48,13 @@ pub fn plot_relevance(path: &std::path::Path, image_name: &str, items: &[TokenRe
         for (panel, item) in panels.iter().zip(items) {
             let n = item.tokens.len();
             let ymax = item.relevance.iter().copied().fold(0.0f32, f32::max).max(1e-6) * 1.15;
-            let caption = format!("{image_name} vs \"{}\" (logit {:.2}{})", item.prompt, item.logit, item.class_name_score.map_or(String::new(), |s| format!(", class-name score {s:.3}")));
+            let caption = format!(
+                "{image_name} vs \"{}\" (logit {:.2}{})",
+                item.prompt,
+                item.logit,
+                item.class_name_score
+                    .map_or(String::new(), |s| format!(", class-name score {s:.3}"))
+            );
             let mut chart = ChartBuilder::on(panel)
                 .caption(caption, ("sans-serif", 15))
                 .margin(8)
@@ -68,7 +74,10 @@ pub fn plot_relevance(path: &std::path::Path, image_name: &str, items: &[TokenRe
                 .y_desc("relevance")
                 .draw()?;
             chart.draw_series(item.relevance.iter().enumerate().map(|(i, &r)| {
-                let mut bar = Rectangle::new([(SegmentValue::Exact(i), 0.0), (SegmentValue::Exact(i + 1), r)], BLUE.mix(0.7).filled());
+                let mut bar = Rectangle::new(
+                    [(SegmentValue::Exact(i), 0.0), (SegmentValue::Exact(i + 1), r)],
+                    BLUE.mix(0.7).filled(),
+                );
                 bar.set_margin(0, 0, 4, 4);
                 bar
             }))?;

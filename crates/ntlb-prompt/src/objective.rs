@@ -31,7 +31,11 @@ pub struct LossConfig {
 
 impl Default for LossConfig {
     fn default() -> Self {
-        LossConfig { expl_weight: 1.0, also_minimize: true, ce_weight: 1.0 }
+        LossConfig {
+            expl_weight: 1.0,
+            also_minimize: true,
+            ce_weight: 1.0,
+        }
     }
 }
 
@@ -71,7 +75,12 @@ pub struct StepOptions {
 
 impl Default for StepOptions {
     fn default() -> Self {
-        StepOptions { chunk: 64, want_scores: false, want_rows: false, want_grad: true }
+        StepOptions {
+            chunk: 64,
+            want_scores: false,
+            want_rows: false,
+            want_grad: true,
+        }
     }
 }
 
@@ -149,7 +158,11 @@ pub fn step(
     let mut grad_ctx = vec![0.0f32; ctx.len()];
     let mut scores = if need_scores { vec![0.0f32; b * c_total] } else { Vec::new() };
     let mut positions = if need_scores { vec![0usize; b * c_total] } else { Vec::new() };
-    let mut relevance = if opts.want_rows { vec![0.0f32; b * c_total * 77] } else { Vec::new() };
+    let mut relevance = if opts.want_rows {
+        vec![0.0f32; b * c_total * 77]
+    } else {
+        Vec::new()
+    };
     let name_mask = layout.name_mask();
     if need_scores || opts.want_grad {
         for chunk in &chunks {
@@ -160,13 +173,20 @@ pub fn step(
                 let prompts = layout.assemble(clip, ctx_const.clone(), chunk, len);
                 attention_gradients(clip, prompts, &eot, img.clone(), tau)
             });
-            let ctx_var = if opts.want_grad { ctx_const.clone().require_grad() } else { ctx_const.clone() };
+            let ctx_var = if opts.want_grad {
+                ctx_const.clone().require_grad()
+            } else {
+                ctx_const.clone()
+            };
             let prompts = layout.assemble(clip, ctx_var.clone(), chunk, len);
             let probe = if need_scores { Probe::Record } else { Probe::Off };
             let out = clip.text.encode_embeddings(prompts, &eot, probe);
             let t = l2_normalize(out.features);
             let chunk_logits = img.clone().matmul(t.transpose()) * tau;
-            let dce_chunk: Vec<f32> = (0..b).flat_map(|bi| chunk.iter().map(move |&c| (bi, c))).map(|(bi, c)| dce[bi * c_total + c]).collect();
+            let dce_chunk: Vec<f32> = (0..b)
+                .flat_map(|bi| chunk.iter().map(move |&c| (bi, c)))
+                .map(|(bi, c)| dce[bi * c_total + c])
+                .collect();
             let dce_chunk = Tensor::<2>::from_data(TensorData::new(dce_chunk, [b, k]), &device);
             let mut objective = (chunk_logits * dce_chunk).sum() * loss.ce_weight;
             if let Some(grads) = grads {
@@ -188,7 +208,8 @@ pub fn step(
                             })
                             .unwrap_or(0);
                         if opts.want_rows {
-                            relevance[(bi * c_total + c) * 77..(bi * c_total + c) * 77 + len].copy_from_slice(&rows_vals[(bi * k + ki) * len..(bi * k + ki + 1) * len]);
+                            relevance[(bi * c_total + c) * 77..(bi * c_total + c) * 77 + len]
+                                .copy_from_slice(&rows_vals[(bi * k + ki) * len..(bi * k + ki + 1) * len]);
                         }
                     }
                 }
@@ -222,7 +243,10 @@ pub fn step(
         for bi in 0..b {
             expl -= scores[bi * c_total + labels[bi]] as f64 / b as f64;
             if loss.also_minimize {
-                let others: f64 = (0..c_total).filter(|&c| c != labels[bi]).map(|c| scores[bi * c_total + c] as f64).sum();
+                let others: f64 = (0..c_total)
+                    .filter(|&c| c != labels[bi])
+                    .map(|c| scores[bi * c_total + c] as f64)
+                    .sum();
                 expl += others / (b * c_total) as f64;
             }
         }

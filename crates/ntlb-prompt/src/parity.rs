@@ -71,51 +71,129 @@ pub fn compute_coop_case(case: &Value, clip: &Clip, tok: &ClipTokenizer, device:
     let (c, b, l) = (layout.n_classes(), labels.len(), clip.config.text.context_length);
 
     let img = l2_normalize(clip.encode_image(images).detach());
-    let full = StepOptions { chunk: 64, want_scores: true, want_rows: true, want_grad: true };
+    let full = StepOptions {
+        chunk: 64,
+        want_scores: true,
+        want_rows: true,
+        want_grad: true,
+    };
     let main = step(clip, &layout, &ctx, ctx_shape, img.clone(), &labels, &base_loss, &full)?;
     let parts = StepOptions { want_rows: false, ..full };
-    let ce_part = step(clip, &layout, &ctx, ctx_shape, img.clone(), &labels, &LossConfig { expl_weight: 0.0, ..base_loss }, &parts)?;
-    let expl_part = step(clip, &layout, &ctx, ctx_shape, img.clone(), &labels, &LossConfig { ce_weight: 0.0, ..base_loss }, &parts)?;
+    let ce_part = step(
+        clip,
+        &layout,
+        &ctx,
+        ctx_shape,
+        img.clone(),
+        &labels,
+        &LossConfig {
+            expl_weight: 0.0,
+            ..base_loss
+        },
+        &parts,
+    )?;
+    let expl_part = step(
+        clip,
+        &layout,
+        &ctx,
+        ctx_shape,
+        img.clone(),
+        &labels,
+        &LossConfig {
+            ce_weight: 0.0,
+            ..base_loss
+        },
+        &parts,
+    )?;
 
     let ctx_t = Tensor::<2>::from_data(burn::tensor::TensorData::new(ctx.clone(), ctx_shape), device);
     let all: Vec<usize> = (0..c).collect();
     let prompts_full = layout.assemble(clip, ctx_t.clone(), &all, l);
     let row_norms = to_f32_vec(prompts_full.clone().powi_scalar(2).sum_dim(2).sqrt());
-    let text = clip.text.encode_embeddings(layout.assemble(clip, ctx_t, &all, l), &layout.eot, ntlb_clip::model::Probe::Off).features;
+    let text = clip
+        .text
+        .encode_embeddings(layout.assemble(clip, ctx_t, &all, l), &layout.eot, ntlb_clip::model::Probe::Off)
+        .features;
     let text_n = l2_normalize(text.clone());
 
     let mut out = Map::new();
     out.insert("name_lens".into(), wrap(json!(layout.name_lens), "len(encode(name)) per class"));
     out.insert("classnames_idx".into(), wrap(json!(layout.name_start), "first class-name position"));
     let tokenized: Vec<i64> = layout.tokenized.iter().flatten().map(|&t| t as i64).collect();
-    out.insert("tokenized_prompts".into(), int_tensor(vec![c, l], &tokenized).to_json("tokenized prompts"));
+    out.insert(
+        "tokenized_prompts".into(),
+        int_tensor(vec![c, l], &tokenized).to_json("tokenized prompts"),
+    );
     let eot: Vec<i64> = layout.eot.iter().map(|&e| e as i64).collect();
     out.insert("eot_positions".into(), int_tensor(vec![c], &eot).to_json("end-of-text positions"));
     let sources: Vec<Vec<Value>> = layout
         .sources
         .iter()
-        .map(|row| row.iter().map(|s| match s { Source::Ctx(k) => json!(format!("ctx{k}")), Source::Token(t) => json!(t) }).collect())
+        .map(|row| {
+            row.iter()
+                .map(|s| match s {
+                    Source::Ctx(k) => json!(format!("ctx{k}")),
+                    Source::Token(t) => json!(t),
+                })
+                .collect()
+        })
         .collect();
     out.insert("prompt_token_source".into(), wrap(json!(sources), "source of each assembled row"));
-    out.insert("prompt_embedding_row_norms".into(), float_tensor(vec![c, l], &row_norms).to_json("row norms of the assembled prompts"));
+    out.insert(
+        "prompt_embedding_row_norms".into(),
+        float_tensor(vec![c, l], &row_norms).to_json("row norms of the assembled prompts"),
+    );
     let mask: Vec<f32> = layout.name_mask().into_iter().flatten().collect();
-    out.insert("classname_explainability_weights".into(), float_tensor(vec![c, l], &mask).to_json("class-name mask"));
-    out.insert("image_features_normalized".into(), float_tensor(vec![b, clip.config.embed_dim], &to_f32_vec(img.clone())).to_json("normalised image features"));
-    out.insert("text_features_normalized".into(), float_tensor(vec![c, clip.config.embed_dim], &to_f32_vec(text_n)).to_json("normalised text features"));
-    out.insert("text_features".into(), float_tensor(vec![c, clip.config.embed_dim], &to_f32_vec(text)).to_json("text features"));
+    out.insert(
+        "classname_explainability_weights".into(),
+        float_tensor(vec![c, l], &mask).to_json("class-name mask"),
+    );
+    out.insert(
+        "image_features_normalized".into(),
+        float_tensor(vec![b, clip.config.embed_dim], &to_f32_vec(img.clone())).to_json("normalised image features"),
+    );
+    out.insert(
+        "text_features_normalized".into(),
+        float_tensor(vec![c, clip.config.embed_dim], &to_f32_vec(text_n)).to_json("normalised text features"),
+    );
+    out.insert(
+        "text_features".into(),
+        float_tensor(vec![c, clip.config.embed_dim], &to_f32_vec(text)).to_json("text features"),
+    );
     out.insert("logits".into(), float_tensor(vec![b, c], &main.logits).to_json("logits"));
-    out.insert("expl_scores".into(), float_tensor(vec![b, c], &main.scores).to_json("explainability scores"));
-    out.insert("text_relevance_full".into(), float_tensor(vec![b, c, 77], &main.relevance).to_json("normalised end-of-text relevance rows"));
+    out.insert(
+        "expl_scores".into(),
+        float_tensor(vec![b, c], &main.scores).to_json("explainability scores"),
+    );
+    out.insert(
+        "text_relevance_full".into(),
+        float_tensor(vec![b, c, 77], &main.relevance).to_json("normalised end-of-text relevance rows"),
+    );
     let pos: Vec<i64> = main.score_positions.iter().map(|&p| p as i64).collect();
-    out.insert("expl_argmax_position".into(), int_tensor(vec![b, c], &pos).to_json("argmax position of each score"));
+    out.insert(
+        "expl_argmax_position".into(),
+        int_tensor(vec![b, c], &pos).to_json("argmax position of each score"),
+    );
     out.insert("ce_loss".into(), wrap(json!(main.ce), "cross-entropy"));
     out.insert("expl_loss".into(), wrap(json!(main.expl), "explainability loss"));
     out.insert("total_loss".into(), wrap(json!(main.total), "total loss"));
-    out.insert("total_loss_tensor".into(), float_tensor(vec![], &[main.total as f32]).to_json("total loss"));
+    out.insert(
+        "total_loss_tensor".into(),
+        float_tensor(vec![], &[main.total as f32]).to_json("total loss"),
+    );
     out.insert("acc".into(), wrap(json!(main.accuracy), "top-1 accuracy (percent)"));
-    out.insert("grad_ctx".into(), float_tensor(ctx_shape.to_vec(), &main.grad_ctx).to_json("d(total)/d(ctx)"));
-    out.insert("grad_ctx_ce_part".into(), float_tensor(ctx_shape.to_vec(), &ce_part.grad_ctx).to_json("d(ce)/d(ctx)"));
-    out.insert("grad_ctx_expl_part".into(), float_tensor(ctx_shape.to_vec(), &expl_part.grad_ctx).to_json("d(λ·expl)/d(ctx)"));
+    out.insert(
+        "grad_ctx".into(),
+        float_tensor(ctx_shape.to_vec(), &main.grad_ctx).to_json("d(total)/d(ctx)"),
+    );
+    out.insert(
+        "grad_ctx_ce_part".into(),
+        float_tensor(ctx_shape.to_vec(), &ce_part.grad_ctx).to_json("d(ce)/d(ctx)"),
+    );
+    out.insert(
+        "grad_ctx_expl_part".into(),
+        float_tensor(ctx_shape.to_vec(), &expl_part.grad_ctx).to_json("d(λ·expl)/d(ctx)"),
+    );
 
     if let Some(vs) = case.pointer("/outputs/variants/data").and_then(Value::as_object) {
         let mut variants = Map::new();

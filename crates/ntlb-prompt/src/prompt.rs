@@ -36,7 +36,13 @@ pub struct PromptConfig {
 
 impl Default for PromptConfig {
     fn default() -> Self {
-        PromptConfig { n_ctx: 16, class_position: ClassPosition::Middle, class_specific: false, init_words: None, allow_duplicate_names: false }
+        PromptConfig {
+            n_ctx: 16,
+            class_position: ClassPosition::Middle,
+            class_specific: false,
+            init_words: None,
+            allow_duplicate_names: false,
+        }
     }
 }
 
@@ -77,7 +83,10 @@ impl PromptLayout {
                 let ids = tok.encode_plain(&words)?;
                 let n_words = words.split(' ').count();
                 if ids.len() != n_words {
-                    bail!("context init {words:?} has {n_words} words but {} tokens: each word must be one token", ids.len());
+                    bail!(
+                        "context init {words:?} has {n_words} words but {} tokens: each word must be one token",
+                        ids.len()
+                    );
                 }
                 (words, Some(ids))
             }
@@ -90,7 +99,9 @@ impl PromptLayout {
             let name = name.replace('_', " ");
             let name_ids = tok.encode_plain(&name)?;
             let prompt = format!("{prefix} {name}.");
-            let t = tok.tokenize(&prompt, false).map_err(|e| anyhow::anyhow!("class {name:?}: prompt with {n_ctx} context tokens is too long: {e}"))?;
+            let t = tok
+                .tokenize(&prompt, false)
+                .map_err(|e| anyhow::anyhow!("class {name:?}: prompt with {n_ctx} context tokens is too long: {e}"))?;
             names.push(name_ids.len());
             tokenized.push(t.ids);
         }
@@ -98,7 +109,13 @@ impl PromptLayout {
     }
 
     /// Build from already tokenized `"X … X <name>."` rows and the name lengths (benchmarks).
-    pub fn from_tokens(config: PromptConfig, n_ctx: usize, tokenized: Vec<Vec<u32>>, name_lens: Vec<usize>, init_ids: Option<Vec<u32>>) -> PromptLayout {
+    pub fn from_tokens(
+        config: PromptConfig,
+        n_ctx: usize,
+        tokenized: Vec<Vec<u32>>,
+        name_lens: Vec<usize>,
+        init_ids: Option<Vec<u32>>,
+    ) -> PromptLayout {
         let eot = ntlb_clip::parity::argmax_rows(&tokenized);
         let half = n_ctx / 2;
         let name_start = match config.class_position {
@@ -126,7 +143,16 @@ impl PromptLayout {
                     .collect()
             })
             .collect();
-        PromptLayout { config, n_ctx, tokenized, eot, name_lens, name_start, sources, init_ids }
+        PromptLayout {
+            config,
+            n_ctx,
+            tokenized,
+            eot,
+            name_lens,
+            name_start,
+            sources,
+            init_ids,
+        }
     }
 
     pub fn n_classes(&self) -> usize {
@@ -138,7 +164,11 @@ impl PromptLayout {
         self.name_lens
             .iter()
             .zip(&self.tokenized)
-            .map(|(&nl, ids)| (0..ids.len()).map(|p| f32::from(p >= self.name_start && p < self.name_start + nl)).collect())
+            .map(|(&nl, ids)| {
+                (0..ids.len())
+                    .map(|p| f32::from(p >= self.name_start && p < self.name_start + nl))
+                    .collect()
+            })
             .collect()
     }
 
@@ -150,7 +180,9 @@ impl PromptLayout {
         match &self.init_ids {
             Some(ids) => {
                 let emb = ntlb_clip::parity::to_f32_vec(clip.text.token_embedding.clone());
-                (0..copies).flat_map(|_| ids.iter().flat_map(|&i| emb[i as usize * w..(i as usize + 1) * w].to_vec())).collect()
+                (0..copies)
+                    .flat_map(|_| ids.iter().flat_map(|&i| emb[i as usize * w..(i as usize + 1) * w].to_vec()))
+                    .collect()
             }
             None => {
                 use rand::SeedableRng;
@@ -173,7 +205,12 @@ impl PromptLayout {
         // positions, whose rows are not used).
         let ids: Vec<i64> = classes
             .iter()
-            .flat_map(|&c| self.sources[c][..len].iter().map(|s| match s { Source::Token(t) => *t as i64, Source::Ctx(_) => 0 }))
+            .flat_map(|&c| {
+                self.sources[c][..len].iter().map(|s| match s {
+                    Source::Token(t) => *t as i64,
+                    Source::Ctx(_) => 0,
+                })
+            })
             .collect();
         let tok_rows = k * len;
         let ids = Tensor::<1, Int>::from_data(TensorData::new(ids, [tok_rows]), &device);

@@ -35,7 +35,10 @@ pub fn attention_gradients(clip: &Clip, prompts: Tensor<3>, eot: &[usize], image
     let t = l2_normalize(out.features).reshape([b, k, e]);
     let s = (t * image_feats.detach().unsqueeze_dim::<3>(1)).sum() * logit_scale;
     let grads = s.backward();
-    leaves.iter().map(|z| z.grad(&grads).expect("every layer's probabilities reach the score")).collect()
+    leaves
+        .iter()
+        .map(|z| z.grad(&grads).expect("every layer's probabilities reach the score"))
+        .collect()
 }
 
 /// Normalised end-of-text relevance rows `[B, K, len]` from the differentiable attention
@@ -53,7 +56,10 @@ pub fn relevance_rows(attn: &[Tensor<4>], grads: &[Tensor<4>], eot: &[usize], b:
     let mut v = eot_rows.clone();
     for (a, g) in attn.iter().zip(grads).rev() {
         let g = Tensor::<4>::from_data(g.to_data(), &device).reshape([b, k, heads, len, len]);
-        let cam = (g * a.clone().unsqueeze::<5>()).clamp_min(0.0).mean_dim(2).reshape([b * k, len, len]);
+        let cam = (g * a.clone().unsqueeze::<5>())
+            .clamp_min(0.0)
+            .mean_dim(2)
+            .reshape([b * k, len, len]);
         v = v.clone() + v.matmul(cam);
     }
     let v = v * (eot_rows.neg() + 1.0);

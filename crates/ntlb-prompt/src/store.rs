@@ -8,8 +8,10 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
 pub fn write_tensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<()> {
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> =
-        tensors.iter().map(|(n, s, d)| (n.clone(), s.clone(), d.iter().flat_map(|v| v.to_le_bytes()).collect())).collect();
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(n, s, d)| (n.clone(), s.clone(), d.iter().flat_map(|v| v.to_le_bytes()).collect()))
+        .collect();
     let views: Vec<(String, TensorView<'_>)> = bytes
         .iter()
         .map(|(n, s, d)| Ok((n.clone(), TensorView::new(Dtype::F32, s.clone(), d)?)))
@@ -26,7 +28,11 @@ pub fn read_tensors(path: &Path) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32
         if v.dtype() != Dtype::F32 {
             anyhow::bail!("{}: tensor `{name}` is {:?}, expected F32", path.display(), v.dtype());
         }
-        let data = v.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let data = v
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
         out.insert(name.to_string(), (v.shape().to_vec(), data));
     }
     Ok(out)

@@ -34,7 +34,15 @@ pub struct OptimConfig {
 
 impl Default for OptimConfig {
     fn default() -> Self {
-        OptimConfig { lr: 0.002, momentum: 0.9, weight_decay: 5e-4, epochs: 50, batch_size: 32, warmup_epochs: 1, warmup_lr: 1e-5 }
+        OptimConfig {
+            lr: 0.002,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            epochs: 50,
+            batch_size: 32,
+            warmup_epochs: 1,
+            warmup_lr: 1e-5,
+        }
     }
 }
 
@@ -64,7 +72,14 @@ pub struct TrainConfig {
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        TrainConfig { prompt: PromptConfig::default(), loss: LossConfig::default(), optim: OptimConfig::default(), shots: 1, seed: 1, chunk: 64 }
+        TrainConfig {
+            prompt: PromptConfig::default(),
+            loss: LossConfig::default(),
+            optim: OptimConfig::default(),
+            shots: 1,
+            seed: 1,
+            chunk: 64,
+        }
     }
 }
 
@@ -139,12 +154,19 @@ impl LearnedPrompt {
 
     fn read(dir: &Path, tensors_file: &str, manifest_file: &str) -> Result<LearnedPrompt> {
         let mpath = dir.join(manifest_file);
-        let manifest: Manifest = serde_json::from_str(&std::fs::read_to_string(&mpath).with_context(|| format!("{}: cannot read", mpath.display()))?)
-            .with_context(|| format!("{}: not a prompt manifest", mpath.display()))?;
+        let manifest: Manifest =
+            serde_json::from_str(&std::fs::read_to_string(&mpath).with_context(|| format!("{}: cannot read", mpath.display()))?)
+                .with_context(|| format!("{}: not a prompt manifest", mpath.display()))?;
         let mut tensors = read_tensors(&dir.join(tensors_file))?;
-        let (shape, ctx) = tensors.remove("ctx").with_context(|| format!("{}: no `ctx` tensor", dir.join(tensors_file).display()))?;
+        let (shape, ctx) = tensors
+            .remove("ctx")
+            .with_context(|| format!("{}: no `ctx` tensor", dir.join(tensors_file).display()))?;
         if shape != manifest.ctx_shape.to_vec() {
-            bail!("{}: ctx has shape {shape:?}, manifest says {:?}", dir.join(tensors_file).display(), manifest.ctx_shape);
+            bail!(
+                "{}: ctx has shape {shape:?}, manifest says {:?}",
+                dir.join(tensors_file).display(),
+                manifest.ctx_shape
+            );
         }
         let momentum = tensors.remove("momentum").map(|(_, m)| m);
         Ok(LearnedPrompt { ctx, momentum, manifest })
@@ -208,7 +230,11 @@ pub fn train(
         bail!("no training images");
     }
     let w = clip.config.text.width;
-    let ctx_rows = if cfg.prompt.class_specific { layout.n_classes() * layout.n_ctx } else { layout.n_ctx };
+    let ctx_rows = if cfg.prompt.class_specific {
+        layout.n_classes() * layout.n_ctx
+    } else {
+        layout.n_ctx
+    };
     let ctx_shape = [ctx_rows, w];
     let n = clip.config.vision.image_resolution();
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
@@ -216,7 +242,10 @@ pub fn train(
     let mut state = if out.join(STATE_MANIFEST).exists() {
         let s = LearnedPrompt::read(out, STATE_FILE, STATE_MANIFEST)?;
         if s.manifest.config != *cfg || s.manifest.classes != classes || s.manifest.ctx_shape != ctx_shape {
-            bail!("{}: holds a run with another configuration or class list; use a new output folder", out.display());
+            bail!(
+                "{}: holds a run with another configuration or class list; use a new output folder",
+                out.display()
+            );
         }
         s
     } else {
@@ -244,7 +273,12 @@ pub fn train(
     };
     let b = cfg.optim.batch_size.max(1);
     let steps_per_epoch = if data.len() >= b { data.len() / b } else { 1 };
-    let opts = StepOptions { chunk: cfg.chunk, want_scores: false, want_rows: false, want_grad: true };
+    let opts = StepOptions {
+        chunk: cfg.chunk,
+        want_scores: false,
+        want_rows: false,
+        want_grad: true,
+    };
     let total_steps = cfg.optim.epochs * steps_per_epoch;
     // The context of the last step whose loss and gradient were finite.
     let mut last_good = state.ctx.clone();
@@ -277,7 +311,11 @@ pub fn train(
             let r = step(clip, layout, &state.ctx, ctx_shape, feats, &labels, &cfg.loss, &opts)?;
             let global = epoch * steps_per_epoch + s + 1;
             if !r.total.is_finite() || r.grad_ctx.iter().any(|g| !g.is_finite()) {
-                let good = LearnedPrompt { ctx: last_good, momentum: None, manifest: state.manifest.clone() };
+                let good = LearnedPrompt {
+                    ctx: last_good,
+                    momentum: None,
+                    manifest: state.manifest.clone(),
+                };
                 good.write(out, "ctx.last_good.safetensors", "ctx.last_good.json")?;
                 bail!(
                     "non-finite loss ({}, ce {}, expl {}) at epoch {} step {} (step {global} of {total_steps}); the last good context is in {}",
@@ -290,8 +328,23 @@ pub fn train(
                 );
             }
             last_good.clone_from(&state.ctx);
-            sgd_update(&mut state.ctx, &r.grad_ctx, &mut state.momentum, lr, cfg.optim.momentum, cfg.optim.weight_decay);
-            let point = LossPoint { epoch: epoch + 1, step: global, lr, loss: r.total, ce: r.ce, expl: r.expl, acc: r.accuracy };
+            sgd_update(
+                &mut state.ctx,
+                &r.grad_ctx,
+                &mut state.momentum,
+                lr,
+                cfg.optim.momentum,
+                cfg.optim.weight_decay,
+            );
+            let point = LossPoint {
+                epoch: epoch + 1,
+                step: global,
+                lr,
+                loss: r.total,
+                ce: r.ce,
+                expl: r.expl,
+                acc: r.accuracy,
+            };
             on_step(&point, total_steps);
             state.manifest.loss_curve.push(point);
         }
@@ -299,7 +352,10 @@ pub fn train(
         state.write(out, STATE_FILE, STATE_MANIFEST)?;
     }
     if state.manifest.epochs_done == cfg.optim.epochs {
-        let done = LearnedPrompt { momentum: None, ..state.clone() };
+        let done = LearnedPrompt {
+            momentum: None,
+            ..state.clone()
+        };
         done.save(out)?;
     }
     Ok(state)

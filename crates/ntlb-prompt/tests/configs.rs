@@ -20,6 +20,8 @@ fn shipped_configs_are_the_paper_settings() {
 
 #[test]
 fn unknown_keys_are_refused() {
-    let err = toml::from_str::<TrainConfig>("[optim]\nlearning_rate = 0.1\n").unwrap_err().to_string();
+    let err = toml::from_str::<TrainConfig>("[optim]\nlearning_rate = 0.1\n")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("learning_rate"), "{err}");
 }

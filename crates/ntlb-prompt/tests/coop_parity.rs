@@ -15,7 +15,10 @@ fn golden(test: &str) -> Option<PathBuf> {
     if dir.join("index.json").exists() {
         Some(dir)
     } else {
-        eprintln!("SKIPPED {test}: golden fixtures not found at {} (set NTLB_GOLDEN); CI has them", dir.display());
+        eprintln!(
+            "SKIPPED {test}: golden fixtures not found at {} (set NTLB_GOLDEN); CI has them",
+            dir.display()
+        );
         None
     }
 }
@@ -34,18 +37,35 @@ fn inputs_only(case: &serde_json::Value) -> serde_json::Value {
 }
 
 fn run(model: &str, case_name: &str) {
-    let Some(dir) = golden(&format!("coop parity {case_name} via {model}")) else { return };
+    let Some(dir) = golden(&format!("coop parity {case_name} via {model}")) else {
+        return;
+    };
     let device = Device::flex().autodiff();
     let clip = Clip::load(&dir.join("tiny-clip").join(model), None, &device).unwrap();
     let tok = ClipTokenizer::from_file(&dir.join("tiny-clip/hf/tokenizer.json")).unwrap();
     let case: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join(case_name)).unwrap()).unwrap();
     let ours = compute_coop_case(&inputs_only(&case), &clip, &tok, &device).unwrap().unwrap();
     let checks = compare(case["experiment"].as_str().unwrap(), &ours, &case["outputs"], "");
-    for must in ["logits", "expl_scores", "text_relevance_full", "ce_loss", "expl_loss", "total_loss", "grad_ctx", "grad_ctx_ce_part", "grad_ctx_expl_part", "variants.also_minimize_false.grad_ctx", "variants.expl_weight_0.grad_ctx"] {
+    for must in [
+        "logits",
+        "expl_scores",
+        "text_relevance_full",
+        "ce_loss",
+        "expl_loss",
+        "total_loss",
+        "grad_ctx",
+        "grad_ctx_ce_part",
+        "grad_ctx_expl_part",
+        "variants.also_minimize_false.grad_ctx",
+        "variants.expl_weight_0.grad_ctx",
+    ] {
         assert!(checks.iter().any(|c| c.field == must), "{must} not compared");
     }
     for c in &checks {
-        eprintln!("{model} {case_name} {}: max abs {:.2e} rel {:.2e}", c.field, c.deviation.max_abs, c.deviation.rel);
+        eprintln!(
+            "{model} {case_name} {}: max abs {:.2e} rel {:.2e}",
+            c.field, c.deviation.max_abs, c.deviation.rel
+        );
         assert!(c.ok(), "{case_name} via {model}: {} off: {:?}", c.field, c.deviation);
     }
 }
@@ -72,11 +92,15 @@ fn coop_end_hf_layout() {
 
 #[test]
 fn class_name_too_long_for_the_context_is_refused() {
-    let Some(dir) = golden("class_name_too_long_for_the_context_is_refused") else { return };
+    let Some(dir) = golden("class_name_too_long_for_the_context_is_refused") else {
+        return;
+    };
     let tok = ClipTokenizer::from_file(&dir.join("tiny-clip/hf/tokenizer.json")).unwrap();
     let long = vec!["word"; 62].join(" ");
     let names = vec!["goldfish".to_string(), long];
-    let err = ntlb_prompt::prompt::PromptLayout::new(&tok, &names, &ntlb_prompt::prompt::PromptConfig::default()).unwrap_err().to_string();
+    let err = ntlb_prompt::prompt::PromptLayout::new(&tok, &names, &ntlb_prompt::prompt::PromptConfig::default())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("too long") && err.contains("16 context tokens"), "{err}");
     // The same name fits without the 16 context tokens... but not with them.
     assert!(tok.tokenize(&vec!["word"; 62].join(" "), false).is_ok());

@@ -29,7 +29,11 @@ fn layout(n_classes: usize, n_ctx: usize, position: ClassPosition) -> PromptLayo
         rows.push(ids);
         lens.push(name.len());
     }
-    let cfg = PromptConfig { n_ctx, class_position: position, ..PromptConfig::default() };
+    let cfg = PromptConfig {
+        n_ctx,
+        class_position: position,
+        ..PromptConfig::default()
+    };
     PromptLayout::from_tokens(cfg, n_ctx, rows, lens, None)
 }
 
@@ -37,7 +41,11 @@ fn write_images(dir: &Path, n_classes: usize) -> Vec<(PathBuf, usize)> {
     (0..n_classes)
         .map(|c| {
             let img = image::RgbImage::from_fn(72, 80, |x, y| {
-                image::Rgb([(c * 60 % 256) as u8, ((x * 3 + y) % 256) as u8, ((y * 5 + c as u32 * 40) % 256) as u8])
+                image::Rgb([
+                    (c * 60 % 256) as u8,
+                    ((x * 3 + y) % 256) as u8,
+                    ((y * 5 + c as u32 * 40) % 256) as u8,
+                ])
             });
             let p = dir.join(format!("class{c}.png"));
             img.save(&p).unwrap();
@@ -48,8 +56,15 @@ fn write_images(dir: &Path, n_classes: usize) -> Vec<(PathBuf, usize)> {
 
 fn small_config() -> TrainConfig {
     TrainConfig {
-        prompt: PromptConfig { n_ctx: 4, ..PromptConfig::default() },
-        optim: OptimConfig { epochs: 3, batch_size: 2, ..OptimConfig::default() },
+        prompt: PromptConfig {
+            n_ctx: 4,
+            ..PromptConfig::default()
+        },
+        optim: OptimConfig {
+            epochs: 3,
+            batch_size: 2,
+            ..OptimConfig::default()
+        },
         chunk: 3,
         ..TrainConfig::default()
     }
@@ -60,16 +75,56 @@ fn lr_per_epoch_matches_dassl_and_torch() {
     // torch.optim.lr_scheduler.CosineAnnealingLR(T_max=50.0) wrapped as Dassl's
     // ConstantWarmupScheduler(warmup_epoch=1, cons_lr=1e-5), stepped per epoch (torch 2.9).
     let torch = [
-        1.000000000000000e-05, 2.000000000000000e-03, 1.998026728428272e-03, 1.992114701314478e-03, 1.982287250728689e-03,
-        1.968583161128631e-03, 1.951056516295154e-03, 1.929776485888252e-03, 1.904827052466020e-03, 1.876306680043864e-03,
-        1.844327925502015e-03, 1.809016994374947e-03, 1.770513242775789e-03, 1.728968627421411e-03, 1.684547105928689e-03,
-        1.637423989748690e-03, 1.587785252292473e-03, 1.535826794978996e-03, 1.481753674101715e-03, 1.425779291565072e-03,
-        1.368124552684678e-03, 1.309016994374947e-03, 1.248689887164854e-03, 1.187381314585724e-03, 1.125333233564304e-03,
-        1.062790519529313e-03, 9.999999999999996e-04, 9.372094804706863e-04, 8.746667664356955e-04, 8.126186854142751e-04,
-        7.513101128351449e-04, 6.909830056250527e-04, 6.318754473153221e-04, 5.742207084349271e-04, 5.182463258982844e-04,
-        4.641732050210029e-04, 4.122147477075267e-04, 3.625760102513100e-04, 3.154528940713111e-04, 2.710313725785885e-04,
-        2.294867572242107e-04, 1.909830056250525e-04, 1.556720744979850e-04, 1.236933199561363e-04, 9.517294753398059e-05,
-        7.022351411174861e-05, 4.894348370484644e-05, 3.141683887136901e-05, 1.771274927131127e-05, 7.885298685522230e-06,
+        1.000000000000000e-05,
+        2.000000000000000e-03,
+        1.998026728428272e-03,
+        1.992114701314478e-03,
+        1.982287250728689e-03,
+        1.968583161128631e-03,
+        1.951056516295154e-03,
+        1.929776485888252e-03,
+        1.904827052466020e-03,
+        1.876306680043864e-03,
+        1.844327925502015e-03,
+        1.809016994374947e-03,
+        1.770513242775789e-03,
+        1.728968627421411e-03,
+        1.684547105928689e-03,
+        1.637423989748690e-03,
+        1.587785252292473e-03,
+        1.535826794978996e-03,
+        1.481753674101715e-03,
+        1.425779291565072e-03,
+        1.368124552684678e-03,
+        1.309016994374947e-03,
+        1.248689887164854e-03,
+        1.187381314585724e-03,
+        1.125333233564304e-03,
+        1.062790519529313e-03,
+        9.999999999999996e-04,
+        9.372094804706863e-04,
+        8.746667664356955e-04,
+        8.126186854142751e-04,
+        7.513101128351449e-04,
+        6.909830056250527e-04,
+        6.318754473153221e-04,
+        5.742207084349271e-04,
+        5.182463258982844e-04,
+        4.641732050210029e-04,
+        4.122147477075267e-04,
+        3.625760102513100e-04,
+        3.154528940713111e-04,
+        2.710313725785885e-04,
+        2.294867572242107e-04,
+        1.909830056250525e-04,
+        1.556720744979850e-04,
+        1.236933199561363e-04,
+        9.517294753398059e-05,
+        7.022351411174861e-05,
+        4.894348370484644e-05,
+        3.141683887136901e-05,
+        1.771274927131127e-05,
+        7.885298685522230e-06,
     ];
     let o = OptimConfig::default();
     for (e, &want) in torch.iter().enumerate() {
@@ -102,7 +157,12 @@ fn chunked_classes_give_the_unchunked_gradient() {
         let feats = l2_normalize(clip.encode_image(imgs).detach());
         let labels = [0, 4, 6];
         let run = |chunk| {
-            let o = StepOptions { chunk, want_scores: true, want_rows: false, want_grad: true };
+            let o = StepOptions {
+                chunk,
+                want_scores: true,
+                want_rows: false,
+                want_grad: true,
+            };
             step(&clip, &lay, &ctx, [4, 64], feats.clone(), &labels, &LossConfig::default(), &o).unwrap()
         };
         let (a, b) = (run(64), run(2));
@@ -126,12 +186,45 @@ fn resume_after_interruption_gives_the_same_context() {
     let data = write_images(tmp.path(), 4);
     let classes: Vec<String> = (0..4).map(|c| format!("class {c}")).collect();
     let cfg = small_config();
-    let full = train(&clip, &lay, &classes, &data, &cfg, &tmp.path().join("full"), ("m", "sha"), StopAt::default(), |_, _| {}).unwrap();
+    let full = train(
+        &clip,
+        &lay,
+        &classes,
+        &data,
+        &cfg,
+        &tmp.path().join("full"),
+        ("m", "sha"),
+        StopAt::default(),
+        |_, _| {},
+    )
+    .unwrap();
     let killed = tmp.path().join("killed");
-    let part = train(&clip, &lay, &classes, &data, &cfg, &killed, ("m", "sha"), StopAt { after_epochs: Some(1) }, |_, _| {}).unwrap();
+    let part = train(
+        &clip,
+        &lay,
+        &classes,
+        &data,
+        &cfg,
+        &killed,
+        ("m", "sha"),
+        StopAt { after_epochs: Some(1) },
+        |_, _| {},
+    )
+    .unwrap();
     assert_eq!(part.manifest.epochs_done, 1);
     assert!(!killed.join("prompt.safetensors").exists(), "an unfinished run has no final prompt");
-    let resumed = train(&clip, &lay, &classes, &data, &cfg, &killed, ("m", "sha"), StopAt::default(), |_, _| {}).unwrap();
+    let resumed = train(
+        &clip,
+        &lay,
+        &classes,
+        &data,
+        &cfg,
+        &killed,
+        ("m", "sha"),
+        StopAt::default(),
+        |_, _| {},
+    )
+    .unwrap();
     assert_eq!(resumed.manifest.epochs_done, 3);
     assert_eq!(resumed.ctx, full.ctx, "resumed run ends on another context");
     assert_eq!(resumed.manifest.loss_curve, full.manifest.loss_curve);
@@ -156,7 +249,9 @@ fn saved_prompt_loads_and_gives_identical_logits() {
     assert_eq!(loaded.manifest.config, cfg);
     let shape = loaded.manifest.ctx_shape;
     let img = l2_normalize(clip.encode_image(Tensor::<4>::ones([2, 3, 64, 64], &device)));
-    let a = img.clone().matmul(class_text_features(&clip, &lay, &trained.ctx, shape, 64).transpose());
+    let a = img
+        .clone()
+        .matmul(class_text_features(&clip, &lay, &trained.ctx, shape, 64).transpose());
     let b = img.matmul(class_text_features(&clip, &lay, &loaded.ctx, shape, 2).transpose());
     assert_eq!(ntlb_clip::parity::to_f32_vec(a), ntlb_clip::parity::to_f32_vec(b));
 }
@@ -174,7 +269,9 @@ fn non_finite_loss_stops_and_keeps_the_last_good_context() {
     cfg.optim.warmup_epochs = 0;
     cfg.optim.lr = 1e38;
     let out = tmp.path().join("run");
-    let err = train(&clip, &lay, &classes, &data, &cfg, &out, ("m", "sha"), StopAt::default(), |_, _| {}).unwrap_err().to_string();
+    let err = train(&clip, &lay, &classes, &data, &cfg, &out, ("m", "sha"), StopAt::default(), |_, _| {})
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("non-finite loss") && err.contains("step 2"), "{err}");
     let kept = ntlb_prompt::store::read_tensors(&out.join("ctx.last_good.safetensors")).unwrap();
     assert!(kept["ctx"].1.iter().all(|v| v.is_finite()));
@@ -183,8 +280,14 @@ fn non_finite_loss_stops_and_keeps_the_last_good_context() {
 #[test]
 fn bad_class_lists_are_refused() {
     let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    assert!(check_classnames(&names(&["cat", "dog", "Cat"]), false).unwrap_err().to_string().contains("twice"));
+    assert!(check_classnames(&names(&["cat", "dog", "Cat"]), false)
+        .unwrap_err()
+        .to_string()
+        .contains("twice"));
     assert!(check_classnames(&names(&["cat", "dog", "Cat"]), true).is_ok());
-    assert!(check_classnames(&names(&["cat", " "]), true).unwrap_err().to_string().contains("empty"));
+    assert!(check_classnames(&names(&["cat", " "]), true)
+        .unwrap_err()
+        .to_string()
+        .contains("empty"));
     assert!(check_classnames(&[], false).is_err());
 }

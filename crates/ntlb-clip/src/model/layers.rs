@@ -10,6 +10,17 @@ use crate::weights::LoadError;
 /// Where weights come from: a checkpoint, or a seeded random initialisation (benchmarks).
 pub trait WeightSource {
     fn take(&mut self, key: &str, shape: &[usize]) -> Result<Vec<f32>, LoadError>;
+
+    /// The same as a flat tensor on `device`; a trainable source returns graph leaves here.
+    fn take_tensor(&mut self, key: &str, shape: &[usize], device: &Device) -> Result<Tensor<1>, LoadError> {
+        let n = shape.iter().product();
+        Ok(tensor(self.take(key, shape)?, [n], device))
+    }
+
+    /// Trainable sources keep every weight a leaf: layout changes happen on the device.
+    fn trainable(&self) -> bool {
+        false
+    }
 }
 
 impl WeightSource for crate::weights::WeightMap {
@@ -28,7 +39,7 @@ pub(crate) fn load<const D: usize>(
     shape: [usize; D],
     device: &Device,
 ) -> Result<Tensor<D>, LoadError> {
-    Ok(tensor(src.take(key, &shape)?, shape, device))
+    Ok(src.take_tensor(key, &shape, device)?.reshape(shape))
 }
 
 /// `y = x W^T + b` with torch's `[out, in]` weight stored transposed once at load.
@@ -39,7 +50,28 @@ pub struct Linear {
 }
 
 impl Linear {
-    pub fn load(src: &mut dyn WeightSource, prefix: &str, d_in: usize, d_out: usize, bias: bool, device: &Device) -> Result<Self, LoadError> {
+    pub fn load(
+        src: &mut dyn WeightSource,
+        prefix: &str,
+        d_in: usize,
+        d_out: usize,
+        bias: bool,
+        device: &Device,
+    ) -> Result<Self, LoadError> {
+        let bias = if bias {
+            Some(load(src, &format!("{prefix}.bias"), [d_out], device)?)
+        } else {
+            None
+        };
+        if src.trainable() {
+            let w = src
+                .take_tensor(&format!("{prefix}.weight"), &[d_out, d_in], device)?
+                .reshape([d_out, d_in]);
+            return Ok(Linear {
+                weight_t: w.transpose(),
+                bias,
+            });
+        }
         let w = src.take(&format!("{prefix}.weight"), &[d_out, d_in])?;
         let mut t = vec![0.0f32; w.len()];
         for o in 0..d_out {
@@ -47,8 +79,10 @@ impl Linear {
                 t[i * d_out + o] = w[o * d_in + i];
             }
         }
-        let bias = if bias { Some(load(src, &format!("{prefix}.bias"), [d_out], device)?) } else { None };
-        Ok(Linear { weight_t: tensor(t, [d_in, d_out], device), bias })
+        Ok(Linear {
+            weight_t: tensor(t, [d_in, d_out], device),
+            bias,
+        })
     }
 
     /// Concatenate the outputs of several linears into one (fused q/k/v): one matmul instead of three.
@@ -134,11 +168,21 @@ impl SelfAttention {
         let k = Linear::load(src, &format!("{prefix}.k_proj"), width, width, true, device)?;
         let v = Linear::load(src, &format!("{prefix}.v_proj"), width, width, true, device)?;
         let out_proj = Linear::load(src, &format!("{prefix}.out_proj"), width, width, true, device)?;
-        Ok(SelfAttention { qkv: Linear::fuse(vec![q, k, v]), out_proj, heads })
+        Ok(SelfAttention {
+            qkv: Linear::fuse(vec![q, k, v]),
+            out_proj,
+            heads,
+        })
     }
 
     /// `mask`: additive `[L, L]` (−inf where attention is forbidden).
-    pub fn forward(&self, x: Tensor<3>, mask: Option<&Tensor<2>>, leaf: Option<&Tensor<4>>, record: bool) -> (Tensor<3>, Option<Tensor<4>>) {
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        mask: Option<&Tensor<2>>,
+        leaf: Option<&Tensor<4>>,
+        record: bool,
+    ) -> (Tensor<3>, Option<Tensor<4>>) {
         let [b, l, c] = x.dims();
         let h = self.heads;
         let dh = c / h;
@@ -179,7 +223,13 @@ impl ResidualBlock {
         })
     }
 
-    pub fn forward(&self, x: Tensor<3>, mask: Option<&Tensor<2>>, leaf: Option<&Tensor<4>>, record: bool) -> (Tensor<3>, Option<Tensor<4>>) {
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        mask: Option<&Tensor<2>>,
+        leaf: Option<&Tensor<4>>,
+        record: bool,
+    ) -> (Tensor<3>, Option<Tensor<4>>) {
         let (a, probs) = self.attn.forward(self.ln_1.forward(x.clone()), mask, leaf, record);
         let x = x + a;
         let y = self.c_proj.forward3(quick_gelu(self.c_fc.forward3(self.ln_2.forward(x.clone()))));
@@ -193,7 +243,14 @@ pub struct Transformer {
 }
 
 impl Transformer {
-    pub fn load(src: &mut dyn WeightSource, prefix: &str, width: usize, layers: usize, heads: usize, device: &Device) -> Result<Self, LoadError> {
+    pub fn load(
+        src: &mut dyn WeightSource,
+        prefix: &str,
+        width: usize,
+        layers: usize,
+        heads: usize,
+        device: &Device,
+    ) -> Result<Self, LoadError> {
         let blocks = (0..layers)
             .map(|i| ResidualBlock::load(src, &format!("{prefix}.resblocks.{i}"), width, heads, device))
             .collect::<Result<_, _>>()?;

@@ -35,7 +35,13 @@ impl Clip {
     pub fn from_source(src: &mut dyn WeightSource, config: &ClipConfig, device: &Device) -> Result<Clip, LoadError> {
         let e = config.embed_dim;
         let visual = match &config.vision {
-            VisionConfig::Vit { width, layers, heads, patch_size, image_resolution } => ImageTower::Vit(vit::VitTower::load(
+            VisionConfig::Vit {
+                width,
+                layers,
+                heads,
+                patch_size,
+                image_resolution,
+            } => ImageTower::Vit(vit::VitTower::load(
                 src,
                 *width,
                 *layers,
@@ -45,13 +51,45 @@ impl Clip {
                 e,
                 device,
             )?),
-            VisionConfig::ResNet { width, layers, heads, image_resolution } => {
-                ImageTower::ResNet(resnet::ResNetTower::load(src, *width, *layers, *heads, *image_resolution, e, device)?)
-            }
+            VisionConfig::ResNet {
+                width,
+                layers,
+                heads,
+                image_resolution,
+            } => ImageTower::ResNet(resnet::ResNetTower::load(
+                src,
+                *width,
+                *layers,
+                *heads,
+                *image_resolution,
+                e,
+                device,
+            )?),
         };
         let text = TextTower::load(src, &config.text, e, device)?;
         let logit_scale = src.take("logit_scale", &[])?[0];
-        Ok(Clip { config: config.clone(), text, visual, logit_scale })
+        Ok(Clip {
+            config: config.clone(),
+            text,
+            visual,
+            logit_scale,
+        })
+    }
+
+    /// Every tensor a checkpoint of `config` holds, with its shape, in load order (the keys
+    /// `ntlb pretrain-synth` trains and saves).
+    pub fn parameter_shapes(config: &ClipConfig) -> Vec<(String, Vec<usize>)> {
+        struct Lister(Vec<(String, Vec<usize>)>);
+        impl WeightSource for Lister {
+            fn take(&mut self, key: &str, shape: &[usize]) -> Result<Vec<f32>, LoadError> {
+                self.0.push((key.to_string(), shape.to_vec()));
+                let n: usize = shape.iter().product();
+                Ok(vec![1.0; n])
+            }
+        }
+        let mut l = Lister(Vec::new());
+        Clip::from_source(&mut l, config, &Device::flex()).expect("listing never fails");
+        l.0
     }
 
     /// Load a checkpoint (HF directory or OpenAI-naming `.safetensors`). With `expected`, its
@@ -69,7 +107,9 @@ impl Clip {
 
     /// Seeded random weights of the given architecture (benchmarks; the sizes are real).
     pub fn random(config: &ClipConfig, seed: u64, device: &Device) -> Clip {
-        let mut src = RandomWeights { rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed) };
+        let mut src = RandomWeights {
+            rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed),
+        };
         Clip::from_source(&mut src, config, device).expect("random weights always have the requested shapes")
     }
 
@@ -115,7 +155,11 @@ impl WeightSource for RandomWeights {
             return Ok(vec![0.0; n]);
         }
         let fan_in: usize = shape.iter().skip(1).product::<usize>().max(1);
-        let std = if shape.len() >= 2 && !key.contains("embedding") { (1.0 / fan_in as f32).sqrt() } else { 0.02 };
+        let std = if shape.len() >= 2 && !key.contains("embedding") {
+            (1.0 / fan_in as f32).sqrt()
+        } else {
+            0.02
+        };
         Ok((0..n).map(|_| (self.rng.random::<f32>() * 2.0 - 1.0) * std * 1.732).collect())
     }
 }

@@ -20,7 +20,15 @@ pub struct ConvBn {
 }
 
 impl ConvBn {
-    fn load(src: &mut dyn WeightSource, conv: &str, bn: &str, c_in: usize, c_out: usize, k: usize, device: &Device) -> Result<Self, LoadError> {
+    fn load(
+        src: &mut dyn WeightSource,
+        conv: &str,
+        bn: &str,
+        c_in: usize,
+        c_out: usize,
+        k: usize,
+        device: &Device,
+    ) -> Result<Self, LoadError> {
         let weight = load(src, &format!("{conv}.weight"), [c_out, c_in, k, k], device)?;
         let g = src.take(&format!("{bn}.weight"), &[c_out])?;
         let b = src.take(&format!("{bn}.bias"), &[c_out])?;
@@ -62,9 +70,24 @@ pub struct Bottleneck {
 }
 
 impl Bottleneck {
-    fn load(src: &mut dyn WeightSource, p: &str, inplanes: usize, planes: usize, stride: usize, device: &Device) -> Result<Self, LoadError> {
+    fn load(
+        src: &mut dyn WeightSource,
+        p: &str,
+        inplanes: usize,
+        planes: usize,
+        stride: usize,
+        device: &Device,
+    ) -> Result<Self, LoadError> {
         let downsample = if stride > 1 || inplanes != planes * 4 {
-            Some(ConvBn::load(src, &format!("{p}.downsample.0"), &format!("{p}.downsample.1"), inplanes, planes * 4, 1, device)?)
+            Some(ConvBn::load(
+                src,
+                &format!("{p}.downsample.0"),
+                &format!("{p}.downsample.1"),
+                inplanes,
+                planes * 4,
+                1,
+                device,
+            )?)
         } else {
             None
         };
@@ -107,7 +130,12 @@ impl AttentionPool {
         let l = h * w + 1;
         let heads = self.heads;
         let dh = c / heads;
-        let q = self.q.forward3(x.clone().narrow(1, 0, 1)).reshape([n, 1, heads, dh]).swap_dims(1, 2) * (dh as f64).powf(-0.5);
+        let q = self
+            .q
+            .forward3(x.clone().narrow(1, 0, 1))
+            .reshape([n, 1, heads, dh])
+            .swap_dims(1, 2)
+            * (dh as f64).powf(-0.5);
         let k = self.k.forward3(x.clone()).reshape([n, l, heads, dh]).swap_dims(1, 2);
         let v = self.v.forward3(x).reshape([n, l, heads, dh]).swap_dims(1, 2);
         let attn = softmax(q.matmul(k.swap_dims(2, 3)), 3);
@@ -145,7 +173,14 @@ impl ResNetTower {
             let mut stage = Vec::new();
             for j in 0..blocks {
                 let stride = if s > 0 && j == 0 { 2 } else { 1 };
-                stage.push(Bottleneck::load(src, &format!("visual.layer{}.{j}", s + 1), inplanes, planes, stride, device)?);
+                stage.push(Bottleneck::load(
+                    src,
+                    &format!("visual.layer{}.{j}", s + 1),
+                    inplanes,
+                    planes,
+                    stride,
+                    device,
+                )?);
                 inplanes = planes * 4;
             }
             stages.push(stage);
@@ -160,7 +195,11 @@ impl ResNetTower {
             c: Linear::load(src, "visual.attnpool.c_proj", c, embed_dim, true, device)?,
             heads,
         };
-        Ok(ResNetTower { stem, layers: stages, attnpool })
+        Ok(ResNetTower {
+            stem,
+            layers: stages,
+            attnpool,
+        })
     }
 
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {

@@ -62,7 +62,10 @@ impl TextTower {
         let [n, full_len, width] = x.dims();
         assert_eq!(eot.len(), n, "one end-of-text position per prompt");
         let len = eot.iter().copied().max().map_or(1, |m| m + 1);
-        assert!(len <= full_len && len <= self.config.context_length, "end-of-text position past the context");
+        assert!(
+            len <= full_len && len <= self.config.context_length,
+            "end-of-text position past the context"
+        );
         let device = x.device();
         let x = x.narrow(1, 0, len) + self.positional_embedding.clone().narrow(0, 0, len).unsqueeze::<3>();
         let mask = causal_mask(len, &device);

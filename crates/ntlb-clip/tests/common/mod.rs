@@ -8,7 +8,10 @@ pub fn golden_dir(test: &str) -> Option<PathBuf> {
     if dir.join("index.json").exists() {
         Some(dir)
     } else {
-        eprintln!("SKIPPED {test}: golden fixtures not found at {} (set NTLB_GOLDEN); CI has them", dir.display());
+        eprintln!(
+            "SKIPPED {test}: golden fixtures not found at {} (set NTLB_GOLDEN); CI has them",
+            dir.display()
+        );
         None
     }
 }

@@ -5,7 +5,14 @@
 use std::path::{Path, PathBuf};
 
 pub const WNIDS: [&str; 6] = ["n00000001", "n00000002", "n00000003", "n00000004", "n00000005", "n00000006"];
-pub const NAMES: [&str; 6] = ["goldfish", "great white shark", "tiger shark", "hammerhead shark", "electric ray", "stingray"];
+pub const NAMES: [&str; 6] = [
+    "goldfish",
+    "great white shark",
+    "tiger shark",
+    "hammerhead shark",
+    "electric ray",
+    "stingray",
+];
 
 pub fn golden(test: &str) -> Option<PathBuf> {
     let dir = std::env::var_os("NTLB_GOLDEN")
@@ -14,14 +21,21 @@ pub fn golden(test: &str) -> Option<PathBuf> {
     if dir.join("index.json").exists() {
         Some(dir)
     } else {
-        eprintln!("SKIPPED {test}: golden fixtures (tiny CLIP) not found at {} (set NTLB_GOLDEN); CI has them", dir.display());
+        eprintln!(
+            "SKIPPED {test}: golden fixtures (tiny CLIP) not found at {} (set NTLB_GOLDEN); CI has them",
+            dir.display()
+        );
         None
     }
 }
 
 fn picture(path: &Path, class: usize, k: usize) {
     let img = image::RgbImage::from_fn(40 + 3 * k as u32, 36, |x, y| {
-        image::Rgb([(class * 40 % 256) as u8, ((x * 5 + y * k as u32) % 256) as u8, ((y * 7 + class as u32 * 30) % 256) as u8])
+        image::Rgb([
+            (class * 40 % 256) as u8,
+            ((x * 5 + y * k as u32) % 256) as u8,
+            ((y * 7 + class as u32 * 30) % 256) as u8,
+        ])
     });
     img.save(path).unwrap();
 }
@@ -45,7 +59,12 @@ pub fn make_world(root: &Path) -> PathBuf {
     }
     // ImageNet-V2: folders by class index, including 10+ style ordering checks via names.
     for c in 0..WNIDS.len() {
-        class_dir(&root.join("v2/imagenetv2-matched-frequency-format-val").join(c.to_string()), c, 3, "jpeg");
+        class_dir(
+            &root.join("v2/imagenetv2-matched-frequency-format-val").join(c.to_string()),
+            c,
+            3,
+            "jpeg",
+        );
     }
     for (sub, n) in [("imagenet-a", 2), ("imagenet-r", 1)] {
         for w in ["n00000002", "n00000004", "n00000006"] {
@@ -114,7 +133,10 @@ ensembles = {{ "2" = "{t}" }}
         t = templates.display()
     );
     if coop {
-        s += &format!("\n[coop]\ntrain_root = \"{}/imagenet\"\nlambdas = [0.0, 1.0]\nseeds = [1]\nepochs = 1\n", root.display());
+        s += &format!(
+            "\n[coop]\ntrain_root = \"{}/imagenet\"\nlambdas = [0.0, 1.0]\nseeds = [1]\nepochs = 1\n",
+            root.display()
+        );
     }
     s
 }
