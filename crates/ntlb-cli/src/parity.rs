@@ -38,11 +38,7 @@ pub fn run(a: ParityArgs) -> Result<i32> {
     let text = std::fs::read_to_string(&a.case).with_context(|| format!("reading case {}", a.case.display()))?;
     let case: Value = serde_json::from_str(&text).with_context(|| format!("{}: not JSON", a.case.display()))?;
     let experiment = case.get("experiment").and_then(Value::as_str).unwrap_or("").to_string();
-    let tok_path = match a.tokenizer.clone().or_else(|| ClipTokenizer::beside(&a.model)) {
-        Some(p) => p,
-        None => bail!("no tokenizer.json beside {}: pass --tokenizer", a.model.display()),
-    };
-    let tok = ClipTokenizer::from_file(&tok_path)?;
+    let tok = ClipTokenizer::for_model(&a.model, a.tokenizer.as_deref())?;
     // Prompt-learning cases need gradients: their model lives on the autodiff device.
     let device = if experiment.starts_with("coop") {
         device.autodiff()

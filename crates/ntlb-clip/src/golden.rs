@@ -132,3 +132,17 @@ pub fn deviation(ours: &[f64], reference: &[f64]) -> Deviation {
         rel: if rel.is_nan() { f64::INFINITY } else { rel },
     }
 }
+
+/// The shared golden folder for tests: `$NTLB_GOLDEN`, else `../shared/golden` from the
+/// repository root. `None` after printing a loud SKIPPED line naming `test` when it is absent.
+pub fn golden_dir_or_skip(test: &str) -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("NTLB_GOLDEN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/golden"));
+    if dir.join("index.json").exists() {
+        Some(dir)
+    } else {
+        eprintln!("SKIPPED {test}: golden fixtures not found at {} (set NTLB_GOLDEN); CI has them", dir.display());
+        None
+    }
+}

@@ -70,6 +70,14 @@ impl ClipTokenizer {
             .find(|p| p.exists())
     }
 
+    /// The tokenizer of a checkpoint: `explicit` if given, else the `tokenizer.json` beside it.
+    pub fn for_model(model: &Path, explicit: Option<&Path>) -> Result<Self, TokenizeError> {
+        match explicit.map(Path::to_path_buf).or_else(|| Self::beside(model)) {
+            Some(p) => Self::from_file(&p),
+            None => Err(TokenizeError::Load { path: model.into(), msg: "no tokenizer.json beside the model: pass --tokenizer".into() }),
+        }
+    }
+
     /// BPE ids of a text without start/end markers (`SimpleTokenizer.encode`).
     pub fn encode_plain(&self, text: &str) -> Result<Vec<u32>, TokenizeError> {
         let cleaned = clean_text(text);

@@ -180,19 +180,15 @@ fn render(
     Ok(vec![p, s])
 }
 
-/// Grouped bars: datasets on the x axis, one bar per method (error bars = std over seeds).
-fn draw_methods<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, model: &str, lines: &[SummaryLine], ds: &[String]) -> Result<()>
+type Axes<'a, DB> = ChartContext<'a, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>;
+
+/// A chart with one slot per dataset on the x axis (named at the slot centre) and top-1 on y.
+fn dataset_axes<'a, DB: DrawingBackend>(root: &'a DrawingArea<DB, Shift>, caption: String, ds: &[String], ymax: f64) -> Result<Axes<'a, DB>>
 where
     DB::ErrorType: 'static,
 {
-    let ymax = lines
-        .iter()
-        .flat_map(|l| l.cells.values().map(|c| c.0 + c.1))
-        .fold(1.0f64, f64::max)
-        * 1.15;
-    let k = lines.len().max(1) as f64;
     let mut chart = ChartBuilder::on(root)
-        .caption(format!("{model}: top-1 by dataset and method"), ("sans-serif", 20))
+        .caption(caption, ("sans-serif", 18))
         .margin(10)
         .x_label_area_size(40)
         .y_label_area_size(50)
@@ -204,14 +200,25 @@ where
         .x_labels(ds.len() * 2 + 1)
         .x_label_formatter(&|v| {
             let i = v.floor() as usize;
-            if (v - i as f64 - 0.5).abs() < 0.26 {
-                names.get(i).cloned().unwrap_or_default()
-            } else {
-                String::new()
-            }
+            if (v - i as f64 - 0.5).abs() < 0.26 { names.get(i).cloned().unwrap_or_default() } else { String::new() }
         })
         .y_desc("top-1 (%)")
         .draw()?;
+    Ok(chart)
+}
+
+/// Grouped bars: datasets on the x axis, one bar per method (error bars = std over seeds).
+fn draw_methods<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, model: &str, lines: &[SummaryLine], ds: &[String]) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let ymax = lines
+        .iter()
+        .flat_map(|l| l.cells.values().map(|c| c.0 + c.1))
+        .fold(1.0f64, f64::max)
+        * 1.15;
+    let k = lines.len().max(1) as f64;
+    let mut chart = dataset_axes(root, format!("{model}: top-1 by dataset and method"), ds, ymax)?;
     for (j, l) in lines.iter().enumerate() {
         let color = PALETTE[j % PALETTE.len()];
         let bars: Vec<(f64, f64, f64)> = ds
@@ -248,30 +255,7 @@ where
 {
     let single: Vec<&ResultRow> = rows.iter().filter(|r| r.model == model && r.method == "zero-shot").collect();
     let ymax = single.iter().map(|r| r.top1).fold(1.0f64, f64::max) * 1.15;
-    let mut chart = ChartBuilder::on(root)
-        .caption(
-            format!("{model}: zero-shot top-1 of each template (dots) and ensembles (bars)"),
-            ("sans-serif", 18),
-        )
-        .margin(10)
-        .x_label_area_size(40)
-        .y_label_area_size(50)
-        .build_cartesian_2d(0f64..ds.len() as f64, 0f64..ymax)?;
-    let names = ds.to_vec();
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(ds.len() * 2 + 1)
-        .x_label_formatter(&|v| {
-            let i = v.floor() as usize;
-            if (v - i as f64 - 0.5).abs() < 0.26 {
-                names.get(i).cloned().unwrap_or_default()
-            } else {
-                String::new()
-            }
-        })
-        .y_desc("top-1 (%)")
-        .draw()?;
+    let mut chart = dataset_axes(root, format!("{model}: zero-shot top-1 of each template (dots) and ensembles (bars)"), ds, ymax)?;
     for (i, d) in ds.iter().enumerate() {
         let pts: Vec<f64> = single.iter().filter(|r| &r.dataset == d).map(|r| r.top1).collect();
         // Deterministic horizontal spread so that equal accuracies stay visible.

@@ -9,18 +9,7 @@ use ntlb_clip::Clip;
 use ntlb_prompt::parity::compute_coop_case;
 
 fn golden(test: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("NTLB_GOLDEN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/golden"));
-    if dir.join("index.json").exists() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIPPED {test}: golden fixtures not found at {} (set NTLB_GOLDEN); CI has them",
-            dir.display()
-        );
-        None
-    }
+    ntlb_clip::golden::golden_dir_or_skip(test)
 }
 
 /// The case as `ntlb parity` hands it to the computation: outputs removed except the variants' settings.

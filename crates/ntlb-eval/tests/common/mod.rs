@@ -15,18 +15,7 @@ pub const NAMES: [&str; 6] = [
 ];
 
 pub fn golden(test: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("NTLB_GOLDEN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/golden"));
-    if dir.join("index.json").exists() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIPPED {test}: golden fixtures (tiny CLIP) not found at {} (set NTLB_GOLDEN); CI has them",
-            dir.display()
-        );
-        None
-    }
+    ntlb_clip::golden::golden_dir_or_skip(test)
 }
 
 fn picture(path: &Path, class: usize, k: usize) {
