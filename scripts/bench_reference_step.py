@@ -8,8 +8,8 @@ with attention probabilities kept in the graph; then, for every image, the image
 once per class and re-encoded, S = sum of the diagonal logits, and each text layer's
 probability gradient is taken with its own autograd.grad(retain_graph=True); relevance
 R <- R + cam R over full 77x77 matrices; then CE + lambda * expl, backward, SGD step.
-Random weights of the requested architecture (open_clip's OpenAI model code for the image
-tower). Prints one JSON object."""
+Random weights of the requested architecture (CLIP's ViT written out here, torch only).
+Prints one JSON object."""
 import argparse, json, math, statistics, time
 
 import torch
@@ -31,7 +31,8 @@ class Block(nn.Module):
         L, N, W = x.shape
         q, k, v = self.in_proj(self.ln_1(x)).chunk(3, dim=-1)
         q, k, v = (t.reshape(L, N * self.h, W // self.h).transpose(0, 1) for t in (q, k, v))
-        probs = torch.softmax(torch.bmm(q * (W // self.h) ** -0.5, k.transpose(1, 2)) + mask, dim=-1)
+        scores = torch.bmm(q * (W // self.h) ** -0.5, k.transpose(1, 2))
+        probs = torch.softmax(scores if mask is None else scores + mask, dim=-1)
         self.attn_probs = probs  # [N*H, L, L] in the graph, as the reference fork's attn_output_weights
         out = torch.bmm(probs, v).transpose(0, 1).reshape(L, N, W)
         x = x + self.out_proj(out)
@@ -57,14 +58,32 @@ class Text(nn.Module):
         return x[torch.arange(x.shape[0]), eot] @ self.proj
 
 
+class Visual(nn.Module):
+    """CLIP's VisionTransformer (the same computation as OpenAI's / open_clip's), so that the
+    script needs nothing but torch."""
+
+    def __init__(self, width, layers, heads, patch, res, embed):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, width, patch, patch, bias=False)
+        self.cls = nn.Parameter(torch.randn(width) * width ** -0.5)
+        self.pos = nn.Parameter(torch.randn((res // patch) ** 2 + 1, width) * width ** -0.5)
+        self.ln_pre, self.ln_post = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.blocks = nn.ModuleList([Block(width, heads) for _ in range(layers)])
+        self.proj = nn.Parameter(torch.randn(width, embed) * width ** -0.5)
+
+    def forward(self, x):
+        x = self.conv1(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls.expand(x.shape[0], 1, -1).to(x.dtype), x], 1) + self.pos
+        x = self.ln_pre(x).permute(1, 0, 2)
+        for b in self.blocks:
+            x = b(x, None)
+        return self.ln_post(x[0]) @ self.proj
+
+
 def build(preset):
-    import open_clip
     if preset == "vit-b-32":
-        visual = open_clip.create_model("ViT-B-32-quickgelu", pretrained=None).visual
-        return visual, Text(512, 12, 8, 512), 224
-    from open_clip.model import CLIPVisionCfg, _build_vision_tower
-    visual = _build_vision_tower(64, CLIPVisionCfg(layers=2, width=128, head_width=64, patch_size=8, image_size=32), quick_gelu=True)
-    return visual, Text(128, 2, 2, 64), 32
+        return Visual(768, 12, 12, 32, 224, 512), Text(512, 12, 8, 512), 224
+    return Visual(128, 2, 2, 8, 32, 64), Text(128, 2, 2, 64), 32
 
 
 def main():

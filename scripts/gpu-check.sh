@@ -59,9 +59,10 @@ done
 log "the original algorithm in PyTorch at the same size"
 timeout 240 $PY scripts/bench_reference_step.py --preset vit-b-32 --classes 1000 --batch 32 --reps 1 --device cuda > "$OUT/reference.json" 2> "$OUT/reference.err"
 
-log "demo sweep on the GPU"
-timeout 200 $NTLB generate-synth --out datasets/synth > /dev/null 2>&1
-timeout 200 $NTLB sweep configs/demo.toml --device cuda --results "$OUT/demo" > "$OUT/demo.txt" 2>&1; echo "rc=$?" >> "$OUT/demo.txt"
+log "demo sweep on the GPU (seed 1)"
+timeout 60 $NTLB generate-synth --out datasets/synth > /dev/null 2>&1
+sed 's/^seeds = \[1, 2, 3\]/seeds = [1]/' configs/demo.toml > "$OUT/demo-gpu.toml"
+timeout 150 $NTLB sweep "$OUT/demo-gpu.toml" --device cuda --results "$OUT/demo" > "$OUT/demo.txt" 2>&1; echo "rc=$?" >> "$OUT/demo.txt"
 
 log "summary"
 $PY - "$OUT" <<'PYEOF'

@@ -84,9 +84,12 @@ fn frame(rows: &[ResultRow]) -> PolarsResult<DataFrame> {
     )
 }
 
-/// Rebuild `results.parquet` and `results.csv` from the run records (atomically).
-pub fn write_tables(results: &Path) -> Result<usize> {
-    let rows = rows_of(&read_runs(results)?);
+/// Rebuild `results.parquet` and `results.csv` from the run records (atomically). With
+/// `keep`, only runs with those keys count: records of jobs no longer in the sweep (an edited
+/// config) stay on disk but never mix into its tables.
+pub fn write_tables(results: &Path, keep: Option<&std::collections::BTreeSet<String>>) -> Result<usize> {
+    let runs: Vec<RunRecord> = read_runs(results)?.into_iter().filter(|r| keep.is_none_or(|k| k.contains(&r.key))).collect();
+    let rows = rows_of(&runs);
     let mut df = frame(&rows)?;
     let mut buf = Vec::new();
     ParquetWriter::new(&mut buf).finish(&mut df)?;
@@ -158,5 +161,5 @@ pub fn merge(out: &Path, shards: &[PathBuf]) -> Result<usize> {
             ntlb_clip::io::write_atomic(&dest, serde_json::to_string_pretty(&r)?.as_bytes())?;
         }
     }
-    write_tables(out)
+    write_tables(out, None)
 }

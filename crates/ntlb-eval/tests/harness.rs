@@ -184,6 +184,13 @@ fn sweep_resumes_after_a_kill_and_shards_merge_to_the_same_table() {
     let merged = tmp.path().join("merged");
     merge(&merged, &shards).unwrap();
     assert_eq!(sorted(read_table(&merged).unwrap()), reference);
+    // An edited sweep (λ = 1 dropped) keeps the old run file but leaves it out of its tables.
+    let mut edited = full.clone();
+    edited.coop.as_mut().unwrap().lambdas = vec![0.0];
+    assert_eq!(run_sweep(&edited, &opts()).unwrap(), 0);
+    let rows = read_table(&edited.results).unwrap();
+    assert!(rows.iter().all(|r| r.lambda != Some(1.0)) && rows.iter().any(|r| r.lambda == Some(0.0)));
+    run_sweep(&full, &opts()).unwrap();
     // The report draws every table and figure.
     let files = ntlb_eval::report::run_report(&full.results, &tmp.path().join("report")).unwrap();
     for f in &files {
