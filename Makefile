@@ -82,4 +82,6 @@ gpu-pack:
 	strip -o gpu/ntlb $(TCH_TARGET)/release/ntlb && xz -T2 -6 -f gpu/ntlb
 	tar -C $(SHARED) -cJf gpu/golden.tar.xz golden/encode_text.json golden/encode_image.json \
 	  golden/coop_middle.json golden/coop_end.json golden/tiny-clip/openai.safetensors golden/tiny-clip/hf/tokenizer.json
+	@mkdir -p gpu/lib; LD_LIBRARY_PATH=$(dir $(TORCH_PY))../lib/python3.11/site-packages/torch/lib ldd $(TCH_TARGET)/release/ntlb \
+	  | grep -v -E "torch|nvidia|c10|vdso|ld-linux|libc.so|libm.so|libgcc_s|libstdc" | awk '{print $$3}' | grep "^/" | xargs -r -I{} cp -L {} gpu/lib/
 	@ls -la gpu

@@ -1,8 +1,6 @@
 //! CLIP's ViT image tower: patch convolution, class token, positional embedding, `ln_pre`,
 //! transformer, `ln_post` on the class token, `proj`.
 
-use burn::tensor::module::conv2d;
-use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor};
 
 use super::layers::{load, LayerNorm, Probe, Transformer, WeightSource};
@@ -47,10 +45,15 @@ impl VitTower {
 
     /// `images`: `[B, 3, R, R]`, already normalised. Returns `[B, embed_dim]`, unnormalised.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        // The stride-p patch convolution as one matmul over flattened patches: the same sums,
+        // and plain GEMM everywhere (cuDNN would run the convolution in TF32 on NVIDIA GPUs).
         let p = self.patch_size;
-        let x = conv2d(images, self.conv1.clone(), None, ConvOptions::new([p, p], [0, 0], [1, 1], 1));
-        let [b, w, gh, gw] = x.dims();
-        let x = x.reshape([b, w, gh * gw]).swap_dims(1, 2);
+        let [b, c, h, wi] = images.dims();
+        let (gh, gw) = (h / p, wi / p);
+        let w = self.conv1.dims()[0];
+        let patches = images.reshape([b, c, gh, p, gw, p]).permute([0, 2, 4, 1, 3, 5]).reshape([b * gh * gw, c * p * p]);
+        let kernel = self.conv1.clone().reshape([w, c * p * p]).transpose();
+        let x = patches.matmul(kernel).reshape([b, gh * gw, w]);
         let cls = self.class_embedding.clone().reshape([1, 1, w]).expand([b, 1, w]);
         let x = Tensor::cat(vec![cls, x], 1) + self.positional_embedding.clone().unsqueeze::<3>();
         let x = self.ln_pre.forward(x);
