@@ -13,6 +13,25 @@ pub enum BenchCommand {
     Encode(EncodeArgs),
     /// Seconds per prompt-learning step (forward, loss, backward, update), random weights.
     TrainStep(TrainStepArgs),
+    /// Images/s from JPEG files to features, and of decode + resize alone, with Pillow alongside.
+    Pipeline(PipelineArgs),
+}
+
+#[derive(clap::Args)]
+pub struct PipelineArgs {
+    /// Folder of JPEG files (default: 200 generated 500×375 photos in a temporary folder).
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
+    #[arg(long, default_value_t = 200)]
+    images: usize,
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    #[arg(long, env = "NTLB_PYTHON", default_value = "python3")]
+    python: String,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -80,6 +99,7 @@ pub fn run(cmd: BenchCommand) -> Result<i32> {
     match cmd {
         BenchCommand::Encode(a) => encode(a),
         BenchCommand::TrainStep(a) => train_step(a),
+        BenchCommand::Pipeline(a) => pipeline(a),
     }
 }
 
@@ -352,4 +372,96 @@ fn train_step(a: TrainStepArgs) -> Result<i32> {
         println!("{}", serde_json::to_string_pretty(&out)?);
     }
     Ok(0)
+}
+
+/// Write `n` 500×375 photo-like JPEGs (smooth colour fields with noise and edges).
+fn write_photos(dir: &std::path::Path, n: usize) -> Result<Vec<std::path::PathBuf>> {
+    use rand::{Rng, SeedableRng};
+    (0..n)
+        .map(|i| {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(i as u64);
+            let (a, b): ([f32; 3], [f32; 3]) = (std::array::from_fn(|_| rng.random_range(0.0..255.0)), std::array::from_fn(|_| rng.random_range(0.0..255.0)));
+            let img = image::RgbImage::from_fn(500, 375, |x, y| {
+                let t = (x as f32 / 500.0 + (y as f32 / 60.0).sin() * 0.2).clamp(0.0, 1.0);
+                let edge = if (x / 50 + y / 50) % 7 == 0 { 60.0 } else { 0.0 };
+                image::Rgb(std::array::from_fn(|c| (a[c] * (1.0 - t) + b[c] * t + edge + rng.random_range(-10.0..10.0)).clamp(0.0, 255.0) as u8))
+            });
+            let p = dir.join(format!("photo{i:04}.jpg"));
+            let mut f = std::io::BufWriter::new(std::fs::File::create(&p)?);
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut f, 90).encode_image(&img)?;
+            Ok(p)
+        })
+        .collect()
+}
+
+fn pipeline(a: PipelineArgs) -> Result<i32> {
+    use rayon::prelude::*;
+    let tmp = tempfile_dir()?;
+    let files: Vec<std::path::PathBuf> = match &a.dir {
+        Some(d) => {
+            let mut f: Vec<_> = std::fs::read_dir(d)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| ntlb_data::folder::is_image(p)).collect();
+            f.sort();
+            f.truncate(a.images);
+            f
+        }
+        None => write_photos(&tmp, a.images)?,
+    };
+    if files.is_empty() {
+        bail!("no images to read");
+    }
+    let n = files.len() as f64;
+    // Decode + resize + crop + normalise alone: one core, then all cores.
+    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
+    let stage = |pool: &rayon::ThreadPool| -> Result<f64> {
+        let t = Instant::now();
+        pool.install(|| files.par_iter().map(|p| ntlb_clip::preprocess::load_image(p, 224).map(|_| ())).collect::<Result<Vec<_>, _>>())?;
+        Ok(n / t.elapsed().as_secs_f64())
+    };
+    let per_core = stage(&one)?;
+    let all = rayon::ThreadPoolBuilder::new().build()?;
+    let all_cores = stage(&all)?;
+    // Files to features: the evaluation harness's own path (decoder thread + encoder).
+    let device = ntlb_clip::device::parse_device(&a.device)?;
+    let clip = Clip::random(&ClipConfig::preset("ViT-B/32").expect("preset"), 0, &device);
+    let set = ntlb_data::variants::EvalSet {
+        kind: ntlb_data::variants::DatasetKind::Imagenet,
+        root: files[0].parent().unwrap_or(std::path::Path::new(".")).to_path_buf(),
+        classes: ntlb_data::classes::ClassList { ids: vec!["x".into()], names: vec!["x".into()] },
+        items: files.iter().map(|p| (p.clone(), 0)).collect(),
+        empty_classes: vec![],
+    };
+    let t = Instant::now();
+    ntlb_eval::features::dataset_features(&clip, &set, "bench", None, a.batch, true, false)?;
+    let end_to_end = n / t.elapsed().as_secs_f64();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench_preprocess.py");
+    let mut list = tmp.join("files.txt");
+    if !tmp.exists() {
+        list = std::env::temp_dir().join("ntlb-bench-files.txt");
+    }
+    std::fs::write(&list, files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join("\n"))?;
+    let pillow = std::process::Command::new(&a.python).arg(&script).arg(&list).output();
+    let pillow: Result<f64, String> = match pillow {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().parse::<f64>().map_err(|e| e.to_string()),
+        Ok(o) => Err(format!("Pillow comparison skipped: {}", String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or(""))),
+        Err(e) => Err(format!("Pillow comparison skipped: {}: {e}", a.python)),
+    };
+    let out = json!({
+        "images": files.len(), "decode_resize_per_core": per_core, "decode_resize_all_cores": all_cores,
+        "threads": all.current_num_threads(), "files_to_features_vit_b32": end_to_end, "device": a.device,
+        "pillow_torchvision_per_core": pillow.as_ref().ok(), "ratio_vs_pillow_per_core": pillow.as_ref().ok().map(|p| per_core / p),
+        "pillow_note": pillow.as_ref().err(),
+    });
+    if a.json {
+        println!("{out}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(0)
+}
+
+fn tempfile_dir() -> Result<std::path::PathBuf> {
+    let d = std::env::temp_dir().join(format!("ntlb-bench-pipeline-{}", std::process::id()));
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
 }
