@@ -380,11 +380,16 @@ fn write_photos(dir: &std::path::Path, n: usize) -> Result<Vec<std::path::PathBu
     (0..n)
         .map(|i| {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(i as u64);
-            let (a, b): ([f32; 3], [f32; 3]) = (std::array::from_fn(|_| rng.random_range(0.0..255.0)), std::array::from_fn(|_| rng.random_range(0.0..255.0)));
+            let (a, b): ([f32; 3], [f32; 3]) = (
+                std::array::from_fn(|_| rng.random_range(0.0..255.0)),
+                std::array::from_fn(|_| rng.random_range(0.0..255.0)),
+            );
             let img = image::RgbImage::from_fn(500, 375, |x, y| {
                 let t = (x as f32 / 500.0 + (y as f32 / 60.0).sin() * 0.2).clamp(0.0, 1.0);
                 let edge = if (x / 50 + y / 50) % 7 == 0 { 60.0 } else { 0.0 };
-                image::Rgb(std::array::from_fn(|c| (a[c] * (1.0 - t) + b[c] * t + edge + rng.random_range(-10.0..10.0)).clamp(0.0, 255.0) as u8))
+                image::Rgb(std::array::from_fn(|c| {
+                    (a[c] * (1.0 - t) + b[c] * t + edge + rng.random_range(-10.0..10.0)).clamp(0.0, 255.0) as u8
+                }))
             });
             let p = dir.join(format!("photo{i:04}.jpg"));
             let mut f = std::io::BufWriter::new(std::fs::File::create(&p)?);
@@ -399,7 +404,10 @@ fn pipeline(a: PipelineArgs) -> Result<i32> {
     let tmp = tempfile_dir()?;
     let files: Vec<std::path::PathBuf> = match &a.dir {
         Some(d) => {
-            let mut f: Vec<_> = std::fs::read_dir(d)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| ntlb_data::folder::is_image(p)).collect();
+            let mut f: Vec<_> = std::fs::read_dir(d)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| ntlb_data::folder::is_image(p))
+                .collect();
             f.sort();
             f.truncate(a.images);
             f
@@ -414,7 +422,12 @@ fn pipeline(a: PipelineArgs) -> Result<i32> {
     let one = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
     let stage = |pool: &rayon::ThreadPool| -> Result<f64> {
         let t = Instant::now();
-        pool.install(|| files.par_iter().map(|p| ntlb_clip::preprocess::load_image(p, 224).map(|_| ())).collect::<Result<Vec<_>, _>>())?;
+        pool.install(|| {
+            files
+                .par_iter()
+                .map(|p| ntlb_clip::preprocess::load_image(p, 224).map(|_| ()))
+                .collect::<Result<Vec<_>, _>>()
+        })?;
         Ok(n / t.elapsed().as_secs_f64())
     };
     let per_core = stage(&one)?;
@@ -426,7 +439,10 @@ fn pipeline(a: PipelineArgs) -> Result<i32> {
     let set = ntlb_data::variants::EvalSet {
         kind: ntlb_data::variants::DatasetKind::Imagenet,
         root: files[0].parent().unwrap_or(std::path::Path::new(".")).to_path_buf(),
-        classes: ntlb_data::classes::ClassList { ids: vec!["x".into()], names: vec!["x".into()] },
+        classes: ntlb_data::classes::ClassList {
+            ids: vec!["x".into()],
+            names: vec!["x".into()],
+        },
         items: files.iter().map(|p| (p.clone(), 0)).collect(),
         empty_classes: vec![],
     };
@@ -442,7 +458,10 @@ fn pipeline(a: PipelineArgs) -> Result<i32> {
     let pillow = std::process::Command::new(&a.python).arg(&script).arg(&list).output();
     let pillow: Result<f64, String> = match pillow {
         Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().parse::<f64>().map_err(|e| e.to_string()),
-        Ok(o) => Err(format!("Pillow comparison skipped: {}", String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or(""))),
+        Ok(o) => Err(format!(
+            "Pillow comparison skipped: {}",
+            String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("")
+        )),
         Err(e) => Err(format!("Pillow comparison skipped: {}: {e}", a.python)),
     };
     let out = json!({

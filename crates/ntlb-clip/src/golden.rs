@@ -142,7 +142,10 @@ pub fn golden_dir_or_skip(test: &str) -> Option<std::path::PathBuf> {
     if dir.join("index.json").exists() {
         Some(dir)
     } else {
-        eprintln!("SKIPPED {test}: golden fixtures not found at {} (set NTLB_GOLDEN); CI has them", dir.display());
+        eprintln!(
+            "SKIPPED {test}: golden fixtures not found at {} (set NTLB_GOLDEN); CI has them",
+            dir.display()
+        );
         None
     }
 }

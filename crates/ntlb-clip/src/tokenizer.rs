@@ -74,7 +74,10 @@ impl ClipTokenizer {
     pub fn for_model(model: &Path, explicit: Option<&Path>) -> Result<Self, TokenizeError> {
         match explicit.map(Path::to_path_buf).or_else(|| Self::beside(model)) {
             Some(p) => Self::from_file(&p),
-            None => Err(TokenizeError::Load { path: model.into(), msg: "no tokenizer.json beside the model: pass --tokenizer".into() }),
+            None => Err(TokenizeError::Load {
+                path: model.into(),
+                msg: "no tokenizer.json beside the model: pass --tokenizer".into(),
+            }),
         }
     }
 

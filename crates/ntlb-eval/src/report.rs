@@ -200,7 +200,11 @@ where
         .x_labels(ds.len() * 2 + 1)
         .x_label_formatter(&|v| {
             let i = v.floor() as usize;
-            if (v - i as f64 - 0.5).abs() < 0.26 { names.get(i).cloned().unwrap_or_default() } else { String::new() }
+            if (v - i as f64 - 0.5).abs() < 0.26 {
+                names.get(i).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
         })
         .y_desc("top-1 (%)")
         .draw()?;
@@ -255,7 +259,12 @@ where
 {
     let single: Vec<&ResultRow> = rows.iter().filter(|r| r.model == model && r.method == "zero-shot").collect();
     let ymax = single.iter().map(|r| r.top1).fold(1.0f64, f64::max) * 1.15;
-    let mut chart = dataset_axes(root, format!("{model}: zero-shot top-1 of each template (dots) and ensembles (bars)"), ds, ymax)?;
+    let mut chart = dataset_axes(
+        root,
+        format!("{model}: zero-shot top-1 of each template (dots) and ensembles (bars)"),
+        ds,
+        ymax,
+    )?;
     for (i, d) in ds.iter().enumerate() {
         let pts: Vec<f64> = single.iter().filter(|r| &r.dataset == d).map(|r| r.top1).collect();
         // Deterministic horizontal spread so that equal accuracies stay visible.

@@ -88,7 +88,10 @@ fn frame(rows: &[ResultRow]) -> PolarsResult<DataFrame> {
 /// `keep`, only runs with those keys count: records of jobs no longer in the sweep (an edited
 /// config) stay on disk but never mix into its tables.
 pub fn write_tables(results: &Path, keep: Option<&std::collections::BTreeSet<String>>) -> Result<usize> {
-    let runs: Vec<RunRecord> = read_runs(results)?.into_iter().filter(|r| keep.is_none_or(|k| k.contains(&r.key))).collect();
+    let runs: Vec<RunRecord> = read_runs(results)?
+        .into_iter()
+        .filter(|r| keep.is_none_or(|k| k.contains(&r.key)))
+        .collect();
     let rows = rows_of(&runs);
     let mut df = frame(&rows)?;
     let mut buf = Vec::new();

@@ -582,9 +582,15 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
         ran += 1;
     }
     let planned: std::collections::BTreeSet<String> = jobs.iter().map(|j| j.key(cfg)).collect();
-    let stale = crate::results::read_runs(&cfg.results)?.iter().filter(|r| !planned.contains(&r.key)).count();
+    let stale = crate::results::read_runs(&cfg.results)?
+        .iter()
+        .filter(|r| !planned.contains(&r.key))
+        .count();
     if stale > 0 && opts.progress {
-        eprintln!("{stale} run record(s) in {} belong to jobs no longer in this sweep: left out of the tables", cfg.results.join("runs").display());
+        eprintln!(
+            "{stale} run record(s) in {} belong to jobs no longer in this sweep: left out of the tables",
+            cfg.results.join("runs").display()
+        );
     }
     write_tables(&cfg.results, Some(&planned))?;
     Ok(ran)

@@ -35,13 +35,28 @@ fn short_demo_matches_the_committed_baseline() {
         .unwrap()
         .replace("\"datasets/synth", &format!("\"{}", world.display()))
         .replace("\"configs/", &format!("\"{}/configs/", repo.display()))
-        .replace("checkpoint_root = \"models\"", &format!("checkpoint_root = \"{}/models\"", repo.display()))
-        .replace("results = \"results/demo\"", &format!("results = \"{}/results\"", tmp.path().display()));
+        .replace(
+            "checkpoint_root = \"models\"",
+            &format!("checkpoint_root = \"{}/models\"", repo.display()),
+        )
+        .replace(
+            "results = \"results/demo\"",
+            &format!("results = \"{}/results\"", tmp.path().display()),
+        );
     let path = tmp.path().join("demo.toml");
     std::fs::write(&path, text).unwrap();
     let mut cfg = SweepConfig::read(&path).unwrap();
     cfg.coop.as_mut().unwrap().seeds = vec![1];
-    run_sweep(&cfg, &SweepOptions { shard: None, dry_run: false, progress: false, max_jobs: None }).unwrap();
+    run_sweep(
+        &cfg,
+        &SweepOptions {
+            shard: None,
+            dry_run: false,
+            progress: false,
+            max_jobs: None,
+        },
+    )
+    .unwrap();
     let rerun = ntlb_eval::results::read_table(&cfg.results).unwrap();
     let baseline = read_baseline(&repo.join("results/baselines/demo.csv")).unwrap();
     let problems = compare(&baseline, &rerun, DEFAULT_TOLERANCE);

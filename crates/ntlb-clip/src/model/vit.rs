@@ -51,7 +51,10 @@ impl VitTower {
         let [b, c, h, wi] = images.dims();
         let (gh, gw) = (h / p, wi / p);
         let w = self.conv1.dims()[0];
-        let patches = images.reshape([b, c, gh, p, gw, p]).permute([0, 2, 4, 1, 3, 5]).reshape([b * gh * gw, c * p * p]);
+        let patches = images
+            .reshape([b, c, gh, p, gw, p])
+            .permute([0, 2, 4, 1, 3, 5])
+            .reshape([b * gh * gw, c * p * p]);
         let kernel = self.conv1.clone().reshape([w, c * p * p]).transpose();
         let x = patches.matmul(kernel).reshape([b, gh * gw, w]);
         let cls = self.class_embedding.clone().reshape([1, 1, w]).expand([b, 1, w]);
