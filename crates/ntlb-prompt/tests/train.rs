@@ -54,6 +54,34 @@ fn write_images(dir: &Path, n_classes: usize) -> Vec<(PathBuf, usize)> {
         .collect()
 }
 
+/// A model, four one-image classes written to a temporary folder, and their prompt layout.
+struct Run {
+    device: Device,
+    clip: Clip,
+    lay: PromptLayout,
+    tmp: tempfile::TempDir,
+    data: Vec<(PathBuf, usize)>,
+    classes: Vec<String>,
+}
+
+impl Run {
+    fn new(position: ClassPosition) -> Run {
+        let device = Device::flex().autodiff();
+        let clip = model(&device);
+        let tmp = tempfile::tempdir().unwrap();
+        let data = write_images(tmp.path(), 4);
+        let classes = (0..4).map(|c| format!("class {c}")).collect();
+        Run {
+            lay: layout(4, 4, position),
+            device,
+            clip,
+            tmp,
+            data,
+            classes,
+        }
+    }
+}
+
 fn small_config() -> TrainConfig {
     TrainConfig {
         prompt: PromptConfig {
@@ -179,12 +207,14 @@ fn chunked_classes_give_the_unchunked_gradient() {
 
 #[test]
 fn resume_after_interruption_gives_the_same_context() {
-    let device = Device::flex().autodiff();
-    let clip = model(&device);
-    let lay = layout(4, 4, ClassPosition::Middle);
-    let tmp = tempfile::tempdir().unwrap();
-    let data = write_images(tmp.path(), 4);
-    let classes: Vec<String> = (0..4).map(|c| format!("class {c}")).collect();
+    let Run {
+        clip,
+        lay,
+        tmp,
+        data,
+        classes,
+        ..
+    } = Run::new(ClassPosition::Middle);
     let cfg = small_config();
     let full = train(
         &clip,
@@ -233,12 +263,14 @@ fn resume_after_interruption_gives_the_same_context() {
 
 #[test]
 fn saved_prompt_loads_and_gives_identical_logits() {
-    let device = Device::flex().autodiff();
-    let clip = model(&device);
-    let lay = layout(4, 4, ClassPosition::End);
-    let tmp = tempfile::tempdir().unwrap();
-    let data = write_images(tmp.path(), 4);
-    let classes: Vec<String> = (0..4).map(|c| format!("class {c}")).collect();
+    let Run {
+        device,
+        clip,
+        lay,
+        tmp,
+        data,
+        classes,
+    } = Run::new(ClassPosition::End);
     let mut cfg = small_config();
     cfg.prompt.class_position = ClassPosition::End;
     cfg.optim.epochs = 1;
@@ -258,12 +290,14 @@ fn saved_prompt_loads_and_gives_identical_logits() {
 
 #[test]
 fn non_finite_loss_stops_and_keeps_the_last_good_context() {
-    let device = Device::flex().autodiff();
-    let clip = model(&device);
-    let lay = layout(4, 4, ClassPosition::Middle);
-    let tmp = tempfile::tempdir().unwrap();
-    let data = write_images(tmp.path(), 4);
-    let classes: Vec<String> = (0..4).map(|c| format!("class {c}")).collect();
+    let Run {
+        clip,
+        lay,
+        tmp,
+        data,
+        classes,
+        ..
+    } = Run::new(ClassPosition::Middle);
     let mut cfg = small_config();
     // A learning rate no context survives: the second step's loss is not finite.
     cfg.optim.warmup_epochs = 0;
