@@ -32,3 +32,19 @@ fn imagenet_configs_plan_the_paper_comparison() {
     let r = c.resolved();
     assert!(r.datasets[0].root.starts_with("data") && r.models[0].path.starts_with("checkpoints"));
 }
+
+#[test]
+fn dry_run_plans_without_the_data_but_a_real_run_refuses() {
+    let mut c = read("imagenet.toml");
+    c.data_root = Some(std::env::temp_dir().join("ntlb-no-such-data"));
+    let dry = ntlb_eval::sweep::SweepOptions {
+        shard: Some((0, 2)),
+        dry_run: true,
+        progress: false,
+        max_jobs: None,
+    };
+    assert_eq!(ntlb_eval::sweep::run_sweep(&c, &dry).unwrap(), 0);
+    let real = ntlb_eval::sweep::SweepOptions { dry_run: false, ..dry };
+    let e = ntlb_eval::sweep::run_sweep(&c, &real).unwrap_err().to_string();
+    assert!(e.contains("ntlb-no-such-data"), "{e}");
+}
