@@ -9,6 +9,7 @@ fn read(name: &str) -> SweepConfig {
     if let Some(co) = &mut c.coop {
         co.config = co.config.as_ref().map(|p| root.join(p));
     }
+    c.classes = root.join(&c.classes);
     c
 }
 
