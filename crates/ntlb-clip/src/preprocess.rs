@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 
 use image::DynamicImage;
 
+// CLIP's constants exactly as published (torchvision rounds them to float32 the same way).
+#[allow(clippy::excessive_precision)]
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+#[allow(clippy::excessive_precision)]
 pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 
 #[derive(Debug, thiserror::Error)]
@@ -284,9 +287,8 @@ pub fn resized_size(w: usize, h: usize, n: usize) -> (usize, usize) {
 fn py_round_half(x2: usize) -> usize {
     // x2 = 2 * value
     let (q, r) = (x2 / 2, x2 % 2);
-    if r == 0 {
-        q
-    } else if q % 2 == 0 {
+    // Exact halves go to the even neighbour.
+    if r == 0 || q % 2 == 0 {
         q
     } else {
         q + 1

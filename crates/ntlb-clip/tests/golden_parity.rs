@@ -60,7 +60,7 @@ fn both_layouts_give_the_same_model() {
     let ids: Vec<Vec<u32>> = vec![[49406u32, 320, 1125, 539, 320, 2368, 269, 49407]
         .iter()
         .copied()
-        .chain(std::iter::repeat(0).take(69))
+        .chain(std::iter::repeat_n(0, 69))
         .collect()];
     let fa = ntlb_clip::parity::to_f32_vec(a.encode_text(&ids, &[7]));
     let fb = ntlb_clip::parity::to_f32_vec(b.encode_text(&ids, &[7]));

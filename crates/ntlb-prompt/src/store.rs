@@ -20,7 +20,10 @@ pub fn write_tensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) ->
     ntlb_clip::io::write_atomic(path, &out).with_context(|| format!("writing {}", path.display()))
 }
 
-pub fn read_tensors(path: &Path) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>> {
+/// Name -> (shape, values).
+pub type NamedTensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+
+pub fn read_tensors(path: &Path) -> Result<NamedTensors> {
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
     let st = SafeTensors::deserialize(&bytes).with_context(|| format!("{}: not a safetensors file", path.display()))?;
     let mut out = BTreeMap::new();

@@ -88,10 +88,9 @@ struct Params {
 
 impl WeightSource for Params {
     fn take(&mut self, key: &str, shape: &[usize]) -> Result<Vec<f32>, LoadError> {
-        Ok(self.values[key].1.clone()).map(|v: Vec<f32>| {
-            debug_assert_eq!(v.len(), shape.iter().product::<usize>());
-            v
-        })
+        let v = self.values[key].1.clone();
+        debug_assert_eq!(v.len(), shape.iter().product::<usize>());
+        Ok(v)
     }
 
     fn take_tensor(&mut self, key: &str, _shape: &[usize], device: &Device) -> Result<Tensor<1>, LoadError> {

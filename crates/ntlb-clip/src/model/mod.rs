@@ -16,6 +16,7 @@ pub use layers::{Probe, WeightSource};
 pub use text::{TextOutput, TextTower};
 
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // one per model; never moved in a hot loop
 pub enum ImageTower {
     Vit(vit::VitTower),
     ResNet(resnet::ResNetTower),
