@@ -317,11 +317,14 @@ pub fn train(
                     manifest: state.manifest.clone(),
                 };
                 good.write(out, "ctx.last_good.safetensors", "ctx.last_good.json")?;
+                let bad_grads = r.grad_ctx.iter().filter(|g| !g.is_finite()).count();
+                let what = if r.total.is_finite() {
+                    format!("non-finite gradient ({bad_grads} of {} context entries; loss {})", r.grad_ctx.len(), r.total)
+                } else {
+                    format!("non-finite loss ({}, ce {}, expl {})", r.total, r.ce, r.expl)
+                };
                 bail!(
-                    "non-finite loss ({}, ce {}, expl {}) at epoch {} step {} (step {global} of {total_steps}); the last good context is in {}",
-                    r.total,
-                    r.ce,
-                    r.expl,
+                    "{what} at epoch {} step {} (step {global} of {total_steps}); the last good context is in {}",
                     epoch + 1,
                     s + 1,
                     out.join("ctx.last_good.safetensors").display()
