@@ -565,6 +565,14 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
                 )?;
                 let shape = learned.manifest.ctx_shape;
                 for (s, f) in sets.iter().zip(&feats) {
+                    if tcfg.prompt.class_specific && s.classes.names != classes.names {
+                        bail!(
+                            "{}: class-specific contexts are learned per ImageNet class; evaluating them on the {} classes of {} is not supported",
+                            job.label(),
+                            s.classes.len(),
+                            s.kind.name()
+                        );
+                    }
                     let lay = if s.classes.names == classes.names {
                         layout.clone()
                     } else {
