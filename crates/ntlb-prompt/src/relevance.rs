@@ -55,7 +55,9 @@ pub fn relevance_rows(attn: &[Tensor<4>], grads: &[Tensor<4>], eot: &[usize], b:
     let eot_rows = Tensor::<3>::from_data(TensorData::new(onehot, [b * k, 1, len]), &device);
     let mut v = eot_rows.clone();
     for (a, g) in attn.iter().zip(grads).rev() {
-        let g = Tensor::<4>::from_data(g.to_data(), &device).reshape([b, k, heads, len, len]);
+        // The gradient comes back without an autodiff link: on the autodiff device it is a
+        // constant (no copy, no host round trip).
+        let g = g.clone().autodiff().reshape([b, k, heads, len, len]);
         let cam = (g * a.clone().unsqueeze::<5>())
             .clamp_min(0.0)
             .mean_dim(2)
