@@ -319,7 +319,11 @@ pub fn train(
                 good.write(out, "ctx.last_good.safetensors", "ctx.last_good.json")?;
                 let bad_grads = r.grad_ctx.iter().filter(|g| !g.is_finite()).count();
                 let what = if r.total.is_finite() {
-                    format!("non-finite gradient ({bad_grads} of {} context entries; loss {})", r.grad_ctx.len(), r.total)
+                    format!(
+                        "non-finite gradient ({bad_grads} of {} context entries; loss {})",
+                        r.grad_ctx.len(),
+                        r.total
+                    )
                 } else {
                     format!("non-finite loss ({}, ce {}, expl {})", r.total, r.ce, r.expl)
                 };
