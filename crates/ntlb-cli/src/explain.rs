@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use burn::tensor::{Tensor, TensorData};
 use ntlb_clip::tokenizer::ClipTokenizer;
 use ntlb_clip::{l2_normalize, Clip};
@@ -38,12 +38,7 @@ pub struct ExplainArgs {
 pub fn run(a: ExplainArgs) -> Result<i32> {
     let device = ntlb_clip::device::parse_device(&a.device)?.autodiff();
     let clip = Clip::load(&a.model, None, &device)?;
-    let tok_path = a
-        .tokenizer
-        .clone()
-        .or_else(|| ClipTokenizer::beside(&a.model))
-        .context("no tokenizer.json beside the model: pass --tokenizer")?;
-    let tok = ClipTokenizer::from_file(&tok_path)?;
+    let tok = ClipTokenizer::for_model(&a.model, a.tokenizer.as_deref())?;
     let n = clip.config.vision.image_resolution();
     let pixels = ntlb_clip::preprocess::load_image(&a.image, n)?;
     let image = l2_normalize(

@@ -99,12 +99,7 @@ pub fn run(a: TrainArgs) -> Result<i32> {
     let folder = ImageFolder::imagenet(&a.data, "train", &classes)?;
     let split_path = a.split_file.clone().unwrap_or_else(|| a.out.join("split.json"));
     let split = FewShotSplit::load_or_draw(&split_path, &folder, cfg.shots, cfg.seed)?;
-    let tok_path = a
-        .tokenizer
-        .clone()
-        .or_else(|| ClipTokenizer::beside(&a.model))
-        .context("no tokenizer.json beside the model: pass --tokenizer")?;
-    let tok = ClipTokenizer::from_file(&tok_path)?;
+    let tok = ClipTokenizer::for_model(&a.model, a.tokenizer.as_deref())?;
     let layout = PromptLayout::new(&tok, &classes.names, &cfg.prompt)?;
     if a.dry_run {
         println!("{}", toml::to_string_pretty(&cfg)?);

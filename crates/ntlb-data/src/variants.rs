@@ -66,6 +66,16 @@ fn first_dir(root: &Path, candidates: &[&str]) -> Option<PathBuf> {
 }
 
 impl EvalSet {
+    fn from_folder(kind: DatasetKind, f: ImageFolder) -> EvalSet {
+        EvalSet {
+            kind,
+            root: f.root,
+            classes: f.classes,
+            items: f.items,
+            empty_classes: f.empty_classes,
+        }
+    }
+
     /// Open `kind` at `root`. `imagenet` is the 1000-class list (wnid, name); `subset` the
     /// 200 wnids of -A or -R. `max_per_class` keeps the first N files of each class (the
     /// reference reads 2 per class of ImageNet-V2); `None` reads everything.
@@ -82,24 +92,12 @@ impl EvalSet {
         let mut set = match kind {
             DatasetKind::Imagenet => {
                 let f = ImageFolder::imagenet(root, "val", imagenet)?;
-                EvalSet {
-                    kind,
-                    root: f.root,
-                    classes: f.classes,
-                    items: f.items,
-                    empty_classes: f.empty_classes,
-                }
+                EvalSet::from_folder(kind, f)
             }
             DatasetKind::ImagenetSketch => {
                 let dir = first_dir(root, &["sketch", "images", ""]).expect("root exists");
                 let f = ImageFolder::read(&dir, imagenet)?;
-                EvalSet {
-                    kind,
-                    root: f.root,
-                    classes: f.classes,
-                    items: f.items,
-                    empty_classes: f.empty_classes,
-                }
+                EvalSet::from_folder(kind, f)
             }
             DatasetKind::ImagenetV2 => {
                 let dir = first_dir(root, &["imagenetv2-matched-frequency-format-val", ""]).expect("root exists");
@@ -151,13 +149,7 @@ impl EvalSet {
                 let sub = ClassList { ids, names };
                 let dir = first_dir(root, &[kind.name(), ""]).expect("root exists");
                 let f = ImageFolder::read(&dir, &sub)?;
-                EvalSet {
-                    kind,
-                    root: f.root,
-                    classes: f.classes,
-                    items: f.items,
-                    empty_classes: f.empty_classes,
-                }
+                EvalSet::from_folder(kind, f)
             }
         };
         if let Some(m) = max_per_class {

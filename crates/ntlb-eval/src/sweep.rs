@@ -317,12 +317,7 @@ struct Loaded {
 
 fn load_model(m: &ModelEntry, device: &burn::tensor::Device) -> Result<Loaded> {
     let clip = Clip::load(&m.path, None, device).with_context(|| format!("model `{}`", m.name))?;
-    let tok_path = m
-        .tokenizer
-        .clone()
-        .or_else(|| ClipTokenizer::beside(&m.path))
-        .with_context(|| format!("model `{}`: no tokenizer.json beside {}", m.name, m.path.display()))?;
-    let tok = ClipTokenizer::from_file(&tok_path)?;
+    let tok = ClipTokenizer::for_model(&m.path, m.tokenizer.as_deref()).with_context(|| format!("model `{}`", m.name))?;
     let weights = if m.path.is_dir() {
         m.path.join("model.safetensors")
     } else {
