@@ -111,7 +111,8 @@ fn to_f32(path: &Path, key: &str, view: &safetensors::tensor::TensorView<'_>) ->
     })
 }
 
-fn transpose2(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+/// Row-major `[rows, cols]` -> `[cols, rows]`.
+pub fn transpose2(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut out = vec![0.0; data.len()];
     for r in 0..rows {
         for c in 0..cols {

@@ -77,28 +77,18 @@ pub fn compute_coop_case(case: &Value, clip: &Clip, tok: &ClipTokenizer, device:
         want_rows: true,
         want_grad: true,
     };
-    let main = step(clip, &layout, &ctx, ctx_shape, img.clone(), &labels, &base_loss, &full)?;
+    // Every step of this case differs only in the loss settings and what is kept.
+    let run = |loss: &LossConfig, opts: &StepOptions| step(clip, &layout, &ctx, ctx_shape, img.clone(), &labels, loss, opts);
+    let main = run(&base_loss, &full)?;
     let parts = StepOptions { want_rows: false, ..full };
-    let ce_part = step(
-        clip,
-        &layout,
-        &ctx,
-        ctx_shape,
-        img.clone(),
-        &labels,
+    let ce_part = run(
         &LossConfig {
             expl_weight: 0.0,
             ..base_loss
         },
         &parts,
     )?;
-    let expl_part = step(
-        clip,
-        &layout,
-        &ctx,
-        ctx_shape,
-        img.clone(),
-        &labels,
+    let expl_part = run(
         &LossConfig {
             ce_weight: 0.0,
             ..base_loss
@@ -108,11 +98,11 @@ pub fn compute_coop_case(case: &Value, clip: &Clip, tok: &ClipTokenizer, device:
 
     let ctx_t = Tensor::<2>::from_data(burn::tensor::TensorData::new(ctx.clone(), ctx_shape), device);
     let all: Vec<usize> = (0..c).collect();
-    let prompts_full = layout.assemble(clip, ctx_t.clone(), &all, l);
+    let prompts_full = layout.assemble(clip, ctx_t, &all, l);
     let row_norms = to_f32_vec(prompts_full.clone().powi_scalar(2).sum_dim(2).sqrt());
     let text = clip
         .text
-        .encode_embeddings(layout.assemble(clip, ctx_t, &all, l), &layout.eot, ntlb_clip::model::Probe::Off)
+        .encode_embeddings(prompts_full, &layout.eot, ntlb_clip::model::Probe::Off)
         .features;
     let text_n = l2_normalize(text.clone());
 
@@ -200,7 +190,7 @@ pub fn compute_coop_case(case: &Value, clip: &Clip, tok: &ClipTokenizer, device:
         for (name, v) in vs {
             let changes = v.get("config_changes").cloned().unwrap_or(Value::Null);
             let lc = loss_from(&changes, base_loss);
-            let r = step(clip, &layout, &ctx, ctx_shape, img.clone(), &labels, &lc, &parts)?;
+            let r = run(&lc, &parts)?;
             variants.insert(
                 name.clone(),
                 json!({"config_changes": changes, "loss": r.total, "ce_loss": r.ce, "expl_loss": r.expl,

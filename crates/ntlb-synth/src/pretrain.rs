@@ -360,14 +360,7 @@ fn save_hf(out: &Path, config: &ClipConfig, values: &BTreeMap<String, (Vec<usize
     for (k, (shape, data)) in values {
         let (hf, transpose) = ntlb_clip::weights::canonical_to_hf(k).with_context(|| format!("no Hugging Face name for `{k}`"))?;
         let (shape, data) = if transpose {
-            let (r, c) = (shape[0], shape[1]);
-            let mut t = vec![0.0; data.len()];
-            for i in 0..r {
-                for j in 0..c {
-                    t[j * r + i] = data[i * c + j];
-                }
-            }
-            (vec![c, r], t)
+            (vec![shape[1], shape[0]], ntlb_clip::weights::transpose2(data, shape[0], shape[1]))
         } else {
             (if shape.is_empty() { vec![] } else { shape.clone() }, data.clone())
         };

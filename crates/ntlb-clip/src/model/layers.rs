@@ -73,12 +73,7 @@ impl Linear {
             });
         }
         let w = src.take(&format!("{prefix}.weight"), &[d_out, d_in])?;
-        let mut t = vec![0.0f32; w.len()];
-        for o in 0..d_out {
-            for i in 0..d_in {
-                t[i * d_out + o] = w[o * d_in + i];
-            }
-        }
+        let t = crate::weights::transpose2(&w, d_out, d_in);
         Ok(Linear {
             weight_t: tensor(t, [d_in, d_out], device),
             bias,
