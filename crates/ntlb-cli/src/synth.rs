@@ -120,9 +120,15 @@ pub struct RegressArgs {
     /// Seeds of the short rerun (a subset of the demo's).
     #[arg(long, value_delimiter = ',', default_value = "1")]
     seeds: Vec<u64>,
-    /// Allowed move of any top-1, in percentage points.
-    #[arg(long, default_value_t = ntlb_eval::regress::DEFAULT_TOLERANCE)]
-    tolerance: f64,
+    /// λ values of the short rerun (a subset of the demo's; one must be 0 for the score gap).
+    #[arg(long, value_delimiter = ',', default_value = "0,1")]
+    lambdas: Vec<f64>,
+    /// Allowed move of any top-1 / top-5, in percentage points.
+    #[arg(long, default_value_t = ntlb_eval::regress::DEFAULT_TOLERANCES.top1)]
+    tol_top1: f64,
+    /// Allowed move of any class-name score.
+    #[arg(long, default_value_t = ntlb_eval::regress::DEFAULT_TOLERANCES.name_score)]
+    tol_score: f64,
     /// Where the rerun writes its results.
     #[arg(long, default_value = "results/regress")]
     results: PathBuf,
@@ -144,37 +150,31 @@ pub fn regress(a: RegressArgs) -> Result<i32> {
     }
     let mut cfg = ntlb_eval::sweep::SweepConfig::read(&a.config)?;
     cfg.results = a.results.clone();
-    if let Some(c) = &mut cfg.coop {
-        c.seeds = a.seeds.clone();
-    }
     let world = cfg.data_root.clone().unwrap_or_else(|| PathBuf::from("datasets/synth"));
     if !world.join("world.json").exists() {
         generate(&world, &WorldSpec::default())?;
     }
-    ntlb_eval::sweep::run_sweep(
-        &cfg,
-        &ntlb_eval::sweep::SweepOptions {
-            shard: None,
-            dry_run: false,
-            progress: true,
-            max_jobs: None,
-        },
-    )?;
-    let rerun = ntlb_eval::results::read_table(&cfg.results)?;
+    let rerun = ntlb_eval::regress::rerun(cfg, &a.seeds, &a.lambdas, true)?;
     let baseline = ntlb_eval::regress::read_baseline(&a.baseline)?;
-    let problems = ntlb_eval::regress::compare(&baseline, &rerun, a.tolerance);
+    let tol = ntlb_eval::regress::Tolerances {
+        top1: a.tol_top1,
+        name_score: a.tol_score,
+    };
+    let problems = ntlb_eval::regress::compare(&baseline, &rerun, tol);
     if problems.is_empty() {
         println!(
-            "regression OK: {} rows within {} points of {}",
+            "regression OK: {} rows of {} (top-1/top-5 within {} points, class-name scores within {}, and both gaps)",
             rerun.len(),
-            a.tolerance,
-            a.baseline.display()
+            a.baseline.display(),
+            tol.top1,
+            tol.name_score
         );
         Ok(0)
     } else {
         for p in &problems {
             eprintln!("REGRESSION {p}");
         }
+        eprintln!("{} check(s) failed against {}", problems.len(), a.baseline.display());
         Ok(1)
     }
 }

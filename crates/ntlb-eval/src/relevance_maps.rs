@@ -65,3 +65,68 @@ pub fn before_after(
     }
     Ok(out)
 }
+
+/// Images per class of the held-out set on which [`mean_name_score`] is measured.
+pub const NAME_SCORE_PER_CLASS: usize = 2;
+
+/// The first `per_class` images of every class: (rows into `labels`), in file order.
+pub fn held_out_subset(labels: &[usize], per_class: usize) -> Vec<usize> {
+    let mut seen = std::collections::HashMap::new();
+    (0..labels.len())
+        .filter(|&i| {
+            let n = seen.entry(labels[i]).or_insert(0usize);
+            *n += 1;
+            *n <= per_class
+        })
+        .collect()
+}
+
+/// The paper's class-name score of the true class (max relevance over the class-name tokens
+/// of the end-of-text row), averaged over held-out images given by their normalised features
+/// `[N, dim]`, with context `ctx`. The same code path as the loss computes it.
+#[allow(clippy::too_many_arguments)]
+pub fn mean_name_score(
+    clip: &Clip,
+    layout: &PromptLayout,
+    ctx: &[f32],
+    ctx_shape: [usize; 2],
+    feats: &[f32],
+    labels: &[usize],
+    dim: usize,
+    chunk: usize,
+) -> Result<f64> {
+    use ntlb_prompt::objective::{step, LossConfig, StepOptions};
+    let device = clip.text.token_embedding.device();
+    let c = layout.n_classes();
+    let loss = LossConfig {
+        expl_weight: 0.0,
+        ..LossConfig::default()
+    };
+    let opts = StepOptions {
+        chunk,
+        want_scores: true,
+        want_rows: false,
+        want_grad: false,
+    };
+    let mut sum = 0.0;
+    // Small batches: pass 1 of the relevance replicates every prompt once per image.
+    for part in (0..labels.len()).collect::<Vec<_>>().chunks(16) {
+        let x: Vec<f32> = part.iter().flat_map(|&i| feats[i * dim..(i + 1) * dim].to_vec()).collect();
+        let y: Vec<usize> = part.iter().map(|&i| labels[i]).collect();
+        let img = Tensor::<2>::from_data(TensorData::new(x, [part.len(), dim]), &device);
+        let r = step(clip, layout, ctx, ctx_shape, img, &y, &loss, &opts)?;
+        sum += y.iter().enumerate().map(|(b, &yb)| r.scores[b * c + yb] as f64).sum::<f64>();
+    }
+    Ok(sum / labels.len().max(1) as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::held_out_subset;
+
+    #[test]
+    fn held_out_subset_takes_the_first_images_of_each_class() {
+        assert_eq!(held_out_subset(&[0, 0, 0, 1, 2, 1, 1, 2], 2), vec![0, 1, 3, 4, 5, 7]);
+        assert_eq!(held_out_subset(&[3, 3, 3], 1), vec![0]);
+    }
+}

@@ -27,6 +27,8 @@ pub struct SummaryLine {
     pub model: String,
     pub method: String,
     pub cells: BTreeMap<String, (f64, f64, usize)>,
+    /// CoOp lines: the class-name score on held-out val (mean, std, runs).
+    pub name_score: Option<(f64, f64, usize)>,
 }
 
 const DATASET_ORDER: [&str; 5] = ["imagenet", "imagenet-v2", "imagenet-sketch", "imagenet-a", "imagenet-r"];
@@ -46,8 +48,15 @@ pub fn datasets_of(rows: &[ResultRow]) -> Vec<String> {
 /// (mean ± std over seeds).
 pub fn summarize(rows: &[ResultRow]) -> Vec<SummaryLine> {
     let mut groups: BTreeMap<(String, String), BTreeMap<String, Vec<f64>>> = BTreeMap::new();
+    let mut scores: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
+    // The starting context depends on the seed only: count it once per seed, not once per λ.
+    let mut seen_init = std::collections::BTreeSet::new();
     for r in rows {
+        if r.method == "coop-init" && !seen_init.insert((r.model.clone(), r.seed, r.dataset.clone())) {
+            continue;
+        }
         let method = match r.method.as_str() {
+            "coop-init" => "CoOp start: random context, before training".to_string(),
             "coop" => {
                 let l = r.lambda.unwrap_or(0.0);
                 if l == 0.0 {
@@ -59,6 +68,9 @@ pub fn summarize(rows: &[ResultRow]) -> Vec<SummaryLine> {
             "zero-shot" => "zero-shot, single template: mean".to_string(),
             m => m.replace("zero-shot-ensemble-", "zero-shot, ensemble of ") + " templates",
         };
+        if let (Some(v), "imagenet") = (r.name_score, r.dataset.as_str()) {
+            scores.entry((r.model.clone(), method.clone())).or_default().push(v);
+        }
         groups
             .entry((r.model.clone(), method))
             .or_default()
@@ -79,6 +91,10 @@ pub fn summarize(rows: &[ResultRow]) -> Vec<SummaryLine> {
     groups
         .into_iter()
         .map(|((model, method), cells)| SummaryLine {
+            name_score: scores.get(&(model.clone(), method.clone())).map(|v| {
+                let (m, s) = mean_std(v);
+                (m, s, v.len())
+            }),
             model,
             method,
             cells: cells
@@ -98,34 +114,130 @@ fn cell(c: Option<&(f64, f64, usize)>, latex: bool) -> String {
     }
 }
 
+/// The paper's premises and effects as differences, per model and dataset: the spread of
+/// single templates (max − min top-1), what CoOp training bought over its starting context,
+/// and what λ > 0 changed against λ = 0 (top-1 and class-name score), mean ± std over seeds.
+fn effects(rows: &[ResultRow], ds: &[String]) -> String {
+    let mut models: Vec<&str> = rows.iter().map(|r| r.model.as_str()).collect();
+    models.sort();
+    models.dedup();
+    let mut md = String::new();
+    for m in models {
+        let spread: Vec<String> = ds
+            .iter()
+            .map(|d| {
+                let v: Vec<f64> = rows
+                    .iter()
+                    .filter(|r| r.model == m && r.method == "zero-shot" && &r.dataset == d)
+                    .map(|r| r.top1)
+                    .collect();
+                if v.is_empty() {
+                    "–".into()
+                } else {
+                    let (lo, hi) = v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+                    format!("{:.2}", hi - lo)
+                }
+            })
+            .collect();
+        md += &format!(
+            "\n{m}: effects in points of top-1 (mean ± std over seeds; class-name score in its own units)\n\n| quantity | {} | class-name score |\n|---|{}---|\n",
+            ds.join(" | "),
+            "---|".repeat(ds.len())
+        );
+        md += &format!("| zero-shot template spread (max − min) | {} | – |\n", spread.join(" | "));
+        let coop = |l: f64, method: &str, seed: u64, d: &str| {
+            rows.iter()
+                .find(|r| r.model == m && r.method == method && r.lambda == Some(l) && r.seed == Some(seed) && r.dataset == d)
+        };
+        let mut lambdas: Vec<f64> = rows.iter().filter(|r| r.model == m && r.method == "coop").filter_map(|r| r.lambda).collect();
+        lambdas.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
+        lambdas.dedup();
+        let mut seeds: Vec<u64> = rows.iter().filter(|r| r.model == m && r.method == "coop").filter_map(|r| r.seed).collect();
+        seeds.sort();
+        seeds.dedup();
+        let fmt = |v: &[f64], p: usize| match v.len() {
+            0 => "–".to_string(),
+            1 => format!("{:+.p$}", v[0]),
+            _ => {
+                let (a, s) = mean_std(v);
+                format!("{a:+.p$} ± {s:.p$}")
+            }
+        };
+        for &l in &lambdas {
+            let gap: Vec<String> = ds
+                .iter()
+                .map(|d| {
+                    let v: Vec<f64> = seeds
+                        .iter()
+                        .filter_map(|&s| Some(coop(l, "coop", s, d)?.top1 - coop(l, "coop-init", s, d)?.top1))
+                        .collect();
+                    fmt(&v, 2)
+                })
+                .collect();
+            let sc: Vec<f64> = seeds
+                .iter()
+                .filter_map(|&s| Some(coop(l, "coop", s, "imagenet")?.name_score? - coop(l, "coop-init", s, "imagenet")?.name_score?))
+                .collect();
+            md += &format!("| CoOp λ = {l}: trained − start | {} | {} |\n", gap.join(" | "), fmt(&sc, 4));
+        }
+        for &l in lambdas.iter().filter(|&&l| l > 0.0) {
+            let gap: Vec<String> = ds
+                .iter()
+                .map(|d| {
+                    let v: Vec<f64> = seeds
+                        .iter()
+                        .filter_map(|&s| Some(coop(l, "coop", s, d)?.top1 - coop(0.0, "coop", s, d)?.top1))
+                        .collect();
+                    fmt(&v, 2)
+                })
+                .collect();
+            let sc: Vec<f64> = seeds
+                .iter()
+                .filter_map(|&s| Some(coop(l, "coop", s, "imagenet")?.name_score? - coop(0.0, "coop", s, "imagenet")?.name_score?))
+                .collect();
+            md += &format!("| λ = {l} − λ = 0 (same seed) | {} | {} |\n", gap.join(" | "), fmt(&sc, 4));
+        }
+    }
+    md
+}
+
 /// Write `summary.md`, `summary.tex`, `summary.csv`; returns the Markdown.
 pub fn write_tables(out: &Path, rows: &[ResultRow]) -> Result<String> {
     let lines = summarize(rows);
     let ds = datasets_of(rows);
     let mut md = format!(
-        "Top-1 accuracy (%), mean ± std over seeds where there are several.\n\n| model | method | {} |\n|---|---|{}\n",
+        "Top-1 accuracy (%), mean ± std over seeds where there are several; class-name score: the paper's \
+         relevance score of the true class, mean over held-out ImageNet val images (CoOp only).\n\n\
+         | model | method | {} | class-name score |\n|---|---|{}---|\n",
         ds.join(" | "),
         "---|".repeat(ds.len())
     );
     let mut tex = format!(
-        "\\begin{{tabular}}{{ll{}}}\n\\toprule\nmodel & method & {} \\\\\n\\midrule\n",
+        "\\begin{{tabular}}{{ll{}r}}\n\\toprule\nmodel & method & {} & class-name score \\\\\n\\midrule\n",
         "r".repeat(ds.len()),
         ds.join(" & ")
     );
     let mut csv = csv::Writer::from_writer(Vec::new());
     csv.write_record(["model", "method", "dataset", "top1_mean", "top1_std", "runs"])?;
     for l in &lines {
+        let score = |latex: bool| match l.name_score {
+            None => "–".to_string(),
+            Some((m, s, n)) if n > 1 => format!("{m:.3} {} {s:.3}", if latex { "$\\pm$" } else { "±" }),
+            Some((m, _, _)) => format!("{m:.3}"),
+        };
         md += &format!(
-            "| {} | {} | {} |\n",
+            "| {} | {} | {} | {} |\n",
             l.model,
             l.method,
-            ds.iter().map(|d| cell(l.cells.get(d), false)).collect::<Vec<_>>().join(" | ")
+            ds.iter().map(|d| cell(l.cells.get(d), false)).collect::<Vec<_>>().join(" | "),
+            score(false)
         );
         tex += &format!(
-            "{} & {} & {} \\\\\n",
+            "{} & {} & {} & {} \\\\\n",
             l.model.replace('_', "\\_"),
             l.method.replace('λ', "$\\lambda$").replace('±', "$\\pm$"),
-            ds.iter().map(|d| cell(l.cells.get(d), true)).collect::<Vec<_>>().join(" & ")
+            ds.iter().map(|d| cell(l.cells.get(d), true)).collect::<Vec<_>>().join(" & "),
+            score(true)
         );
         for (d, (m, s, n)) in &l.cells {
             csv.write_record([
@@ -139,6 +251,7 @@ pub fn write_tables(out: &Path, rows: &[ResultRow]) -> Result<String> {
         }
     }
     tex += "\\bottomrule\n\\end{tabular}\n";
+    md += &effects(rows, &ds);
     ntlb_clip::io::write_atomic(&out.join("summary.md"), md.as_bytes())?;
     ntlb_clip::io::write_atomic(&out.join("summary.tex"), tex.as_bytes())?;
     ntlb_clip::io::write_atomic(&out.join("summary.csv"), &csv.into_inner()?)?;
@@ -290,59 +403,204 @@ where
     Ok(())
 }
 
-/// Top-1 against λ per dataset (mean ± std over seeds).
+/// The λ values of a model's CoOp runs, ascending.
+fn lambdas_of(rows: &[ResultRow], model: &str) -> Vec<f64> {
+    let mut l: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.model == model && r.method == "coop")
+        .filter_map(|r| r.lambda)
+        .collect();
+    l.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
+    l.dedup();
+    l
+}
+
+/// Mean ± std over seeds of `value` for the rows of one λ.
+fn over_seeds<'a>(rows: impl Iterator<Item = &'a ResultRow>, value: impl Fn(&ResultRow) -> Option<f64>) -> Option<(f64, f64)> {
+    let v: Vec<f64> = rows.filter_map(value).collect();
+    (!v.is_empty()).then(|| mean_std(&v))
+}
+
+/// A chart whose x axis is the index of λ in `lambdas` (the values are spread unevenly: 0, 0.3,
+/// 1, 3, 10), labelled with the values.
+fn lambda_axes<'a, DB: DrawingBackend>(
+    root: &'a DrawingArea<DB, Shift>,
+    caption: String,
+    lambdas: &[f64],
+    y: std::ops::Range<f64>,
+    y_desc: &str,
+) -> Result<Axes<'a, DB>>
+where
+    DB::ErrorType: 'static,
+{
+    let mut chart = ChartBuilder::on(root)
+        .caption(caption, ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(-0.5f64..lambdas.len() as f64 - 0.5, y)?;
+    let ls = lambdas.to_vec();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(2 * ls.len() + 1)
+        .x_label_formatter(&|v| {
+            let i = v.round();
+            if (v - i).abs() < 0.01 && i >= 0.0 {
+                ls.get(i as usize).map(|l| format!("λ = {l}")).unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc(y_desc)
+        .draw()?;
+    Ok(chart)
+}
+
+fn draw_points<DB: DrawingBackend>(chart: &mut Axes<'_, DB>, pts: &[(f64, f64, f64)], color: RGBColor, label: &str) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    chart
+        .draw_series(LineSeries::new(pts.iter().map(|p| (p.0, p.1)), color.stroke_width(2)))?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 12, y)], color.stroke_width(2)));
+    chart.draw_series(
+        pts.iter()
+            .map(|&(x, m, s)| PathElement::new(vec![(x, m - s), (x, m + s)], color.stroke_width(2))),
+    )?;
+    chart.draw_series(pts.iter().map(|&(x, m, _)| Circle::new((x, m), 4, color.filled())))?;
+    Ok(())
+}
+
+/// Top-1 against λ per dataset (mean ± std over seeds as error bars).
 fn draw_lambda<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, model: &str, rows: &[ResultRow], ds: &[String]) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
     let coop: Vec<&ResultRow> = rows.iter().filter(|r| r.model == model && r.method == "coop").collect();
-    let mut lambdas: Vec<f64> = coop.iter().filter_map(|r| r.lambda).collect();
-    lambdas.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
-    lambdas.dedup();
-    let xmax = lambdas.last().copied().unwrap_or(1.0).max(1e-3) * 1.1;
+    let lambdas = lambdas_of(rows, model);
     let ymax = coop.iter().map(|r| r.top1).fold(1.0f64, f64::max) * 1.15;
-    let mut chart = ChartBuilder::on(root)
-        .caption(format!("{model}: CoOp top-1 against λ"), ("sans-serif", 20))
-        .margin(10)
-        .x_label_area_size(40)
-        .y_label_area_size(50)
-        .build_cartesian_2d(-0.05 * xmax..xmax, 0f64..ymax)?;
-    chart
-        .configure_mesh()
-        .x_desc("λ (explainability loss weight)")
-        .y_desc("top-1 (%)")
-        .draw()?;
+    let mut chart = lambda_axes(
+        root,
+        format!("{model}: CoOp top-1 against λ (mean ± std over seeds)"),
+        &lambdas,
+        0f64..ymax,
+        "top-1 (%)",
+    )?;
     for (i, d) in ds.iter().enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
         let pts: Vec<(f64, f64, f64)> = lambdas
             .iter()
-            .filter_map(|&l| {
-                let v: Vec<f64> = coop
-                    .iter()
-                    .filter(|r| &r.dataset == d && r.lambda == Some(l))
-                    .map(|r| r.top1)
-                    .collect();
-                (!v.is_empty()).then(|| {
-                    let (m, s) = mean_std(&v);
-                    (l, m, s)
-                })
+            .enumerate()
+            .filter_map(|(x, &l)| {
+                over_seeds(coop.iter().copied().filter(|r| &r.dataset == d && r.lambda == Some(l)), |r| Some(r.top1))
+                    .map(|(m, s)| (x as f64, m, s))
             })
             .collect();
-        chart
-            .draw_series(LineSeries::new(pts.iter().map(|p| (p.0, p.1)), color.stroke_width(2)))?
-            .label(d.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 12, y)], color.stroke_width(2)));
-        chart.draw_series(
-            pts.iter()
-                .map(|&(l, m, s)| PathElement::new(vec![(l, m - s), (l, m + s)], color.stroke_width(2))),
-        )?;
-        chart.draw_series(pts.iter().map(|&(l, m, _)| Circle::new((l, m), 4, color.filled())))?;
+        draw_points(&mut chart, &pts, PALETTE[i % PALETTE.len()], d)?;
     }
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()?;
+    Ok(())
+}
+
+/// The class-name score of the true class on held-out val against λ: before training (the
+/// starting context) and after.
+fn draw_name_score<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, model: &str, rows: &[ResultRow]) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let lambdas = lambdas_of(rows, model);
+    let of = |method: &str| -> Vec<(f64, f64, f64)> {
+        lambdas
+            .iter()
+            .enumerate()
+            .filter_map(|(x, &l)| {
+                over_seeds(
+                    rows.iter()
+                        .filter(|r| r.model == model && r.method == method && r.dataset == "imagenet" && r.lambda == Some(l)),
+                    |r| r.name_score,
+                )
+                .map(|(m, s)| (x as f64, m, s))
+            })
+            .collect()
+    };
+    let (before, after) = (of("coop-init"), of("coop"));
+    let ymax = before.iter().chain(&after).map(|p| p.1 + p.2).fold(0.05f64, f64::max) * 1.2;
+    let mut chart = lambda_axes(
+        root,
+        format!("{model}: class-name score of the true class, held-out val (mean ± std over seeds)"),
+        &lambdas,
+        0f64..ymax,
+        "class-name score",
+    )?;
+    draw_points(&mut chart, &before, PALETTE[7], "before training")?;
+    draw_points(&mut chart, &after, PALETTE[3], "after training")?;
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}
+
+/// Training curves per epoch (mean over seeds), one line per λ: total loss, cross-entropy,
+/// explainability term, training-batch accuracy.
+fn draw_curves<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, model: &str, runs: &[crate::results::RunRecord]) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    // λ → epoch → values over seeds.
+    let mut by_lambda: BTreeMap<String, (f64, BTreeMap<usize, Vec<crate::results::EpochPoint>>)> = BTreeMap::new();
+    for r in runs {
+        if let (crate::sweep::Job::Coop { model: m, lambda, .. }, Some(curve)) = (&r.job, &r.curve) {
+            if m.name == model {
+                let e = by_lambda.entry(format!("{lambda:08.3}")).or_insert((*lambda, BTreeMap::new()));
+                for p in curve {
+                    e.1.entry(p.epoch).or_default().push(p.clone());
+                }
+            }
+        }
+    }
+    let panels = root.split_evenly((2, 2));
+    let metrics: [(&str, fn(&crate::results::EpochPoint) -> f64); 4] = [
+        ("total loss", |p| p.loss),
+        ("cross-entropy", |p| p.ce),
+        ("explainability term (−score + others)", |p| p.expl),
+        ("training-batch top-1 (%)", |p| p.acc),
+    ];
+    let epochs = by_lambda.values().flat_map(|v| v.1.keys().copied()).max().unwrap_or(1) as f64;
+    for (panel, (name, get)) in panels.iter().zip(metrics) {
+        let all: Vec<f64> = by_lambda.values().flat_map(|v| v.1.values().flatten().map(get)).collect();
+        let lo = all.iter().copied().fold(f64::INFINITY, f64::min).min(0.0);
+        let hi = all.iter().copied().fold(f64::NEG_INFINITY, f64::max).max(lo + 1e-3);
+        let mut chart = ChartBuilder::on(panel)
+            .caption(format!("{model}: {name}"), ("sans-serif", 15))
+            .margin(8)
+            .x_label_area_size(30)
+            .y_label_area_size(50)
+            .build_cartesian_2d(1f64..epochs.max(2.0), lo..hi + 0.05 * (hi - lo))?;
+        chart.configure_mesh().x_desc("epoch").draw()?;
+        for (i, (lambda, curve)) in by_lambda.values().enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            let line: Vec<(f64, f64)> = curve
+                .iter()
+                .map(|(e, ps)| (*e as f64, ps.iter().map(get).sum::<f64>() / ps.len() as f64))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(line, color.stroke_width(2)))?
+                .label(format!("λ = {lambda}"))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 12, y)], color.stroke_width(2)));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()?;
+    }
     Ok(())
 }
 
@@ -425,6 +683,9 @@ pub fn run_report(results: &Path, out: &Path) -> Result<Vec<PathBuf>> {
     models.sort();
     models.dedup();
     let lines = summarize(&rows);
+    // Only the runs of the table (stale records of an edited sweep stay out of the figures too).
+    let keys: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.run_key.as_str()).collect();
+    let runs: Vec<crate::results::RunRecord> = read_runs(results)?.into_iter().filter(|r| keys.contains(r.key.as_str())).collect();
     for model in &models {
         let slug: String = model
             .chars()
@@ -459,9 +720,26 @@ pub fn run_report(results: &Path, out: &Path) -> Result<Vec<PathBuf>> {
                 |r| draw_lambda(r, model, &rows, &ds),
                 |r| draw_lambda(r, model, &rows, &ds),
             )?);
+            if rows.iter().any(|r| &r.model == model && r.name_score.is_some()) {
+                files.extend(render(
+                    out,
+                    &format!("{slug}_name_score_vs_lambda"),
+                    (900, 520),
+                    |r| draw_name_score(r, model, &rows),
+                    |r| draw_name_score(r, model, &rows),
+                )?);
+            }
+            if runs.iter().any(|r| r.curve.is_some()) {
+                files.extend(render(
+                    out,
+                    &format!("{slug}_training_curves"),
+                    (1100, 760),
+                    |r| draw_curves(r, model, &runs),
+                    |r| draw_curves(r, model, &runs),
+                )?);
+            }
         }
     }
-    let runs = read_runs(results)?;
     let pick = runs
         .iter()
         .filter(|r| r.relevance.as_ref().is_some_and(|m| !m.is_empty()))

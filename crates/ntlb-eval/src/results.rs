@@ -15,7 +15,8 @@ pub struct ResultRow {
     pub sweep: String,
     pub run_key: String,
     pub model: String,
-    /// `zero-shot`, `zero-shot-ensemble-<name>` or `coop`.
+    /// `zero-shot`, `zero-shot-ensemble-<name>`, `coop` (the learned context) or `coop-init`
+    /// (the context CoOp starts from, before any step).
     pub method: String,
     pub template: Option<String>,
     pub lambda: Option<f64>,
@@ -26,6 +27,58 @@ pub struct ResultRow {
     pub mean_per_class: f64,
     pub n_images: usize,
     pub n_failed: usize,
+    /// CoOp rows: the paper's class-name score of the true class, mean over held-out ImageNet
+    /// val images (the same value on every dataset row of a run; `coop-init`: before training).
+    #[serde(default)]
+    pub name_score: Option<f64>,
+}
+
+/// Means over the steps of one training epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochPoint {
+    pub epoch: usize,
+    pub loss: f64,
+    pub ce: f64,
+    pub expl: f64,
+    /// Training-batch top-1 (%).
+    pub acc: f64,
+}
+
+/// Per-epoch means of a trainer's per-step log.
+pub fn epoch_curve(steps: &[ntlb_prompt::train::LossPoint]) -> Vec<EpochPoint> {
+    let mut out: Vec<EpochPoint> = Vec::new();
+    let mut n = 0.0;
+    for p in steps {
+        if out.last().is_none_or(|e| e.epoch != p.epoch) {
+            if let Some(e) = out.last_mut() {
+                e.loss /= n;
+                e.ce /= n;
+                e.expl /= n;
+                e.acc /= n;
+            }
+            out.push(EpochPoint {
+                epoch: p.epoch,
+                loss: 0.0,
+                ce: 0.0,
+                expl: 0.0,
+                acc: 0.0,
+            });
+            n = 0.0;
+        }
+        let e = out.last_mut().expect("pushed above");
+        e.loss += p.loss;
+        e.ce += p.ce;
+        e.expl += p.expl;
+        e.acc += p.acc;
+        n += 1.0;
+    }
+    if let Some(e) = out.last_mut() {
+        e.loss /= n;
+        e.ce /= n;
+        e.expl /= n;
+        e.acc /= n;
+    }
+    out
 }
 
 /// The manifest of one finished job.
@@ -40,6 +93,9 @@ pub struct RunRecord {
     pub rows: Vec<ResultRow>,
     pub failed_images: Vec<(PathBuf, String)>,
     pub relevance: Option<Vec<RelevanceMap>>,
+    /// CoOp: the training curve, per epoch.
+    #[serde(default)]
+    pub curve: Option<Vec<EpochPoint>>,
 }
 
 pub fn read_runs(results: &Path) -> Result<Vec<RunRecord>> {
@@ -80,6 +136,7 @@ fn frame(rows: &[ResultRow]) -> PolarsResult<DataFrame> {
             Column::new("mean_per_class".into(), rows.iter().map(|r| r.mean_per_class).collect::<Vec<_>>()),
             Column::new("n_images".into(), rows.iter().map(|r| r.n_images as u64).collect::<Vec<_>>()),
             Column::new("n_failed".into(), rows.iter().map(|r| r.n_failed as u64).collect::<Vec<_>>()),
+            Column::new("name_score".into(), rows.iter().map(|r| r.name_score).collect::<Vec<_>>()),
         ],
     )
 }
@@ -123,6 +180,8 @@ pub fn read_table(results: &Path) -> Result<Vec<ResultRow>> {
         st("dataset")?,
     );
     let (lambda, top1, top5, mpc) = (f64s("lambda")?, f64s("top1")?, f64s("top5")?, f64s("mean_per_class")?);
+    // Tables written before the column existed read as "not measured".
+    let name_score = if df.column("name_score").is_ok() { f64s("name_score")? } else { vec![None; n] };
     let (seed, ni, nf) = (u64s("seed")?, u64s("n_images")?, u64s("n_failed")?);
     Ok((0..n)
         .map(|i| ResultRow {
@@ -139,6 +198,7 @@ pub fn read_table(results: &Path) -> Result<Vec<ResultRow>> {
             mean_per_class: mpc[i].unwrap_or(f64::NAN),
             n_images: ni[i].unwrap_or(0) as usize,
             n_failed: nf[i].unwrap_or(0) as usize,
+            name_score: name_score[i],
         })
         .collect())
 }

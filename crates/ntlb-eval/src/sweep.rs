@@ -466,6 +466,7 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
         }
         let mut rows = Vec::new();
         let mut relevance = None;
+        let mut curve = None;
         let base_row = |dataset: &str, method: &str| ResultRow {
             sweep: cfg.name.clone(),
             run_key: key.clone(),
@@ -480,6 +481,7 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
             mean_per_class: 0.0,
             n_images: 0,
             n_failed: 0,
+            name_score: None,
         };
         match job {
             Job::ZeroShot { zero_shot, .. } => {
@@ -559,6 +561,19 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
                     },
                 )?;
                 let shape = learned.manifest.ctx_shape;
+                let initial = layout.initial_context(&l.clip, tcfg.seed);
+                // The class-name score on held-out ImageNet val images, before and after training.
+                let (mut score_init, mut score) = (None, None);
+                if let Some((_, f)) = sets.iter().zip(&feats).find(|(s, _)| s.kind == DatasetKind::Imagenet) {
+                    let rows = crate::relevance_maps::held_out_subset(&f.labels, crate::relevance_maps::NAME_SCORE_PER_CLASS);
+                    let x: Vec<f32> = rows.iter().flat_map(|&i| f.data[i * f.dim..(i + 1) * f.dim].to_vec()).collect();
+                    let y: Vec<usize> = rows.iter().map(|&i| f.labels[i]).collect();
+                    let measure = |ctx: &[f32]| {
+                        crate::relevance_maps::mean_name_score(&l.clip, &layout, ctx, shape, &x, &y, f.dim, tcfg.chunk)
+                    };
+                    score_init = Some(measure(&initial)?);
+                    score = Some(measure(&learned.ctx)?);
+                }
                 for (s, f) in sets.iter().zip(&feats) {
                     if tcfg.prompt.class_specific && s.classes.names != classes.names {
                         bail!(
@@ -573,19 +588,23 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
                     } else {
                         PromptLayout::new(&l.tok, &s.classes.names, &tcfg.prompt)?
                     };
-                    let w = ntlb_clip::parity::to_f32_vec(class_text_features(&l.clip, &lay, &learned.ctx, shape, tcfg.chunk));
-                    let a = accuracy(&f.data, &f.labels, f.dim, &w, s.classes.len());
-                    rows.push(ResultRow {
-                        lambda: Some(*lambda),
-                        seed: Some(*seed),
-                        top1: a.top1,
-                        top5: a.top5,
-                        mean_per_class: a.mean_per_class,
-                        n_images: a.n,
-                        n_failed: f.manifest.failed.len(),
-                        ..base_row(s.kind.name(), "coop")
-                    });
+                    for (method, ctx, name_score) in [("coop-init", &initial, score_init), ("coop", &learned.ctx, score)] {
+                        let w = ntlb_clip::parity::to_f32_vec(class_text_features(&l.clip, &lay, ctx, shape, tcfg.chunk));
+                        let a = accuracy(&f.data, &f.labels, f.dim, &w, s.classes.len());
+                        rows.push(ResultRow {
+                            lambda: Some(*lambda),
+                            seed: Some(*seed),
+                            top1: a.top1,
+                            top5: a.top5,
+                            mean_per_class: a.mean_per_class,
+                            n_images: a.n,
+                            n_failed: f.manifest.failed.len(),
+                            name_score,
+                            ..base_row(s.kind.name(), method)
+                        });
+                    }
                 }
+                curve = Some(crate::results::epoch_curve(&learned.manifest.loss_curve));
                 relevance = Some(crate::relevance_maps::before_after(
                     &l.clip,
                     &l.tok,
@@ -611,6 +630,7 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
             rows,
             failed_images: failed,
             relevance,
+            curve,
         };
         ntlb_clip::io::write_atomic(&run_path(cfg, &key), serde_json::to_string_pretty(&record)?.as_bytes())?;
         ran += 1;

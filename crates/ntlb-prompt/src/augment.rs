@@ -1,15 +1,19 @@
-//! CoOp's training augmentation: torchvision `RandomResizedCrop(n, scale=(0.08, 1),
-//! ratio=(3/4, 4/3), BICUBIC)` then `RandomHorizontalFlip`, then CLIP's normalisation.
+//! CoOp's training augmentation: torchvision `RandomResizedCrop(n, scale=(min_scale, 1),
+//! ratio=(3/4, 4/3), BICUBIC)` then `RandomHorizontalFlip`, then CLIP's normalisation. CoOp's
+//! `min_scale` is 0.08 ([`PAPER_MIN_SCALE`]).
 
 use ntlb_clip::preprocess::{crop, resize_bicubic, to_normalized_chw, Raster};
 use rand::Rng;
 
+/// The smallest crop area of CoOp's RandomResizedCrop, as a fraction of the picture.
+pub const PAPER_MIN_SCALE: f64 = 0.08;
+
 /// torchvision's `RandomResizedCrop.get_params`: (top, left, height, width).
-pub fn crop_params(rng: &mut impl Rng, width: usize, height: usize) -> (usize, usize, usize, usize) {
+pub fn crop_params(rng: &mut impl Rng, width: usize, height: usize, min_scale: f64) -> (usize, usize, usize, usize) {
     let area = (width * height) as f64;
     let (lr0, lr1) = ((3.0f64 / 4.0).ln(), (4.0f64 / 3.0).ln());
     for _ in 0..10 {
-        let target = area * rng.random_range(0.08..1.0);
+        let target = area * rng.random_range(min_scale..1.0);
         let ratio = rng.random_range(lr0..lr1).exp();
         let w = (target * ratio).sqrt().round() as usize;
         let h = (target / ratio).sqrt().round() as usize;
@@ -32,8 +36,8 @@ pub fn crop_params(rng: &mut impl Rng, width: usize, height: usize) -> (usize, u
 }
 
 /// One augmented view `[3, n, n]`, normalised.
-pub fn augment(img: &Raster, n: usize, rng: &mut impl Rng) -> Vec<f32> {
-    let (top, left, h, w) = crop_params(rng, img.width, img.height);
+pub fn augment(img: &Raster, n: usize, min_scale: f64, rng: &mut impl Rng) -> Vec<f32> {
+    let (top, left, h, w) = crop_params(rng, img.width, img.height, min_scale);
     let mut out = resize_bicubic(&crop(img, left, top, w, h), n, n);
     if rng.random_bool(0.5) {
         let c = out.channels;
@@ -58,7 +62,7 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         let (mut small, mut large) = (1.0f64, 0.0f64);
         for _ in 0..2000 {
-            let (t, l, h, w) = crop_params(&mut rng, 300, 200);
+            let (t, l, h, w) = crop_params(&mut rng, 300, 200, PAPER_MIN_SCALE);
             assert!(t + h <= 200 && l + w <= 300 && h > 0 && w > 0);
             let frac = (h * w) as f64 / 60000.0;
             small = small.min(frac);
@@ -78,9 +82,9 @@ mod tests {
             channels: 3,
             data: (0..3600).map(|v| (v % 251) as u8).collect(),
         };
-        let a = augment(&img, 16, &mut rand_chacha::ChaCha8Rng::seed_from_u64(9));
-        let b = augment(&img, 16, &mut rand_chacha::ChaCha8Rng::seed_from_u64(9));
-        let c = augment(&img, 16, &mut rand_chacha::ChaCha8Rng::seed_from_u64(10));
+        let a = augment(&img, 16, PAPER_MIN_SCALE, &mut rand_chacha::ChaCha8Rng::seed_from_u64(9));
+        let b = augment(&img, 16, PAPER_MIN_SCALE, &mut rand_chacha::ChaCha8Rng::seed_from_u64(9));
+        let c = augment(&img, 16, PAPER_MIN_SCALE, &mut rand_chacha::ChaCha8Rng::seed_from_u64(10));
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_eq!(a.len(), 3 * 16 * 16);

@@ -68,6 +68,8 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Classes per chunk of the objective (memory bound, not a setting of the method).
     pub chunk: usize,
+    /// Smallest RandomResizedCrop area (fraction of the picture); CoOp's is 0.08.
+    pub crop_min_scale: f64,
 }
 
 impl Default for TrainConfig {
@@ -79,6 +81,7 @@ impl Default for TrainConfig {
             shots: 1,
             seed: 1,
             chunk: 64,
+            crop_min_scale: crate::augment::PAPER_MIN_SCALE,
         }
     }
 }
@@ -299,8 +302,8 @@ pub fn train(
                 .map(|(&i, &sd)| -> Result<Vec<f32>> {
                     let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(sd);
                     Ok(match &pictures {
-                        Pictures::Cached(p) => augment(&p[i], n, &mut r),
-                        Pictures::OnDemand => augment(&load_rgb(&data[i].0)?, n, &mut r),
+                        Pictures::Cached(p) => augment(&p[i], n, cfg.crop_min_scale, &mut r),
+                        Pictures::OnDemand => augment(&load_rgb(&data[i].0)?, n, cfg.crop_min_scale, &mut r),
                     })
                 })
                 .collect::<Result<_>>()?;

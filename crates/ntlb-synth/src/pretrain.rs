@@ -44,8 +44,8 @@ impl Default for PretrainConfig {
     fn default() -> Self {
         PretrainConfig {
             seed: 7,
-            steps: 3000,
-            max_minutes: 18.0,
+            steps: 6000,
+            max_minutes: 25.0,
             lr: 1e-3,
             weight_decay: 0.05,
             warmup_steps: 100,

@@ -136,11 +136,4 @@ impl Canvas {
             image::Rgb(p.map(|v| v.clamp(0.0, 255.0) as u8))
         })
     }
-
-    pub fn to_gray(&self) -> image::GrayImage {
-        image::GrayImage::from_fn(self.w as u32, self.w as u32, |x, y| {
-            let p = self.px[y as usize * self.w + x as usize];
-            image::Luma([(0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]).clamp(0.0, 255.0) as u8])
-        })
-    }
 }

@@ -20,9 +20,9 @@ pub enum Domain {
     Photo,
     /// The same classes re-drawn with a new seed and mildly shifted parameters.
     V2,
-    /// Grayscale line drawings.
+    /// Coloured-pencil outlines on paper (fill, texture and background removed).
     Sketch,
-    /// Hard cases: clutter, distractors, occlusion, small or off-centre objects.
+    /// Hard cases: distractors sharing the colour or the shape of the true class, occlusion.
     Hard,
     /// Renditions: patterned fills, pastel palettes, cartoon outlines.
     Rendition,
@@ -68,10 +68,12 @@ pub fn draw(c: usize, domain: Domain, rng: &mut impl Rng) -> Canvas {
             cv
         }
         Domain::Sketch => {
-            let mut cv = Canvas::plain(SIDE, 245.0);
+            // A coloured-pencil line drawing on paper: the fill, the texture and the background
+            // are gone, the shape survives as an outline and the colour only as thin ink.
+            let mut cv = Canvas::plain(SIDE, rng.random_range(235.0..252.0));
             let p = Placement::random(rng, SIDE, (0.55, 0.85), 0.1);
-            let ink = rng.random_range(20.0..80.0);
-            cv.draw(s, &p, rng.random_range(0.12..0.22), |_, _| [ink; 3]);
+            let ink = jitter(rng, colour, 25.0);
+            cv.draw(s, &p, rng.random_range(0.12..0.22), |_, _| ink);
             for _ in 0..6 {
                 let (x, y) = (rng.random_range(0..SIDE), rng.random_range(0..SIDE));
                 cv.rect(x, y, x + 1, y + 1, [200.0; 3]);
@@ -79,21 +81,27 @@ pub fn draw(c: usize, domain: Domain, rng: &mut impl Rng) -> Canvas {
             cv
         }
         Domain::Hard => {
+            // Natural-adversarial scenes: every distractor shares one word of the true name
+            // (same colour and another shape, or same shape and another colour), so a classifier
+            // that reads only one word of the name is drawn to the distractors.
             let mut cv = Canvas::background(rng, SIDE, 0.95);
             for _ in 0..rng.random_range(2..4) {
-                let other = rng.random_range(0..n_classes());
-                let (ok, os) = class_parts(other);
-                let p = Placement::random(rng, SIDE, (0.2, 0.35), 0.35);
+                let (ok, os) = if rng.random_bool(0.5) {
+                    (k, (s + rng.random_range(1..SHAPES.len())) % SHAPES.len())
+                } else {
+                    ((k + rng.random_range(1..COLOURS.len())) % COLOURS.len(), s)
+                };
+                let p = Placement::random(rng, SIDE, (0.22, 0.36), 0.33);
                 let f = jitter(rng, COLOURS[ok].1, 20.0);
                 cv.draw(os, &p, 0.0, |_, _| f);
             }
-            let p = Placement::random(rng, SIDE, (0.3, 0.5), 0.25);
+            let p = Placement::random(rng, SIDE, (0.38, 0.55), 0.2);
             let fill = jitter(rng, colour, 25.0);
             cv.draw(s, &p, 0.0, |_, _| fill);
             // An occluding bar across part of the object.
             let y = (p.cy as usize).saturating_sub(2) + rng.random_range(0..4);
             let bar: [f32; 3] = std::array::from_fn(|_| rng.random_range(30.0..220.0));
-            cv.rect(0, y, SIDE, y + 3, bar);
+            cv.rect(0, y, SIDE, y + 2, bar);
             cv
         }
         Domain::Rendition => {
@@ -117,12 +125,20 @@ pub fn draw(c: usize, domain: Domain, rng: &mut impl Rng) -> Canvas {
     }
 }
 
-/// Captions of a photo of class `c` (the pretraining text), from a small grammar.
+/// Words of the captions' free-text preambles ("look at this ..."): they train the text
+/// tower's positions up to the length of a 16-token CoOp prompt without naming any class.
+const FILLER: [&str; 24] = [
+    "look", "at", "this", "here", "is", "my", "friend", "made", "we", "found", "today", "someone", "drew", "there", "on", "table", "see",
+    "new", "old", "nice", "just", "another", "our", "one",
+];
+
+/// Captions of a photo of class `c` (the pretraining text): half start with a preamble of up
+/// to 10 filler words, then one of 7 fixed sentence forms.
 pub fn caption(c: usize, rng: &mut impl Rng) -> String {
     let (k, s) = class_parts(c);
     let (col, shape) = (COLOURS[k].0, SHAPES[s]);
     let size = ["small", "large", "big", "little"][rng.random_range(0..4)];
-    match rng.random_range(0..7) {
+    let core = match rng.random_range(0..7) {
         0 => format!("a photo of a {col} {shape}."),
         1 => format!("a {col} {shape}."),
         2 => format!("a photo of the {size} {col} {shape}."),
@@ -130,14 +146,37 @@ pub fn caption(c: usize, rng: &mut impl Rng) -> String {
         4 => format!("the {shape} is {col}."),
         5 => format!("a {size} {col} {shape} in the picture."),
         _ => format!("an image of a {col} {shape}."),
+    };
+    if rng.random_bool(0.5) {
+        let n = rng.random_range(1..=10);
+        let pre: Vec<&str> = (0..n).map(|_| FILLER[rng.random_range(0..FILLER.len())]).collect();
+        format!("{} {core}", pre.join(" "))
+    } else {
+        core
     }
 }
+
+/// The demo's prompt templates: CLIP's 7-template ImageNet ensemble plus "a photo of a {}.".
+/// Three of them ("a photo of a", "the large", "the small") are sentence forms of the captions;
+/// the words of the others ("itap", "bad", "origami", "video game", "art") never occur in a
+/// caption, so their embeddings keep their random initialisation, as rare words do in CLIP.
+pub const TEMPLATES: [&str; 8] = [
+    "a photo of a {}.",
+    "itap of a {}.",
+    "a bad photo of the {}.",
+    "a origami {}.",
+    "a photo of the large {}.",
+    "a {} in a video game.",
+    "art of the {}.",
+    "a photo of the small {}.",
+];
 
 /// Every word the grammar and the prompts use (the tokenizer's training text).
 pub fn corpus() -> Vec<String> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let mut out: Vec<String> = (0..4000).map(|i| caption(i % n_classes(), &mut rng)).collect();
-    out.push("x x x x x x x x x x x x x x x x a photo of a sketch of a rendition of an origami a drawing of it this one there".into());
+    out.extend(TEMPLATES.iter().map(|t| t.replace("{}", "")));
+    out.push("x x x x x x x x x x x x x x x x a photo of a sketch of a rendition of an origami a drawing of it".into());
     out
 }
 
@@ -248,7 +287,7 @@ pub fn generate(root: &Path, spec: &WorldSpec) -> Result<usize> {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(*seed);
         let cv = draw(*c, *domain, &mut rng);
         if *png {
-            cv.to_gray().save(path)?;
+            cv.to_rgb().save(path)?;
         } else {
             write_jpeg(path, &cv)?;
         }
@@ -260,7 +299,8 @@ pub fn generate(root: &Path, spec: &WorldSpec) -> Result<usize> {
         let ids: String = subset(k).iter().map(|&c| format!("{}\n", class_id(c))).collect();
         std::fs::write(root.join(format!("{k}_wnids.txt")), ids)?;
     }
-    std::fs::write(root.join("templates.txt"), "a photo of a {}.\na {}.\nan image of a {}.\na picture of a {}.\na sketch of a {}.\na rendition of a {}.\nthe {}.\na photo of the {}.\n")?;
+    let templates: String = TEMPLATES.iter().map(|t| format!("{t}\n")).collect();
+    std::fs::write(root.join("templates.txt"), templates)?;
     std::fs::write(root.join("world.json"), serde_json::to_string_pretty(&spec)?)?;
     Ok(jobs.len())
 }

@@ -1,11 +1,11 @@
 //! `make regress` as a test: a short demo (zero-shot and CoOp seed 1 with λ = 0 and 1) on a
-//! freshly generated world with the committed tiny CLIP stays within tolerance of the
-//! committed baseline `results/baselines/demo.csv`.
+//! freshly generated world with the committed tiny CLIP passes every check of
+//! `ntlb_eval::regress::compare` against the committed baseline `results/baselines/demo.csv`.
 
 use std::path::PathBuf;
 
-use ntlb_eval::regress::{compare, read_baseline, DEFAULT_TOLERANCE};
-use ntlb_eval::sweep::{run_sweep, SweepConfig, SweepOptions};
+use ntlb_eval::regress::{compare, read_baseline, rerun, DEFAULT_TOLERANCES};
+use ntlb_eval::sweep::SweepConfig;
 use ntlb_synth::world::{generate, n_classes, WorldSpec};
 
 fn repo() -> PathBuf {
@@ -22,6 +22,12 @@ fn world_is_deterministic_and_readable() {
     let classes = ntlb_data::classes::ClassList::read(&a.path().join("classnames.tsv")).unwrap();
     assert_eq!(classes.len(), n_classes());
     assert!(classes.names.iter().all(|n| n.split(' ').count() == 2), "two-word class names");
+    // Each word of a name is shared by other classes: only the whole name identifies one.
+    for n in &classes.names {
+        for word in n.split(' ') {
+            assert!(classes.names.iter().filter(|m| m.split(' ').any(|w| w == word)).count() > 1, "{word} of {n}");
+        }
+    }
     assert!(n > 1500);
 }
 
@@ -45,21 +51,13 @@ fn short_demo_matches_the_committed_baseline() {
         );
     let path = tmp.path().join("demo.toml");
     std::fs::write(&path, text).unwrap();
-    let mut cfg = SweepConfig::read(&path).unwrap();
-    cfg.coop.as_mut().unwrap().seeds = vec![1];
-    run_sweep(
-        &cfg,
-        &SweepOptions {
-            shard: None,
-            dry_run: false,
-            progress: false,
-            max_jobs: None,
-        },
-    )
-    .unwrap();
-    let rerun = ntlb_eval::results::read_table(&cfg.results).unwrap();
+    let cfg = SweepConfig::read(&path).unwrap();
+    let rows = rerun(cfg, &[1], &[0.0, 1.0], false).unwrap();
     let baseline = read_baseline(&repo.join("results/baselines/demo.csv")).unwrap();
-    let problems = compare(&baseline, &rerun, DEFAULT_TOLERANCE);
-    assert!(problems.is_empty(), "{} rows moved:\n{}", problems.len(), problems.join("\n"));
-    assert!(rerun.iter().any(|r| r.method == "coop" && r.lambda == Some(1.0)));
+    let problems = compare(&baseline, &rows, DEFAULT_TOLERANCES);
+    assert!(problems.is_empty(), "{} checks failed:\n{}", problems.len(), problems.join("\n"));
+    for method in ["coop", "coop-init", "zero-shot", "zero-shot-ensemble-all"] {
+        assert!(rows.iter().any(|r| r.method == method), "the rerun has no {method} rows");
+    }
+    assert!(rows.iter().any(|r| r.method == "coop" && r.lambda == Some(1.0) && r.name_score.is_some()));
 }
