@@ -83,7 +83,10 @@ pub fn held_out_subset(labels: &[usize], per_class: usize) -> Vec<usize> {
 
 /// The paper's class-name score of the true class (max relevance over the class-name tokens
 /// of the end-of-text row), averaged over held-out images given by their normalised features
-/// `[N, dim]`, with context `ctx`. The same code path as the loss computes it.
+/// `[N, dim]`, with context `ctx`. Built from the loss's own pieces (pass 1, pass 2, the
+/// name mask), one class at a time against that class's images only: the score of a pair does
+/// not depend on the other classes, so this equals the true-class entries of
+/// `objective::step`'s scores at 1/C of its work.
 #[allow(clippy::too_many_arguments)]
 pub fn mean_name_score(
     clip: &Clip,
@@ -93,29 +96,27 @@ pub fn mean_name_score(
     feats: &[f32],
     labels: &[usize],
     dim: usize,
-    chunk: usize,
 ) -> Result<f64> {
-    use ntlb_prompt::objective::{step, LossConfig, StepOptions};
+    use ntlb_prompt::relevance::{attention_gradients, name_scores, relevance_rows};
     let device = clip.text.token_embedding.device();
-    let c = layout.n_classes();
-    let loss = LossConfig {
-        expl_weight: 0.0,
-        ..LossConfig::default()
-    };
-    let opts = StepOptions {
-        chunk,
-        want_scores: true,
-        want_rows: false,
-        want_grad: false,
-    };
+    let tau = clip.logit_scale_exp();
+    let ctx = Tensor::<2>::from_data(TensorData::new(ctx.to_vec(), ctx_shape), &device);
+    let mask = layout.name_mask();
     let mut sum = 0.0;
-    // Small batches: pass 1 of the relevance replicates every prompt once per image.
-    for part in (0..labels.len()).collect::<Vec<_>>().chunks(16) {
-        let x: Vec<f32> = part.iter().flat_map(|&i| feats[i * dim..(i + 1) * dim].to_vec()).collect();
-        let y: Vec<usize> = part.iter().map(|&i| labels[i]).collect();
-        let img = Tensor::<2>::from_data(TensorData::new(x, [part.len(), dim]), &device);
-        let r = step(clip, layout, ctx, ctx_shape, img, &y, &loss, &opts)?;
-        sum += y.iter().enumerate().map(|(b, &yb)| r.scores[b * c + yb] as f64).sum::<f64>();
+    for c in 0..layout.n_classes() {
+        let rows: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == c).collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let x: Vec<f32> = rows.iter().flat_map(|&i| feats[i * dim..(i + 1) * dim].to_vec()).collect();
+        let img = Tensor::<2>::from_data(TensorData::new(x, [rows.len(), dim]), &device);
+        let e = layout.eot[c];
+        let prompt = layout.assemble(clip, ctx.clone(), &[c], e + 1);
+        let grads = attention_gradients(clip, prompt.clone(), &[e], img, tau);
+        let out = clip.text.encode_embeddings(prompt, &[e], ntlb_clip::model::Probe::Record);
+        let r = relevance_rows(&out.attention, &grads, &[e], rows.len());
+        let s = ntlb_clip::parity::to_f32_vec(name_scores(r, &[mask[c].clone()], &device));
+        sum += s.iter().map(|&v| v as f64).sum::<f64>();
     }
     Ok(sum / labels.len().max(1) as f64)
 }

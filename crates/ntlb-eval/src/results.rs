@@ -226,3 +226,30 @@ pub fn merge(out: &Path, shards: &[PathBuf]) -> Result<usize> {
     }
     write_tables(out, None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ntlb_prompt::train::LossPoint;
+
+    fn p(epoch: usize, loss: f64, acc: f64) -> LossPoint {
+        LossPoint {
+            epoch,
+            step: 0,
+            lr: 0.1,
+            loss,
+            ce: loss / 2.0,
+            expl: -loss / 4.0,
+            acc,
+        }
+    }
+
+    #[test]
+    fn epoch_curve_averages_the_steps_of_each_epoch() {
+        let c = epoch_curve(&[p(1, 2.0, 50.0), p(1, 4.0, 100.0), p(2, 1.0, 0.0)]);
+        assert_eq!(c.len(), 2);
+        assert_eq!((c[0].epoch, c[0].loss, c[0].ce, c[0].expl, c[0].acc), (1, 3.0, 1.5, -0.75, 75.0));
+        assert_eq!((c[1].epoch, c[1].loss, c[1].acc), (2, 1.0, 0.0));
+        assert!(epoch_curve(&[]).is_empty());
+    }
+}

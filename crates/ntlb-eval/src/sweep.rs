@@ -569,7 +569,7 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
                     let x: Vec<f32> = rows.iter().flat_map(|&i| f.data[i * f.dim..(i + 1) * f.dim].to_vec()).collect();
                     let y: Vec<usize> = rows.iter().map(|&i| f.labels[i]).collect();
                     let measure = |ctx: &[f32]| {
-                        crate::relevance_maps::mean_name_score(&l.clip, &layout, ctx, shape, &x, &y, f.dim, tcfg.chunk)
+                        crate::relevance_maps::mean_name_score(&l.clip, &layout, ctx, shape, &x, &y, f.dim)
                     };
                     score_init = Some(measure(&initial)?);
                     score = Some(measure(&learned.ctx)?);

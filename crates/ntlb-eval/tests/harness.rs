@@ -198,4 +198,15 @@ fn sweep_resumes_after_a_kill_and_shards_merge_to_the_same_table() {
     }
     assert!(files.iter().any(|f| f.ends_with("relevance_before_after.png")));
     assert!(files.iter().any(|f| f.ends_with("tiny_accuracy_vs_lambda.svg")));
+    assert!(files.iter().any(|f| f.ends_with("tiny_name_score_vs_lambda.png")));
+    assert!(files.iter().any(|f| f.ends_with("tiny_training_curves.png")));
+    // Every CoOp run reports its start and its class-name score before and after training.
+    for method in ["coop", "coop-init"] {
+        assert!(reference
+            .iter()
+            .filter(|r| r.method == method)
+            .all(|r| r.name_score.is_some_and(|s| (0.0..=1.0).contains(&s))));
+    }
+    let summary = std::fs::read_to_string(tmp.path().join("report/summary.md")).unwrap();
+    assert!(summary.contains("class-name score") && summary.contains("trained − start"), "{summary}");
 }
