@@ -21,7 +21,7 @@ use rand_distr::{Distribution, Normal};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::world::{caption, class_name, draw, n_classes, Domain};
+use crate::world::{caption, class_name, draw, n_classes, pretraining_domain, Domain};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -45,7 +45,7 @@ impl Default for PretrainConfig {
         PretrainConfig {
             seed: 7,
             steps: 6000,
-            max_minutes: 25.0,
+            max_minutes: 40.0,
             lr: 1e-3,
             weight_decay: 0.05,
             warmup_steps: 100,
@@ -237,12 +237,14 @@ pub fn pretrain(out: &Path, cfg: &PretrainConfig, mut log: impl FnMut(&CurvePoin
         let mut classes: Vec<usize> = (0..b).collect();
         classes.shuffle(&mut rng);
         let seeds: Vec<u64> = classes.iter().map(|_| rng.random()).collect();
+        let styles: Vec<Domain> = classes.iter().map(|_| pretraining_domain(&mut rng)).collect();
         let px: Vec<f32> = classes
             .par_iter()
             .zip(&seeds)
-            .flat_map(|(&c, &s)| picture_tensor(c, Domain::Photo, &mut rand_chacha::ChaCha8Rng::seed_from_u64(s)))
+            .zip(&styles)
+            .flat_map(|((&c, &s), &d)| picture_tensor(c, d, &mut rand_chacha::ChaCha8Rng::seed_from_u64(s)))
             .collect();
-        let caps: Vec<String> = classes.iter().map(|&c| caption(c, &mut rng)).collect();
+        let caps: Vec<String> = classes.iter().zip(&styles).map(|(&c, &d)| caption(c, d, &mut rng)).collect();
         let toks = tok.tokenize_all(&caps, true)?;
         let ids: Vec<Vec<u32>> = toks.iter().map(|t| t.ids.clone()).collect();
         let eot: Vec<usize> = toks.iter().map(|t| t.eot).collect();

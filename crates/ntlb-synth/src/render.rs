@@ -122,6 +122,32 @@ impl Canvas {
         }
     }
 
+    /// Three passes of a box blur of radius `r` (close to a Gaussian), edges clamped.
+    pub fn blur(&mut self, r: usize) {
+        let w = self.w;
+        for _ in 0..3 {
+            for horizontal in [true, false] {
+                let src = self.px.clone();
+                for y in 0..w {
+                    for x in 0..w {
+                        let mut acc = [0.0f32; 3];
+                        for d in 0..=2 * r {
+                            let o = (d as isize - r as isize).clamp(-(w as isize), w as isize);
+                            let (sx, sy) = if horizontal {
+                                ((x as isize + o).clamp(0, w as isize - 1) as usize, y)
+                            } else {
+                                (x, (y as isize + o).clamp(0, w as isize - 1) as usize)
+                            };
+                            let p = src[sy * w + sx];
+                            (0..3).for_each(|k| acc[k] += p[k]);
+                        }
+                        self.px[y * w + x] = acc.map(|v| v / (2 * r + 1) as f32);
+                    }
+                }
+            }
+        }
+    }
+
     pub fn rect(&mut self, x0: usize, y0: usize, x1: usize, y1: usize, colour: [f32; 3]) {
         for y in y0.min(self.w)..y1.min(self.w) {
             for x in x0.min(self.w)..x1.min(self.w) {

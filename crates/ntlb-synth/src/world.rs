@@ -26,6 +26,12 @@ pub enum Domain {
     Hard,
     /// Renditions: patterned fills, pastel palettes, cartoon outlines.
     Rendition,
+    /// Pretraining only: heavily blurred photos ("a bad photo of ..."): the colour shows, the
+    /// shape does not.
+    Blurry,
+    /// Pretraining only: grey pencil outlines ("a sketch of ..."): the shape shows, the colour
+    /// does not.
+    PencilSketch,
 }
 
 pub fn n_classes() -> usize {
@@ -55,6 +61,18 @@ pub fn draw(c: usize, domain: Domain, rng: &mut impl Rng) -> Canvas {
     let (k, s) = class_parts(c);
     let colour = COLOURS[k].1;
     match domain {
+        Domain::Blurry => {
+            let mut cv = draw(c, Domain::Photo, rng);
+            cv.blur(rng.random_range(5..8));
+            cv
+        }
+        Domain::PencilSketch => {
+            let mut cv = Canvas::plain(SIDE, rng.random_range(225.0..250.0));
+            let p = Placement::random(rng, SIDE, (0.55, 0.85), 0.1);
+            let ink = rng.random_range(30.0..110.0);
+            cv.draw(s, &p, rng.random_range(0.12..0.22), |_, _| [ink; 3]);
+            cv
+        }
         Domain::Photo | Domain::V2 => {
             let (bright, scale, jit, cj) = if domain == Domain::Photo {
                 (1.0, (0.55, 0.85), 0.12, 18.0)
@@ -132,11 +150,31 @@ const FILLER: [&str; 24] = [
     "new", "old", "nice", "just", "another", "our", "one",
 ];
 
-/// Captions of a photo of class `c` (the pretraining text): half start with a preamble of up
-/// to 10 filler words, then one of 7 fixed sentence forms.
-pub fn caption(c: usize, rng: &mut impl Rng) -> String {
+/// Captions of a picture of class `c` in `domain` (the pretraining text). Photos: half start
+/// with a preamble of up to 10 filler words, then one of 7 fixed sentence forms. Blurred photos
+/// and pencil sketches are captioned as the web captions them ("a bad photo of the ...", "a
+/// sketch of a ..."), with the whole class name although the picture shows only half of it:
+/// after those words the text encoder learns that one word of the name carries nothing.
+pub fn caption(c: usize, domain: Domain, rng: &mut impl Rng) -> String {
     let (k, s) = class_parts(c);
     let (col, shape) = (COLOURS[k].0, SHAPES[s]);
+    match domain {
+        Domain::Blurry => {
+            return match rng.random_range(0..3) {
+                0 => format!("a bad photo of the {col} {shape}."),
+                1 => format!("a blurry photo of a {col} {shape}."),
+                _ => format!("a low resolution photo of the {col} {shape}."),
+            }
+        }
+        Domain::PencilSketch => {
+            return match rng.random_range(0..3) {
+                0 => format!("a sketch of a {col} {shape}."),
+                1 => format!("a drawing of the {col} {shape}."),
+                _ => format!("a pencil sketch of a {col} {shape}."),
+            }
+        }
+        _ => {}
+    }
     let size = ["small", "large", "big", "little"][rng.random_range(0..4)];
     let core = match rng.random_range(0..7) {
         0 => format!("a photo of a {col} {shape}."),
@@ -156,16 +194,27 @@ pub fn caption(c: usize, rng: &mut impl Rng) -> String {
     }
 }
 
-/// The demo's prompt templates: CLIP's 7-template ImageNet ensemble plus "a photo of a {}.".
-/// Three of them ("a photo of a", "the large", "the small") are sentence forms of the captions;
-/// the words of the others ("itap", "bad", "origami", "video game", "art") never occur in a
-/// caption, so their embeddings keep their random initialisation, as rare words do in CLIP.
+/// The style of a pretraining picture: mostly photos, some blurred photos and pencil sketches.
+pub fn pretraining_domain(rng: &mut impl Rng) -> Domain {
+    match rng.random_range(0..20) {
+        0..=2 => Domain::Blurry,
+        3..=5 => Domain::PencilSketch,
+        _ => Domain::Photo,
+    }
+}
+
+/// The demo's prompt templates: "a photo of a {}." (CoOp's and CLIP's default) and seven of
+/// CLIP's ImageNet templates (six of its 7-template ensemble and "a sketch of a {}." from its
+/// 80). Three are sentence forms of the pretraining captions of photos ("a photo of a", "the
+/// small"), two of blurred photos and sketches ("a bad photo of the", "a sketch of a"), and
+/// the words of the others ("itap", "origami", "video game", "art") never occur in a caption:
+/// their embeddings keep their random initialisation, as rare words do in CLIP.
 pub const TEMPLATES: [&str; 8] = [
     "a photo of a {}.",
     "itap of a {}.",
     "a bad photo of the {}.",
     "a origami {}.",
-    "a photo of the large {}.",
+    "a sketch of a {}.",
     "a {} in a video game.",
     "art of the {}.",
     "a photo of the small {}.",
@@ -174,7 +223,12 @@ pub const TEMPLATES: [&str; 8] = [
 /// Every word the grammar and the prompts use (the tokenizer's training text).
 pub fn corpus() -> Vec<String> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-    let mut out: Vec<String> = (0..4000).map(|i| caption(i % n_classes(), &mut rng)).collect();
+    let mut out: Vec<String> = (0..4000)
+        .map(|i| {
+            let d = pretraining_domain(&mut rng);
+            caption(i % n_classes(), d, &mut rng)
+        })
+        .collect();
     out.extend(TEMPLATES.iter().map(|t| t.replace("{}", "")));
     out.push("x x x x x x x x x x x x x x x x a photo of a sketch of a rendition of an origami a drawing of it".into());
     out
