@@ -8,6 +8,16 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
 pub fn write_tensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<()> {
+    write_tensors_with_metadata(path, tensors, None)
+}
+
+/// Tensors and string metadata in one file, written atomically: a reader sees both from the
+/// same write or neither (what a resumable checkpoint needs).
+pub fn write_tensors_with_metadata(
+    path: &Path,
+    tensors: &[(String, Vec<usize>, Vec<f32>)],
+    metadata: Option<std::collections::HashMap<String, String>>,
+) -> Result<()> {
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(n, s, d)| (n.clone(), s.clone(), d.iter().flat_map(|v| v.to_le_bytes()).collect()))
@@ -16,7 +26,7 @@ pub fn write_tensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) ->
         .iter()
         .map(|(n, s, d)| Ok((n.clone(), TensorView::new(Dtype::F32, s.clone(), d)?)))
         .collect::<Result<_, safetensors::SafeTensorError>>()?;
-    let out = safetensors::serialize(views, None)?;
+    let out = safetensors::serialize(views, metadata)?;
     ntlb_clip::io::write_atomic(path, &out).with_context(|| format!("writing {}", path.display()))
 }
 
@@ -24,7 +34,14 @@ pub fn write_tensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) ->
 pub type NamedTensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
 
 pub fn read_tensors(path: &Path) -> Result<NamedTensors> {
+    Ok(read_tensors_with_metadata(path)?.0)
+}
+
+/// The tensors and the file's string metadata (empty when it has none).
+pub fn read_tensors_with_metadata(path: &Path) -> Result<(NamedTensors, std::collections::HashMap<String, String>)> {
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let (_, header) = SafeTensors::read_metadata(&bytes).with_context(|| format!("{}: not a safetensors file", path.display()))?;
+    let metadata = header.metadata().clone().unwrap_or_default();
     let st = SafeTensors::deserialize(&bytes).with_context(|| format!("{}: not a safetensors file", path.display()))?;
     let mut out = BTreeMap::new();
     for (name, v) in st.tensors() {
@@ -38,5 +55,5 @@ pub fn read_tensors(path: &Path) -> Result<NamedTensors> {
             .collect();
         out.insert(name.to_string(), (v.shape().to_vec(), data));
     }
-    Ok(out)
+    Ok((out, metadata))
 }

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::augment::augment;
 use crate::objective::{step, LossConfig, StepOptions};
 use crate::prompt::{PromptConfig, PromptLayout};
-use crate::store::{read_tensors, write_tensors};
+use crate::store::{read_tensors, read_tensors_with_metadata, write_tensors, write_tensors_with_metadata};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -136,23 +136,51 @@ pub struct LearnedPrompt {
 
 pub const PROMPT_FILE: &str = "prompt.safetensors";
 pub const MANIFEST_FILE: &str = "manifest.json";
+/// The resumable state: context, momentum and the manifest (epoch counter, curve) in ONE
+/// file, so a kill can never pair the tensors of one epoch with the counters of another.
 const STATE_FILE: &str = "state.safetensors";
-const STATE_MANIFEST: &str = "state.json";
+const STATE_KEY: &str = "manifest";
 
 impl LearnedPrompt {
     /// Write `prompt.safetensors` + `manifest.json` (or the resumable state) atomically.
     fn write(&self, dir: &Path, tensors_file: &str, manifest_file: &str) -> Result<()> {
-        let mut tensors = vec![("ctx".to_string(), self.manifest.ctx_shape.to_vec(), self.ctx.clone())];
-        if let Some(m) = &self.momentum {
-            tensors.push(("momentum".to_string(), self.manifest.ctx_shape.to_vec(), m.clone()));
-        }
-        write_tensors(&dir.join(tensors_file), &tensors)?;
+        write_tensors(&dir.join(tensors_file), &self.tensors())?;
         ntlb_clip::io::write_atomic(&dir.join(manifest_file), serde_json::to_string_pretty(&self.manifest)?.as_bytes())?;
         Ok(())
     }
 
     pub fn save(&self, dir: &Path) -> Result<()> {
         self.write(dir, PROMPT_FILE, MANIFEST_FILE)
+    }
+
+    fn tensors(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+        let mut tensors = vec![("ctx".to_string(), self.manifest.ctx_shape.to_vec(), self.ctx.clone())];
+        if let Some(m) = &self.momentum {
+            tensors.push(("momentum".to_string(), self.manifest.ctx_shape.to_vec(), m.clone()));
+        }
+        tensors
+    }
+
+    /// Write the resumable state as one atomic file.
+    fn write_state(&self, dir: &Path) -> Result<()> {
+        let meta = std::collections::HashMap::from([(STATE_KEY.to_string(), serde_json::to_string(&self.manifest)?)]);
+        write_tensors_with_metadata(&dir.join(STATE_FILE), &self.tensors(), Some(meta))
+    }
+
+    fn read_state(dir: &Path) -> Result<LearnedPrompt> {
+        let path = dir.join(STATE_FILE);
+        let (mut tensors, meta) = read_tensors_with_metadata(&path)?;
+        let manifest: Manifest = serde_json::from_str(
+            meta.get(STATE_KEY)
+                .with_context(|| format!("{}: no `{STATE_KEY}` in its metadata (not a resumable state)", path.display()))?,
+        )
+        .with_context(|| format!("{}: not a prompt manifest", path.display()))?;
+        let (shape, ctx) = tensors.remove("ctx").with_context(|| format!("{}: no `ctx` tensor", path.display()))?;
+        if shape != manifest.ctx_shape.to_vec() {
+            bail!("{}: ctx has shape {shape:?}, manifest says {:?}", path.display(), manifest.ctx_shape);
+        }
+        let momentum = tensors.remove("momentum").map(|(_, m)| m);
+        Ok(LearnedPrompt { ctx, momentum, manifest })
     }
 
     fn read(dir: &Path, tensors_file: &str, manifest_file: &str) -> Result<LearnedPrompt> {
@@ -242,8 +270,8 @@ pub fn train(
     let n = clip.config.vision.image_resolution();
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
 
-    let mut state = if out.join(STATE_MANIFEST).exists() {
-        let s = LearnedPrompt::read(out, STATE_FILE, STATE_MANIFEST)?;
+    let mut state = if out.join(STATE_FILE).exists() {
+        let s = LearnedPrompt::read_state(out)?;
         if s.manifest.config != *cfg || s.manifest.classes != classes || s.manifest.ctx_shape != ctx_shape {
             bail!(
                 "{}: holds a run with another configuration or class list; use a new output folder",
@@ -359,7 +387,7 @@ pub fn train(
             state.manifest.loss_curve.push(point);
         }
         state.manifest.epochs_done = epoch + 1;
-        state.write(out, STATE_FILE, STATE_MANIFEST)?;
+        state.write_state(out)?;
     }
     if state.manifest.epochs_done == cfg.optim.epochs {
         let done = LearnedPrompt {
