@@ -97,6 +97,9 @@ echo "slurm up in $(echo "$(date +%s.%N) - $t0" | bc) s: $(sinfo -h -o '%P %D %T
 # with λ = 0 and λ = 1 (three jobs), two epochs instead of fifty.
 W=$B/work
 "$NTLB" generate-synth --out "$W/synth" >/dev/null
+# One unreadable image: both runs must count it, and the batch log must name it.
+valdir=$(find "$W/synth/imagenet" -mindepth 3 -maxdepth 3 -type d -path '*/val/*' | sort | head -1)
+printf 'not a jpeg' >"$valdir/zz_unreadable.JPEG"
 sed -e "s|^results = .*|results = \"$W/single\"|" \
   -e "s|^data_root = .*|data_root = \"$W/synth\"|" \
   -e "s|^checkpoint_root = .*|checkpoint_root = \"$repo/models\"|" \
@@ -131,10 +134,13 @@ done
 # Every task ran its own shard, each of the three jobs exactly once.
 shards=$(grep -ho '^shard [0-9]* of 3' "$W"/logs/sweep-*.out | sort | tr '\n' ',')
 [ "$shards" = "shard 0 of 3,shard 1 of 3,shard 2 of 3," ] || { echo "FAIL: shards seen: $shards" >&2; fail=1; }
+# Batch logs: plain progress lines (items/s, ETA) and the unreadable image named.
+grep -q 'items/s, elapsed .*, ETA' "$W"/logs/sweep-*.out || { echo "FAIL: no plain progress line in the task logs" >&2; fail=1; }
+grep -q 'skipping unreadable image: .*zz_unreadable.JPEG' "$W"/logs/sweep-*.out || { echo "FAIL: the unreadable image is not named in a task log" >&2; fail=1; }
 # One encoding per dataset across the three tasks (they share the cache).
 enc=$(wc -l <"$W/cluster/cache/encodings.log")
 uniq_enc=$(cut -d' ' -f1 "$W/cluster/cache/encodings.log" | sort -u | wc -l)
-echo "encodings in the shared cache: $enc lines, $uniq_enc distinct datasets; by pid: $(awk '{print $4}' "$W/cluster/cache/encodings.log" | sort | uniq -c | tr -s ' ' | tr '\n' ';')"
+echo "encodings in the shared cache: $enc lines, $uniq_enc distinct datasets; by pid: $(awk '{print $5}' "$W/cluster/cache/encodings.log" | sort | uniq -c | tr -s ' ' | tr '\n' ';')"
 [ "$enc" = 5 ] && [ "$uniq_enc" = 5 ] || { echo "FAIL: expected each of 5 datasets encoded once" >&2; cat "$W/cluster/cache/encodings.log" >&2; fail=1; }
 # The merged table equals the single-machine table row for row (same keys, same numbers).
 sort "$W/single/results.csv" >"$W/single.sorted"
