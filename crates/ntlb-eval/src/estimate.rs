@@ -2,7 +2,7 @@
 //! image encodings once per (model, dataset) as the shared cache does them, and the Slurm
 //! array to submit.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use ntlb_clip::config::VisionConfig;
 use ntlb_clip::ClipConfig;
@@ -79,9 +79,9 @@ pub struct Workload<'a> {
     pub train_classes: usize,
 }
 
-/// TFLOP of every job to run, grouped by model.
-pub fn estimate(jobs: &[&Job], w: &Workload) -> BTreeMap<String, ModelCost> {
-    let mut out: BTreeMap<String, ModelCost> = BTreeMap::new();
+/// TFLOP of every job to run, grouped by model (in plan order).
+pub fn estimate(jobs: &[&Job], w: &Workload) -> Vec<(String, ModelCost)> {
+    let mut out: Vec<(String, ModelCost)> = Vec::new();
     let mut encoded: BTreeSet<String> = BTreeSet::new();
     let fallback = ClipConfig::preset("ViT-B/32").expect("preset");
     for j in jobs {
@@ -134,7 +134,10 @@ pub fn estimate(jobs: &[&Job], w: &Workload) -> BTreeMap<String, ModelCost> {
                 t += distinct_lists.iter().sum::<usize>() as f64 * f_txt(PROMPT_TOKENS) + score(1.0);
             }
         }
-        let entry = out.entry(m.name.clone()).or_default();
+        if out.last().is_none_or(|(n, _)| *n != m.name) {
+            out.push((m.name.clone(), ModelCost::default()));
+        }
+        let entry = &mut out.last_mut().expect("pushed").1;
         entry.jobs += 1;
         entry.tflop += t / 1e12;
         entry.max_job_tflop = entry.max_job_tflop.max(t / 1e12);

@@ -407,7 +407,7 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
             cfg.name,
             jobs.len(),
             mine.len(),
-            todo.len()
+            if keys.is_some() { todo.len() } else { mine.len() }
         );
         println!("results folder: {}", cfg.results.display());
         for (i, j) in &mine {
