@@ -151,6 +151,7 @@ fn write_cached(dir: &Path, f: &Features) -> Result<()> {
 }
 
 /// Features, or who is encoding them right now.
+#[allow(clippy::large_enum_variant)] // one per dataset and try: boxing buys nothing
 pub enum Attempt {
     Ready(Features),
     Busy { holder: String },
