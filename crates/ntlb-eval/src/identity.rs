@@ -90,6 +90,21 @@ pub fn eval_set_identity(set: &EvalSet) -> Result<String> {
     Ok(hex(h))
 }
 
+/// SHA-256 of a checkpoint, hashed once per process (the plan's keys and the model load both
+/// need it; a checkpoint is hundreds of MB on a shared file system). Keyed by path, size and
+/// mtime, so a file replaced in place is hashed again.
+pub fn checkpoint_sha256(path: &Path) -> Result<String> {
+    static MEMO: std::sync::Mutex<Option<HashMap<(PathBuf, u64, Option<std::time::SystemTime>), String>>> = std::sync::Mutex::new(None);
+    let meta = std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let k = (path.to_path_buf(), meta.len(), meta.modified().ok());
+    if let Some(h) = MEMO.lock().expect("memo").get_or_insert_with(HashMap::new).get(&k) {
+        return Ok(h.clone());
+    }
+    let h = ntlb_clip::io::sha256_file(path).with_context(|| format!("{}: cannot hash", path.display()))?;
+    MEMO.lock().expect("memo").get_or_insert_with(HashMap::new).insert(k, h.clone());
+    Ok(h)
+}
+
 /// The checkpoint file of a model entry (a Hugging Face folder holds `model.safetensors`).
 pub fn weights_file(m: &ModelEntry) -> PathBuf {
     if m.path.is_dir() {
@@ -150,7 +165,7 @@ impl SweepIdentity {
         let mut models = HashMap::new();
         for m in &cfg.models {
             let w = weights_file(m);
-            let mut id = ntlb_clip::io::sha256_file(&w).with_context(|| format!("model `{}`: {}", m.name, w.display()))?;
+            let mut id = checkpoint_sha256(&w).with_context(|| format!("model `{}`", m.name))?;
             if let Some(t) = &m.tokenizer {
                 id += "+";
                 id += &ntlb_clip::io::sha256_file(t).with_context(|| format!("model `{}`: {}", m.name, t.display()))?;

@@ -326,12 +326,7 @@ struct Loaded {
 fn load_model(m: &ModelEntry, device: &burn::tensor::Device) -> Result<Loaded> {
     let clip = Clip::load(&m.path, None, device).with_context(|| format!("model `{}`", m.name))?;
     let tok = ClipTokenizer::for_model(&m.path, m.tokenizer.as_deref()).with_context(|| format!("model `{}`", m.name))?;
-    let weights = if m.path.is_dir() {
-        m.path.join("model.safetensors")
-    } else {
-        m.path.clone()
-    };
-    let sha = ntlb_clip::io::sha256_file(&weights)?;
+    let sha = crate::identity::checkpoint_sha256(&crate::identity::weights_file(m))?;
     Ok(Loaded { clip, tok, sha })
 }
 
