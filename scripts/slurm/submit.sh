@@ -5,7 +5,7 @@
 #   scripts/slurm/submit.sh configs/imagenet-full.toml --data /data --checkpoints /ckpt --device cuda
 #
 # Environment: NTLB (binary), RESULTS (default: the config's), CACHE (default RESULTS/cache),
-# LOGS (default RESULTS/logs), SBATCH_ARGS (extra sbatch options for the array, e.g. a
+# LOGS (default RESULTS/logs), ARRAY_START (first task id, default 0), SBATCH_ARGS (extra sbatch options for the array, e.g. a
 # partition or account), MERGE_SBATCH_ARGS.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -22,7 +22,8 @@ CACHE=${CACHE:-$RESULTS/cache}
 LOGS=${LOGS:-$RESULTS/logs}
 mkdir -p "$LOGS"
 # shellcheck disable=SC2086
-array=$(sbatch --parsable --array=0-$((n - 1)) -o "$LOGS/sweep-%A_%a.out" ${SBATCH_ARGS:-} \
+first=${ARRAY_START:-0}
+array=$(sbatch --parsable --array=$first-$((first + n - 1)) -o "$LOGS/sweep-%A_%a.out" ${SBATCH_ARGS:-} \
   "$here/sweep-array.sbatch" "$CONFIG" "$@" --results "$RESULTS" --cache "$CACHE")
 array=${array%%;*}
 # shellcheck disable=SC2086

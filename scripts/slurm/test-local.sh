@@ -114,7 +114,8 @@ t0=$(date +%s)
 echo "single-machine run: $(($(date +%s) - t0)) s"
 
 t0=$(date +%s)
-RESULTS=$W/cluster LOGS=$W/logs SBATCH_ARGS="--gres=none --cpus-per-task=1 --mem=500M --time=00:30:00" \
+# --array=1-3: task ids start at 1, as on many clusters; shard = ID − MIN.
+ARRAY_START=1 RESULTS=$W/cluster LOGS=$W/logs SBATCH_ARGS="--gres=none --cpus-per-task=1 --mem=500M --time=00:30:00" \
   MERGE_SBATCH_ARGS="--cpus-per-task=1 --mem=500M" \
   scripts/slurm/submit.sh "$W/sweep.toml" --log-every 5 | tee "$W/submit.out"
 eval "$(grep '^ARRAY_JOB=' "$W/submit.out")"
@@ -153,6 +154,18 @@ else
   diff "$W/single.sorted" "$W/cluster.sorted" | head -20 >&2
   fail=1
 fi
+# A failing array (data not mounted) must cancel its merge job, not leave it pending.
+RESULTS=$W/bad LOGS=$W/bad-logs SBATCH_ARGS="--gres=none --cpus-per-task=1 --mem=500M --time=00:05:00" \
+  MERGE_SBATCH_ARGS="--cpus-per-task=1 --mem=500M" \
+  scripts/slurm/submit.sh "$W/sweep.toml" --data "$W/not-mounted" >"$W/submit-bad.out"
+eval "$(grep '^ARRAY_JOB=' "$W/submit-bad.out")"
+for _ in $(seq 120); do
+  [ -z "$(squeue -h -j "$ARRAY_JOB,$MERGE_JOB" 2>/dev/null)" ] && break
+  sleep 1
+done
+echo "failing array $ARRAY_JOB: merge job $MERGE_JOB $(state "$MERGE_JOB" JobState) ($(state "$MERGE_JOB" Reason))"
+[ "$(state "$MERGE_JOB" JobState)" = CANCELLED ] || { echo "FAIL: the merge job of a failed array was not cancelled" >&2; fail=1; }
+grep -q 'not-mounted' "$W"/bad-logs/sweep-*.out || { echo "FAIL: the failed tasks' logs do not name the missing folder" >&2; fail=1; }
 if [ "$fail" = 0 ]; then echo "PASS"; else
   echo "logs:" >&2
   tail -n 20 "$W"/logs/*.out >&2
