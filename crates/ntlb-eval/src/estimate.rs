@@ -150,6 +150,50 @@ pub fn estimate(jobs: &[&Job], w: &Workload) -> Vec<(String, ModelCost)> {
 mod tests {
     use super::*;
 
+    fn zero_shot(model: &str, templates: &std::path::Path) -> Job {
+        Job::ZeroShot {
+            model: ModelEntry {
+                name: model.into(),
+                path: format!("{model}.safetensors").into(),
+                tokenizer: None,
+            },
+            zero_shot: crate::sweep::ZeroShotSweep {
+                templates: templates.to_path_buf(),
+                per_template: true,
+                ensembles: Default::default(),
+            },
+        }
+    }
+
+    #[test]
+    fn zero_shot_cost_follows_template_count_and_model_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let (t2, t8) = (dir.path().join("t2.txt"), dir.path().join("t8.txt"));
+        std::fs::write(&t2, "a {}.\nthe {}.\n").unwrap();
+        std::fs::write(&t8, (0..8).map(|i| format!("photo {i} of a {{}}.\n")).collect::<String>()).unwrap();
+        let w = Workload {
+            images: &[50_000, 7_500],
+            classes: &[1000, 200],
+            train_classes: 1000,
+        };
+        let cost = |jobs: &[&Job]| estimate(jobs, &w).iter().map(|(_, c)| c.tflop).sum::<f64>();
+        let (b32_2, b32_8) = (zero_shot("ViT-B/32", &t2), zero_shot("ViT-B/32", &t8));
+        let images = 57_500.0 * 2.0 * image_macs(&ClipConfig::preset("ViT-B/32").unwrap()) as f64 / 1e12;
+        let per_template = (cost(&[&b32_8]) - cost(&[&b32_2])) / 6.0;
+        assert!(per_template > 0.0);
+        assert!(
+            (cost(&[&b32_2]) - images - 2.0 * per_template).abs() < 1e-6 * images,
+            "images + templates"
+        );
+        // A second job of the same model reuses the cached features: no second image pass.
+        assert!((cost(&[&b32_2, &b32_8]) - cost(&[&b32_2]) - 8.0 * per_template).abs() < 1e-6 * images);
+        // ViT-B/16 images cost ~4× B/32; an unknown model is costed as B/32 and flagged.
+        let b16 = zero_shot("ViT-B/16", &t2);
+        assert!(cost(&[&b16]) > 3.5 * images);
+        let odd = estimate(&[&zero_shot("my-model", &t2)], &w);
+        assert!(odd[0].1.assumed && !estimate(&[&b16], &w)[0].1.assumed);
+    }
+
     #[test]
     fn resnet_sizes_follow_depth_and_vit_b16_costs_about_four_b32() {
         let rn50 = image_macs(&ClipConfig::preset("RN50").unwrap()) as f64 / 1e9;
