@@ -94,7 +94,8 @@ pub fn eval_set_identity(set: &EvalSet) -> Result<String> {
 /// need it; a checkpoint is hundreds of MB on a shared file system). Keyed by path, size and
 /// mtime, so a file replaced in place is hashed again.
 pub fn checkpoint_sha256(path: &Path) -> Result<String> {
-    static MEMO: std::sync::Mutex<Option<HashMap<(PathBuf, u64, Option<std::time::SystemTime>), String>>> = std::sync::Mutex::new(None);
+    type FileStamp = (PathBuf, u64, Option<std::time::SystemTime>);
+    static MEMO: std::sync::Mutex<Option<HashMap<FileStamp, String>>> = std::sync::Mutex::new(None);
     let meta = std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
     let k = (path.to_path_buf(), meta.len(), meta.modified().ok());
     if let Some(h) = MEMO.lock().expect("memo").get_or_insert_with(HashMap::new).get(&k) {
