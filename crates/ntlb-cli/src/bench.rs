@@ -15,6 +15,8 @@ pub enum BenchCommand {
     TrainStep(TrainStepArgs),
     /// Images/s from JPEG files to features, and of decode + resize alone, with Pillow alongside.
     Pipeline(PipelineArgs),
+    /// Seconds per template to score cached features (host loop vs device matmul + ranks).
+    ZeroShot(crate::bench_zeroshot::ZeroShotArgs),
 }
 
 #[derive(clap::Args)]
@@ -100,6 +102,7 @@ pub fn run(cmd: BenchCommand) -> Result<i32> {
         BenchCommand::Encode(a) => encode(a),
         BenchCommand::TrainStep(a) => train_step(a),
         BenchCommand::Pipeline(a) => pipeline(a),
+        BenchCommand::ZeroShot(a) => crate::bench_zeroshot::zero_shot(a),
     }
 }
 
@@ -447,7 +450,16 @@ fn pipeline(a: PipelineArgs) -> Result<i32> {
         empty_classes: vec![],
     };
     let t = Instant::now();
-    ntlb_eval::features::dataset_features(&clip, &set, "bench", None, a.batch, true, false)?;
+    ntlb_eval::features::dataset_features(
+        &clip,
+        &set,
+        "bench",
+        &ntlb_eval::identity::Numerics::from_config(&a.device, "f32")?,
+        None,
+        a.batch,
+        true,
+        false,
+    )?;
     let end_to_end = n / t.elapsed().as_secs_f64();
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench_preprocess.py");
     let mut list = tmp.join("files.txt");

@@ -1,6 +1,7 @@
 //! `ntlb`: CLIP explainability-aided prompt learning, benchmarked.
 
 mod bench;
+mod bench_zeroshot;
 mod explain;
 mod parity;
 mod sweep;

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use ntlb_eval::sweep::{parse_shard, run_sweep, SweepConfig, SweepOptions};
+use ntlb_eval::shard::{parse_shard_arg, resolve};
+use ntlb_eval::sweep::{run_sweep, SweepConfig, SweepOptions};
 
 #[derive(clap::Args)]
 pub struct SweepArgs {
@@ -12,9 +13,20 @@ pub struct SweepArgs {
     /// Print the plan and its cost estimate; run nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Run only part i of n (0-based), e.g. `--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT`.
+    /// Run only part i of n (0-based), or `auto`: the shard of this Slurm array task
+    /// (SLURM_ARRAY_TASK_ID − SLURM_ARRAY_TASK_MIN of SLURM_ARRAY_TASK_COUNT) or Kubernetes
+    /// Indexed Job (JOB_COMPLETION_INDEX of --shard-count).
     #[arg(long)]
     shard: Option<String>,
+    /// Number of shards for `--shard auto` under Kubernetes (the Job's completions).
+    #[arg(long, env = "NTLB_SHARD_COUNT")]
+    shard_count: Option<usize>,
+    /// Feature cache folder (overrides the config's `cache`); share it between array tasks.
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Seconds between progress lines when stderr is not a terminal (batch logs).
+    #[arg(long, default_value_t = 30.0)]
+    log_every: f64,
     /// Only these models (names from the config).
     #[arg(long, value_delimiter = ',')]
     models: Vec<String>,
@@ -52,7 +64,14 @@ pub fn sweep(a: SweepArgs) -> Result<i32> {
     if let Some(p) = a.precision {
         cfg.precision = p;
     }
-    let shard = a.shard.as_deref().map(parse_shard).transpose()?;
+    if let Some(c) = a.cache {
+        cfg.cache = Some(c);
+    }
+    ntlb_eval::progress::set_log_every(a.log_every);
+    let shard = resolve(a.shard.as_deref().map(parse_shard_arg).transpose()?, a.shard_count)?;
+    if let Some((i, n)) = shard {
+        eprintln!("shard {i} of {n}");
+    }
     let ran = run_sweep(
         &cfg,
         &SweepOptions {
@@ -73,14 +92,24 @@ pub struct MergeArgs {
     /// Folder to merge into.
     #[arg(long)]
     out: PathBuf,
-    /// Shard result folders.
-    #[arg(required = true)]
+    /// Shard result folders (none: the shards wrote into OUT itself; rebuild its tables).
     shards: Vec<PathBuf>,
 }
 
 pub fn merge(a: MergeArgs) -> Result<i32> {
-    let rows = ntlb_eval::results::merge(&a.out, &a.shards)?;
-    println!("merged {} shard(s): {rows} result rows in {}", a.shards.len(), a.out.display());
+    let m = ntlb_eval::results::merge_all(&a.out, &a.shards)?;
+    for (dir, key, label) in &m.stale {
+        eprintln!("left out (not in the sweep's plan): {} {key} {label}", dir.display());
+    }
+    println!(
+        "merged {} folder(s): {} runs, {} run files copied, {} stale record(s) left out, {} result rows in {}",
+        a.shards.len().max(1),
+        m.runs,
+        m.files_copied,
+        m.stale.len(),
+        m.rows,
+        a.out.display()
+    );
     Ok(0)
 }
 

@@ -44,10 +44,11 @@ impl FewShotSplit {
     }
 
     /// Reuse `path` if it exists (it must be for the same classes, shots and seed), else draw
-    /// and save it atomically.
+    /// and save it atomically. Files are saved relative to the folder's root, so a run resumed
+    /// on a node that mounts the data elsewhere reads the same images.
     pub fn load_or_draw(path: &Path, folder: &ImageFolder, shots: usize, seed: u64) -> Result<FewShotSplit> {
         if path.exists() {
-            let s: FewShotSplit =
+            let mut s: FewShotSplit =
                 serde_json::from_str(&std::fs::read_to_string(path)?).with_context(|| format!("{}: not a split file", path.display()))?;
             if s.classes != folder.classes.ids || s.shots != shots || s.seed != seed {
                 bail!(
@@ -57,10 +58,62 @@ impl FewShotSplit {
                     s.seed
                 );
             }
+            // Older split files hold absolute paths: kept as they are.
+            for (p, _) in &mut s.items {
+                if p.is_relative() {
+                    *p = folder.root.join(&*p);
+                }
+            }
             return Ok(s);
         }
         let s = FewShotSplit::draw(folder, shots, seed)?;
-        ntlb_clip::io::write_atomic(path, serde_json::to_string_pretty(&s)?.as_bytes())?;
+        let mut on_disk = s.clone();
+        for (p, _) in &mut on_disk.items {
+            if let Ok(rel) = p.strip_prefix(&folder.root) {
+                *p = rel.to_path_buf();
+            }
+        }
+        ntlb_clip::io::write_atomic(path, serde_json::to_string_pretty(&on_disk)?.as_bytes())?;
         Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classes::ClassList;
+
+    #[test]
+    fn a_saved_split_follows_the_data_to_another_mount() {
+        let tmp = tempfile::tempdir().unwrap();
+        let classes = ClassList {
+            ids: vec!["a".into(), "b".into()],
+            names: vec!["a".into(), "b".into()],
+        };
+        let folder_at = |root: &Path| {
+            for c in ["a", "b"] {
+                std::fs::create_dir_all(root.join(c)).unwrap();
+                for i in 0..3 {
+                    std::fs::write(root.join(c).join(format!("{i}.jpg")), b"x").unwrap();
+                }
+            }
+            ImageFolder::read(root, &classes).unwrap()
+        };
+        let (fa, fb) = (
+            folder_at(&tmp.path().join("node-a/train")),
+            folder_at(&tmp.path().join("node-b/x/train")),
+        );
+        let split = tmp.path().join("split.json");
+        let drawn = FewShotSplit::load_or_draw(&split, &fa, 2, 7).unwrap();
+        assert!(drawn.items.iter().all(|(p, _)| p.starts_with(&fa.root)));
+        assert!(
+            !std::fs::read_to_string(&split).unwrap().contains("node-a"),
+            "saved relative to the root"
+        );
+        let again = FewShotSplit::load_or_draw(&split, &fb, 2, 7).unwrap();
+        assert_eq!(again.items.len(), 4);
+        for ((a, la), (b, lb)) in drawn.items.iter().zip(&again.items) {
+            assert_eq!((a.strip_prefix(&fa.root).unwrap(), la), (b.strip_prefix(&fb.root).unwrap(), lb));
+        }
     }
 }

@@ -1,14 +1,15 @@
 //! Image features of a dataset, computed once per (checkpoint, dataset, file list,
-//! preprocessing) and cached on disk with a manifest. Decoding runs on all CPU cores in a
+//! preprocessing, device kind, precision) and cached on disk with a manifest; a lock file per
+//! entry makes concurrent array tasks encode it once. Decoding runs on all CPU cores in a
 //! producer thread, one bounded batch ahead of the encoder.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use burn::tensor::{Tensor, TensorData};
-use indicatif::{ProgressBar, ProgressStyle};
 use ntlb_clip::parity::to_f32_vec;
 use ntlb_clip::{l2_normalize, Clip};
 use ntlb_data::variants::EvalSet;
@@ -16,33 +17,32 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// Everything the cached features depend on.
+use crate::identity::{files_sha256, Numerics};
+use crate::progress::Progress;
+
+/// Everything the cached features depend on; no path, so nodes that mount the data elsewhere
+/// share one cache entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeatureKey {
     pub checkpoint_sha256: String,
     pub dataset: String,
-    pub root: String,
-    /// SHA-256 over the (file, label, size) list.
+    /// SHA-256 over the (file relative to the dataset root, label, size) list.
     pub files_sha256: String,
     pub n_files: usize,
     pub preprocessing: String,
+    pub numerics: Numerics,
 }
 
 impl FeatureKey {
-    pub fn new(checkpoint_sha256: &str, set: &EvalSet, resolution: usize) -> FeatureKey {
-        let mut h = Sha256::new();
-        for (p, l) in &set.items {
-            let size = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-            h.update(format!("{}\t{l}\t{size}\n", p.display()).as_bytes());
-        }
-        FeatureKey {
+    pub fn new(checkpoint_sha256: &str, numerics: &Numerics, set: &EvalSet, resolution: usize) -> Result<FeatureKey> {
+        Ok(FeatureKey {
             checkpoint_sha256: checkpoint_sha256.into(),
             dataset: set.kind.name().into(),
-            root: set.root.display().to_string(),
-            files_sha256: format!("{:x}", h.finalize()),
+            files_sha256: files_sha256(&set.root, &set.items)?,
             n_files: set.items.len(),
             preprocessing: format!("clip-test:resize-bicubic-pillow,center-crop,{resolution}px,v1"),
-        }
+            numerics: numerics.clone(),
+        })
     }
 
     pub fn id(&self) -> String {
@@ -82,60 +82,166 @@ impl Features {
     }
 }
 
-/// Encode every image of `set` (or read the cache in `cache_dir`).
+/// A dead holder's lock is taken over after this long without a refresh (it refreshes every
+/// quarter of it while encoding).
+pub const LOCK_STALE_AFTER: Duration = Duration::from_secs(300);
+
+/// The cached features of `key` in `dir`, if a finished entry is there.
+pub fn read_cached(dir: &Path, key: &FeatureKey) -> Result<Option<Features>> {
+    let id = key.id();
+    let mpath = dir.join(format!("{id}.manifest.json"));
+    if !mpath.exists() {
+        return Ok(None);
+    }
+    let manifest: FeatureManifest =
+        serde_json::from_str(&std::fs::read_to_string(&mpath)?).with_context(|| format!("{}: bad cache manifest", mpath.display()))?;
+    if manifest.key != *key {
+        return Ok(None);
+    }
+    let mut t = ntlb_prompt::store::read_tensors(&dir.join(format!("{id}.features.safetensors")))?;
+    let (fs, data) = t.remove("features").context("cache without features")?;
+    let (_, labels) = t.remove("labels").context("cache without labels")?;
+    if fs != [manifest.n_features, manifest.dim] {
+        bail!(
+            "{}: cached features have shape {fs:?}, manifest says [{}, {}]",
+            mpath.display(),
+            manifest.n_features,
+            manifest.dim
+        );
+    }
+    Ok(Some(Features {
+        data,
+        dim: manifest.dim,
+        labels: labels.iter().map(|&l| l as usize).collect(),
+        manifest,
+    }))
+}
+
+fn write_cached(dir: &Path, f: &Features) -> Result<()> {
+    let id = f.manifest.key.id();
+    std::fs::create_dir_all(dir)?;
+    let lab: Vec<f32> = f.labels.iter().map(|&l| l as f32).collect();
+    ntlb_prompt::store::write_tensors(
+        &dir.join(format!("{id}.features.safetensors")),
+        &[
+            ("features".into(), vec![f.labels.len(), f.dim], f.data.clone()),
+            ("labels".into(), vec![f.labels.len()], lab),
+        ],
+    )?;
+    // The manifest is written last: a run killed before this point leaves no readable cache.
+    ntlb_clip::io::write_atomic(
+        &dir.join(format!("{id}.manifest.json")),
+        serde_json::to_string_pretty(&f.manifest)?.as_bytes(),
+    )?;
+    // One line per encoding: who did the work (and the test that each dataset is encoded once).
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("encodings.log"))?;
+    writeln!(
+        log,
+        "{id} {} {} pid {} {} images {:.1} s",
+        f.manifest.key.dataset,
+        crate::lock::hostname(),
+        std::process::id(),
+        f.manifest.n_features,
+        f.manifest.seconds
+    )?;
+    Ok(())
+}
+
+/// Features, or who is encoding them right now.
+#[allow(clippy::large_enum_variant)] // one per dataset and try: boxing buys nothing
+pub enum Attempt {
+    Ready(Features),
+    Busy { holder: String },
+}
+
+/// Read the cache, or encode under the dataset's lock; `Busy` when another process holds it
+/// (the caller can do other work first, then wait with [`dataset_features`]).
+#[allow(clippy::too_many_arguments)]
+pub fn try_dataset_features(
+    clip: &Clip,
+    set: &EvalSet,
+    checkpoint_sha256: &str,
+    numerics: &Numerics,
+    cache_dir: Option<&Path>,
+    batch: usize,
+    strict: bool,
+    progress: bool,
+) -> Result<Attempt> {
+    let key = FeatureKey::new(checkpoint_sha256, numerics, set, clip.config.vision.image_resolution())?;
+    try_keyed(clip, set, key, cache_dir, batch, strict, progress)
+}
+
+fn try_keyed(
+    clip: &Clip,
+    set: &EvalSet,
+    key: FeatureKey,
+    cache_dir: Option<&Path>,
+    batch: usize,
+    strict: bool,
+    progress: bool,
+) -> Result<Attempt> {
+    let Some(dir) = cache_dir else {
+        return encode(clip, set, key, batch, strict, progress).map(Attempt::Ready);
+    };
+    if let Some(f) = read_cached(dir, &key)? {
+        return Ok(Attempt::Ready(f));
+    }
+    let lock_path = dir.join(format!("{}.lock", key.id()));
+    let Some(_lock) = crate::lock::try_lock(&lock_path, LOCK_STALE_AFTER)? else {
+        return Ok(Attempt::Busy {
+            holder: crate::lock::holder(&lock_path).unwrap_or_else(|| "another process".into()),
+        });
+    };
+    // The previous holder may have finished between our read and our lock.
+    if let Some(f) = read_cached(dir, &key)? {
+        return Ok(Attempt::Ready(f));
+    }
+    let f = encode(clip, set, key, batch, strict, progress)?;
+    write_cached(dir, &f)?;
+    Ok(Attempt::Ready(f))
+}
+
+/// Encode every image of `set`, or read the cache in `cache_dir`; when another process is
+/// encoding the same entry, wait for it rather than encode it twice.
 #[allow(clippy::too_many_arguments)]
 pub fn dataset_features(
     clip: &Clip,
     set: &EvalSet,
     checkpoint_sha256: &str,
+    numerics: &Numerics,
     cache_dir: Option<&Path>,
     batch: usize,
     strict: bool,
     progress: bool,
 ) -> Result<Features> {
-    let n = clip.config.vision.image_resolution();
-    let key = FeatureKey::new(checkpoint_sha256, set, n);
-    let id = key.id();
-    if let Some(dir) = cache_dir {
-        let mpath = dir.join(format!("{id}.manifest.json"));
-        if mpath.exists() {
-            let manifest: FeatureManifest = serde_json::from_str(&std::fs::read_to_string(&mpath)?)
-                .with_context(|| format!("{}: bad cache manifest", mpath.display()))?;
-            if manifest.key == key {
-                let mut t = ntlb_prompt::store::read_tensors(&dir.join(format!("{id}.features.safetensors")))?;
-                let (fs, data) = t.remove("features").context("cache without features")?;
-                let (_, labels) = t.remove("labels").context("cache without labels")?;
-                if fs != [manifest.n_features, manifest.dim] {
-                    bail!(
-                        "{}: cached features have shape {fs:?}, manifest says [{}, {}]",
-                        mpath.display(),
-                        manifest.n_features,
-                        manifest.dim
+    let start = Instant::now();
+    let mut said = None;
+    loop {
+        match try_dataset_features(clip, set, checkpoint_sha256, numerics, cache_dir, batch, strict, progress)? {
+            Attempt::Ready(f) => return Ok(f),
+            Attempt::Busy { holder } => {
+                if progress && said.is_none_or(|t: Instant| t.elapsed() > Duration::from_secs(60)) {
+                    eprintln!(
+                        "{}: waiting for {holder} to finish encoding it ({:.0} s so far)",
+                        set.kind.name(),
+                        start.elapsed().as_secs_f64()
                     );
+                    said = Some(Instant::now());
                 }
-                return Ok(Features {
-                    data,
-                    dim: manifest.dim,
-                    labels: labels.iter().map(|&l| l as usize).collect(),
-                    manifest,
-                });
+                std::thread::sleep(Duration::from_millis(250));
             }
         }
     }
+}
+
+fn encode(clip: &Clip, set: &EvalSet, key: FeatureKey, batch: usize, strict: bool, progress: bool) -> Result<Features> {
+    let n = clip.config.vision.image_resolution();
     let device = clip.text.token_embedding.device();
     let start = Instant::now();
-    let bar = if progress {
-        ProgressBar::new(set.items.len() as u64)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template(&format!(
-            "{:<16} {{bar:30}} {{pos}}/{{len}} {{per_sec}} {{eta}} {{msg}}",
-            set.kind.name()
-        ))
-        .expect("template"),
-    );
+    let mut bar = Progress::new(set.kind.name(), set.items.len() as u64, progress);
     let items = set.items.clone();
     let batch = batch.max(1);
     // The producer decodes one batch ahead on the rayon pool; the channel bounds memory.
@@ -168,7 +274,7 @@ pub fn dataset_features(
                     if strict {
                         bail!("{e} (--strict)");
                     }
-                    bar.println(format!("skipping unreadable image: {e}"));
+                    bar.note(&format!("skipping unreadable image: {e}"));
                     failed.push((set.items[i].0.clone(), e));
                 }
             }
@@ -179,15 +285,15 @@ pub fn dataset_features(
             dim = f.dims()[1];
             data.extend(to_f32_vec(f));
         }
-        bar.set_position((labels.len() + failed.len()) as u64);
-        bar.set_message(if failed.is_empty() {
+        let note = if failed.is_empty() {
             String::new()
         } else {
             format!("{} unreadable", failed.len())
-        });
+        };
+        bar.set((labels.len() + failed.len()) as u64, &note);
     }
     producer.join().map_err(|_| anyhow::anyhow!("decoder thread panicked"))?;
-    bar.finish_and_clear();
+    bar.finish(&format!("{} unreadable", failed.len()));
     let seconds = start.elapsed().as_secs_f64();
     let manifest = FeatureManifest {
         key,
@@ -197,26 +303,58 @@ pub fn dataset_features(
         seconds,
         images_per_second: set.items.len() as f64 / seconds.max(1e-9),
     };
-    if let Some(dir) = cache_dir {
-        std::fs::create_dir_all(dir)?;
-        let lab: Vec<f32> = labels.iter().map(|&l| l as f32).collect();
-        ntlb_prompt::store::write_tensors(
-            &dir.join(format!("{id}.features.safetensors")),
-            &[
-                ("features".into(), vec![labels.len(), dim], data.clone()),
-                ("labels".into(), vec![labels.len()], lab),
-            ],
-        )?;
-        // The manifest is written last: a run killed before this point leaves no readable cache.
-        ntlb_clip::io::write_atomic(
-            &dir.join(format!("{id}.manifest.json")),
-            serde_json::to_string_pretty(&manifest)?.as_bytes(),
-        )?;
-    }
     Ok(Features {
         data,
         dim,
         labels,
         manifest,
     })
+}
+
+/// Features of every set for one model. Each array task first takes what is cached, then
+/// encodes the sets no other task is encoding, and only then waits for the rest: tasks that
+/// start together on a cold cache split the encoding instead of queueing behind one lock.
+#[allow(clippy::too_many_arguments)]
+pub fn model_features(
+    clip: &Clip,
+    sets: &[EvalSet],
+    checkpoint_sha256: &str,
+    numerics: &Numerics,
+    cache_dir: Option<&Path>,
+    batch: usize,
+    strict: bool,
+    progress: bool,
+) -> Result<Vec<Features>> {
+    let res = clip.config.vision.image_resolution();
+    let keys = sets
+        .iter()
+        .map(|s| FeatureKey::new(checkpoint_sha256, numerics, s, res))
+        .collect::<Result<Vec<_>>>()?;
+    let mut out: Vec<Option<Features>> = sets.iter().map(|_| None).collect();
+    let start = Instant::now();
+    let mut said: Option<Instant> = None;
+    loop {
+        let mut busy = Vec::new();
+        for (i, s) in sets.iter().enumerate() {
+            if out[i].is_some() {
+                continue;
+            }
+            match try_keyed(clip, s, keys[i].clone(), cache_dir, batch, strict, progress)? {
+                Attempt::Ready(f) => out[i] = Some(f),
+                Attempt::Busy { holder } => busy.push(format!("{} ({holder})", s.kind.name())),
+            }
+        }
+        if busy.is_empty() {
+            return Ok(out.into_iter().map(|f| f.expect("every set done")).collect());
+        }
+        if progress && said.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+            eprintln!(
+                "waiting for other tasks encoding {} ({:.0} s so far)",
+                busy.join(", "),
+                start.elapsed().as_secs_f64()
+            );
+            said = Some(Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }

@@ -14,25 +14,37 @@ pub struct Accuracy {
 }
 
 /// Scores = features `[N, E]` · weightsᵀ `[C, E]`; ties go to the lower class index (argmax).
+/// The host reference; sweeps score on the model's device ([`crate::scores`]).
 pub fn accuracy(features: &[f32], labels: &[usize], dim: usize, weights: &[f32], n_classes: usize) -> Accuracy {
+    let mut scores = vec![0f32; n_classes];
+    let ranks: Vec<usize> = labels
+        .iter()
+        .enumerate()
+        .map(|(i, &y)| {
+            let f = &features[i * dim..(i + 1) * dim];
+            for (c, s) in scores.iter_mut().enumerate() {
+                *s = f.iter().zip(&weights[c * dim..(c + 1) * dim]).map(|(a, b)| a * b).sum();
+            }
+            let target = scores[y];
+            // Rank of the true class: classes scoring higher, or equal with a lower index.
+            scores
+                .iter()
+                .enumerate()
+                .filter(|&(c, &s)| s > target || (s == target && c < y))
+                .count()
+        })
+        .collect();
+    accuracy_from_ranks(&ranks, labels, n_classes)
+}
+
+/// Top-1, top-5 and per-class accuracy from the rank of each image's true class.
+pub fn accuracy_from_ranks(ranks: &[usize], labels: &[usize], n_classes: usize) -> Accuracy {
     let n = labels.len();
     let mut correct1 = 0usize;
     let mut correct5 = 0usize;
     let mut per_hit = vec![0usize; n_classes];
     let mut per_n = vec![0usize; n_classes];
-    let mut scores = vec![0f32; n_classes];
-    for (i, &y) in labels.iter().enumerate() {
-        let f = &features[i * dim..(i + 1) * dim];
-        for (c, s) in scores.iter_mut().enumerate() {
-            *s = f.iter().zip(&weights[c * dim..(c + 1) * dim]).map(|(a, b)| a * b).sum();
-        }
-        let target = scores[y];
-        // Rank of the true class: classes scoring higher, or equal with a lower index.
-        let rank = scores
-            .iter()
-            .enumerate()
-            .filter(|&(c, &s)| s > target || (s == target && c < y))
-            .count();
+    for (&rank, &y) in ranks.iter().zip(labels) {
         correct1 += usize::from(rank == 0);
         correct5 += usize::from(rank < 5);
         per_n[y] += 1;

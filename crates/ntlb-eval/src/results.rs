@@ -203,14 +203,118 @@ pub fn read_table(results: &Path) -> Result<Vec<ResultRow>> {
         .collect())
 }
 
-/// Join the run records of several result folders (shards) into `out` and rebuild its tables.
-pub fn merge(out: &Path, shards: &[PathBuf]) -> Result<usize> {
+/// The jobs of a sweep as planned (`plan.json`, written by every `ntlb sweep` run, sharded or
+/// not): `merge` keeps exactly these runs, so records of an edited sweep never mix in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub sweep: String,
+    /// (key, label) in plan order.
+    pub jobs: Vec<(String, String)>,
+}
+
+impl Plan {
+    pub fn path(results: &Path) -> PathBuf {
+        results.join("plan.json")
+    }
+
+    pub fn write(&self, results: &Path) -> Result<()> {
+        ntlb_clip::io::write_atomic(&Plan::path(results), serde_json::to_string_pretty(self)?.as_bytes())
+            .with_context(|| format!("writing {}", Plan::path(results).display()))
+    }
+
+    pub fn read(results: &Path) -> Result<Option<Plan>> {
+        let p = Plan::path(results);
+        if !p.exists() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&p).with_context(|| format!("{}: cannot read", p.display()))?;
+        Ok(Some(
+            serde_json::from_str(&text).with_context(|| format!("{}: not a sweep plan", p.display()))?,
+        ))
+    }
+
+    pub fn keys(&self) -> std::collections::BTreeSet<String> {
+        self.jobs.iter().map(|(k, _)| k.clone()).collect()
+    }
+
+    /// Run records in `results` that are not in this plan.
+    pub fn stale_runs(&self, results: &Path) -> Result<Vec<RunRecord>> {
+        let keys = self.keys();
+        Ok(read_runs(results)?.into_iter().filter(|r| !keys.contains(&r.key)).collect())
+    }
+}
+
+/// Copy the files of `src` that `dest` lacks (a run's folder: split, learned prompts).
+fn copy_missing(src: &Path, dest: &Path) -> Result<usize> {
+    let mut n = 0;
+    for e in std::fs::read_dir(src).with_context(|| format!("{}: cannot list", src.display()))? {
+        let e = e?;
+        let (s, d) = (e.path(), dest.join(e.file_name()));
+        if e.file_type()?.is_dir() {
+            n += copy_missing(&s, &d)?;
+        } else if !d.exists() && !e.file_name().to_string_lossy().starts_with('.') {
+            let bytes = std::fs::read(&s).with_context(|| format!("{}: cannot read", s.display()))?;
+            ntlb_clip::io::write_atomic(&d, &bytes).with_context(|| format!("{}: cannot write", d.display()))?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+#[derive(Debug, Default)]
+pub struct MergeSummary {
+    pub rows: usize,
+    pub runs: usize,
+    pub files_copied: usize,
+    /// (shard folder, key, label) of records left out: not in the sweep's plan.
+    pub stale: Vec<(PathBuf, String, String)>,
+}
+
+/// Join the run records (and `runs/<key>/` folders) of several result folders (shards) into
+/// `out` and write its tables. The shards' plans must agree; runs outside the plan are left
+/// out and listed; a job whose rows differ between shards is refused. `out` may be one of the
+/// shards (array tasks that share one results folder): its tables are then rebuilt in place.
+pub fn merge_all(out: &Path, shards: &[PathBuf]) -> Result<MergeSummary> {
     std::fs::create_dir_all(out.join("runs"))?;
-    for s in shards {
+    let mut plan: Option<(Plan, PathBuf)> = None;
+    let mut folders: Vec<PathBuf> = shards.to_vec();
+    if folders.is_empty() {
+        folders.push(out.to_path_buf());
+    }
+    let with_plan: Vec<bool> = folders.iter().map(|s| Plan::path(s).exists()).collect();
+    for s in &folders {
+        match (Plan::read(s)?, &plan) {
+            (Some(p), None) => plan = Some((p, s.clone())),
+            (Some(p), Some((q, from))) if p != *q => bail!(
+                "{} and {} hold plans of different sweeps (or of the same sweep with other settings): refusing to merge",
+                Plan::path(s).display(),
+                Plan::path(from).display()
+            ),
+            (None, _) if with_plan.iter().any(|&b| b) => bail!(
+                "{}: no plan.json while other shards have one: not a shard of this sweep",
+                s.display()
+            ),
+            _ => {}
+        }
+    }
+    let keep = plan.as_ref().map(|(p, _)| p.keys());
+    let mut summary = MergeSummary::default();
+    let out_canon = out.canonicalize()?;
+    for s in &folders {
+        let same = s.canonicalize().is_ok_and(|c| c == out_canon);
         for r in read_runs(s)? {
+            if keep.as_ref().is_some_and(|k| !k.contains(&r.key)) {
+                summary.stale.push((s.clone(), r.key.clone(), r.job.label()));
+                continue;
+            }
+            summary.runs += 1;
+            if same {
+                continue;
+            }
             let dest = out.join("runs").join(format!("{}.json", r.key));
             if dest.exists() {
-                let existing: RunRecord = serde_json::from_str(&std::fs::read_to_string(&dest)?)?;
+                let existing: RunRecord = serde_json::from_str(&std::fs::read_to_string(&dest)?)
+                    .with_context(|| format!("{}: not a run record", dest.display()))?;
                 if existing.rows != r.rows {
                     bail!(
                         "run {} differs between {} and {}: refusing to merge",
@@ -219,12 +323,25 @@ pub fn merge(out: &Path, shards: &[PathBuf]) -> Result<usize> {
                         dest.display()
                     );
                 }
-                continue;
+            } else {
+                ntlb_clip::io::write_atomic(&dest, serde_json::to_string_pretty(&r)?.as_bytes())?;
             }
-            ntlb_clip::io::write_atomic(&dest, serde_json::to_string_pretty(&r)?.as_bytes())?;
+            let dir = s.join("runs").join(&r.key);
+            if dir.is_dir() {
+                summary.files_copied += copy_missing(&dir, &out.join("runs").join(&r.key))?;
+            }
         }
     }
-    write_tables(out, None)
+    if let Some((p, _)) = &plan {
+        p.write(out)?;
+    }
+    summary.rows = write_tables(out, keep.as_ref())?;
+    Ok(summary)
+}
+
+/// [`merge_all`], returning the number of result rows.
+pub fn merge(out: &Path, shards: &[PathBuf]) -> Result<usize> {
+    Ok(merge_all(out, shards)?.rows)
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! `ntlb sweep`: models × datasets × methods (zero-shot templates and ensembles, CoOp with
-//! λ = 0 and λ > 0) × seeds. Each job has a key from its full configuration; a finished job's
-//! result file is written atomically and skipped on rerun, so a killed sweep loses nothing.
-//! `--shard i/n` runs every n-th job (a Slurm array spreads a sweep over machines); `merge`
-//! joins the shards' results.
+//! λ = 0 and λ > 0) × seeds. Each job has a key from the content it depends on
+//! ([`crate::identity`]); a finished job's result file is written atomically and skipped on
+//! rerun, so a killed sweep loses nothing. `--shard i/n` (or `auto` in a Slurm array) runs one
+//! contiguous block of the plan; `merge` joins the shards' results and writes the tables.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -18,12 +18,13 @@ use ntlb_data::variants::{read_wnids, DatasetKind, EvalSet};
 use ntlb_prompt::prompt::PromptLayout;
 use ntlb_prompt::train::{class_text_features, train, StopAt, TrainConfig};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use crate::features::{dataset_features, Features};
+use crate::features::{model_features, Features};
+use crate::identity::SweepIdentity;
 use crate::metrics::accuracy;
 use crate::results::{write_tables, ResultRow, RunRecord};
-use crate::zeroshot::{ensemble, read_templates, template_weights};
+use crate::scores::DeviceFeatures;
+use crate::zeroshot::{ensemble_on_device, read_templates, TemplateBank};
 
 fn default_batch() -> usize {
     64
@@ -207,13 +208,6 @@ impl Job {
         }
     }
 
-    /// The job's key: a hash of the job and every setting its results depend on.
-    pub fn key(&self, cfg: &SweepConfig) -> String {
-        let mut h = Sha256::new();
-        h.update(serde_json::to_vec(&(self, &cfg.datasets, &cfg.classes, cfg.strict)).expect("serialisable"));
-        format!("{:x}", h.finalize())[..16].to_string()
-    }
-
     pub fn label(&self) -> String {
         match self {
             Job::ZeroShot { model, .. } => format!("{} zero-shot", model.name),
@@ -265,16 +259,6 @@ pub fn plan(cfg: &SweepConfig) -> Result<Vec<Job>> {
     Ok(jobs)
 }
 
-/// `i/n` -> (i, n), 0-based.
-pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
-    let (i, n) = s.split_once('/').context("shard must be i/n")?;
-    let (i, n): (usize, usize) = (i.parse()?, n.parse()?);
-    if n == 0 || i >= n {
-        bail!("shard {s}: need 0 <= i < n");
-    }
-    Ok((i, n))
-}
-
 pub fn run_path(cfg: &SweepConfig, key: &str) -> PathBuf {
     cfg.results.join("runs").join(format!("{key}.json"))
 }
@@ -284,28 +268,52 @@ fn git_commit() -> Option<String> {
     o.status.success().then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
 }
 
-/// Rough cost of the jobs still to run, in TFLOP (matmuls), for `--dry-run`.
-pub fn estimate_tflop(cfg: &SweepConfig, jobs: &[&Job], images_per_dataset: &[usize], classes: usize) -> f64 {
-    let vit = ntlb_clip::ClipConfig::preset("ViT-B/32").expect("preset");
-    let f_img = 2.0 * vit.image_macs() as f64;
-    let f_txt = |l| 2.0 * vit.text_macs(l) as f64;
-    let images: f64 = images_per_dataset.iter().sum::<usize>() as f64;
-    let mut t = 0.0;
-    for j in jobs {
-        match j {
-            Job::ZeroShot { zero_shot, .. } => {
-                let n_t = 80.0 + zero_shot.ensembles.len() as f64 * 40.0;
-                t += images * f_img / cfg.models.len().max(1) as f64 + n_t * classes as f64 * f_txt(12);
-            }
-            Job::Coop { train, .. } => {
-                let b = train.optim.batch_size as f64;
-                let steps = (classes * train.shots) as f64 / b * train.optim.epochs as f64;
-                let relevance = if train.loss.expl_weight != 0.0 { 2.0 * b + 2.0 } else { 2.0 };
-                t += steps * (b * f_img + classes as f64 * f_txt(21) * (1.0 + relevance)) + images * classes as f64 * 0.0;
-            }
-        }
+/// Effective f32 matmul rate assumed for the GPU-hour figure (an A100/H100-class card runs
+/// these shapes well below its peak); half precision is faster.
+pub const ASSUMED_GPU_TFLOPS: f64 = 25.0;
+/// Two busy CPU cores (measured: burn-flex matmuls at ~50 GFLOP/s on a quiet pair).
+pub const ASSUMED_CPU_TFLOPS: f64 = 0.05;
+
+fn print_estimate(todo: &[&Job], w: &crate::estimate::Workload, plan_len: usize) {
+    let costs = crate::estimate::estimate(todo, w);
+    let gpu_h = |t: f64| t / ASSUMED_GPU_TFLOPS / 3600.0;
+    println!(
+        "estimated cost of the {} job(s) to run (matmul FLOP; each dataset encoded once per model through the shared cache):",
+        todo.len()
+    );
+    println!(
+        "  {:<14} {:>5} {:>10} {:>8} {:>16}",
+        "model", "jobs", "TFLOP", "GPU-h", "largest job GPU-h"
+    );
+    let (mut total, mut largest) = (0.0, 0.0f64);
+    for (name, c) in &costs {
+        println!(
+            "  {:<14} {:>5} {:>10.1} {:>8.2} {:>16.2}{}",
+            name,
+            c.jobs,
+            c.tflop,
+            gpu_h(c.tflop),
+            gpu_h(c.max_job_tflop),
+            if c.assumed { "  (size unknown: costed as ViT-B/32)" } else { "" }
+        );
+        total += c.tflop;
+        largest = largest.max(c.max_job_tflop);
     }
-    t / 1e12
+    println!(
+        "  {:<14} {:>5} {:>10.1} {:>8.2}   (GPU-h at an effective {ASSUMED_GPU_TFLOPS} TFLOP/s in f32; {:.0} h at {ASSUMED_CPU_TFLOPS} TFLOP/s on 2 CPU cores)",
+        "total",
+        todo.len(),
+        total,
+        gpu_h(total),
+        total / ASSUMED_CPU_TFLOPS / 3600.0
+    );
+    if plan_len > 0 {
+        println!(
+            "Slurm: sbatch --array=0-{} scripts/slurm/sweep-array.sbatch CONFIG   ({plan_len} tasks, one job each; the longest needs ≈ {:.2} GPU-h plus image decoding; fewer tasks: any --array=0-(n-1))",
+            plan_len - 1,
+            gpu_h(largest)
+        );
+    }
 }
 
 /// Everything a job needs from the machine, loaded once per model.
@@ -318,12 +326,7 @@ struct Loaded {
 fn load_model(m: &ModelEntry, device: &burn::tensor::Device) -> Result<Loaded> {
     let clip = Clip::load(&m.path, None, device).with_context(|| format!("model `{}`", m.name))?;
     let tok = ClipTokenizer::for_model(&m.path, m.tokenizer.as_deref()).with_context(|| format!("model `{}`", m.name))?;
-    let weights = if m.path.is_dir() {
-        m.path.join("model.safetensors")
-    } else {
-        m.path.clone()
-    };
-    let sha = ntlb_clip::io::sha256_file(&weights)?;
+    let sha = crate::identity::checkpoint_sha256(&crate::identity::weights_file(m))?;
     Ok(Loaded { clip, tok, sha })
 }
 
@@ -372,15 +375,26 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
         ),
         Err(e) => return Err(e),
     };
-    let mine: Vec<(usize, &Job)> = jobs
+    // Keys hash the data, so they exist only once the data is readable (not always in a dry run).
+    let keys: Option<Vec<String>> = if sets.is_empty() && !cfg.datasets.is_empty() {
+        None
+    } else {
+        match SweepIdentity::compute(cfg, &classes, &sets).and_then(|ident| ident.keys(&jobs)) {
+            Ok(k) => Some(k),
+            Err(e) if opts.dry_run => {
+                println!("job keys unknown until the inputs are readable: {e:#}");
+                None
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let key_of = |i: usize| keys.as_ref().map(|k| k[i].clone());
+    let range = opts.shard.map_or(0..jobs.len(), |s| crate::shard::shard_range(jobs.len(), s));
+    let mine: Vec<(usize, &Job)> = jobs.iter().enumerate().filter(|(i, _)| range.contains(i)).collect();
+    let todo: Vec<(String, &Job)> = mine
         .iter()
-        .enumerate()
-        .filter(|(i, _)| opts.shard.is_none_or(|(s, n)| i % n == s))
-        .collect();
-    let todo: Vec<&Job> = mine
-        .iter()
-        .filter(|(_, j)| !run_path(cfg, &j.key(cfg)).exists())
-        .map(|(_, j)| *j)
+        .filter_map(|&(i, j)| key_of(i).map(|k| (k, j)))
+        .filter(|(k, _)| !run_path(cfg, k).exists())
         .collect();
     if opts.dry_run {
         println!(
@@ -388,16 +402,18 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
             cfg.name,
             jobs.len(),
             mine.len(),
-            todo.len()
+            if keys.is_some() { todo.len() } else { mine.len() }
         );
+        println!("results folder: {}", cfg.results.display());
         for (i, j) in &mine {
-            let done = run_path(cfg, &j.key(cfg)).exists();
-            println!(
-                "  [{i:>3}] {:<40} key {} {}",
-                j.label(),
-                j.key(cfg),
-                if done { "done" } else { "todo" }
-            );
+            match key_of(*i) {
+                Some(k) => println!(
+                    "  [{i:>3}] {:<40} key {k} {}",
+                    j.label(),
+                    if run_path(cfg, &k).exists() { "done" } else { "todo" }
+                ),
+                None => println!("  [{i:>3}] {:<40} key ? (data not readable) todo", j.label()),
+            }
         }
         for s in &sets {
             println!(
@@ -423,19 +439,42 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
         } else {
             sets.iter().map(|s| s.items.len()).collect()
         };
-        let tflop = estimate_tflop(cfg, &todo, &sizes, classes.len());
-        println!("estimated cost of the jobs to run: {tflop:.1} TFLOP (≈ {:.1} h at 0.05 TFLOP/s on 2 CPU cores, ≈ {:.2} h at 50 TFLOP/s on a GPU)", tflop / 0.05 / 3600.0, tflop / 50.0 / 3600.0);
+        let todo_jobs: Vec<&Job> = if keys.is_some() {
+            todo.iter().map(|(_, j)| *j).collect()
+        } else {
+            mine.iter().map(|(_, j)| *j).collect()
+        };
+        let n_classes: Vec<usize> = if sets.is_empty() {
+            cfg.datasets
+                .iter()
+                .map(|d| match d.kind {
+                    DatasetKind::ImagenetA | DatasetKind::ImagenetR => 200,
+                    _ => classes.len(),
+                })
+                .collect()
+        } else {
+            sets.iter().map(|s| s.classes.len()).collect()
+        };
+        print_estimate(
+            &todo_jobs,
+            &crate::estimate::Workload {
+                images: &sizes,
+                classes: &n_classes,
+                train_classes: classes.len(),
+            },
+            jobs.len(),
+        );
         return Ok(0);
     }
     let device = ntlb_clip::device::parse_device_with(&cfg.device, &cfg.precision)?;
     let mut loaded: HashMap<String, Loaded> = HashMap::new();
     let mut feature_memo: HashMap<(String, usize), Features> = HashMap::new();
     let mut ran = 0;
-    for job in todo {
+    let numerics = crate::identity::Numerics::from_config(&cfg.device, &cfg.precision)?;
+    for (key, job) in todo {
         if opts.max_jobs.is_some_and(|m| ran >= m) {
             break;
         }
-        let key = job.key(cfg);
         let start = Instant::now();
         let m = job.model();
         if !loaded.contains_key(&m.name) {
@@ -448,22 +487,20 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
         if opts.progress {
             eprintln!("== {} ({key})", job.label());
         }
-        let mut feats = Vec::new();
-        for (i, s) in sets.iter().enumerate() {
-            let f = match feature_memo.remove(&(m.name.clone(), i)) {
-                Some(f) => f,
-                None => dataset_features(
-                    &l.clip,
-                    s,
-                    &l.sha,
-                    Some(&cfg.cache_dir()),
-                    cfg.batch_size,
-                    cfg.strict,
-                    opts.progress,
-                )?,
-            };
-            feats.push(f);
-        }
+        let memo: Option<Vec<Features>> = (0..sets.len()).map(|i| feature_memo.remove(&(m.name.clone(), i))).collect();
+        let feats = match memo {
+            Some(f) => f,
+            None => model_features(
+                &l.clip,
+                &sets,
+                &l.sha,
+                &numerics,
+                Some(&cfg.cache_dir()),
+                cfg.batch_size,
+                cfg.strict,
+                opts.progress,
+            )?,
+        };
         let mut rows = Vec::new();
         let mut relevance = None;
         let mut curve = None;
@@ -490,20 +527,14 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
                 for (name, p) in &zero_shot.ensembles {
                     ensembles.push((name.clone(), read_templates(p)?));
                 }
+                // Text features once per template and class list; scores on the model's device.
+                let mut bank = TemplateBank::new(&l.clip, &l.tok);
+                let device = l.clip.text.token_embedding.device();
                 for (s, f) in sets.iter().zip(&feats) {
-                    let mut cache: HashMap<String, Vec<f32>> = HashMap::new();
-                    let mut weights = |t: &str| -> Result<Vec<f32>> {
-                        if let Some(w) = cache.get(t) {
-                            return Ok(w.clone());
-                        }
-                        let w = template_weights(&l.clip, &l.tok, t, &s.classes.names)?;
-                        cache.insert(t.to_string(), w.clone());
-                        Ok(w)
-                    };
+                    let x = DeviceFeatures::from_features(f, &device);
                     if zero_shot.per_template {
                         for t in &templates {
-                            let w = weights(t)?;
-                            let a = accuracy(&f.data, &f.labels, f.dim, &w, s.classes.len());
+                            let a = x.accuracy(&bank.get(t, &s.classes.names)?, s.classes.len());
                             rows.push(ResultRow {
                                 template: Some(t.clone()),
                                 top1: a.top1,
@@ -516,9 +547,8 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
                         }
                     }
                     for (name, ts) in &ensembles {
-                        let per: Vec<Vec<f32>> = ts.iter().map(|t| weights(t)).collect::<Result<_>>()?;
-                        let w = ensemble(&per, f.dim);
-                        let a = accuracy(&f.data, &f.labels, f.dim, &w, s.classes.len());
+                        let per = ts.iter().map(|t| bank.get(t, &s.classes.names)).collect::<Result<Vec<_>>>()?;
+                        let a = x.accuracy(&ensemble_on_device(&per), s.classes.len());
                         rows.push(ResultRow {
                             template: Some(format!("ensemble-{name}")),
                             top1: a.top1,
@@ -635,17 +665,27 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
         ntlb_clip::io::write_atomic(&run_path(cfg, &key), serde_json::to_string_pretty(&record)?.as_bytes())?;
         ran += 1;
     }
-    let planned: std::collections::BTreeSet<String> = jobs.iter().map(|j| j.key(cfg)).collect();
-    let stale = crate::results::read_runs(&cfg.results)?
-        .iter()
-        .filter(|r| !planned.contains(&r.key))
-        .count();
-    if stale > 0 && opts.progress {
+    let keys = keys.expect("a real run has keys");
+    let plan = crate::results::Plan {
+        sweep: cfg.name.clone(),
+        jobs: jobs.iter().zip(&keys).map(|(j, k)| (k.clone(), j.label())).collect(),
+    };
+    plan.write(&cfg.results)?;
+    let stale = plan.stale_runs(&cfg.results)?;
+    if !stale.is_empty() && opts.progress {
         eprintln!(
-            "{stale} run record(s) in {} belong to jobs no longer in this sweep: left out of the tables",
+            "{} run record(s) in {} do not match this sweep's plan (changed checkpoint, data, templates, settings, or an older key scheme): not reused, left out of the tables:",
+            stale.len(),
             cfg.results.join("runs").display()
         );
+        for r in &stale {
+            eprintln!("  {} {}", r.key, r.job.label());
+        }
     }
-    write_tables(&cfg.results, Some(&planned))?;
+    // A shard writes no tables: with shards sharing a results folder the last one to finish
+    // would write a partial table; `ntlb merge` writes them once every shard is done.
+    if opts.shard.is_none() {
+        write_tables(&cfg.results, Some(&plan.keys()))?;
+    }
     Ok(ran)
 }

@@ -1,9 +1,11 @@
 //! Zero-shot classifiers from templates: one per template, and ensembles (mean of the
 //! normalised text features over templates, renormalised), as CLIP's notebook does.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use burn::tensor::Tensor;
 use ntlb_clip::parity::to_f32_vec;
 use ntlb_clip::tokenizer::ClipTokenizer;
 use ntlb_clip::{l2_normalize, Clip};
@@ -52,4 +54,56 @@ pub fn ensemble(per_template: &[Vec<f32>], dim: usize) -> Vec<f32> {
         row.iter_mut().for_each(|v| *v /= norm);
     }
     m
+}
+
+/// Normalised text features `[C, E]` of one template, left on the model's device (detached:
+/// a zero-shot classifier needs no graph).
+pub fn template_weights_on_device(clip: &Clip, tok: &ClipTokenizer, template: &str, classnames: &[String]) -> Result<Tensor<2>> {
+    let mut parts = Vec::new();
+    for chunk in classnames.chunks(256) {
+        let texts: Vec<String> = chunk.iter().map(|c| template.replace("{}", &c.replace('_', " "))).collect();
+        let toks = tok.tokenize_all(&texts, true)?;
+        let ids: Vec<Vec<u32>> = toks.iter().map(|t| t.ids.clone()).collect();
+        let eot: Vec<usize> = toks.iter().map(|t| t.eot).collect();
+        parts.push(l2_normalize(clip.encode_text(&ids, &eot)).detach());
+    }
+    Ok(Tensor::cat(parts, 0))
+}
+
+/// [`ensemble`] on the device.
+pub fn ensemble_on_device(per_template: &[Tensor<2>]) -> Tensor<2> {
+    let stacked: Tensor<3> = Tensor::stack(per_template.to_vec(), 0);
+    l2_normalize(stacked.mean_dim(0).squeeze_dim(0))
+}
+
+/// Template classifiers of one model, each encoded once per class list and reused by every
+/// dataset over that list (ImageNet, -V2 and -Sketch share one; -A and -R another).
+pub struct TemplateBank<'a> {
+    clip: &'a Clip,
+    tok: &'a ClipTokenizer,
+    memo: HashMap<(String, Vec<String>), Tensor<2>>,
+    /// Text encodings done (a test reads it).
+    pub encoded: usize,
+}
+
+impl<'a> TemplateBank<'a> {
+    pub fn new(clip: &'a Clip, tok: &'a ClipTokenizer) -> TemplateBank<'a> {
+        TemplateBank {
+            clip,
+            tok,
+            memo: HashMap::new(),
+            encoded: 0,
+        }
+    }
+
+    pub fn get(&mut self, template: &str, classnames: &[String]) -> Result<Tensor<2>> {
+        let k = (template.to_string(), classnames.to_vec());
+        if let Some(w) = self.memo.get(&k) {
+            return Ok(w.clone());
+        }
+        let w = template_weights_on_device(self.clip, self.tok, template, classnames)?;
+        self.encoded += 1;
+        self.memo.insert(k, w.clone());
+        Ok(w)
+    }
 }

@@ -10,8 +10,13 @@ use ntlb_clip::Clip;
 use ntlb_data::classes::ClassList;
 use ntlb_data::variants::{read_wnids, DatasetKind, EvalSet};
 use ntlb_eval::features::dataset_features;
+use ntlb_eval::identity::Numerics;
 use ntlb_eval::results::{merge, read_table, ResultRow};
 use ntlb_eval::sweep::{run_sweep, SweepConfig, SweepOptions};
+
+fn cpu32() -> Numerics {
+    Numerics::from_config("cpu", "f32").unwrap()
+}
 
 fn opts() -> SweepOptions {
     SweepOptions {
@@ -83,7 +88,7 @@ fn pipeline_counts_bad_images_and_the_cache_follows_its_key() {
     let set = EvalSet::open(DatasetKind::Imagenet, &root.join("imagenet"), &classes, None, None).unwrap();
     let clip = Clip::load(&golden.join("tiny-clip/hf"), None, &Device::flex()).unwrap();
     let cache = tmp.path().join("cache");
-    let f = dataset_features(&clip, &set, "sha-a", Some(&cache), 4, false, false).unwrap();
+    let f = dataset_features(&clip, &set, "sha-a", &cpu32(), Some(&cache), 4, false, false).unwrap();
     assert_eq!(
         f.manifest.failed.len(),
         2,
@@ -92,7 +97,7 @@ fn pipeline_counts_bad_images_and_the_cache_follows_its_key() {
     );
     assert!(f.manifest.failed.iter().any(|(p, _)| p.ends_with("corrupt.png")));
     assert_eq!(f.len(), set.items.len() - 2, "the CMYK JPEG and the PNG named .JPEG decode");
-    let e = dataset_features(&clip, &set, "sha-a", None, 4, true, false)
+    let e = dataset_features(&clip, &set, "sha-a", &cpu32(), None, 4, true, false)
         .unwrap_err()
         .to_string();
     assert!(
@@ -100,11 +105,11 @@ fn pipeline_counts_bad_images_and_the_cache_follows_its_key() {
         "{e}"
     );
     // Same key: read back from the cache, identical.
-    let g = dataset_features(&clip, &set, "sha-a", Some(&cache), 4, false, false).unwrap();
+    let g = dataset_features(&clip, &set, "sha-a", &cpu32(), Some(&cache), 4, false, false).unwrap();
     assert_eq!((g.data.clone(), g.labels.clone()), (f.data.clone(), f.labels.clone()));
     assert_eq!(g.manifest.seconds, f.manifest.seconds, "second read came from the cache");
     // Another checkpoint, or a changed file: a new key, recomputed.
-    let h = dataset_features(&clip, &set, "sha-b", Some(&cache), 4, false, false).unwrap();
+    let h = dataset_features(&clip, &set, "sha-b", &cpu32(), Some(&cache), 4, false, false).unwrap();
     assert_ne!(h.manifest.key.id(), f.manifest.key.id());
     std::fs::write(
         root.join("imagenet/images/val/n00000001/img0.png"),
@@ -112,13 +117,13 @@ fn pipeline_counts_bad_images_and_the_cache_follows_its_key() {
     )
     .unwrap();
     let set2 = EvalSet::open(DatasetKind::Imagenet, &root.join("imagenet"), &classes, None, None).unwrap();
-    let k = dataset_features(&clip, &set2, "sha-a", Some(&cache), 4, false, false).unwrap();
+    let k = dataset_features(&clip, &set2, "sha-a", &cpu32(), Some(&cache), 4, false, false).unwrap();
     assert_ne!(k.manifest.key.id(), f.manifest.key.id());
     // A killed write (features without a manifest) is never read: it is recomputed.
     let id = k.manifest.key.id();
     std::fs::remove_file(cache.join(format!("{id}.manifest.json"))).unwrap();
     std::fs::write(cache.join(format!("{id}.features.safetensors")), b"half written").unwrap();
-    let again = dataset_features(&clip, &set2, "sha-a", Some(&cache), 4, false, false).unwrap();
+    let again = dataset_features(&clip, &set2, "sha-a", &cpu32(), Some(&cache), 4, false, false).unwrap();
     assert_eq!(again.data, k.data);
 }
 

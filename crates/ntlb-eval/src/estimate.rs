@@ -1,0 +1,210 @@
+//! The cost of a sweep for `--dry-run`: matmul FLOP per model size and template count, the
+//! image encodings once per (model, dataset) as the shared cache does them, and the Slurm
+//! array to submit.
+
+use std::collections::BTreeSet;
+
+use ntlb_clip::config::VisionConfig;
+use ntlb_clip::ClipConfig;
+
+use crate::sweep::{Job, ModelEntry};
+use crate::zeroshot::read_templates;
+
+/// Tokens a text encoding runs over (the encoder stops at the longest end-of-text of a batch):
+/// templates with ImageNet class names, and CoOp's prompts (context + name + end).
+const TEMPLATE_TOKENS: usize = 24;
+const PROMPT_TOKENS: usize = 24;
+
+/// Multiply-accumulates of one image through CLIP's modified ResNet (3-conv stem, anti-aliased
+/// bottlenecks, attention pooling), convolutions and projections only.
+pub fn resnet_image_macs(layers: [usize; 4], width: usize, resolution: usize, embed_dim: usize) -> u64 {
+    let conv = |hw: usize, cin: usize, cout: usize, k: usize| (hw * hw * cin * cout * k * k) as u64;
+    let mut r = resolution / 2;
+    let mut macs = conv(r, 3, width / 2, 3) + conv(r, width / 2, width / 2, 3) + conv(r, width / 2, width, 3);
+    r /= 2;
+    let mut inplanes = width;
+    for (i, &blocks) in layers.iter().enumerate() {
+        let planes = width << i;
+        for b in 0..blocks {
+            let stride = if i > 0 && b == 0 { 2 } else { 1 };
+            let out = r / stride;
+            macs += conv(r, inplanes, planes, 1) + conv(r, planes, planes, 3) + conv(out, planes, planes * 4, 1);
+            if stride > 1 || inplanes != planes * 4 {
+                macs += conv(out, inplanes, planes * 4, 1);
+            }
+            inplanes = planes * 4;
+            r = out;
+        }
+    }
+    // Attention pooling over r² + 1 tokens of width 32·width: q, k, v, and the output projection.
+    let (t, e) = ((r * r + 1) as u64, (width * 32) as u64);
+    macs + 3 * t * e * e + 2 * t * t * e + t * e * embed_dim as u64
+}
+
+pub fn image_macs(c: &ClipConfig) -> u64 {
+    match &c.vision {
+        VisionConfig::ResNet {
+            layers,
+            width,
+            image_resolution,
+            ..
+        } => resnet_image_macs(*layers, *width, *image_resolution, c.embed_dim),
+        VisionConfig::Vit { .. } => c.image_macs(),
+    }
+}
+
+/// The architecture of a model entry: its name or file name when it names a preset, else
+/// `None` (the caller says it assumed one).
+pub fn architecture(m: &ModelEntry) -> Option<ClipConfig> {
+    ClipConfig::preset(&m.name).or_else(|| {
+        let stem = m.path.file_stem()?.to_string_lossy().to_string();
+        ClipConfig::preset(&stem)
+    })
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct ModelCost {
+    pub jobs: usize,
+    pub tflop: f64,
+    /// The costliest single job (what a one-job-per-task array needs as time limit).
+    pub max_job_tflop: f64,
+    pub assumed: bool,
+}
+
+/// Class count of each dataset, from the opened sets or (not downloaded yet) the published ones.
+pub struct Workload<'a> {
+    pub images: &'a [usize],
+    pub classes: &'a [usize],
+    /// Classes of the CoOp training set.
+    pub train_classes: usize,
+}
+
+/// TFLOP of every job to run, grouped by model (in plan order).
+pub fn estimate(jobs: &[&Job], w: &Workload) -> Vec<(String, ModelCost)> {
+    let mut out: Vec<(String, ModelCost)> = Vec::new();
+    let mut encoded: BTreeSet<String> = BTreeSet::new();
+    let fallback = ClipConfig::preset("ViT-B/32").expect("preset");
+    for j in jobs {
+        let m = j.model();
+        let arch = architecture(m);
+        let cfg = arch.clone().unwrap_or_else(|| fallback.clone());
+        let (f_img, e) = (2.0 * image_macs(&cfg) as f64, cfg.embed_dim as f64);
+        let f_txt = |l| 2.0 * cfg.text_macs(l) as f64;
+        let mut t = 0.0;
+        // The cache encodes each dataset once per model, whichever job gets there first.
+        if encoded.insert(m.name.clone()) {
+            t += w.images.iter().sum::<usize>() as f64 * f_img;
+        }
+        let distinct_lists: BTreeSet<usize> = w.classes.iter().copied().collect();
+        let score = |classifiers: f64| -> f64 {
+            w.images
+                .iter()
+                .zip(w.classes)
+                .map(|(&n, &c)| classifiers * 2.0 * n as f64 * c as f64 * e)
+                .sum()
+        };
+        match j {
+            Job::ZeroShot { zero_shot, .. } => {
+                let count = |p| read_templates(p).map(|t| t.len()).unwrap_or(80);
+                let mut texts: BTreeSet<String> = BTreeSet::new();
+                let mut n_templates = 0;
+                let mut unknown = 0;
+                for p in std::iter::once(&zero_shot.templates)
+                    .filter(|_| zero_shot.per_template)
+                    .chain(zero_shot.ensembles.values())
+                {
+                    match read_templates(p) {
+                        Ok(ts) => texts.extend(ts),
+                        Err(_) => unknown += count(p),
+                    }
+                }
+                n_templates += texts.len() + unknown;
+                let per = if zero_shot.per_template { count(&zero_shot.templates) } else { 0 };
+                let classifiers = (per + zero_shot.ensembles.len()) as f64;
+                t += n_templates as f64 * distinct_lists.iter().sum::<usize>() as f64 * f_txt(TEMPLATE_TOKENS) + score(classifiers);
+            }
+            Job::Coop { train, .. } => {
+                let b = train.optim.batch_size as f64;
+                let c = w.train_classes as f64;
+                let steps = (c * train.shots as f64 / b).ceil() * train.optim.epochs as f64;
+                // λ > 0: the relevance passes (a forward and backward per image in pass 1 and
+                // again through the loss in pass 2) on top of the CE step's forward and backward.
+                let relevance = if train.loss.expl_weight != 0.0 { 2.0 * b + 2.0 } else { 2.0 };
+                t += steps * (b * f_img + c * f_txt(PROMPT_TOKENS) * (1.0 + relevance));
+                t += distinct_lists.iter().sum::<usize>() as f64 * f_txt(PROMPT_TOKENS) + score(1.0);
+            }
+        }
+        if out.last().is_none_or(|(n, _)| *n != m.name) {
+            out.push((m.name.clone(), ModelCost::default()));
+        }
+        let entry = &mut out.last_mut().expect("pushed").1;
+        entry.jobs += 1;
+        entry.tflop += t / 1e12;
+        entry.max_job_tflop = entry.max_job_tflop.max(t / 1e12);
+        entry.assumed |= arch.is_none();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zero_shot(model: &str, templates: &std::path::Path) -> Job {
+        Job::ZeroShot {
+            model: ModelEntry {
+                name: model.into(),
+                path: format!("{model}.safetensors").into(),
+                tokenizer: None,
+            },
+            zero_shot: crate::sweep::ZeroShotSweep {
+                templates: templates.to_path_buf(),
+                per_template: true,
+                ensembles: Default::default(),
+            },
+        }
+    }
+
+    #[test]
+    fn zero_shot_cost_follows_template_count_and_model_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let (t2, t8) = (dir.path().join("t2.txt"), dir.path().join("t8.txt"));
+        std::fs::write(&t2, "a {}.\nthe {}.\n").unwrap();
+        std::fs::write(&t8, (0..8).map(|i| format!("photo {i} of a {{}}.\n")).collect::<String>()).unwrap();
+        let w = Workload {
+            images: &[50_000, 7_500],
+            classes: &[1000, 200],
+            train_classes: 1000,
+        };
+        let cost = |jobs: &[&Job]| estimate(jobs, &w).iter().map(|(_, c)| c.tflop).sum::<f64>();
+        let (b32_2, b32_8) = (zero_shot("ViT-B/32", &t2), zero_shot("ViT-B/32", &t8));
+        let images = 57_500.0 * 2.0 * image_macs(&ClipConfig::preset("ViT-B/32").unwrap()) as f64 / 1e12;
+        let per_template = (cost(&[&b32_8]) - cost(&[&b32_2])) / 6.0;
+        assert!(per_template > 0.0);
+        assert!(
+            (cost(&[&b32_2]) - images - 2.0 * per_template).abs() < 1e-6 * images,
+            "images + templates"
+        );
+        // A second job of the same model reuses the cached features: no second image pass.
+        assert!((cost(&[&b32_2, &b32_8]) - cost(&[&b32_2]) - 8.0 * per_template).abs() < 1e-6 * images);
+        // ViT-B/16 images cost ~4× B/32; an unknown model is costed as B/32 and flagged.
+        let b16 = zero_shot("ViT-B/16", &t2);
+        assert!(cost(&[&b16]) > 3.5 * images);
+        let odd = estimate(&[&zero_shot("my-model", &t2)], &w);
+        assert!(odd[0].1.assumed && !estimate(&[&b16], &w)[0].1.assumed);
+    }
+
+    #[test]
+    fn resnet_sizes_follow_depth_and_vit_b16_costs_about_four_b32() {
+        let rn50 = image_macs(&ClipConfig::preset("RN50").unwrap()) as f64 / 1e9;
+        let rn101 = image_macs(&ClipConfig::preset("RN101").unwrap()) as f64 / 1e9;
+        let b32 = image_macs(&ClipConfig::preset("ViT-B/32").unwrap()) as f64 / 1e9;
+        let b16 = image_macs(&ClipConfig::preset("ViT-B/16").unwrap()) as f64 / 1e9;
+        // ResNet-50 is 4.1 GMAC; CLIP's 3-conv stem (+0.24), 3×3 convs before the stride in
+        // each first block (+1.04) and attention pooling (+0.73) make ≈ 6.1. ViT-B/32 4.4, B/16 17.6.
+        assert!((5.8..6.4).contains(&rn50), "RN50 {rn50}");
+        assert!((9.4..10.2).contains(&rn101), "RN101 {rn101}");
+        assert!((4.0..4.8).contains(&b32), "ViT-B/32 {b32}");
+        assert!((16.5..18.5).contains(&b16), "ViT-B/16 {b16}");
+    }
+}

@@ -1,0 +1,251 @@
+//! Job keys from content, not location: the same sweep on a node that mounts the data or the
+//! checkpoints elsewhere gives every job the same key, and a change of anything that moves a
+//! number (checkpoint bytes, class list, templates, files, precision, device kind, training
+//! settings) gives a new one.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use ntlb_data::classes::ClassList;
+use ntlb_data::variants::EvalSet;
+use ntlb_prompt::train::TrainConfig;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::sweep::{Job, ModelEntry, SweepConfig};
+use crate::zeroshot::read_templates;
+
+/// Bumped when a code change moves results (keys of older records then stop matching).
+pub const KEY_SCHEME: u32 = 2;
+
+fn hex(h: Sha256) -> String {
+    format!("{:x}", h.finalize())
+}
+
+/// Device kind and float precision, normalised (`cuda:3` and `cuda` are the same kind).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Numerics {
+    pub device_kind: String,
+    pub precision: String,
+}
+
+impl Numerics {
+    pub fn from_config(device: &str, precision: &str) -> Result<Numerics> {
+        let d = device.trim().to_ascii_lowercase();
+        let device_kind = if d == "cpu" || d == "flex" {
+            "cpu"
+        } else if d.starts_with("cuda") {
+            "cuda"
+        } else {
+            bail!("unknown device `{device}`: expected cpu, cuda or cuda:N")
+        };
+        let precision = match precision.trim().to_ascii_lowercase().as_str() {
+            "f32" | "fp32" | "float32" => "f32",
+            "bf16" | "bfloat16" => "bf16",
+            "f16" | "fp16" | "float16" => "f16",
+            other => bail!("unknown precision `{other}`: expected f32, bf16 or f16"),
+        };
+        Ok(Numerics {
+            device_kind: device_kind.into(),
+            precision: precision.into(),
+        })
+    }
+}
+
+/// SHA-256 over (path relative to `root`, label, size) of every file, in order. Paths outside
+/// `root` (never produced by the readers) keep their full form rather than colliding.
+pub fn files_sha256(root: &Path, items: &[(PathBuf, usize)]) -> Result<String> {
+    let lines: Vec<String> = items
+        .par_iter()
+        .map(|(p, l)| {
+            let size = std::fs::metadata(p).with_context(|| format!("{}: cannot stat", p.display()))?.len();
+            let rel = p.strip_prefix(root).unwrap_or(p);
+            // `/` on every platform, so the hash does not depend on the separator either.
+            let rel: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+            Ok(format!("{}\t{l}\t{size}\n", rel.join("/")))
+        })
+        .collect::<Result<_>>()?;
+    let mut h = Sha256::new();
+    for l in &lines {
+        h.update(l.as_bytes());
+    }
+    Ok(hex(h))
+}
+
+pub fn classes_sha256(c: &ClassList) -> String {
+    let mut h = Sha256::new();
+    for (id, name) in c.ids.iter().zip(&c.names) {
+        h.update(format!("{id}\t{name}\n").as_bytes());
+    }
+    hex(h)
+}
+
+/// An evaluation set by content: kind, its label space and its files relative to its root.
+pub fn eval_set_identity(set: &EvalSet) -> Result<String> {
+    let mut h = Sha256::new();
+    h.update(format!("{}\n{}\n", set.kind.name(), classes_sha256(&set.classes)).as_bytes());
+    h.update(files_sha256(&set.root, &set.items)?.as_bytes());
+    Ok(hex(h))
+}
+
+/// SHA-256 of a checkpoint, hashed once per process (the plan's keys and the model load both
+/// need it; a checkpoint is hundreds of MB on a shared file system). Keyed by path, size and
+/// mtime, so a file replaced in place is hashed again.
+pub fn checkpoint_sha256(path: &Path) -> Result<String> {
+    type FileStamp = (PathBuf, u64, Option<std::time::SystemTime>);
+    static MEMO: std::sync::Mutex<Option<HashMap<FileStamp, String>>> = std::sync::Mutex::new(None);
+    let meta = std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let k = (path.to_path_buf(), meta.len(), meta.modified().ok());
+    if let Some(h) = MEMO.lock().expect("memo").get_or_insert_with(HashMap::new).get(&k) {
+        return Ok(h.clone());
+    }
+    let h = ntlb_clip::io::sha256_file(path).with_context(|| format!("{}: cannot hash", path.display()))?;
+    MEMO.lock().expect("memo").get_or_insert_with(HashMap::new).insert(k, h.clone());
+    Ok(h)
+}
+
+/// The checkpoint file of a model entry (a Hugging Face folder holds `model.safetensors`).
+pub fn weights_file(m: &ModelEntry) -> PathBuf {
+    if m.path.is_dir() {
+        m.path.join("model.safetensors")
+    } else {
+        m.path.clone()
+    }
+}
+
+/// Every content hash the keys of a sweep need, computed once.
+#[derive(Debug, Clone)]
+pub struct SweepIdentity {
+    pub numerics: Numerics,
+    pub strict: bool,
+    pub classes: String,
+    pub datasets: Vec<String>,
+    /// Model name -> checkpoint SHA-256 (and the tokenizer's, when one is named).
+    pub models: HashMap<String, String>,
+    pub templates: HashMap<PathBuf, Vec<String>>,
+    /// The CoOp training folder, by content.
+    pub train: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "method", rename_all = "kebab-case")]
+enum Content<'a> {
+    ZeroShot {
+        per_template: bool,
+        templates: &'a [String],
+        ensembles: BTreeMap<&'a str, &'a [String]>,
+    },
+    Coop {
+        lambda: f64,
+        seed: u64,
+        train: &'a TrainConfig,
+        train_data: &'a str,
+    },
+}
+
+/// What a job key hashes (serialised; no path in it).
+#[derive(Serialize)]
+struct KeyMaterial<'a> {
+    scheme: u32,
+    model: &'a str,
+    checkpoint: &'a str,
+    job: Content<'a>,
+    classes: &'a str,
+    datasets: &'a [String],
+    numerics: &'a Numerics,
+    strict: bool,
+}
+
+impl SweepIdentity {
+    /// Hash the checkpoints, templates, class list, datasets and (with CoOp) the training files.
+    pub fn compute(cfg: &SweepConfig, classes: &ClassList, sets: &[EvalSet]) -> Result<SweepIdentity> {
+        let numerics = Numerics::from_config(&cfg.device, &cfg.precision)?;
+        let datasets = sets.iter().map(eval_set_identity).collect::<Result<Vec<_>>>()?;
+        let mut models = HashMap::new();
+        for m in &cfg.models {
+            let w = weights_file(m);
+            let mut id = checkpoint_sha256(&w).with_context(|| format!("model `{}`", m.name))?;
+            if let Some(t) = &m.tokenizer {
+                id += "+";
+                id += &ntlb_clip::io::sha256_file(t).with_context(|| format!("model `{}`: {}", m.name, t.display()))?;
+            }
+            models.insert(m.name.clone(), id);
+        }
+        let mut templates = HashMap::new();
+        if let Some(z) = &cfg.zero_shot {
+            for p in std::iter::once(&z.templates).chain(z.ensembles.values()) {
+                if !templates.contains_key(p) {
+                    templates.insert(p.clone(), read_templates(p)?);
+                }
+            }
+        }
+        let train = match &cfg.coop {
+            Some(c) => {
+                let folder = ntlb_data::folder::ImageFolder::imagenet(&c.train_root, "train", classes)?;
+                Some(files_sha256(&folder.root, &folder.items)?)
+            }
+            None => None,
+        };
+        Ok(SweepIdentity {
+            numerics,
+            strict: cfg.strict,
+            classes: classes_sha256(classes),
+            datasets,
+            models,
+            templates,
+            train,
+        })
+    }
+
+    /// The job's key: 16 hex digits of the SHA-256 of its content.
+    pub fn key(&self, job: &Job) -> Result<String> {
+        let m = job.model();
+        let checkpoint = self
+            .models
+            .get(&m.name)
+            .with_context(|| format!("model `{}` was not hashed", m.name))?;
+        let tpl = |p: &PathBuf| -> Result<&[String]> {
+            self.templates
+                .get(p)
+                .map(|v| v.as_slice())
+                .with_context(|| format!("{}: templates were not read", p.display()))
+        };
+        let content = match job {
+            Job::ZeroShot { zero_shot, .. } => Content::ZeroShot {
+                per_template: zero_shot.per_template,
+                // Without per-template rows the file only matters through the ensembles.
+                templates: if zero_shot.per_template { tpl(&zero_shot.templates)? } else { &[] },
+                ensembles: zero_shot
+                    .ensembles
+                    .iter()
+                    .map(|(n, p)| Ok((n.as_str(), tpl(p)?)))
+                    .collect::<Result<_>>()?,
+            },
+            Job::Coop { lambda, seed, train, .. } => Content::Coop {
+                lambda: *lambda,
+                seed: *seed,
+                train,
+                train_data: self.train.as_deref().context("CoOp job without a hashed training folder")?,
+            },
+        };
+        let material = KeyMaterial {
+            scheme: KEY_SCHEME,
+            model: &m.name,
+            checkpoint,
+            job: content,
+            classes: &self.classes,
+            datasets: &self.datasets,
+            numerics: &self.numerics,
+            strict: self.strict,
+        };
+        let mut h = Sha256::new();
+        h.update(serde_json::to_vec(&material)?);
+        Ok(hex(h)[..16].to_string())
+    }
+
+    pub fn keys(&self, jobs: &[Job]) -> Result<Vec<String>> {
+        jobs.iter().map(|j| self.key(j)).collect()
+    }
+}

@@ -1,0 +1,148 @@
+//! Exclusive lock files (`O_EXCL` create) for work that several array tasks may reach at once
+//! on a shared folder. The holder refreshes the file's mtime from a thread; a lock whose
+//! holder died on this host, or that was not refreshed for `stale_after`, is taken over.
+//! A takeover racing another takeover can at worst let two writers do the same work: every
+//! result is written by atomic rename, so readers still see one whole file.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "unknown-host".into())
+}
+
+/// A held lock; dropping it removes the file.
+pub struct FileLock {
+    path: PathBuf,
+    stop: Arc<AtomicBool>,
+    heartbeat: Option<JoinHandle<()>>,
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.heartbeat.take() {
+            let _ = h.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Who holds a lock (the file's first line: `host pid`).
+pub fn holder(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path).ok().and_then(|s| s.lines().next().map(String::from))
+}
+
+fn holder_is_dead(path: &Path) -> bool {
+    let Some(h) = holder(path) else { return false };
+    let mut it = h.split_whitespace();
+    match (it.next(), it.next().and_then(|p| p.parse::<u32>().ok())) {
+        (Some(host), Some(pid)) if host == hostname() => !Path::new(&format!("/proc/{pid}")).exists(),
+        _ => false,
+    }
+}
+
+fn is_stale(path: &Path, stale_after: Duration) -> bool {
+    if holder_is_dead(path) {
+        return true;
+    }
+    match std::fs::metadata(path).and_then(|m| m.modified()) {
+        Ok(t) => SystemTime::now().duration_since(t).unwrap_or_default() > stale_after,
+        Err(_) => false,
+    }
+}
+
+/// Take the lock if nobody holds it (or its holder is gone); `None` when someone else has it.
+pub fn try_lock(path: &Path, stale_after: Duration) -> Result<Option<FileLock>> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    }
+    for _ in 0..2 {
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
+            Ok(mut f) => {
+                writeln!(f, "{} {}", hostname(), std::process::id())?;
+                f.sync_all()?;
+                let stop = Arc::new(AtomicBool::new(false));
+                let (p, s) = (path.to_path_buf(), stop.clone());
+                let every = (stale_after / 4).max(Duration::from_millis(50));
+                let heartbeat = std::thread::spawn(move || {
+                    let mut last = std::time::Instant::now();
+                    while !s.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(50).min(every));
+                        if last.elapsed() >= every {
+                            if let Ok(f) = std::fs::OpenOptions::new().write(true).open(&p) {
+                                let _ = f.set_modified(SystemTime::now());
+                            }
+                            last = std::time::Instant::now();
+                        }
+                    }
+                });
+                return Ok(Some(FileLock {
+                    path: path.to_path_buf(),
+                    stop,
+                    heartbeat: Some(heartbeat),
+                }));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if !is_stale(path, stale_after) {
+                    return Ok(None);
+                }
+                eprintln!(
+                    "taking over the stale lock {} (holder {})",
+                    path.display(),
+                    holder(path).unwrap_or_else(|| "unknown".into())
+                );
+                let _ = std::fs::remove_file(path);
+            }
+            Err(e) => return Err(e).with_context(|| format!("{}: cannot create the lock", path.display())),
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_holder_at_a_time_and_dead_or_silent_holders_are_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.lock");
+        let a = try_lock(&p, Duration::from_secs(60)).unwrap().expect("free lock");
+        assert!(try_lock(&p, Duration::from_secs(60)).unwrap().is_none(), "held by a live process");
+        drop(a);
+        assert!(!p.exists(), "dropping removes the file");
+        // A holder on this host whose pid is gone.
+        std::fs::write(&p, format!("{} 4000000000\n", hostname())).unwrap();
+        assert!(try_lock(&p, Duration::from_secs(60)).unwrap().is_some());
+        // A holder elsewhere that stopped refreshing.
+        std::fs::write(&p, "another-host 1\n").unwrap();
+        let old = SystemTime::now() - Duration::from_secs(120);
+        std::fs::OpenOptions::new().write(true).open(&p).unwrap().set_modified(old).unwrap();
+        assert!(try_lock(&p, Duration::from_secs(600)).unwrap().is_none(), "still fresh enough");
+        assert!(try_lock(&p, Duration::from_secs(60)).unwrap().is_some(), "stale");
+    }
+
+    #[test]
+    fn the_holder_keeps_its_lock_fresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("y.lock");
+        let _held = try_lock(&p, Duration::from_millis(400)).unwrap().unwrap();
+        std::thread::sleep(Duration::from_millis(900));
+        // Another host can only tell a live holder by the file's mtime.
+        let age = SystemTime::now()
+            .duration_since(std::fs::metadata(&p).unwrap().modified().unwrap())
+            .unwrap_or_default();
+        assert!(age < Duration::from_millis(400), "refreshed by the heartbeat: {age:?} old");
+        assert!(try_lock(&p, Duration::from_millis(400)).unwrap().is_none());
+    }
+}
