@@ -22,7 +22,7 @@ MUTANTS=(
   "b|crates/ntlb-prompt/src/objective.rs|'objective = objective + (s * wts).sum() * loss.expl_weight;'|'objective = objective + (s * wts).sum().detach() * loss.expl_weight;'"
   "c|crates/ntlb-prompt/src/prompt.rs|'.map(|p| f32::from(p >= self.name_start && p < self.name_start + nl))'|'.map(|p| f32::from(p >= 1 && p < self.name_start && nl > 0))'"
   "d|crates/ntlb-data/src/variants.rs|'                let f = ImageFolder::read(&dir, &sub)?;\n                EvalSet::from_folder(kind, f)'|'                let f = ImageFolder::read(&dir, &sub)?;\n                let mut s = EvalSet::from_folder(kind, f);\n                let n = s.classes.len();\n                s.items.iter_mut().for_each(|(_, l)| *l = (*l + 1) % n);\n                s'"
-  "e|crates/ntlb-eval/src/zeroshot.rs|'        row.iter_mut().for_each(|v| *v /= norm);'|'        let _ = norm;'"
+  "e|crates/ntlb-eval/src/zeroshot.rs|'    l2_normalize(stacked.mean_dim(0).squeeze_dim(0))'|'    stacked.mean_dim(0).squeeze_dim(0)'"
 )
 declare -A WHAT=(
   [a]="the optimiser never updates the context"

@@ -21,7 +21,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::features::{model_features, Features};
 use crate::identity::SweepIdentity;
-use crate::metrics::accuracy;
 use crate::results::{write_tables, ResultRow, RunRecord};
 use crate::scores::DeviceFeatures;
 use crate::zeroshot::{ensemble_on_device, read_templates, TemplateBank};
@@ -618,9 +617,10 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
                     } else {
                         PromptLayout::new(&l.tok, &s.classes.names, &tcfg.prompt)?
                     };
+                    // Scored on the model's device, as zero-shot is.
+                    let x = DeviceFeatures::from_features(f, &l.clip.text.token_embedding.device());
                     for (method, ctx, name_score) in [("coop-init", &initial, score_init), ("coop", &learned.ctx, score)] {
-                        let w = ntlb_clip::parity::to_f32_vec(class_text_features(&l.clip, &lay, ctx, shape, tcfg.chunk));
-                        let a = accuracy(&f.data, &f.labels, f.dim, &w, s.classes.len());
+                        let a = x.accuracy(&class_text_features(&l.clip, &lay, ctx, shape, tcfg.chunk), s.classes.len());
                         rows.push(ResultRow {
                             lambda: Some(*lambda),
                             seed: Some(*seed),

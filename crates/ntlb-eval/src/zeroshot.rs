@@ -29,33 +29,6 @@ pub fn read_templates(path: &Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// Normalised text features `[C, E]` of one template over the class names.
-pub fn template_weights(clip: &Clip, tok: &ClipTokenizer, template: &str, classnames: &[String]) -> Result<Vec<f32>> {
-    let mut out = Vec::with_capacity(classnames.len() * clip.config.embed_dim);
-    for chunk in classnames.chunks(256) {
-        let texts: Vec<String> = chunk.iter().map(|c| template.replace("{}", &c.replace('_', " "))).collect();
-        let toks = tok.tokenize_all(&texts, true)?;
-        let ids: Vec<Vec<u32>> = toks.iter().map(|t| t.ids.clone()).collect();
-        let eot: Vec<usize> = toks.iter().map(|t| t.eot).collect();
-        out.extend(to_f32_vec(l2_normalize(clip.encode_text(&ids, &eot))));
-    }
-    Ok(out)
-}
-
-/// Mean of per-template normalised weights, renormalised per class.
-pub fn ensemble(per_template: &[Vec<f32>], dim: usize) -> Vec<f32> {
-    let n = per_template[0].len();
-    let mut m = vec![0f32; n];
-    for w in per_template {
-        m.iter_mut().zip(w).for_each(|(a, b)| *a += b / per_template.len() as f32);
-    }
-    for row in m.chunks_mut(dim) {
-        let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
-        row.iter_mut().for_each(|v| *v /= norm);
-    }
-    m
-}
-
 /// Normalised text features `[C, E]` of one template, left on the model's device (detached:
 /// a zero-shot classifier needs no graph).
 pub fn template_weights_on_device(clip: &Clip, tok: &ClipTokenizer, template: &str, classnames: &[String]) -> Result<Tensor<2>> {
@@ -70,7 +43,8 @@ pub fn template_weights_on_device(clip: &Clip, tok: &ClipTokenizer, template: &s
     Ok(Tensor::cat(parts, 0))
 }
 
-/// [`ensemble`] on the device.
+/// The template ensemble: mean of the per-template normalised features, renormalised per
+/// class (CLIP's notebook).
 pub fn ensemble_on_device(per_template: &[Tensor<2>]) -> Tensor<2> {
     let stacked: Tensor<3> = Tensor::stack(per_template.to_vec(), 0);
     l2_normalize(stacked.mean_dim(0).squeeze_dim(0))
