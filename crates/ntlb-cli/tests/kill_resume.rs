@@ -24,7 +24,7 @@ fn train(world: &Path, out: &Path) -> Command {
         .arg(world.join("classnames.tsv"))
         .arg("--config")
         .arg(repo.join("configs/coop-demo.toml"))
-        .args(["--lambda", "0", "--epochs", "12", "--batch-size", "16"])
+        .args(["--lambda", "0", "--epochs", "30", "--batch-size", "16"])
         .arg("--out")
         .arg(out)
         .stdout(std::process::Stdio::null())
@@ -52,8 +52,9 @@ fn sigkilled_training_resumes_to_the_identical_context() {
     let mut kills = 0;
     while kills < 20 {
         let mut child = train(&world, &killed).spawn().unwrap();
-        // Anywhere in the run: start-up, steps, the checkpoint at each epoch's end.
-        std::thread::sleep(Duration::from_secs_f64(rng.random_range(0.05..1.0) * full.as_secs_f64()));
+        // Anywhere in the run: start-up, steps, the checkpoint at each epoch's end; early
+        // enough that several restarts are needed.
+        std::thread::sleep(Duration::from_secs_f64(rng.random_range(0.1..0.45) * full.as_secs_f64()));
         if child.try_wait().unwrap().is_some() {
             break; // finished before the kill
         }
@@ -61,9 +62,16 @@ fn sigkilled_training_resumes_to_the_identical_context() {
         child.wait().unwrap();
         kills += 1;
     }
-    assert!(kills >= 5, "only {kills} runs were killed before one finished");
+    assert!(kills >= 3, "only {kills} runs were killed before one finished");
     assert!(train(&world, &killed).status().unwrap().success());
-    assert_eq!(ctx(&killed), reference, "the resumed context differs after {kills} kills");
+    let resumed = ctx(&killed);
+    let differ = resumed.iter().zip(&reference).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+    let max = resumed.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(
+        differ == 0 && resumed.len() == reference.len(),
+        "after {kills} kills the resumed context differs in {differ} of {} entries (max {max})",
+        reference.len()
+    );
     let left: Vec<String> = std::fs::read_dir(&killed)
         .unwrap()
         .flatten()
