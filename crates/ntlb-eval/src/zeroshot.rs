@@ -6,7 +6,6 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use burn::tensor::Tensor;
-use ntlb_clip::parity::to_f32_vec;
 use ntlb_clip::tokenizer::ClipTokenizer;
 use ntlb_clip::{l2_normalize, Clip};
 
