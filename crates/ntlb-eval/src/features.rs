@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use burn::tensor::{Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use ntlb_clip::parity::to_f32_vec;
+use ntlb_clip::preprocess::ConvertOrder;
 use ntlb_clip::{l2_normalize, Clip};
 use ntlb_data::variants::EvalSet;
 use rayon::prelude::*;
@@ -26,10 +27,17 @@ pub struct FeatureKey {
     pub files_sha256: String,
     pub n_files: usize,
     pub preprocessing: String,
+    /// When images are converted to RGB (`ntlb_clip::preprocess::ConvertOrder`).
+    #[serde(default)]
+    pub convert_order: String,
 }
 
 impl FeatureKey {
     pub fn new(checkpoint_sha256: &str, set: &EvalSet, resolution: usize) -> FeatureKey {
+        FeatureKey::with_order(checkpoint_sha256, set, resolution, ConvertOrder::default())
+    }
+
+    pub fn with_order(checkpoint_sha256: &str, set: &EvalSet, resolution: usize, order: ConvertOrder) -> FeatureKey {
         let mut h = Sha256::new();
         for (p, l) in &set.items {
             let size = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
@@ -41,7 +49,9 @@ impl FeatureKey {
             root: set.root.display().to_string(),
             files_sha256: format!("{:x}", h.finalize()),
             n_files: set.items.len(),
-            preprocessing: format!("clip-test:resize-bicubic-pillow,center-crop,{resolution}px,v1"),
+            // v2: libjpeg-turbo decoding, tRNS kept out of alpha, Pillow 13's pass order.
+            preprocessing: format!("clip-test:resize-bicubic-pillow,center-crop,{resolution}px,v2"),
+            convert_order: order.name().into(),
         }
     }
 
@@ -82,7 +92,8 @@ impl Features {
     }
 }
 
-/// Encode every image of `set` (or read the cache in `cache_dir`).
+/// Encode every image of `set` (or read the cache in `cache_dir`), converted to RGB in the
+/// reference's order.
 #[allow(clippy::too_many_arguments)]
 pub fn dataset_features(
     clip: &Clip,
@@ -93,8 +104,32 @@ pub fn dataset_features(
     strict: bool,
     progress: bool,
 ) -> Result<Features> {
+    dataset_features_in_order(
+        clip,
+        set,
+        checkpoint_sha256,
+        cache_dir,
+        batch,
+        strict,
+        progress,
+        ConvertOrder::default(),
+    )
+}
+
+/// [`dataset_features`] with the conversion order as a setting.
+#[allow(clippy::too_many_arguments)]
+pub fn dataset_features_in_order(
+    clip: &Clip,
+    set: &EvalSet,
+    checkpoint_sha256: &str,
+    cache_dir: Option<&Path>,
+    batch: usize,
+    strict: bool,
+    progress: bool,
+    order: ConvertOrder,
+) -> Result<Features> {
     let n = clip.config.vision.image_resolution();
-    let key = FeatureKey::new(checkpoint_sha256, set, n);
+    let key = FeatureKey::with_order(checkpoint_sha256, set, n, order);
     let id = key.id();
     if let Some(dir) = cache_dir {
         let mpath = dir.join(format!("{id}.manifest.json"));
@@ -145,7 +180,12 @@ pub fn dataset_features(
             let decoded: Vec<_> = chunk
                 .par_iter()
                 .enumerate()
-                .map(|(j, (p, _))| (ci * batch + j, ntlb_clip::preprocess::load_image(p, n).map_err(|e| e.to_string())))
+                .map(|(j, (p, _))| {
+                    (
+                        ci * batch + j,
+                        ntlb_clip::preprocess::load_image_with(p, n, order).map_err(|e| e.to_string()),
+                    )
+                })
                 .collect();
             if tx.send(decoded).is_err() {
                 break;

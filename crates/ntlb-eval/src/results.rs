@@ -40,6 +40,9 @@ pub struct RunRecord {
     pub rows: Vec<ResultRow>,
     pub failed_images: Vec<(PathBuf, String)>,
     pub relevance: Option<Vec<RelevanceMap>>,
+    /// Preprocessing of the features (the feature-cache key's `preprocessing` and `convert_order`).
+    #[serde(default)]
+    pub preprocessing: Vec<String>,
 }
 
 pub fn read_runs(results: &Path) -> Result<Vec<RunRecord>> {

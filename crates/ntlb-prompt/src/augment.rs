@@ -1,7 +1,11 @@
 //! CoOp's training augmentation: torchvision `RandomResizedCrop(n, scale=(0.08, 1),
 //! ratio=(3/4, 4/3), BICUBIC)` then `RandomHorizontalFlip`, then CLIP's normalisation.
+//! Dassl converts to RGB when it reads the file ([`augment`] takes that RGB picture); in CLIP's
+//! order the crop and resize run in the file's own mode ([`augment_decoded`]).
 
-use ntlb_clip::preprocess::{crop, resize_bicubic, to_normalized_chw, Raster};
+use ntlb_clip::preprocess::{
+    convert_rgb, crop, crop_decoded, resize_bicubic, resize_decoded, to_normalized_chw, ConvertOrder, Kind, Raster,
+};
 use rand::Rng;
 
 /// torchvision's `RandomResizedCrop.get_params`: (top, left, height, width).
@@ -31,10 +35,29 @@ pub fn crop_params(rng: &mut impl Rng, width: usize, height: usize) -> (usize, u
     ((height - h) / 2, (width - w) / 2, h, w)
 }
 
-/// One augmented view `[3, n, n]`, normalised.
+/// One augmented view `[3, n, n]` of an RGB picture (Dassl's order), normalised.
 pub fn augment(img: &Raster, n: usize, rng: &mut impl Rng) -> Vec<f32> {
     let (top, left, h, w) = crop_params(rng, img.width, img.height);
-    let mut out = resize_bicubic(&crop(img, left, top, w, h), n, n);
+    let out = resize_bicubic(&crop(img, left, top, w, h), n, n);
+    flip_and_normalize(out, n, rng)
+}
+
+/// One augmented view of a picture as decoded, converted to RGB in `order`; the random draws
+/// are the same in both orders.
+pub fn augment_decoded(img: &Raster, kind: &Kind, n: usize, order: ConvertOrder, rng: &mut impl Rng) -> Vec<f32> {
+    match order {
+        ConvertOrder::Dassl if img.channels == 3 && *kind == Kind::Plain => augment(img, n, rng),
+        ConvertOrder::Dassl => augment(&convert_rgb(img.clone(), kind), n, rng),
+        ConvertOrder::Clip => {
+            let (top, left, h, w) = crop_params(rng, img.width, img.height);
+            let (cropped, kind) = crop_decoded(img, kind, left, top, w, h);
+            let out = convert_rgb(resize_decoded(cropped, &kind, n, n), &kind);
+            flip_and_normalize(out, n, rng)
+        }
+    }
+}
+
+fn flip_and_normalize(mut out: Raster, n: usize, rng: &mut impl Rng) -> Vec<f32> {
     if rng.random_bool(0.5) {
         let c = out.channels;
         for row in out.data.chunks_exact_mut(n * c) {
