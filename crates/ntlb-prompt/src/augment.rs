@@ -108,4 +108,46 @@ mod tests {
         assert_ne!(a, c);
         assert_eq!(a.len(), 3 * 16 * 16);
     }
+
+    #[test]
+    fn both_orders_agree_on_rgb_and_part_on_palette_pictures() {
+        let img = Raster {
+            width: 40,
+            height: 30,
+            channels: 3,
+            data: (0..3600).map(|v| (v * 7 % 251) as u8).collect(),
+        };
+        let view = |kind: &Kind, order| augment_decoded(&img, kind, 16, order, &mut rand_chacha::ChaCha8Rng::seed_from_u64(4));
+        assert_eq!(view(&Kind::Plain, ConvertOrder::Clip), view(&Kind::Plain, ConvertOrder::Dassl));
+        assert_eq!(
+            view(&Kind::Plain, ConvertOrder::Dassl),
+            augment(&img, 16, &mut rand_chacha::ChaCha8Rng::seed_from_u64(4))
+        );
+        // A palette picture: NEAREST in CLIP's order, bicubic on RGB in Dassl's.
+        assert_ne!(view(&Kind::Nearest, ConvertOrder::Clip), view(&Kind::Nearest, ConvertOrder::Dassl));
+        // 16-bit gray crops its own samples: values above 255 clip after the resize.
+        let g16 = Raster {
+            width: 40,
+            height: 30,
+            channels: 1,
+            data: Vec::new(),
+        };
+        let samples: Vec<u16> = (0..1200).map(|v| (v % 40 * 13) as u16).collect();
+        let a = augment_decoded(
+            &g16,
+            &Kind::Gray16(samples.clone()),
+            16,
+            ConvertOrder::Clip,
+            &mut rand_chacha::ChaCha8Rng::seed_from_u64(4),
+        );
+        let b = augment_decoded(
+            &g16,
+            &Kind::Gray16(samples),
+            16,
+            ConvertOrder::Dassl,
+            &mut rand_chacha::ChaCha8Rng::seed_from_u64(4),
+        );
+        assert_eq!(a.len(), 3 * 16 * 16);
+        assert_eq!(b.len(), a.len());
+    }
 }
