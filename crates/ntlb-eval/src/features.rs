@@ -260,3 +260,28 @@ pub fn dataset_features_in_order(
         manifest,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_conversion_order_is_part_of_the_cache_key() {
+        let set = EvalSet {
+            kind: ntlb_data::variants::DatasetKind::Imagenet,
+            root: "/data".into(),
+            classes: ntlb_data::classes::ClassList {
+                ids: vec!["a".into()],
+                names: vec!["a".into()],
+            },
+            items: vec![("/data/a/1.JPEG".into(), 0)],
+            empty_classes: vec![],
+        };
+        let dassl = FeatureKey::new("sha", &set, 224);
+        assert_eq!(dassl.convert_order, "dassl");
+        assert_eq!(dassl, FeatureKey::with_order("sha", &set, 224, ConvertOrder::Dassl));
+        let clip = FeatureKey::with_order("sha", &set, 224, ConvertOrder::Clip);
+        assert_eq!(clip.convert_order, "clip");
+        assert_ne!(dassl.id(), clip.id());
+    }
+}
