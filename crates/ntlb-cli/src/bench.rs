@@ -468,8 +468,16 @@ fn pipeline(a: PipelineArgs) -> Result<i32> {
     }
     std::fs::write(&list, files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join("\n"))?;
     let pillow = std::process::Command::new(&a.python).arg(&script).arg(&list).output();
-    let pillow: Result<f64, String> = match pillow {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().parse::<f64>().map_err(|e| e.to_string()),
+    // The script prints "<images/s> <what ran> <Pillow version>".
+    let pillow: Result<(f64, String), String> = match pillow {
+        Ok(o) if o.status.success() => {
+            let out = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            let mut words = out.split_whitespace();
+            match words.next().map(str::parse::<f64>) {
+                Some(Ok(ips)) => Ok((ips, words.collect::<Vec<_>>().join(" "))),
+                _ => Err(format!("Pillow comparison unreadable: {out:?}")),
+            }
+        }
         Ok(o) => Err(format!(
             "Pillow comparison skipped: {}",
             String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("")
@@ -479,7 +487,8 @@ fn pipeline(a: PipelineArgs) -> Result<i32> {
     let out = json!({
         "images": files.len(), "decode_resize_per_core": per_core, "decode_resize_all_cores": all_cores,
         "threads": all.current_num_threads(), "files_to_features_vit_b32": end_to_end, "device": a.device,
-        "pillow_torchvision_per_core": pillow.as_ref().ok(), "ratio_vs_pillow_per_core": pillow.as_ref().ok().map(|p| per_core / p),
+        "pillow_torchvision_per_core": pillow.as_ref().ok().map(|p| p.0), "baseline": pillow.as_ref().ok().map(|p| &p.1),
+        "ratio_vs_pillow_per_core": pillow.as_ref().ok().map(|p| per_core / p.0),
         "pillow_note": pillow.as_ref().err(),
     });
     if a.json {

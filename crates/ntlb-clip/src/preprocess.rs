@@ -7,9 +7,11 @@
 //! the high byte; the conversion to RGB happens after the crop.
 
 use std::io::Read;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use image::DynamicImage;
+mod jpeg;
+mod png;
 
 // CLIP's constants exactly as published (torchvision rounds them to float32 the same way).
 #[allow(clippy::excessive_precision)]
@@ -105,24 +107,29 @@ fn coefficients(in_size: usize, out_size: usize) -> (Vec<(usize, usize)>, Vec<i3
     (bounds, kk, ksize)
 }
 
+/// Pillow 13's pass order (`ImagingResampleInner`): the vertical pass runs first when the
+/// height shrinks by more than twice what the width shrinks. Each pass rounds, so the order
+/// changes pixels.
+fn vertical_first(w: usize, h: usize, out_w: usize, out_h: usize) -> bool {
+    let (dy, dx) = (h as i64 - out_h as i64, w as i64 - out_w as i64);
+    dy > 0 && dy > dx * 2
+}
+
 /// Pillow's `I;16` resize (`ImagingResample*_16bpc`): float weights, round half up, clamp.
 fn resize_bicubic_u16(data: &[u16], w: usize, h: usize, out_w: usize, out_h: usize) -> Vec<u16> {
     let round = |v: f64| -> u16 { (v + 0.5).floor().clamp(0.0, 65535.0) as u16 };
-    let mut cur = data.to_vec();
-    let mut cw = w;
-    if out_w != w {
+    let horizontal = |cur: &[u16], h: usize| -> Vec<u16> {
         let (bounds, kk, ksize) = coefficients_f64(w, out_w);
         let mut next = vec![0u16; out_w * h];
         for y in 0..h {
             for (xx, &(xmin, xmax)) in bounds.iter().enumerate() {
-                let ss: f64 = (0..xmax).map(|x| cur[y * cw + xmin + x] as f64 * kk[xx * ksize + x]).sum();
+                let ss: f64 = (0..xmax).map(|x| cur[y * w + xmin + x] as f64 * kk[xx * ksize + x]).sum();
                 next[y * out_w + xx] = round(ss);
             }
         }
-        cur = next;
-        cw = out_w;
-    }
-    if out_h != h {
+        next
+    };
+    let vertical = |cur: &[u16], cw: usize| -> Vec<u16> {
         let (bounds, kk, ksize) = coefficients_f64(h, out_h);
         let mut next = vec![0u16; cw * out_h];
         for (yy, &(ymin, ymax)) in bounds.iter().enumerate() {
@@ -131,7 +138,23 @@ fn resize_bicubic_u16(data: &[u16], w: usize, h: usize, out_w: usize, out_h: usi
                 next[yy * cw + x] = round(ss);
             }
         }
-        cur = next;
+        next
+    };
+    let mut cur = data.to_vec();
+    if vertical_first(w, h, out_w, out_h) {
+        if out_h != h {
+            cur = vertical(&cur, w);
+        }
+        if out_w != w {
+            cur = horizontal(&cur, out_h);
+        }
+    } else {
+        if out_w != w {
+            cur = horizontal(&cur, h);
+        }
+        if out_h != h {
+            cur = vertical(&cur, out_w);
+        }
     }
     cur
 }
@@ -146,71 +169,163 @@ fn clip8(v: i32) -> u8 {
     }
 }
 
-fn resample_horizontal(img: &Raster, out_w: usize) -> Raster {
+/// Rows transposed per block of the horizontal pass: the taps then run over `ROWS × channels`
+/// contiguous lanes, which the compiler vectorises (Pillow's loop is one pixel at a time).
+const ROWS: usize = 32;
+
+/// Horizontal pass to `out_w` columns, only output columns `cols` of source rows `rows`.
+/// Integer sums in any order equal Pillow's, so the block layout changes no pixel.
+fn resample_horizontal(img: &Raster, out_w: usize, cols: Range<usize>, rows: Range<usize>) -> Raster {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        return unsafe { resample_horizontal_avx2(img, out_w, cols, rows) };
+    }
+    resample_horizontal_body(img, out_w, cols, rows)
+}
+
+/// The same code compiled for AVX2, where 32-bit multiplies are one instruction for 8 lanes
+/// (the x86-64 baseline, SSE2, has none); the integer results are the same.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn resample_horizontal_avx2(img: &Raster, out_w: usize, cols: Range<usize>, rows: Range<usize>) -> Raster {
+    resample_horizontal_body(img, out_w, cols, rows)
+}
+
+#[inline(always)]
+fn resample_horizontal_body(img: &Raster, out_w: usize, cols: Range<usize>, rows: Range<usize>) -> Raster {
+    // Fixed channel counts: the per-pixel copies below become plain moves, not memcpy calls.
+    match img.channels {
+        1 => horizontal_c::<1>(img, out_w, cols, rows),
+        2 => horizontal_c::<2>(img, out_w, cols, rows),
+        3 => horizontal_c::<3>(img, out_w, cols, rows),
+        _ => horizontal_c::<4>(img, out_w, cols, rows),
+    }
+}
+
+#[inline(always)]
+fn horizontal_c<const C: usize>(img: &Raster, out_w: usize, cols: Range<usize>, rows: Range<usize>) -> Raster {
+    assert_eq!(img.channels, C);
     let (bounds, kk, ksize) = coefficients(img.width, out_w);
-    let c = img.channels;
-    let mut data = vec![0u8; out_w * img.height * c];
-    let half: i32 = 1 << (PRECISION_BITS - 1);
-    for (row, out) in img.data.chunks_exact(img.width * c).zip(data.chunks_exact_mut(out_w * c)) {
-        for (xx, &(xmin, xmax)) in bounds.iter().enumerate() {
-            let k = &kk[xx * ksize..xx * ksize + xmax];
-            let src = &row[xmin * c..(xmin + xmax) * c];
-            // All channels of a pixel at once: the same taps, one pass over the source.
-            let mut ss = [half; 4];
-            for (px, &w) in src.chunks_exact(c).zip(k) {
-                for ch in 0..c {
-                    ss[ch] += px[ch] as i32 * w;
+    let c = C;
+    let (ow, stride) = (cols.len(), img.width * c);
+    let mut data = vec![0u8; ow * rows.len() * c];
+    if ow > 0 && !rows.is_empty() {
+        // Source columns the chosen outputs read.
+        let x0 = bounds[cols.clone()].iter().map(|&(m, _)| m).min().unwrap_or(0);
+        let x1 = bounds[cols.clone()].iter().map(|&(m, n)| m + n).max().unwrap_or(x0);
+        let lanes = ROWS * c;
+        let mut t = vec![0u8; (x1 - x0) * lanes];
+        let mut acc = vec![0i32; lanes];
+        let half: i32 = 1 << (PRECISION_BITS - 1);
+        for y0 in rows.clone().step_by(ROWS) {
+            let nb = ROWS.min(rows.end - y0);
+            let lane = nb * c;
+            for r in 0..nb {
+                let src = &img.data[(y0 + r) * stride + x0 * c..(y0 + r) * stride + x1 * c];
+                for (px, dst) in src.chunks_exact(C).zip(t[r * C..].chunks_mut(lanes)) {
+                    dst[..C].copy_from_slice(px);
                 }
             }
-            for ch in 0..c {
-                out[xx * c + ch] = clip8(ss[ch]);
+            for (j, xx) in cols.clone().enumerate() {
+                let (xmin, xmax) = bounds[xx];
+                let acc = &mut acc[..lane];
+                acc.fill(half);
+                for (i, &w) in kk[xx * ksize..xx * ksize + xmax].iter().enumerate() {
+                    let col = &t[(xmin - x0 + i) * lanes..][..lane];
+                    acc.iter_mut().zip(col).for_each(|(a, &v)| *a += v as i32 * w);
+                }
+                for (r, a) in acc.chunks_exact(C).enumerate() {
+                    let o = ((y0 - rows.start + r) * ow + j) * C;
+                    for ch in 0..C {
+                        data[o + ch] = clip8(a[ch]);
+                    }
+                }
             }
         }
     }
     Raster {
-        width: out_w,
-        height: img.height,
+        width: ow,
+        height: rows.len(),
         channels: c,
         data,
     }
 }
 
-fn resample_vertical(img: &Raster, out_h: usize) -> Raster {
-    let (bounds, kk, ksize) = coefficients(img.height, out_h);
+/// Vertical pass of a picture `in_h` rows high to `out_h` rows, only output rows `rows`; `img`
+/// holds source rows `src_row0..` (the horizontal pass skips rows no output reads).
+fn resample_vertical(img: &Raster, in_h: usize, src_row0: usize, out_h: usize, rows: Range<usize>) -> Raster {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        return unsafe { resample_vertical_avx2(img, in_h, src_row0, out_h, rows) };
+    }
+    resample_vertical_body(img, in_h, src_row0, out_h, rows)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn resample_vertical_avx2(img: &Raster, in_h: usize, src_row0: usize, out_h: usize, rows: Range<usize>) -> Raster {
+    resample_vertical_body(img, in_h, src_row0, out_h, rows)
+}
+
+#[inline(always)]
+fn resample_vertical_body(img: &Raster, in_h: usize, src_row0: usize, out_h: usize, rows: Range<usize>) -> Raster {
+    let (bounds, kk, ksize) = coefficients(in_h, out_h);
     let stride = img.width * img.channels;
-    let mut data = vec![0u8; stride * out_h];
+    let mut data = vec![0u8; stride * rows.len()];
     let mut acc = vec![0i32; stride];
-    for (yy, &(ymin, ymax)) in bounds.iter().enumerate() {
-        let k = &kk[yy * ksize..yy * ksize + ymax];
+    for (yo, yy) in rows.clone().enumerate() {
+        let (ymin, ymax) = bounds[yy];
         acc.iter_mut().for_each(|a| *a = 1 << (PRECISION_BITS - 1));
         // Row by row: contiguous, vectorisable, the same sums as Pillow's column loop.
-        for (y, &w) in k.iter().enumerate() {
-            let row = &img.data[(ymin + y) * stride..(ymin + y + 1) * stride];
+        for (y, &w) in kk[yy * ksize..yy * ksize + ymax].iter().enumerate() {
+            let r = ymin + y - src_row0;
+            let row = &img.data[r * stride..(r + 1) * stride];
             acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v as i32 * w);
         }
-        data[yy * stride..(yy + 1) * stride]
+        data[yo * stride..(yo + 1) * stride]
             .iter_mut()
             .zip(&acc)
             .for_each(|(d, &a)| *d = clip8(a));
     }
     Raster {
         width: img.width,
-        height: out_h,
+        height: rows.len(),
         channels: img.channels,
         data,
     }
 }
 
-/// Pillow's `Image.resize(size, BICUBIC)` on an 8-bit image: horizontal pass, then vertical.
+/// Pillow's `Image.resize(size, BICUBIC)` on an 8-bit image, both passes in Pillow's order.
 pub fn resize_bicubic(img: &Raster, out_w: usize, out_h: usize) -> Raster {
-    let mut cur = img.clone();
-    if out_w != img.width {
-        cur = resample_horizontal(&cur, out_w);
+    resize_bicubic_window(img, out_w, out_h, 0..out_w, 0..out_h)
+}
+
+/// The `cols` × `rows` window of [`resize_bicubic`]'s output, computing only what it needs (the
+/// centre crop keeps 224 of 298 columns of a 4:3 photo).
+pub fn resize_bicubic_window(img: &Raster, out_w: usize, out_h: usize, cols: Range<usize>, rows: Range<usize>) -> Raster {
+    let (w, h) = (img.width, img.height);
+    match (out_w != w, out_h != h) {
+        (false, false) => crop(img, cols.start, rows.start, cols.len(), rows.len()),
+        (true, false) => resample_horizontal(img, out_w, cols, rows),
+        (false, true) => {
+            let v = resample_vertical(img, h, 0, out_h, rows);
+            crop(&v, cols.start, 0, cols.len(), v.height)
+        }
+        (true, true) if vertical_first(w, h, out_w, out_h) => {
+            let v = resample_vertical(img, h, 0, out_h, rows);
+            let all = 0..v.height;
+            resample_horizontal(&v, out_w, cols, all)
+        }
+        (true, true) => {
+            let (bounds, _, _) = coefficients(h, out_h);
+            let y0 = bounds[rows.clone()].iter().map(|&(m, _)| m).min().unwrap_or(0);
+            let y1 = bounds[rows.clone()].iter().map(|&(m, n)| m + n).max().unwrap_or(y0);
+            let hz = resample_horizontal(img, out_w, cols, y0..y1);
+            resample_vertical(&hz, h, y0, out_h, rows)
+        }
     }
-    if out_h != img.height {
-        cur = resample_vertical(&cur, out_h);
-    }
-    cur
 }
 
 /// Pillow's NEAREST resize (`ImagingScaleAffine`): source positions accumulated in double
@@ -310,51 +425,6 @@ pub fn crop(img: &Raster, left: usize, top: usize, w: usize, h: usize) -> Raster
     }
 }
 
-/// Pillow's view of a decoded file: 8-bit channels and how it would be resized.
-fn to_raster(img: DynamicImage, png_header: Option<(u8, u8)>) -> (Raster, Kind) {
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    // PNG colour type 3 = palette; bit depth 1 with colour type 0 = Pillow mode "1".
-    let nearest = matches!(png_header, Some((_, 3)) | Some((1, 0)));
-    let (channels, data) = match img {
-        // Gray PNGs of 1, 2 or 4 bits: Pillow's unpackers stretch the levels to 0..255.
-        DynamicImage::ImageLuma8(b) if matches!(png_header, Some((d, 0)) if d < 8) => {
-            let max = (1u32 << png_header.expect("checked").0) - 1;
-            (
-                1,
-                b.into_raw()
-                    .iter()
-                    .map(|&v| if v as u32 <= max { (v as u32 * 255 / max) as u8 } else { v })
-                    .collect(),
-            )
-        }
-        DynamicImage::ImageLuma8(b) => (1, b.into_raw()),
-        DynamicImage::ImageLumaA8(b) => (2, b.into_raw()),
-        DynamicImage::ImageRgb8(b) => (3, b.into_raw()),
-        DynamicImage::ImageRgba8(b) => (4, b.into_raw()),
-        // 16-bit colour PNGs: Pillow unpacks the high byte (rawmodes `RGB;16B`, `RGBA;16B`, `LA;16B`).
-        DynamicImage::ImageLumaA16(b) => (2, b.into_raw().iter().map(|v| (v >> 8) as u8).collect()),
-        DynamicImage::ImageRgb16(b) => (3, b.into_raw().iter().map(|v| (v >> 8) as u8).collect()),
-        DynamicImage::ImageRgba16(b) => (4, b.into_raw().iter().map(|v| (v >> 8) as u8).collect()),
-        other => (3, other.to_rgb8().into_raw()),
-    };
-    let kind = if nearest {
-        Kind::Nearest
-    } else if channels == 2 || channels == 4 {
-        Kind::Alpha
-    } else {
-        Kind::Plain
-    };
-    (
-        Raster {
-            width: w,
-            height: h,
-            channels,
-            data,
-        },
-        kind,
-    )
-}
-
 /// Decode a file into Pillow's 8-bit view.
 fn decode(path: &Path) -> Result<(Raster, Kind), PreprocessError> {
     let mut bytes = Vec::new();
@@ -368,111 +438,128 @@ fn decode(path: &Path) -> Result<(Raster, Kind), PreprocessError> {
 }
 
 fn decode_bytes(bytes: &[u8]) -> Result<(Raster, Kind), String> {
-    let png_header = (bytes.len() > 26 && bytes.starts_with(b"\x89PNG\r\n\x1a\n")).then(|| (bytes[24], bytes[25]));
-    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| e.to_string())?;
-    if reader.format().is_none() {
-        return Err("unknown image format (expected JPEG or PNG)".into());
+    // By content, not by name: ImageNet-style trees hold PNGs named .JPEG.
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        png::decode(bytes)
+    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        jpeg::decode(bytes)
+    } else {
+        Err("unknown image format (expected JPEG or PNG)".into())
     }
-    if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_has_end(bytes) {
-        // zune-jpeg fills a cut-off scan with grey; Pillow refuses it ("image file is truncated").
-        return Err("JPEG data is truncated (no end-of-image marker after the scan)".into());
-    }
-    if reader.format() == Some(image::ImageFormat::Jpeg) {
-        if let Some(cmyk) = decode_cmyk_jpeg(bytes)? {
-            return Ok((cmyk, Kind::Cmyk));
+}
+
+/// When `convert("RGB")` happens, a setting because it changes the pixels of every image that
+/// is not already RGB/L (palette and 1-bit images get bicubic instead of NEAREST, RGBA loses its
+/// premultiplied resize, CMYK is resized as RGB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConvertOrder {
+    /// Dassl's `read_image` (the NTLB/CoOp reference, zero-shot and training alike): right after
+    /// `Image.open`, before any resize.
+    #[default]
+    Dassl,
+    /// CLIP's own `preprocess`: after Resize + CenterCrop.
+    Clip,
+}
+
+impl ConvertOrder {
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvertOrder::Dassl => "dassl",
+            ConvertOrder::Clip => "clip",
         }
     }
-    let img = reader.decode().map_err(|e| e.to_string())?;
-    if img.width() == 0 || img.height() == 0 {
-        return Err("image has no pixels".into());
-    }
-    if let DynamicImage::ImageLuma16(b) = img {
-        return Ok((
-            Raster {
-                width: b.width() as usize,
-                height: b.height() as usize,
-                channels: 1,
-                data: Vec::new(),
-            },
-            Kind::Gray16(b.into_raw()),
-        ));
-    }
-    Ok(to_raster(img, png_header))
 }
 
-/// A four-component JPEG as Pillow reads it (mode CMYK; Adobe files store inverted inks, which
-/// Pillow's `CMYK;I` raw mode undoes); `None` for other JPEGs.
-fn decode_cmyk_jpeg(bytes: &[u8]) -> Result<Option<Raster>, String> {
-    use zune_core::bytestream::ZCursor;
-    use zune_core::colorspace::ColorSpace;
-    use zune_core::options::DecoderOptions;
-    let mut probe = zune_jpeg::JpegDecoder::new(ZCursor::new(bytes));
-    probe.decode_headers().map_err(|e| format!("{e:?}"))?;
-    if !matches!(probe.input_colorspace(), Some(ColorSpace::CMYK) | Some(ColorSpace::YCCK)) {
-        return Ok(None);
-    }
-    let opts = DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::CMYK);
-    let mut dec = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), opts);
-    let mut data = dec.decode().map_err(|e| format!("{e:?}"))?;
-    let info = dec.info().ok_or("JPEG without a frame header")?;
-    let adobe = bytes.windows(5).any(|w| w == b"Adobe");
-    if adobe {
-        data.iter_mut().for_each(|v| *v = 255 - *v);
-    }
-    Ok(Some(Raster {
-        width: info.width as usize,
-        height: info.height as usize,
-        channels: 4,
-        data,
-    }))
-}
-
-/// Whether a JPEG stream has an end-of-image marker after its last start-of-scan.
-fn jpeg_has_end(bytes: &[u8]) -> bool {
-    let last_sos = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
-    match last_sos {
-        Some(s) => bytes[s..].windows(2).any(|w| w == [0xFF, 0xD9]),
-        None => false,
+impl std::str::FromStr for ConvertOrder {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "dassl" => Ok(ConvertOrder::Dassl),
+            "clip" => Ok(ConvertOrder::Clip),
+            _ => Err(format!("unknown conversion order {s:?} (expected \"dassl\" or \"clip\")")),
+        }
     }
 }
 
-/// Resize + centre-crop to `n`, then `convert("RGB")`: the 8-bit picture CLIP sees.
-pub fn clip_rgb(raster: Raster, kind: Kind, n: usize) -> Raster {
+/// Pillow's `resize((w, h), BICUBIC)` of a picture in its decoded mode, 8 bits out (`I;16` is
+/// resized in 16 bits and clipped at 255 as its conversion to RGB does).
+pub fn resize_decoded(raster: Raster, kind: &Kind, nw: usize, nh: usize) -> Raster {
     let (w, h) = (raster.width, raster.height);
-    let (nw, nh) = resized_size(w, h, n);
-    let resized = if let Kind::Gray16(samples) = &kind {
+    if let Kind::Gray16(samples) = kind {
         let r = if (nw, nh) == (w, h) {
             samples.clone()
         } else {
             resize_bicubic_u16(samples, w, h, nw, nh)
         };
-        Raster {
+        return Raster {
             width: nw,
             height: nh,
             channels: 1,
             data: r.iter().map(|&v| v.min(255) as u8).collect(),
+        };
+    }
+    if (nw, nh) == (w, h) {
+        return raster;
+    }
+    if *kind == Kind::Nearest {
+        return resize_nearest(&raster, nw, nh);
+    }
+    resize_decoded_window(raster, kind, nw, nh, 0..nw, 0..nh)
+}
+
+/// The `cols` × `rows` window of [`resize_decoded`], computing only what it needs.
+fn resize_decoded_window(raster: Raster, kind: &Kind, nw: usize, nh: usize, cols: Range<usize>, rows: Range<usize>) -> Raster {
+    let whole = (raster.width, raster.height) == (nw, nh);
+    match kind {
+        Kind::Plain | Kind::Cmyk if !whole => resize_bicubic_window(&raster, nw, nh, cols, rows),
+        Kind::Alpha if !whole => {
+            let mut r = raster;
+            premultiply(&mut r);
+            let mut r = resize_bicubic_window(&r, nw, nh, cols, rows);
+            unpremultiply(&mut r);
+            r
         }
-    } else if (nw, nh) == (w, h) {
-        raster
-    } else {
-        match kind {
-            Kind::Nearest => resize_nearest(&raster, nw, nh),
-            Kind::Plain | Kind::Cmyk | Kind::Gray16(_) => resize_bicubic(&raster, nw, nh),
-            Kind::Alpha => {
-                let mut r = raster;
-                premultiply(&mut r);
-                let mut r = resize_bicubic(&r, nw, nh);
-                unpremultiply(&mut r);
-                r
-            }
+        _ => {
+            let r = resize_decoded(raster, kind, nw, nh);
+            crop(&r, cols.start, rows.start, cols.len(), rows.len())
         }
-    };
+    }
+}
+
+/// `Image.crop` of a picture in its decoded mode.
+pub fn crop_decoded(raster: &Raster, kind: &Kind, left: usize, top: usize, w: usize, h: usize) -> (Raster, Kind) {
+    if let Kind::Gray16(samples) = kind {
+        let data = (top..top + h)
+            .flat_map(|y| &samples[y * raster.width + left..y * raster.width + left + w])
+            .copied()
+            .collect();
+        let r = Raster {
+            width: w,
+            height: h,
+            channels: 1,
+            data: Vec::new(),
+        };
+        return (r, Kind::Gray16(data));
+    }
+    (crop(raster, left, top, w, h), kind.clone())
+}
+
+/// Resize + centre-crop to `n`, then `convert("RGB")`: the 8-bit picture CLIP's `preprocess` sees.
+pub fn clip_rgb(raster: Raster, kind: Kind, n: usize) -> Raster {
+    let (nw, nh) = resized_size(raster.width, raster.height, n);
     let top = py_round_half(nh - n.min(nh));
     let left = py_round_half(nw - n.min(nw));
-    let cropped = crop(&resized, left, top, n.min(nw), n.min(nh));
+    let cropped = resize_decoded_window(raster, &kind, nw, nh, left..left + n.min(nw), top..top + n.min(nh));
     convert_rgb(cropped, &kind)
+}
+
+/// The 8-bit `n`×`n` RGB picture of a decoded file, converted in `order`.
+pub fn test_rgb(raster: Raster, kind: Kind, n: usize, order: ConvertOrder) -> Raster {
+    match order {
+        ConvertOrder::Clip => clip_rgb(raster, kind, n),
+        ConvertOrder::Dassl => clip_rgb(convert_rgb(raster, &kind), Kind::Plain, n),
+    }
 }
 
 /// Pillow's `convert("RGB")` of a raster decoded as `kind`.
@@ -489,6 +576,18 @@ pub fn convert_rgb(img: Raster, kind: &Kind) -> Raster {
         }
     }
     let c = img.channels;
+    if c == 3 {
+        return img;
+    }
+    if c == 1 {
+        let data = img.data.iter().flat_map(|&v| [v; 3]).collect();
+        return Raster {
+            width: img.width,
+            height: img.height,
+            channels: 3,
+            data,
+        };
+    }
     let data = img
         .data
         .chunks_exact(c)
@@ -529,16 +628,27 @@ pub fn to_normalized_chw(rgb: &Raster) -> Vec<f32> {
     out
 }
 
-/// A file -> the normalised `[3, n, n]` tensor data CLIP's `preprocess` gives.
+/// A file -> the normalised `[3, n, n]` test-time tensor, in the default (the reference's)
+/// conversion order.
 pub fn load_image(path: &Path, n: usize) -> Result<Vec<f32>, PreprocessError> {
+    load_image_with(path, n, ConvertOrder::default())
+}
+
+pub fn load_image_with(path: &Path, n: usize, order: ConvertOrder) -> Result<Vec<f32>, PreprocessError> {
     let (raster, kind) = decode(path)?;
-    Ok(to_normalized_chw(&clip_rgb(raster, kind, n)))
+    Ok(to_normalized_chw(&test_rgb(raster, kind, n, order)))
+}
+
+/// A file decoded as Pillow holds it (mode rules in [`Kind`]), for augmentations that must
+/// convert in either order.
+pub fn load_decoded(path: &Path) -> Result<(Raster, Kind), PreprocessError> {
+    decode(path)
 }
 
 /// The same from bytes already in memory (`name` is used in errors).
 pub fn load_image_bytes(bytes: &[u8], name: &Path, n: usize) -> Result<Vec<f32>, PreprocessError> {
     let (raster, kind) = decode_bytes(bytes).map_err(|msg| PreprocessError::Decode { path: name.into(), msg })?;
-    Ok(to_normalized_chw(&clip_rgb(raster, kind, n)))
+    Ok(to_normalized_chw(&test_rgb(raster, kind, n, ConvertOrder::default())))
 }
 
 #[cfg(test)]

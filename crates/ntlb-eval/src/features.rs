@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use burn::tensor::{Tensor, TensorData};
 use ntlb_clip::parity::to_f32_vec;
+use ntlb_clip::preprocess::ConvertOrder;
 use ntlb_clip::{l2_normalize, Clip};
 use ntlb_data::variants::EvalSet;
 use rayon::prelude::*;
@@ -31,6 +32,10 @@ pub struct FeatureKey {
     pub n_files: usize,
     pub preprocessing: String,
     pub numerics: Numerics,
+    /// When images are converted to RGB (`ntlb_clip::preprocess::ConvertOrder`; the reference's,
+    /// Dassl's, before resizing).
+    #[serde(default)]
+    pub convert_order: String,
 }
 
 impl FeatureKey {
@@ -40,8 +45,10 @@ impl FeatureKey {
             dataset: set.kind.name().into(),
             files_sha256: files_sha256(&set.root, &set.items)?,
             n_files: set.items.len(),
-            preprocessing: format!("clip-test:resize-bicubic-pillow,center-crop,{resolution}px,v1"),
+            // v2: libjpeg-turbo decoding, tRNS kept out of alpha, Pillow 13's pass order.
+            preprocessing: format!("clip-test:resize-bicubic-pillow,center-crop,{resolution}px,v2"),
             numerics: numerics.clone(),
+            convert_order: ConvertOrder::default().name().into(),
         })
     }
 
@@ -356,5 +363,37 @@ pub fn model_features(
             said = Some(Instant::now());
         }
         std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_conversion_order_and_the_decoder_version_are_in_the_cache_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a/1.JPEG");
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, b"x").unwrap();
+        let set = EvalSet {
+            kind: ntlb_data::variants::DatasetKind::Imagenet,
+            root: dir.path().into(),
+            classes: ntlb_data::classes::ClassList {
+                ids: vec!["a".into()],
+                names: vec!["a".into()],
+            },
+            items: vec![(file, 0)],
+            empty_classes: vec![],
+        };
+        let numerics = Numerics::from_config("cpu", "f32").unwrap();
+        let key = FeatureKey::new("sha", &numerics, &set, 224).unwrap();
+        assert_eq!(key.convert_order, ConvertOrder::Dassl.name());
+        assert!(key.preprocessing.ends_with("v2"));
+        let other = FeatureKey {
+            convert_order: ConvertOrder::Clip.name().into(),
+            ..key.clone()
+        };
+        assert_ne!(key.id(), other.id());
     }
 }

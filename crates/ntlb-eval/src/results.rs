@@ -96,6 +96,9 @@ pub struct RunRecord {
     /// CoOp: the training curve, per epoch.
     #[serde(default)]
     pub curve: Option<Vec<EpochPoint>>,
+    /// Preprocessing of the features (the feature-cache key's `preprocessing` and `convert_order`).
+    #[serde(default)]
+    pub preprocessing: Vec<String>,
 }
 
 pub fn read_runs(results: &Path) -> Result<Vec<RunRecord>> {

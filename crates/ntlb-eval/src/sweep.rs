@@ -661,6 +661,12 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
             failed_images: failed,
             relevance,
             curve,
+            preprocessing: feature_memo
+                .values()
+                .map(|f| format!("{} {}", f.manifest.key.preprocessing, f.manifest.key.convert_order))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect(),
         };
         ntlb_clip::io::write_atomic(&run_path(cfg, &key), serde_json::to_string_pretty(&record)?.as_bytes())?;
         ran += 1;

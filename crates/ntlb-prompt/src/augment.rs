@@ -1,8 +1,12 @@
 //! CoOp's training augmentation: torchvision `RandomResizedCrop(n, scale=(min_scale, 1),
 //! ratio=(3/4, 4/3), BICUBIC)` then `RandomHorizontalFlip`, then CLIP's normalisation. CoOp's
 //! `min_scale` is 0.08 ([`PAPER_MIN_SCALE`]).
+//! Dassl converts to RGB when it reads the file ([`augment`] takes that RGB picture); in CLIP's
+//! order the crop and resize run in the file's own mode ([`augment_decoded`]).
 
-use ntlb_clip::preprocess::{crop, resize_bicubic, to_normalized_chw, Raster};
+use ntlb_clip::preprocess::{
+    convert_rgb, crop, crop_decoded, resize_bicubic, resize_decoded, to_normalized_chw, ConvertOrder, Kind, Raster,
+};
 use rand::Rng;
 
 /// The smallest crop area of CoOp's RandomResizedCrop, as a fraction of the picture.
@@ -35,10 +39,29 @@ pub fn crop_params(rng: &mut impl Rng, width: usize, height: usize, min_scale: f
     ((height - h) / 2, (width - w) / 2, h, w)
 }
 
-/// One augmented view `[3, n, n]`, normalised.
+/// One augmented view `[3, n, n]` of an RGB picture (Dassl's order), normalised.
 pub fn augment(img: &Raster, n: usize, min_scale: f64, rng: &mut impl Rng) -> Vec<f32> {
     let (top, left, h, w) = crop_params(rng, img.width, img.height, min_scale);
-    let mut out = resize_bicubic(&crop(img, left, top, w, h), n, n);
+    let out = resize_bicubic(&crop(img, left, top, w, h), n, n);
+    flip_and_normalize(out, n, rng)
+}
+
+/// One augmented view of a picture as decoded, converted to RGB in `order`; the random draws
+/// are the same in both orders.
+pub fn augment_decoded(img: &Raster, kind: &Kind, n: usize, min_scale: f64, order: ConvertOrder, rng: &mut impl Rng) -> Vec<f32> {
+    match order {
+        ConvertOrder::Dassl if img.channels == 3 && *kind == Kind::Plain => augment(img, n, min_scale, rng),
+        ConvertOrder::Dassl => augment(&convert_rgb(img.clone(), kind), n, min_scale, rng),
+        ConvertOrder::Clip => {
+            let (top, left, h, w) = crop_params(rng, img.width, img.height, min_scale);
+            let (cropped, kind) = crop_decoded(img, kind, left, top, w, h);
+            let out = convert_rgb(resize_decoded(cropped, &kind, n, n), &kind);
+            flip_and_normalize(out, n, rng)
+        }
+    }
+}
+
+fn flip_and_normalize(mut out: Raster, n: usize, rng: &mut impl Rng) -> Vec<f32> {
     if rng.random_bool(0.5) {
         let c = out.channels;
         for row in out.data.chunks_exact_mut(n * c) {
@@ -88,5 +111,49 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_eq!(a.len(), 3 * 16 * 16);
+    }
+
+    #[test]
+    fn both_orders_agree_on_rgb_and_part_on_palette_pictures() {
+        let img = Raster {
+            width: 40,
+            height: 30,
+            channels: 3,
+            data: (0..3600).map(|v| (v * 7 % 251) as u8).collect(),
+        };
+        let view = |kind: &Kind, order| augment_decoded(&img, kind, 16, PAPER_MIN_SCALE, order, &mut rand_chacha::ChaCha8Rng::seed_from_u64(4));
+        assert_eq!(view(&Kind::Plain, ConvertOrder::Clip), view(&Kind::Plain, ConvertOrder::Dassl));
+        assert_eq!(
+            view(&Kind::Plain, ConvertOrder::Dassl),
+            augment(&img, 16, PAPER_MIN_SCALE, &mut rand_chacha::ChaCha8Rng::seed_from_u64(4))
+        );
+        // A palette picture: NEAREST in CLIP's order, bicubic on RGB in Dassl's.
+        assert_ne!(view(&Kind::Nearest, ConvertOrder::Clip), view(&Kind::Nearest, ConvertOrder::Dassl));
+        // 16-bit gray crops its own samples: values above 255 clip after the resize.
+        let g16 = Raster {
+            width: 40,
+            height: 30,
+            channels: 1,
+            data: Vec::new(),
+        };
+        let samples: Vec<u16> = (0..1200).map(|v| (v % 40 * 13) as u16).collect();
+        let a = augment_decoded(
+            &g16,
+            &Kind::Gray16(samples.clone()),
+            16,
+            PAPER_MIN_SCALE,
+            ConvertOrder::Clip,
+            &mut rand_chacha::ChaCha8Rng::seed_from_u64(4),
+        );
+        let b = augment_decoded(
+            &g16,
+            &Kind::Gray16(samples),
+            16,
+            PAPER_MIN_SCALE,
+            ConvertOrder::Dassl,
+            &mut rand_chacha::ChaCha8Rng::seed_from_u64(4),
+        );
+        assert_eq!(a.len(), 3 * 16 * 16);
+        assert_eq!(b.len(), a.len());
     }
 }

@@ -8,14 +8,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use burn::tensor::{Tensor, TensorData};
-use ntlb_clip::preprocess::{load_rgb, Raster};
+use ntlb_clip::preprocess::{convert_rgb, load_decoded, ConvertOrder, Kind, Raster};
 use ntlb_clip::{l2_normalize, Clip};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::augment::augment;
+use crate::augment::augment_decoded;
 use crate::objective::{step, LossConfig, StepOptions};
 use crate::prompt::{PromptConfig, PromptLayout};
 use crate::store::{read_tensors, read_tensors_with_metadata, write_tensors, write_tensors_with_metadata};
@@ -70,6 +70,8 @@ pub struct TrainConfig {
     pub chunk: usize,
     /// Smallest RandomResizedCrop area (fraction of the picture); CoOp's is 0.08.
     pub crop_min_scale: f64,
+    /// When images are converted to RGB (default: Dassl's, before the augmentation).
+    pub convert_order: ConvertOrder,
 }
 
 impl Default for TrainConfig {
@@ -82,6 +84,7 @@ impl Default for TrainConfig {
             seed: 1,
             chunk: 64,
             crop_min_scale: crate::augment::PAPER_MIN_SCALE,
+            convert_order: ConvertOrder::default(),
         }
     }
 }
@@ -226,8 +229,18 @@ pub fn class_text_features(clip: &Clip, layout: &PromptLayout, ctx: &[f32], ctx_
 
 /// Training images, decoded once when few enough (one-shot ImageNet: 1000 pictures).
 enum Pictures {
-    Cached(Vec<Raster>),
+    Cached(Vec<(Raster, Kind)>),
     OnDemand,
+}
+
+/// A training picture as the augmentation takes it: converted to RGB at once in Dassl's order
+/// (so the cache holds 3 channels), as decoded in CLIP's.
+fn load_picture(p: &Path, order: ConvertOrder) -> Result<(Raster, Kind), ntlb_clip::preprocess::PreprocessError> {
+    let (img, kind) = load_decoded(p)?;
+    Ok(match order {
+        ConvertOrder::Dassl => (convert_rgb(img, &kind), Kind::Plain),
+        ConvertOrder::Clip => (img, kind),
+    })
 }
 
 fn epoch_rng(seed: u64, epoch: usize) -> rand_chacha::ChaCha8Rng {
@@ -298,7 +311,11 @@ pub fn train(
     };
 
     let pictures = if data.len() <= 4096 {
-        Pictures::Cached(data.par_iter().map(|(p, _)| load_rgb(p)).collect::<Result<Vec<_>, _>>()?)
+        Pictures::Cached(
+            data.par_iter()
+                .map(|(p, _)| load_picture(p, cfg.convert_order))
+                .collect::<Result<Vec<_>, _>>()?,
+        )
     } else {
         Pictures::OnDemand
     };
@@ -330,8 +347,11 @@ pub fn train(
                 .map(|(&i, &sd)| -> Result<Vec<f32>> {
                     let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(sd);
                     Ok(match &pictures {
-                        Pictures::Cached(p) => augment(&p[i], n, cfg.crop_min_scale, &mut r),
-                        Pictures::OnDemand => augment(&load_rgb(&data[i].0)?, n, cfg.crop_min_scale, &mut r),
+                        Pictures::Cached(p) => augment_decoded(&p[i].0, &p[i].1, n, cfg.crop_min_scale, cfg.convert_order, &mut r),
+                        Pictures::OnDemand => {
+                            let (img, kind) = load_picture(&data[i].0, cfg.convert_order)?;
+                            augment_decoded(&img, &kind, n, cfg.crop_min_scale, cfg.convert_order, &mut r)
+                        }
                     })
                 })
                 .collect::<Result<_>>()?;
