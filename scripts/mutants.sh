@@ -16,13 +16,13 @@ if [ ! -d "$SCRATCH/target" ] && [ -d "$REPO/target" ]; then
   cp -a "$REPO/target" "$SCRATCH/target"
 fi
 
-# name|file|search text|replacement (python string literals, applied once, must match once)
+# name@@file@@search text@@replacement (python string literals, applied once, must match once)
 MUTANTS=(
-  "a|crates/ntlb-prompt/src/train.rs|'                &r.grad_ctx,\n                &mut state.momentum,\n                lr,'|'                &r.grad_ctx,\n                &mut state.momentum,\n                0.0 * lr,'"
-  "b|crates/ntlb-prompt/src/objective.rs|'objective = objective + (s * wts).sum() * loss.expl_weight;'|'objective = objective + (s * wts).sum().detach() * loss.expl_weight;'"
-  "c|crates/ntlb-prompt/src/prompt.rs|'.map(|p| f32::from(p >= self.name_start && p < self.name_start + nl))'|'.map(|p| f32::from(p >= 1 && p < self.name_start && nl > 0))'"
-  "d|crates/ntlb-data/src/variants.rs|'                let f = ImageFolder::read(&dir, &sub)?;\n                EvalSet::from_folder(kind, f)'|'                let f = ImageFolder::read(&dir, &sub)?;\n                let mut s = EvalSet::from_folder(kind, f);\n                let n = s.classes.len();\n                s.items.iter_mut().for_each(|(_, l)| *l = (*l + 1) % n);\n                s'"
-  "e|crates/ntlb-eval/src/zeroshot.rs|'    l2_normalize(stacked.mean_dim(0).squeeze_dim(0))'|'    stacked.mean_dim(0).squeeze_dim(0)'"
+  "a@@crates/ntlb-prompt/src/train.rs@@'                &r.grad_ctx,\n                &mut state.momentum,\n                lr,'@@'                &r.grad_ctx,\n                &mut state.momentum,\n                0.0 * lr,'"
+  "b@@crates/ntlb-prompt/src/objective.rs@@'objective = objective + (s * wts).sum() * loss.expl_weight;'@@'objective = objective + (s * wts).sum().detach() * loss.expl_weight;'"
+  "c@@crates/ntlb-prompt/src/prompt.rs@@'.map(|p| f32::from(p >= self.name_start && p < self.name_start + nl))'@@'.map(|p| f32::from(p >= 1 && p < self.name_start && nl > 0))'"
+  "d@@crates/ntlb-data/src/variants.rs@@'                let f = ImageFolder::read(&dir, &sub)?;\n                EvalSet::from_folder(kind, f)'@@'                let f = ImageFolder::read(&dir, &sub)?;\n                let mut s = EvalSet::from_folder(kind, f);\n                let n = s.classes.len();\n                s.items.iter_mut().for_each(|(_, l)| *l = (*l + 1) % n);\n                s'"
+  "e@@crates/ntlb-eval/src/zeroshot.rs@@'    l2_normalize(stacked.mean_dim(0).squeeze_dim(0))'@@'    stacked.mean_dim(0).squeeze_dim(0)'"
 )
 declare -A WHAT=(
   [a]="the optimiser never updates the context"
@@ -42,7 +42,9 @@ want=("$@")
 results=()
 status=0
 for m in "${MUTANTS[@]}"; do
-  IFS='|' read -r name file search replace <<<"$m"
+  name="${m%%@@*}"; rest="${m#*@@}"
+  file="${rest%%@@*}"; rest="${rest#*@@}"
+  search="${rest%%@@*}"; replace="${rest#*@@}"
   if [ ${#want[@]} -gt 0 ] && [[ ! " ${want[*]} " =~ " $name " ]]; then continue; fi
   echo "== mutant $name: ${WHAT[$name]}"
   cp "$SCRATCH/src/$file" "$SCRATCH/pristine"
