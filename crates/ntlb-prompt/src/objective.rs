@@ -16,7 +16,7 @@ use ntlb_clip::{l2_normalize, Clip};
 use serde::{Deserialize, Serialize};
 
 use crate::prompt::PromptLayout;
-use crate::relevance::{attention_gradients, name_scores, relevance_rows};
+use crate::relevance::{attention_gradients, attention_gradients_shared, name_scores, relevance_rows};
 
 /// Loss settings; defaults are the reference's (`EXPL_WEIGHT` = 1, `ALSO_MINIMIZE` = true).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -60,6 +60,17 @@ pub struct StepResult {
     pub grad_ctx: Vec<f32>,
 }
 
+/// How pass 1 gets ∂S_b/∂A_l (same values to float32 rounding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Pass1 {
+    /// One forward per chunk, the B images' cotangents through a batched activation-only backward.
+    #[default]
+    Shared,
+    /// Every prompt replicated B times through burn's autodiff forward and backward (the old path).
+    Replicated,
+}
+
 /// Options that change the work, not the result.
 #[derive(Debug, Clone, Copy)]
 pub struct StepOptions {
@@ -71,6 +82,7 @@ pub struct StepOptions {
     pub want_rows: bool,
     /// Compute ∂loss/∂ctx.
     pub want_grad: bool,
+    pub pass1: Pass1,
 }
 
 impl Default for StepOptions {
@@ -80,6 +92,7 @@ impl Default for StepOptions {
             want_scores: false,
             want_rows: false,
             want_grad: true,
+            pass1: Pass1::Shared,
         }
     }
 }
@@ -169,7 +182,7 @@ pub fn step(
             let k = chunk.len();
             let len = chunk.iter().map(|&c| layout.eot[c]).max().expect("non-empty chunk") + 1;
             let eot: Vec<usize> = chunk.iter().map(|&c| layout.eot[c]).collect();
-            let grads = need_scores.then(|| {
+            let replicated = (need_scores && opts.pass1 == Pass1::Replicated).then(|| {
                 let prompts = layout.assemble(clip, ctx_const.clone(), chunk, len);
                 attention_gradients(clip, prompts, &eot, img.clone(), tau)
             });
@@ -180,7 +193,14 @@ pub fn step(
             };
             let prompts = layout.assemble(clip, ctx_var.clone(), chunk, len);
             let probe = if need_scores { Probe::Record } else { Probe::Off };
-            let out = clip.text.encode_embeddings(prompts, &eot, probe);
+            // The shared pass 1 reads this (pass 2's) forward: the activations are the same values.
+            let (out, grads) = if need_scores && opts.pass1 == Pass1::Shared {
+                let (out, cache) = clip.text.encode_embeddings_cached(prompts, &eot, probe);
+                let g = attention_gradients_shared(clip, &cache, img.clone(), tau);
+                (out, Some(g))
+            } else {
+                (clip.text.encode_embeddings(prompts, &eot, probe), replicated)
+            };
             let t = l2_normalize(out.features);
             let chunk_logits = img.clone().matmul(t.transpose()) * tau;
             let dce_chunk: Vec<f32> = (0..b)

@@ -278,6 +278,7 @@ pub fn train(
         want_scores: false,
         want_rows: false,
         want_grad: true,
+        pass1: crate::objective::Pass1::Shared,
     };
     let total_steps = cfg.optim.epochs * steps_per_epoch;
     // The context of the last step whose loss and gradient were finite.

@@ -193,6 +193,7 @@ fn chunked_classes_give_the_unchunked_gradient() {
                 want_scores: true,
                 want_rows: false,
                 want_grad: true,
+                ..StepOptions::default()
             };
             step(&clip, &lay, &ctx, [4, 64], feats.clone(), &labels, &LossConfig::default(), &o).unwrap()
         };
@@ -327,4 +328,34 @@ fn bad_class_lists_are_refused() {
         .to_string()
         .contains("empty"));
     assert!(check_classnames(&[], false).is_err());
+}
+
+#[test]
+fn shared_pass1_gives_the_replicated_step() {
+    use ntlb_prompt::objective::Pass1;
+    let device = Device::flex().autodiff();
+    let clip = model(&device);
+    let lay = layout(7, 4, ClassPosition::Middle);
+    let ctx = lay.initial_context(&clip, 3);
+    let imgs = Tensor::<4>::random([3, 3, 64, 64], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+    let feats = l2_normalize(clip.encode_image(imgs).detach());
+    let labels = [0, 4, 6];
+    let run = |pass1| {
+        let o = StepOptions {
+            chunk: 3,
+            want_scores: true,
+            pass1,
+            ..StepOptions::default()
+        };
+        step(&clip, &lay, &ctx, [4, 64], feats.clone(), &labels, &LossConfig::default(), &o).unwrap()
+    };
+    let (a, b) = (run(Pass1::Replicated), run(Pass1::Shared));
+    assert!((a.total - b.total).abs() < 1e-6 * a.total.abs().max(1.0), "{} vs {}", a.total, b.total);
+    let d = ntlb_clip::golden::deviation(
+        &b.grad_ctx.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+        &a.grad_ctx.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+    );
+    assert!(d.rel < 1e-5, "shared pass 1 gradient differs: {d:?}");
+    assert!(a.scores.iter().zip(&b.scores).all(|(x, y)| (x - y).abs() < 1e-6));
+    assert!(a.expl != 0.0 && a.grad_ctx.iter().any(|g| *g != 0.0));
 }
