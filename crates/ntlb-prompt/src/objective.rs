@@ -83,6 +83,9 @@ pub struct StepOptions {
     /// Compute ∂loss/∂ctx.
     pub want_grad: bool,
     pub pass1: Pass1,
+    /// The objective is multiplied by this before its backward and the gradient divided by it
+    /// after (`crate::scaler`; 1 = none). A power of two, so the result is exact when finite.
+    pub loss_scale: f32,
 }
 
 impl Default for StepOptions {
@@ -93,6 +96,7 @@ impl Default for StepOptions {
             want_rows: false,
             want_grad: true,
             pass1: Pass1::Shared,
+            loss_scale: 1.0,
         }
     }
 }
@@ -252,9 +256,9 @@ pub fn step(
                 }
             }
             if opts.want_grad {
-                let g = objective.backward();
+                let g = (objective * opts.loss_scale as f64).backward();
                 let gc = to_f32_vec(ctx_var.grad(&g).expect("the context reaches the loss"));
-                grad_ctx.iter_mut().zip(gc).for_each(|(a, v)| *a += v);
+                grad_ctx.iter_mut().zip(gc).for_each(|(a, v)| *a += v / opts.loss_scale);
             }
         }
     }

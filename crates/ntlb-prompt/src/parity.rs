@@ -88,6 +88,7 @@ pub fn compute_coop_case_with(
         want_rows: true,
         want_grad: true,
         pass1,
+        loss_scale: 1.0,
     };
     // Every step of this case differs only in the loss settings and what is kept.
     let run = |loss: &LossConfig, opts: &StepOptions| step(clip, &layout, &ctx, ctx_shape, img.clone(), &labels, loss, opts);
