@@ -69,7 +69,7 @@ pub fn attention_gradients_shared(clip: &Clip, cache: &TextCache, image_feats: T
 /// Normalised end-of-text relevance rows `[B, K, len]` from the differentiable attention
 /// `attn[l]` `[K, heads, len, len]` and the constant gradients `grads[l]` `[B, K, heads, len, len]`.
 pub fn relevance_rows(attn: &[Tensor<4>], grads: &[Tensor<5>], eot: &[usize], b: usize) -> Tensor<3> {
-    let [k, heads, len, _] = attn[0].dims();
+    let [k, _heads, len, _] = attn[0].dims();
     let device = attn[0].device();
     let mut onehot = vec![0.0f32; b * k * len];
     for bi in 0..b {

@@ -324,7 +324,7 @@ pub fn train(
             let images = Tensor::<4>::from_data(TensorData::new(flat, [idx.len(), 3, n, n]), &device);
             let feats = l2_normalize(clip.encode_image(images).detach());
             if let Some(sc) = &state.manifest.loss_scaler {
-                opts.loss_scale = sc.scale as f32;
+                opts.loss_scale = sc.scale();
             }
             let r = step(clip, layout, &state.ctx, ctx_shape, feats, &labels, &cfg.loss, &opts)?;
             let global = epoch * steps_per_epoch + s + 1;

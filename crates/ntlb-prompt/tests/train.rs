@@ -385,13 +385,13 @@ fn loss_scale_leaves_the_gradient_unchanged() {
 fn forced_overflow_is_skipped_and_the_scale_backs_off() {
     use ntlb_prompt::scaler::{LossScaleConfig, ScaleMode};
     let r = Run::new(ClassPosition::Middle);
-    let huge = 2f64.powi(127); // f32's largest power of two: the scaled gradient overflows
-    let forced = |min| TrainConfig {
+    // f32's largest power of two: the scaled gradient overflows.
+    let forced = |min_log2| TrainConfig {
         loss_scale: LossScaleConfig {
             mode: ScaleMode::On,
-            init: huge,
-            max: huge,
-            min,
+            init_log2: 127,
+            max_log2: 127,
+            min_log2,
             ..LossScaleConfig::default()
         },
         optim: OptimConfig {
@@ -404,14 +404,14 @@ fn forced_overflow_is_skipped_and_the_scale_backs_off() {
         train(&r.clip, &r.lay, &r.classes, &r.data, cfg, &r.tmp.path().join(dir), ("m", "sha"), StopAt::default(), |_, _| {})
     };
     // Not allowed to back off: the overflow is real and stops the run, naming the scaler.
-    let err = format!("{:#}", train_in("stuck", &forced(huge)).unwrap_err());
+    let err = format!("{:#}", train_in("stuck", &forced(127)).unwrap_err());
     assert!(err.contains("non-finite gradient") && err.contains("scaling cures"), "{err}");
     // Allowed: the overflowing steps are skipped at ever half the scale, then training goes on.
-    let p = train_in("scaled", &forced(2f64.powi(-24))).unwrap();
+    let p = train_in("scaled", &forced(-24)).unwrap();
     let sc = p.manifest.loss_scaler.expect("scaling was on");
     let total_steps = 10 * 2; // 10 epochs of 4 images in batches of 2
     assert!(sc.skipped > 0 && sc.skipped < total_steps, "{sc:?}");
-    assert_eq!(sc.scale, huge / 2f64.powi(sc.skipped as i32), "{sc:?}");
+    assert_eq!(sc.log2, 127 - sc.skipped as i32, "{sc:?}");
     assert_eq!(p.manifest.loss_curve.len() + sc.skipped, total_steps);
     assert!(p.ctx.iter().all(|v| v.is_finite()));
     // Off (the default on f32 models): no scaler state at all.
