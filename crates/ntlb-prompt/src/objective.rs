@@ -107,6 +107,34 @@ fn log_softmax_row(row: &[f32]) -> Vec<f64> {
     row.iter().map(|&v| v as f64 - lse).collect()
 }
 
+/// Copy a chunk's `[B, K]` values into their places of a `[B, C]` table.
+fn scatter_chunk(table: &mut [f32], values: &[f32], chunk: &[usize], b: usize, c_total: usize) {
+    for bi in 0..b {
+        for (ki, &c) in chunk.iter().enumerate() {
+            table[bi * c_total + c] = values[bi * chunk.len() + ki];
+        }
+    }
+}
+
+/// Mean cross-entropy of `[B, C]` logits, its gradient w.r.t. the logits, and the number correct.
+fn cross_entropy(logits: &[f32], labels: &[usize], c_total: usize) -> (f64, Vec<f32>, usize) {
+    let b = labels.len();
+    let mut ce = 0.0;
+    let mut dce = vec![0.0f32; b * c_total];
+    let mut correct = 0usize;
+    for bi in 0..b {
+        let row = &logits[bi * c_total..(bi + 1) * c_total];
+        let ls = log_softmax_row(row);
+        ce -= ls[labels[bi]] / b as f64;
+        for c in 0..c_total {
+            dce[bi * c_total + c] = ((ls[c].exp() - f64::from(c == labels[bi])) / b as f64) as f32;
+        }
+        let argmax = (0..c_total).fold(0, |best, c| if row[c] > row[best] { c } else { best });
+        correct += usize::from(argmax == labels[bi]);
+    }
+    (ce, dce, correct)
+}
+
 /// Class indices grouped into chunks of similar prompt length (less padding per chunk).
 pub fn chunks_by_length(layout: &PromptLayout, chunk: usize) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..layout.n_classes()).collect();
@@ -143,33 +171,25 @@ pub fn step(
     let ctx_const = Tensor::<2>::from_data(TensorData::new(ctx.to_vec(), ctx_shape), &device);
     let img = image_feats.detach();
 
-    // Phase A: all logits (no graph), the cross-entropy and its gradient w.r.t. the logits.
+    // Phase A: all logits (no graph), the cross-entropy and its gradient w.r.t. the logits. With
+    // one chunk, pass 2's own forward gives the logits before its backward: no separate forward
+    // (the replicated path is kept as it was, to compare against).
+    let one_pass = chunks.len() == 1 && (need_scores || opts.want_grad) && opts.pass1 == Pass1::Shared;
     let mut logits = vec![0.0f32; b * c_total];
-    for chunk in &chunks {
-        let len = chunk.iter().map(|&c| layout.eot[c]).max().expect("non-empty chunk") + 1;
-        let eot: Vec<usize> = chunk.iter().map(|&c| layout.eot[c]).collect();
-        let prompts = layout.assemble(clip, ctx_const.clone(), chunk, len);
-        let t = l2_normalize(clip.text.encode_embeddings(prompts, &eot, Probe::Off).features.detach());
-        let l = to_f32_vec(img.clone().matmul(t.transpose()) * tau);
-        for bi in 0..b {
-            for (ki, &c) in chunk.iter().enumerate() {
-                logits[bi * c_total + c] = l[bi * chunk.len() + ki];
-            }
+    if !one_pass {
+        for chunk in &chunks {
+            let len = chunk.iter().map(|&c| layout.eot[c]).max().expect("non-empty chunk") + 1;
+            let eot: Vec<usize> = chunk.iter().map(|&c| layout.eot[c]).collect();
+            let prompts = layout.assemble(clip, ctx_const.clone(), chunk, len);
+            let t = l2_normalize(clip.text.encode_embeddings(prompts, &eot, Probe::Off).features.detach());
+            scatter_chunk(&mut logits, &to_f32_vec(img.clone().matmul(t.transpose()) * tau), chunk, b, c_total);
         }
     }
-    let mut ce = 0.0;
-    let mut dce = vec![0.0f32; b * c_total];
-    let mut correct = 0usize;
-    for bi in 0..b {
-        let row = &logits[bi * c_total..(bi + 1) * c_total];
-        let ls = log_softmax_row(row);
-        ce -= ls[labels[bi]] / b as f64;
-        for c in 0..c_total {
-            dce[bi * c_total + c] = ((ls[c].exp() - f64::from(c == labels[bi])) / b as f64) as f32;
-        }
-        let argmax = (0..c_total).fold(0, |best, c| if row[c] > row[best] { c } else { best });
-        correct += usize::from(argmax == labels[bi]);
-    }
+    let (mut ce, mut dce, mut correct) = if one_pass {
+        (0.0, Vec::new(), 0)
+    } else {
+        cross_entropy(&logits, labels, c_total)
+    };
 
     // Phase B: per chunk, the relevance gradients (pass 1) and the differentiable loss (pass 2).
     let mut grad_ctx = vec![0.0f32; ctx.len()];
@@ -207,6 +227,10 @@ pub fn step(
             };
             let t = l2_normalize(out.features);
             let chunk_logits = img.clone().matmul(t.transpose()) * tau;
+            if one_pass {
+                scatter_chunk(&mut logits, &to_f32_vec(chunk_logits.clone().detach()), chunk, b, c_total);
+                (ce, dce, correct) = cross_entropy(&logits, labels, c_total);
+            }
             let dce_chunk: Vec<f32> = (0..b)
                 .flat_map(|bi| chunk.iter().map(move |&c| (bi, c)))
                 .map(|(bi, c)| dce[bi * c_total + c])
