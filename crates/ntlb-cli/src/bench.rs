@@ -277,11 +277,7 @@ pub fn fixture_config() -> ClipConfig {
 }
 
 fn train_step(a: TrainStepArgs) -> Result<i32> {
-    let mut out = if a.pass1 == "both" {
-        both_paths(&a)?
-    } else {
-        one_path(&a)?
-    };
+    let mut out = if a.pass1 == "both" { both_paths(&a)? } else { one_path(&a)? };
     if a.reference {
         reference_step(&a, &mut out);
     }
@@ -299,9 +295,33 @@ fn both_paths(a: &TrainStepArgs) -> Result<Value> {
     let mut rows = Vec::new();
     for path in ["replicated", "shared"] {
         let o = std::process::Command::new(&exe)
-            .args(["bench", "train-step", "--json", "--pass1", path, "--preset", &a.preset, "--device", &a.device])
-            .args(["--precision", &a.precision, "--classes", &a.classes.to_string(), "--batch", &a.batch.to_string()])
-            .args(["--lambda", &a.lambda.to_string(), "--chunk", &a.chunk.to_string(), "--reps", &a.reps.to_string()])
+            .args([
+                "bench",
+                "train-step",
+                "--json",
+                "--pass1",
+                path,
+                "--preset",
+                &a.preset,
+                "--device",
+                &a.device,
+            ])
+            .args([
+                "--precision",
+                &a.precision,
+                "--classes",
+                &a.classes.to_string(),
+                "--batch",
+                &a.batch.to_string(),
+            ])
+            .args([
+                "--lambda",
+                &a.lambda.to_string(),
+                "--chunk",
+                &a.chunk.to_string(),
+                "--reps",
+                &a.reps.to_string(),
+            ])
             .output()
             .with_context(|| format!("running {}", exe.display()))?;
         if !o.status.success() {
@@ -330,7 +350,11 @@ fn one_path(a: &TrainStepArgs) -> Result<Value> {
     if a.classes == 0 || a.batch == 0 {
         bail!("need at least one class and one image");
     }
-    let pass1 = if a.pass1 == "replicated" { Pass1::Replicated } else { Pass1::Shared };
+    let pass1 = if a.pass1 == "replicated" {
+        Pass1::Replicated
+    } else {
+        Pass1::Shared
+    };
     let device = ntlb_clip::device::parse_device_with(&a.device, &a.precision)?.autodiff();
     let clip = Clip::random(&config, 0, &device);
     // ImageNet-like class names: 1 to 3 word pieces after 16 context tokens.
@@ -410,7 +434,14 @@ fn reference_step(a: &TrainStepArgs, out: &mut Value) {
         .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/golden"));
     let o = std::process::Command::new(&a.python)
         .arg(&script)
-        .args(["--preset", &a.preset, "--classes", &a.classes.to_string(), "--batch", &a.batch.to_string()])
+        .args([
+            "--preset",
+            &a.preset,
+            "--classes",
+            &a.classes.to_string(),
+            "--batch",
+            &a.batch.to_string(),
+        ])
         .args(["--reps", "1", "--golden"])
         .arg(&golden)
         .output();

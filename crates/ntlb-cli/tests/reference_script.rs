@@ -11,7 +11,11 @@ fn golden() -> PathBuf {
     let dir = std::env::var_os("NTLB_GOLDEN")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/golden"));
-    assert!(dir.join("coop_middle.json").exists(), "golden cases not found at {} (set NTLB_GOLDEN)", dir.display());
+    assert!(
+        dir.join("coop_middle.json").exists(),
+        "golden cases not found at {} (set NTLB_GOLDEN)",
+        dir.display()
+    );
     dir
 }
 
@@ -21,7 +25,10 @@ fn python() -> String {
         .args(["-c", "import torch, safetensors"])
         .status()
         .is_ok_and(|s| s.success());
-    assert!(ok, "`{py}` cannot import torch and safetensors: set NTLB_PYTHON (this test was asked for with --ignored)");
+    assert!(
+        ok,
+        "`{py}` cannot import torch and safetensors: set NTLB_PYTHON (this test was asked for with --ignored)"
+    );
     py
 }
 

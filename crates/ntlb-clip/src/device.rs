@@ -75,7 +75,10 @@ mod tests {
     fn cuda_without_a_gpu_build_is_a_clear_error() {
         for spec in ["cuda", "cuda:1", "CUDA:0"] {
             let e = parse_device_with(spec, "f32").unwrap_err().to_string();
-            assert!(e.contains("built without a GPU backend") && e.contains("make build-tch"), "{spec}: {e}");
+            assert!(
+                e.contains("built without a GPU backend") && e.contains("make build-tch"),
+                "{spec}: {e}"
+            );
         }
     }
 
@@ -83,6 +86,9 @@ mod tests {
     fn bad_specs_are_named() {
         assert!(parse_device("cuda:x").unwrap_err().to_string().contains("cuda:N"));
         assert!(parse_device("tpu").unwrap_err().to_string().contains("unknown device `tpu`"));
-        assert!(parse_device_with("cpu", "f8").unwrap_err().to_string().contains("unknown precision"));
+        assert!(parse_device_with("cpu", "f8")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown precision"));
     }
 }

@@ -57,7 +57,11 @@ impl LossScaleConfig {
 
     pub fn check(&self) -> Result<()> {
         // f32's exponent range: a scale outside it is not a finite float.
-        for (name, v) in [("init_log2", self.init_log2), ("max_log2", self.max_log2), ("min_log2", self.min_log2)] {
+        for (name, v) in [
+            ("init_log2", self.init_log2),
+            ("max_log2", self.max_log2),
+            ("min_log2", self.min_log2),
+        ] {
             if !(-126..=127).contains(&v) {
                 bail!("loss_scale.{name} = {v}: must be in -126..=127");
             }
@@ -155,7 +159,11 @@ mod tests {
         };
         let mut s = LossScaler::new(&cfg);
         s.overflow(&cfg).unwrap();
-        assert!(s.overflow(&cfg).unwrap_err().to_string().contains("not an overflow that scaling cures"));
+        assert!(s
+            .overflow(&cfg)
+            .unwrap_err()
+            .to_string()
+            .contains("not an overflow that scaling cures"));
     }
 
     #[test]

@@ -40,7 +40,9 @@ fn run_with(model: &str, case_name: &str, pass1: Pass1) {
     let clip = Clip::load(&dir.join("tiny-clip").join(model), None, &device).unwrap();
     let tok = ClipTokenizer::from_file(&dir.join("tiny-clip/hf/tokenizer.json")).unwrap();
     let case: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join(case_name)).unwrap()).unwrap();
-    let ours = compute_coop_case_with(&inputs_only(&case), &clip, &tok, &device, pass1).unwrap().unwrap();
+    let ours = compute_coop_case_with(&inputs_only(&case), &clip, &tok, &device, pass1)
+        .unwrap()
+        .unwrap();
     let checks = compare(case["experiment"].as_str().unwrap(), &ours, &case["outputs"], "");
     for must in [
         "logits",
@@ -62,7 +64,12 @@ fn run_with(model: &str, case_name: &str, pass1: Pass1) {
             "{model} {case_name} {pass1:?} {}: max abs {:.2e} rel {:.2e}",
             c.field, c.deviation.max_abs, c.deviation.rel
         );
-        assert!(c.ok(), "{case_name} via {model}, pass 1 {pass1:?}: {} off: {:?}", c.field, c.deviation);
+        assert!(
+            c.ok(),
+            "{case_name} via {model}, pass 1 {pass1:?}: {} off: {:?}",
+            c.field,
+            c.deviation
+        );
     }
 }
 

@@ -350,7 +350,12 @@ fn shared_pass1_gives_the_replicated_step() {
         step(&clip, &lay, &ctx, [4, 64], feats.clone(), &labels, &LossConfig::default(), &o).unwrap()
     };
     let (a, b) = (run(Pass1::Replicated), run(Pass1::Shared));
-    assert!((a.total - b.total).abs() < 1e-6 * a.total.abs().max(1.0), "{} vs {}", a.total, b.total);
+    assert!(
+        (a.total - b.total).abs() < 1e-6 * a.total.abs().max(1.0),
+        "{} vs {}",
+        a.total,
+        b.total
+    );
     let d = ntlb_clip::golden::deviation(
         &b.grad_ctx.iter().map(|&v| v as f64).collect::<Vec<_>>(),
         &a.grad_ctx.iter().map(|&v| v as f64).collect::<Vec<_>>(),
@@ -401,7 +406,17 @@ fn forced_overflow_is_skipped_and_the_scale_backs_off() {
         ..small_config()
     };
     let train_in = |dir: &str, cfg: &TrainConfig| {
-        train(&r.clip, &r.lay, &r.classes, &r.data, cfg, &r.tmp.path().join(dir), ("m", "sha"), StopAt::default(), |_, _| {})
+        train(
+            &r.clip,
+            &r.lay,
+            &r.classes,
+            &r.data,
+            cfg,
+            &r.tmp.path().join(dir),
+            ("m", "sha"),
+            StopAt::default(),
+            |_, _| {},
+        )
     };
     // Not allowed to back off: the overflow is real and stops the run, naming the scaler.
     let err = format!("{:#}", train_in("stuck", &forced(127)).unwrap_err());
