@@ -47,11 +47,12 @@ bench: bench-encode bench-train-step
 bench-encode: build
 	$(NTLB) bench encode --presets ViT-B/32,RN50 --batches 1,32 --reps 3
 
-# Seconds per prompt-learning step at ViT-B/32 size; --reference also times the original
-# algorithm re-implemented in PyTorch (needs NTLB_PYTHON with torch + open_clip_torch).
+# Seconds per prompt-learning step at ViT-B/32 size, pass 1 replicated (old) and shared (new)
+# each in its own process; --reference also times the original algorithm re-implemented in
+# PyTorch after it reproduces the golden coop_middle case (needs NTLB_PYTHON with torch).
 bench-train-step: build
-	$(NTLB) bench train-step --preset vit-b-32 --classes 10 --batch 4 --reps 2
-	$(NTLB) bench train-step --preset vit-b-32 --classes 100 --batch 4 --reps 1
+	$(NTLB) bench train-step --preset vit-b-32 --classes 10 --batch 32 --reps 1
+	$(NTLB) bench train-step --preset vit-b-32 --classes 100 --batch 4 --chunk 128 --reps 1 $(if $(NTLB_PYTHON),--reference,)
 
 # The paper's comparison on ImageNet and its variants (datasets/README.md gives the layouts):
 #   make eval-imagenet DATA=/data CHECKPOINTS=/ckpt [MODELS=ViT-B/32] [CONFIG=configs/imagenet-full.toml] [DEVICE=cuda]
