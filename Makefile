@@ -47,11 +47,12 @@ bench: bench-encode bench-train-step
 bench-encode: build
 	$(NTLB) bench encode --presets ViT-B/32,RN50 --batches 1,32 --reps 3
 
-# Seconds per prompt-learning step at ViT-B/32 size; --reference also times the original
-# algorithm re-implemented in PyTorch (needs NTLB_PYTHON with torch + open_clip_torch).
+# Seconds per prompt-learning step at ViT-B/32 size, pass 1 replicated (old) and shared (new)
+# each in its own process; --reference also times the original algorithm re-implemented in
+# PyTorch after it reproduces the golden coop_middle case (needs NTLB_PYTHON with torch).
 bench-train-step: build
-	$(NTLB) bench train-step --preset vit-b-32 --classes 10 --batch 4 --reps 2
-	$(NTLB) bench train-step --preset vit-b-32 --classes 100 --batch 4 --reps 1
+	$(NTLB) bench train-step --preset vit-b-32 --classes 10 --batch 32 --reps 1
+	$(NTLB) bench train-step --preset vit-b-32 --classes 100 --batch 4 --chunk 128 --reps 1 $(if $(NTLB_PYTHON),--reference,)
 
 # The paper's comparison on ImageNet and its variants (datasets/README.md gives the layouts):
 #   make eval-imagenet DATA=/data CHECKPOINTS=/ckpt [MODELS=ViT-B/32] [CONFIG=configs/imagenet-full.toml] [DEVICE=cuda]
@@ -63,17 +64,29 @@ MODELS ?=
 RESULTS ?= results/$(basename $(notdir $(CONFIG)))
 
 .PHONY: eval-imagenet
-eval-imagenet: build
-	$(NTLB) sweep $(CONFIG) --data $(DATA) --checkpoints $(CHECKPOINTS) --device $(DEVICE) --results $(RESULTS) $(if $(MODELS),--models $(MODELS),)
-	$(NTLB) report $(RESULTS)
+# DEVICE=cuda[:N] runs the LibTorch build (build-tch below); anything else the CPU build.
+IS_CUDA = $(filter cuda%,$(DEVICE))
+TORCH_LIB_CMD = $(TORCH_PY) -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))'
+EVAL_RUN = $(if $(IS_CUDA),LD_LIBRARY_PATH=$$($(TORCH_LIB_CMD)):$$LD_LIBRARY_PATH $(TCH_TARGET)/release/ntlb,$(NTLB))
+eval-imagenet: $(if $(IS_CUDA),build-tch,build)
+	$(EVAL_RUN) sweep $(CONFIG) --data $(DATA) --checkpoints $(CHECKPOINTS) --device $(DEVICE) --results $(RESULTS) $(if $(MODELS),--models $(MODELS),)
+	$(EVAL_RUN) report $(RESULTS)
 
-# GPU build (LibTorch through burn `tch`; never part of CI): needs a Python with torch whose
-# version matches the GPU machine's (TORCH_PY), see README, GPU.
-TORCH_PY ?= /work/venv211/bin/python
+# GPU build (LibTorch through burn `tch`; never part of CI). LibTorch comes from a Python with
+# torch: by default a venv this Makefile makes in .venv-torch with PyPI torch==$(TORCH_VERSION)
+# (4+ GB of wheels, CUDA libraries included), or your own: TORCH_PY=/path/to/bin/python.
+TORCH_VERSION ?= 2.11.0
+TORCH_VENV ?= .venv-torch
+TORCH_PY ?= $(TORCH_VENV)/bin/python
 TCH_TARGET ?= target-tch
-.PHONY: build-tch gpu-pack
-build-tch:
-	PATH=$(dir $(TORCH_PY)):$$PATH LIBTORCH_USE_PYTORCH=1 LIBTORCH_BYPASS_VERSION_CHECK=1 \
+.PHONY: torch-venv build-tch gpu-pack
+$(TORCH_VENV)/bin/python:
+	python3 -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/pip install torch==$(TORCH_VERSION)
+torch-venv: $(TORCH_PY)
+
+build-tch: $(TORCH_PY)
+	PATH=$(dir $(abspath $(TORCH_PY))):$$PATH LIBTORCH_USE_PYTORCH=1 LIBTORCH_BYPASS_VERSION_CHECK=1 \
 	  CARGO_TARGET_DIR=$(TCH_TARGET) $(CARGO) build --release --features tch -p ntlb-cli
 
 # Pack what scripts/gpu-check.sh needs into gpu/ (under the 64 MiB a device call carries).
@@ -82,6 +95,6 @@ gpu-pack:
 	strip -o gpu/ntlb $(TCH_TARGET)/release/ntlb && xz -T2 -6 -f gpu/ntlb
 	tar -C $(SHARED) -cJf gpu/golden.tar.xz golden/encode_text.json golden/encode_image.json \
 	  golden/coop_middle.json golden/coop_end.json golden/tiny-clip/openai.safetensors golden/tiny-clip/hf/tokenizer.json
-	@mkdir -p gpu/lib; LD_LIBRARY_PATH=$(dir $(TORCH_PY))../lib/python3.11/site-packages/torch/lib ldd $(TCH_TARGET)/release/ntlb \
+	@mkdir -p gpu/lib; LD_LIBRARY_PATH=$$($(TORCH_LIB_CMD)) ldd $(TCH_TARGET)/release/ntlb \
 	  | grep -v -E "torch|nvidia|c10|vdso|ld-linux|libc.so|libm.so|libgcc_s|libstdc" | awk '{print $$3}' | grep "^/" | xargs -r -I{} cp -L {} gpu/lib/
 	@ls -la gpu

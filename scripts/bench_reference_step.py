@@ -9,8 +9,12 @@ once per class and re-encoded, S = sum of the diagonal logits, and each text lay
 probability gradient is taken with its own autograd.grad(retain_graph=True); relevance
 R <- R + cam R over full 77x77 matrices; then CE + lambda * expl, backward, SGD step.
 Random weights of the requested architecture (CLIP's ViT written out here, torch only).
-Prints one JSON object."""
-import argparse, json, math, statistics, time
+
+Before it times anything it runs the same objective on the golden case coop_middle.json (the
+original code's own outputs, ../shared/golden or --golden / NTLB_GOLDEN) with the golden tiny CLIP
+and exits with status 1 unless the loss and grad_ctx match within 1e-4: the speed claims'
+denominator is checked before it is quoted. Prints one JSON object."""
+import argparse, json, math, os, pathlib, statistics, sys, time
 
 import torch
 import torch.nn as nn
@@ -86,6 +90,112 @@ def build(preset):
     return Visual(128, 2, 2, 8, 32, 64), Text(128, 2, 2, 64), 32
 
 
+def objective(visual, text, emb, ctx, name_lens, eot, weights, images, labels, scale):
+    """CE + expl (λ = 1, ALSO_MINIMIZE) as the original's CoOp trainer computes it, class name
+    in the middle of the context."""
+    dev, dt = ctx.device, ctx.dtype
+    C, B, n_ctx = len(name_lens), images.shape[0], ctx.shape[0]
+    half = n_ctx // 2
+    prompts = []
+    for c, nl in enumerate(name_lens):  # class token position "middle", as the reference loops
+        pre, suf = emb[c : c + 1, :1], emb[c : c + 1, 1 + n_ctx :]
+        prompts.append(torch.cat([pre, ctx[None, :half], suf[:, :nl], ctx[None, half:], suf[:, nl:]], 1))
+    prompts = torch.cat(prompts)
+    img_f = visual(images)
+    img_f = img_f / img_f.norm(dim=-1, keepdim=True)
+    txt_f = text(prompts, eot)
+    txt_f = txt_f / txt_f.norm(dim=-1, keepdim=True)
+    scores = []
+    for img in images:
+        rep = img[None].repeat(C, 1, 1, 1)
+        f = visual(rep)
+        f = f / f.norm(dim=-1, keepdim=True)
+        lp = scale * f @ txt_f.t()
+        one_hot = torch.diagonal(lp).sum()
+        R = torch.eye(77, device=dev, dtype=dt)[None].expand(C, 77, 77)
+        for blk in text.blocks:
+            grad = torch.autograd.grad(one_hot, [blk.attn_probs], retain_graph=True)[0]
+            cam = (grad * blk.attn_probs).reshape(C, -1, 77, 77).clamp(min=0).mean(dim=1)
+            R = R + torch.bmm(cam, R)
+        rel = R[torch.arange(C), eot].clone()
+        rel[torch.arange(C), eot] = 0
+        rel = rel / rel.sum(-1, keepdim=True)
+        scores.append((rel * weights).max(-1)[0])
+    scores = torch.stack(scores)
+    logits = scale * img_f @ txt_f.t()
+    ce = F.cross_entropy(logits, labels)
+    expl = -scores[torch.arange(B), labels].mean()
+    m = scores.clone()
+    m[torch.arange(B), labels] = 0
+    return ce + expl + m.mean()
+
+
+def name_weights(name_lens, n_ctx, dev, dt):
+    """1 on each class name's positions (middle: after the first half of the context)."""
+    half = n_ctx // 2
+    weights = torch.zeros(len(name_lens), 77, device=dev, dtype=dt)
+    for c, nl in enumerate(name_lens):
+        weights[c, 1 + half : 1 + half + nl] = 1
+    return weights
+
+
+def load_golden_model(sd):
+    """The golden tiny CLIP (OpenAI state-dict names) in this script's modules."""
+    visual, text, _ = build("fixture")
+
+    def blocks(mods, prefix):
+        for i, b in enumerate(mods):
+            p = f"{prefix}transformer.resblocks.{i}."
+            for mine, theirs in [("ln_1", "ln_1"), ("ln_2", "ln_2"), ("in_proj", "attn.in_proj_"), ("out_proj", "attn.out_proj"),
+                                 ("c_fc", "mlp.c_fc"), ("c_proj", "mlp.c_proj")]:
+                sep = "" if theirs.endswith("_") else "."
+                getattr(b, mine).weight.data.copy_(sd[p + theirs + sep + "weight"])
+                getattr(b, mine).bias.data.copy_(sd[p + theirs + sep + "bias"])
+
+    text.tok.weight.data.copy_(sd["token_embedding.weight"])
+    text.pos.data.copy_(sd["positional_embedding"])
+    blocks(text.blocks, "")
+    text.ln_final.weight.data.copy_(sd["ln_final.weight"])
+    text.ln_final.bias.data.copy_(sd["ln_final.bias"])
+    text.proj.data.copy_(sd["text_projection"])
+    visual.conv1.weight.data.copy_(sd["visual.conv1.weight"])
+    visual.cls.data.copy_(sd["visual.class_embedding"])
+    visual.pos.data.copy_(sd["visual.positional_embedding"])
+    for n in ("ln_pre", "ln_post"):
+        getattr(visual, n).weight.data.copy_(sd[f"visual.{n}.weight"])
+        getattr(visual, n).bias.data.copy_(sd[f"visual.{n}.bias"])
+    blocks(visual.blocks, "visual.")
+    visual.proj.data.copy_(sd["visual.proj"])
+    return visual.eval(), text.eval(), math.exp(float(sd["logit_scale"]))
+
+
+def golden_check(golden_dir):
+    """Loss and grad_ctx of coop_middle.json from this script's objective; exits 1 on a miss."""
+    from safetensors.torch import load_file
+
+    golden_dir = pathlib.Path(golden_dir)
+    case = json.loads((golden_dir / "coop_middle.json").read_text())
+    cfg = case["config"]
+    if cfg["TRAINER.COOP.CLASS_TOKEN_POSITION"] != "middle" or cfg["TRAINER.COOP.EXPL_WEIGHT"] != 1.0 or not cfg["TRAINER.COOP.ALSO_MINIMIZE"]:
+        sys.exit(f"golden case settings {cfg} are not the ones this script times")
+    t = lambda x: torch.tensor(x["data"])
+    visual, text, scale = load_golden_model(load_file(str(golden_dir / "tiny-clip" / "openai.safetensors")))
+    for prm in list(visual.parameters()) + list(text.parameters()):
+        prm.requires_grad_(False)
+    ids = t(case["outputs"]["tokenized_prompts"]).long()
+    name_lens = case["outputs"]["name_lens"]["data"]
+    ctx = t(case["inputs"]["ctx"]).float().requires_grad_(True)
+    loss = objective(visual, text, text.tok(ids), ctx, name_lens, ids.argmax(-1), name_weights(name_lens, ctx.shape[0], "cpu", torch.float32),
+                     t(case["inputs"]["images"]).float(), t(case["inputs"]["labels"]).long(), torch.tensor(scale))
+    loss.backward()
+    loss_err = abs(loss.item() - case["outputs"]["total_loss"]["data"])
+    grad_err = (ctx.grad - t(case["outputs"]["grad_ctx"])).abs().max().item()
+    result = {"case": "coop_middle.json", "loss_abs_err": loss_err, "grad_ctx_max_abs_err": grad_err, "tolerance": 1e-4}
+    if not (loss_err <= 1e-4 and grad_err <= 1e-4):
+        sys.exit(f"bench_reference_step.py does not reproduce the golden case, not timing: {json.dumps(result)}")
+    return result
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--preset", default="fixture")
@@ -94,7 +204,12 @@ def main():
     p.add_argument("--reps", type=int, default=1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32")
+    default_golden = os.environ.get("NTLB_GOLDEN") or str(pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "golden")
+    p.add_argument("--golden", default=default_golden, help="folder with coop_middle.json and tiny-clip/")
     a = p.parse_args()
+    if not (pathlib.Path(a.golden) / "coop_middle.json").exists():
+        sys.exit(f"golden case not found at {a.golden}/coop_middle.json (--golden or NTLB_GOLDEN): the reference is not timed unchecked")
+    check = golden_check(a.golden)
     torch.manual_seed(0)
     dev, dt = torch.device(a.device), getattr(torch, a.dtype)
     visual, text, res = build(a.preset)
@@ -113,47 +228,13 @@ def main():
     emb = text.tok(ids).detach()
     ctx = nn.Parameter(torch.randn(n_ctx, W, device=dev, dtype=dt) * 0.02)
     opt = torch.optim.SGD([ctx], lr=0.002, momentum=0.9, weight_decay=5e-4)
-    half = n_ctx // 2
-    weights = torch.zeros(C, 77, device=dev, dtype=dt)
-    for c, nl in enumerate(name_lens):
-        weights[c, 1 + half : 1 + half + nl] = 1
+    weights = name_weights(name_lens, n_ctx, dev, dt)
     images = torch.randn(B, 3, res, res, device=dev, dtype=dt)
     labels = (torch.arange(B) % C).to(dev)
     scale = torch.tensor(100.0, device=dev, dtype=dt)
 
     def step():
-        prompts = []
-        for c, nl in enumerate(name_lens):  # class token position "middle", as the reference loops
-            pre, suf = emb[c : c + 1, :1], emb[c : c + 1, 1 + n_ctx :]
-            prompts.append(torch.cat([pre, ctx[None, :half], suf[:, :nl], ctx[None, half:], suf[:, nl:]], 1))
-        prompts = torch.cat(prompts)
-        img_f = visual(images)
-        img_f = img_f / img_f.norm(dim=-1, keepdim=True)
-        txt_f = text(prompts, eot)
-        txt_f = txt_f / txt_f.norm(dim=-1, keepdim=True)
-        scores = []
-        for img in images:
-            rep = img[None].repeat(C, 1, 1, 1)
-            f = visual(rep)
-            f = f / f.norm(dim=-1, keepdim=True)
-            lp = scale * f @ txt_f.t()
-            one_hot = torch.diagonal(lp).sum()
-            R = torch.eye(77, device=dev, dtype=dt)[None].expand(C, 77, 77)
-            for blk in text.blocks:
-                grad = torch.autograd.grad(one_hot, [blk.attn_probs], retain_graph=True)[0]
-                cam = (grad * blk.attn_probs).reshape(C, -1, 77, 77).clamp(min=0).mean(dim=1)
-                R = R + torch.bmm(cam, R)
-            rel = R[torch.arange(C), eot].clone()
-            rel[torch.arange(C), eot] = 0
-            rel = rel / rel.sum(-1, keepdim=True)
-            scores.append((rel * weights).max(-1)[0])
-        scores = torch.stack(scores)
-        logits = scale * img_f @ txt_f.t()
-        ce = F.cross_entropy(logits, labels)
-        expl = -scores[torch.arange(B), labels].mean()
-        m = scores.clone()
-        m[torch.arange(B), labels] = 0
-        loss = ce + expl + m.mean()
+        loss = objective(visual, text, emb, ctx, name_lens, eot, weights, images, labels, scale)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -166,7 +247,7 @@ def main():
         t = time.perf_counter(); step(); ts.append(time.perf_counter() - t)
     print(json.dumps({"impl": "reference-algorithm (PyTorch)", "preset": a.preset, "classes": C, "batch": B,
                       "device": a.device, "dtype": a.dtype, "threads": torch.get_num_threads(),
-                      "seconds_per_step": statistics.median(ts)}))
+                      "seconds_per_step": statistics.median(ts), "golden_check": check}))
 
 
 if __name__ == "__main__":

@@ -59,7 +59,13 @@ pub struct TrainStepArgs {
     /// f32, bf16 or f16 (half precision on GPU).
     #[arg(long, default_value = "f32")]
     precision: String,
-    /// Also time scripts/bench_reference_step.py (the original's algorithm in PyTorch) at the same size.
+    /// Pass 1: `both` times the replicated (old) and shared (new) paths, each in its own process
+    /// so that each peak memory is its own; or one of `shared`, `replicated`.
+    #[arg(long, default_value = "both", value_parser = ["both", "shared", "replicated"])]
+    pass1: String,
+    /// Also time scripts/bench_reference_step.py (the original's algorithm in PyTorch) at the same
+    /// size; the script first reproduces the golden coop_middle case (NTLB_GOLDEN or ../shared/golden)
+    /// and refuses to time otherwise.
     #[arg(long)]
     reference: bool,
     #[arg(long, env = "NTLB_PYTHON", default_value = "python3")]
@@ -274,7 +280,69 @@ pub fn fixture_config() -> ClipConfig {
 }
 
 fn train_step(a: TrainStepArgs) -> Result<i32> {
-    use ntlb_prompt::objective::{step, LossConfig, StepOptions};
+    let mut out = if a.pass1 == "both" { both_paths(&a)? } else { one_path(&a)? };
+    if a.reference {
+        reference_step(&a, &mut out);
+    }
+    if a.json {
+        println!("{out}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    }
+    Ok(0)
+}
+
+/// Re-run this command once per pass-1 path, each in a fresh process (its own peak memory).
+fn both_paths(a: &TrainStepArgs) -> Result<Value> {
+    let exe = std::env::current_exe().context("locating the ntlb binary")?;
+    let mut rows = Vec::new();
+    for path in ["replicated", "shared"] {
+        let o = std::process::Command::new(&exe)
+            .args([
+                "bench",
+                "train-step",
+                "--json",
+                "--pass1",
+                path,
+                "--preset",
+                &a.preset,
+                "--device",
+                &a.device,
+            ])
+            .args([
+                "--precision",
+                &a.precision,
+                "--classes",
+                &a.classes.to_string(),
+                "--batch",
+                &a.batch.to_string(),
+            ])
+            .args([
+                "--lambda",
+                &a.lambda.to_string(),
+                "--chunk",
+                &a.chunk.to_string(),
+                "--reps",
+                &a.reps.to_string(),
+            ])
+            .output()
+            .with_context(|| format!("running {}", exe.display()))?;
+        if !o.status.success() {
+            bail!("the {path} pass-1 run failed: {}", String::from_utf8_lossy(&o.stderr));
+        }
+        rows.push(serde_json::from_slice::<Value>(&o.stdout).with_context(|| format!("output of the {path} run"))?);
+    }
+    let secs = |r: &Value| r["seconds_per_step"].as_f64().unwrap_or(f64::NAN);
+    Ok(json!({
+        "preset": a.preset, "classes": a.classes, "batch": a.batch, "lambda": a.lambda, "device": a.device, "precision": a.precision,
+        "replicated": rows[0], "shared": rows[1],
+        "seconds_per_step": secs(&rows[1]),
+        "speedup_shared_vs_replicated": secs(&rows[0]) / secs(&rows[1]),
+    }))
+}
+
+fn one_path(a: &TrainStepArgs) -> Result<Value> {
+    use ntlb_prompt::objective::{step, LossConfig, Pass1, StepOptions};
     use ntlb_prompt::prompt::{PromptConfig, PromptLayout};
     use rand::{Rng, SeedableRng};
     let config = match a.preset.to_ascii_lowercase().replace(['/', '_'], "-").as_str() {
@@ -285,6 +353,11 @@ fn train_step(a: TrainStepArgs) -> Result<i32> {
     if a.classes == 0 || a.batch == 0 {
         bail!("need at least one class and one image");
     }
+    let pass1 = if a.pass1 == "replicated" {
+        Pass1::Replicated
+    } else {
+        Pass1::Shared
+    };
     let device = ntlb_clip::device::parse_device_with(&a.device, &a.precision)?.autodiff();
     let clip = Clip::random(&config, 0, &device);
     // ImageNet-like class names: 1 to 3 word pieces after 16 context tokens.
@@ -312,6 +385,7 @@ fn train_step(a: TrainStepArgs) -> Result<i32> {
     };
     let opts = StepOptions {
         chunk: a.chunk,
+        pass1,
         ..StepOptions::default()
     };
     let mut momentum = None;
@@ -331,50 +405,65 @@ fn train_step(a: TrainStepArgs) -> Result<i32> {
     }
     times.sort_by(|x, y| x.partial_cmp(y).expect("finite"));
     let secs = times[times.len() / 2];
-    // Matmul FLOPs of our step: image encodings, all-class logits (1 text forward per class),
-    // pass 1 (B·C prompts, forward + backward) and pass 2 (C prompts, forward + backward). The
-    // weights are frozen, so a backward computes input gradients only: about one forward.
+    // Modelled matmul FLOPs (not counted ones): image encodings, all-class logits (1 text forward
+    // per class, unless shared and one chunk), pass 2 (C prompts, forward + backward) and pass 1: replicated, B·C prompts
+    // forward + backward; shared, the B cotangents through the activation-only backward of pass
+    // 2's forward. The weights are frozen, so a backward computes input gradients only: about one
+    // forward.
     let mean_len = layout.eot.iter().map(|&e| e + 1).sum::<usize>() as f64 / a.classes as f64;
     let text = 2.0 * config.text_macs(mean_len.round() as usize) as f64;
     let img = 2.0 * config.image_macs() as f64;
-    let relevance_passes = if a.lambda != 0.0 { 2.0 * a.batch as f64 + 2.0 } else { 2.0 };
-    let flops = img * a.batch as f64 + text * a.classes as f64 * (1.0 + relevance_passes);
-    let mut out = json!({
-        "impl": "ntlb", "preset": a.preset, "classes": a.classes, "batch": a.batch, "lambda": a.lambda,
-        "seconds_per_step": secs, "gflop_per_step": flops / 1e9, "gflops_per_second": flops / 1e9 / secs,
+    let pass1_work = match pass1 {
+        Pass1::Replicated => 2.0 * a.batch as f64,
+        Pass1::Shared => a.batch as f64,
+    };
+    let relevance_passes = if a.lambda != 0.0 { pass1_work + 2.0 } else { 2.0 };
+    // The logits' own forward, skipped by the shared path when the classes fit in one chunk.
+    let logits_pass = if pass1 == Pass1::Shared && a.classes <= a.chunk { 0.0 } else { 1.0 };
+    let flops = img * a.batch as f64 + text * a.classes as f64 * (logits_pass + relevance_passes);
+    Ok(json!({
+        "impl": "ntlb", "pass1": a.pass1, "preset": a.preset, "classes": a.classes, "batch": a.batch, "lambda": a.lambda,
+        "seconds_per_step": secs, "modelled_gflop_per_step": flops / 1e9, "modelled_gflops_per_second": flops / 1e9 / secs,
         "device": a.device, "precision": a.precision, "threads": rayon::current_num_threads(), "peak_rss_mib": ntlb_clip::device::peak_rss_mib(),
-    });
-    if a.reference {
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench_reference_step.py");
-        let o = std::process::Command::new(&a.python)
-            .arg(&script)
-            .args([
-                "--preset",
-                &a.preset,
-                "--classes",
-                &a.classes.to_string(),
-                "--batch",
-                &a.batch.to_string(),
-                "--reps",
-                "1",
-            ])
-            .output();
-        match o {
-            Ok(o) if o.status.success() => {
-                let r: Value = serde_json::from_slice(&o.stdout).context("bench_reference_step.py output")?;
+    }))
+}
+
+/// Time the original's algorithm (scripts/bench_reference_step.py) beside ours; the script checks
+/// itself against the golden coop_middle case before it times anything.
+fn reference_step(a: &TrainStepArgs, out: &mut Value) {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench_reference_step.py");
+    let golden = std::env::var_os("NTLB_GOLDEN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/golden"));
+    let o = std::process::Command::new(&a.python)
+        .arg(&script)
+        .args([
+            "--preset",
+            &a.preset,
+            "--classes",
+            &a.classes.to_string(),
+            "--batch",
+            &a.batch.to_string(),
+        ])
+        .args(["--reps", "1", "--golden"])
+        .arg(&golden)
+        .output();
+    match o {
+        Ok(o) if o.status.success() => match serde_json::from_slice::<Value>(&o.stdout) {
+            Ok(r) => {
+                let ours = out["seconds_per_step"].as_f64().unwrap_or(f64::NAN);
                 out["reference_seconds_per_step"] = r["seconds_per_step"].clone();
-                out["speedup_vs_reference"] = json!(r["seconds_per_step"].as_f64().unwrap_or(f64::NAN) / secs);
+                out["reference_golden_check"] = r["golden_check"].clone();
+                out["speedup_vs_reference"] = json!(r["seconds_per_step"].as_f64().unwrap_or(f64::NAN) / ours);
+                if let Some(rep) = out.get("replicated").and_then(|v| v["seconds_per_step"].as_f64()) {
+                    out["speedup_replicated_vs_reference"] = json!(r["seconds_per_step"].as_f64().unwrap_or(f64::NAN) / rep);
+                }
             }
-            Ok(o) => out["reference_error"] = json!(String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("").to_string()),
-            Err(e) => out["reference_error"] = json!(format!("{}: {e}", a.python)),
-        }
+            Err(e) => out["reference_error"] = json!(format!("bench_reference_step.py output: {e}")),
+        },
+        Ok(o) => out["reference_error"] = json!(String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("").to_string()),
+        Err(e) => out["reference_error"] = json!(format!("{}: {e}", a.python)),
     }
-    if a.json {
-        println!("{out}");
-    } else {
-        println!("{}", serde_json::to_string_pretty(&out)?);
-    }
-    Ok(0)
 }
 
 /// Write `n` 500×375 photo-like JPEGs (smooth colour fields with noise and edges).

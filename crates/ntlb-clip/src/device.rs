@@ -36,14 +36,26 @@ pub fn parse_device_with(spec: &str, precision: &str) -> anyhow::Result<Device> 
     Ok(d)
 }
 
+/// burn-tch panics on the first tensor of a CUDA device LibTorch cannot open: ask LibTorch first.
 #[cfg(feature = "tch")]
 fn cuda_device(index: usize) -> anyhow::Result<Device> {
+    let n = tch::Cuda::device_count();
+    if n <= 0 {
+        anyhow::bail!(
+            "--device cuda: LibTorch sees no CUDA device (no NVIDIA GPU or driver on this machine, or a CPU-only torch build); use --device cpu"
+        );
+    }
+    if index as i64 >= n {
+        anyhow::bail!("--device cuda:{index}: LibTorch sees {n} CUDA device(s), cuda:0 to cuda:{}", n - 1);
+    }
     Ok(Device::libtorch_cuda(index))
 }
 
 #[cfg(not(feature = "tch"))]
 fn cuda_device(_index: usize) -> anyhow::Result<Device> {
-    anyhow::bail!("this ntlb was built without a GPU backend: rebuild with `cargo build --release --features tch` (see README, GPU)")
+    anyhow::bail!(
+        "--device cuda: this ntlb was built without a GPU backend: `make build-tch` builds one into target-tch/ (README, GPU), or use --device cpu"
+    )
 }
 
 /// Peak resident memory of this process in MiB (Linux `VmHWM`), if known.
@@ -52,4 +64,31 @@ pub fn peak_rss_mib() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(not(feature = "tch"))]
+    #[test]
+    fn cuda_without_a_gpu_build_is_a_clear_error() {
+        for spec in ["cuda", "cuda:1", "CUDA:0"] {
+            let e = parse_device_with(spec, "f32").unwrap_err().to_string();
+            assert!(
+                e.contains("built without a GPU backend") && e.contains("make build-tch"),
+                "{spec}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_specs_are_named() {
+        assert!(parse_device("cuda:x").unwrap_err().to_string().contains("cuda:N"));
+        assert!(parse_device("tpu").unwrap_err().to_string().contains("unknown device `tpu`"));
+        assert!(parse_device_with("cpu", "f8")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown precision"));
+    }
 }

@@ -7,7 +7,7 @@ use ntlb_clip::parity::to_f32_vec;
 use ntlb_clip::Clip;
 use serde::Serialize;
 
-use crate::relevance::{attention_gradients, relevance_rows};
+use crate::relevance::{attention_gradients_shared, relevance_rows};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TokenRelevance {
@@ -27,8 +27,8 @@ pub struct TokenRelevance {
 pub fn prompt_relevance(clip: &Clip, prompts: Tensor<3>, eot: &[usize], image: Tensor<2>) -> Result<(Vec<Vec<f32>>, Vec<f32>)> {
     let [k, len, _] = prompts.dims();
     let tau = clip.logit_scale_exp();
-    let grads = attention_gradients(clip, prompts.clone(), eot, image.clone(), tau);
-    let out = clip.text.encode_embeddings(prompts, eot, ntlb_clip::model::Probe::Record);
+    let (out, cache) = clip.text.encode_embeddings_cached(prompts, eot, ntlb_clip::model::Probe::Record);
+    let grads = attention_gradients_shared(clip, &cache, image.clone(), tau);
     let logits = to_f32_vec(image.matmul(ntlb_clip::l2_normalize(out.features).transpose()) * tau);
     let rows = to_f32_vec(relevance_rows(&out.attention, &grads, eot, 1));
     Ok(((0..k).map(|i| rows[i * len..(i + 1) * len].to_vec()).collect(), logits))

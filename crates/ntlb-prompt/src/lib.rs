@@ -9,5 +9,6 @@ pub mod objective;
 pub mod parity;
 pub mod prompt;
 pub mod relevance;
+pub mod scaler;
 pub mod store;
 pub mod train;

@@ -16,7 +16,7 @@ use ntlb_clip::{l2_normalize, Clip};
 use serde::{Deserialize, Serialize};
 
 use crate::prompt::PromptLayout;
-use crate::relevance::{attention_gradients, name_scores, relevance_rows};
+use crate::relevance::{attention_gradients, attention_gradients_shared, name_scores, relevance_rows};
 
 /// Loss settings; defaults are the reference's (`EXPL_WEIGHT` = 1, `ALSO_MINIMIZE` = true).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -60,6 +60,17 @@ pub struct StepResult {
     pub grad_ctx: Vec<f32>,
 }
 
+/// How pass 1 gets ∂S_b/∂A_l (same values to float32 rounding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Pass1 {
+    /// One forward per chunk, the B images' cotangents through a batched activation-only backward.
+    #[default]
+    Shared,
+    /// Every prompt replicated B times through burn's autodiff forward and backward (the old path).
+    Replicated,
+}
+
 /// Options that change the work, not the result.
 #[derive(Debug, Clone, Copy)]
 pub struct StepOptions {
@@ -71,6 +82,10 @@ pub struct StepOptions {
     pub want_rows: bool,
     /// Compute ∂loss/∂ctx.
     pub want_grad: bool,
+    pub pass1: Pass1,
+    /// The objective is multiplied by this before its backward and the gradient divided by it
+    /// after (`crate::scaler`; 1 = none). A power of two, so the result is exact when finite.
+    pub loss_scale: f32,
 }
 
 impl Default for StepOptions {
@@ -80,6 +95,8 @@ impl Default for StepOptions {
             want_scores: false,
             want_rows: false,
             want_grad: true,
+            pass1: Pass1::Shared,
+            loss_scale: 1.0,
         }
     }
 }
@@ -88,6 +105,34 @@ fn log_softmax_row(row: &[f32]) -> Vec<f64> {
     let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
     let lse = m + row.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln();
     row.iter().map(|&v| v as f64 - lse).collect()
+}
+
+/// Copy a chunk's `[B, K]` values into their places of a `[B, C]` table.
+fn scatter_chunk(table: &mut [f32], values: &[f32], chunk: &[usize], b: usize, c_total: usize) {
+    for bi in 0..b {
+        for (ki, &c) in chunk.iter().enumerate() {
+            table[bi * c_total + c] = values[bi * chunk.len() + ki];
+        }
+    }
+}
+
+/// Mean cross-entropy of `[B, C]` logits, its gradient w.r.t. the logits, and the number correct.
+fn cross_entropy(logits: &[f32], labels: &[usize], c_total: usize) -> (f64, Vec<f32>, usize) {
+    let b = labels.len();
+    let mut ce = 0.0;
+    let mut dce = vec![0.0f32; b * c_total];
+    let mut correct = 0usize;
+    for bi in 0..b {
+        let row = &logits[bi * c_total..(bi + 1) * c_total];
+        let ls = log_softmax_row(row);
+        ce -= ls[labels[bi]] / b as f64;
+        for c in 0..c_total {
+            dce[bi * c_total + c] = ((ls[c].exp() - f64::from(c == labels[bi])) / b as f64) as f32;
+        }
+        let argmax = (0..c_total).fold(0, |best, c| if row[c] > row[best] { c } else { best });
+        correct += usize::from(argmax == labels[bi]);
+    }
+    (ce, dce, correct)
 }
 
 /// Class indices grouped into chunks of similar prompt length (less padding per chunk).
@@ -126,33 +171,25 @@ pub fn step(
     let ctx_const = Tensor::<2>::from_data(TensorData::new(ctx.to_vec(), ctx_shape), &device);
     let img = image_feats.detach();
 
-    // Phase A: all logits (no graph), the cross-entropy and its gradient w.r.t. the logits.
+    // Phase A: all logits (no graph), the cross-entropy and its gradient w.r.t. the logits. With
+    // one chunk, pass 2's own forward gives the logits before its backward: no separate forward
+    // (the replicated path is kept as it was, to compare against).
+    let one_pass = chunks.len() == 1 && (need_scores || opts.want_grad) && opts.pass1 == Pass1::Shared;
     let mut logits = vec![0.0f32; b * c_total];
-    for chunk in &chunks {
-        let len = chunk.iter().map(|&c| layout.eot[c]).max().expect("non-empty chunk") + 1;
-        let eot: Vec<usize> = chunk.iter().map(|&c| layout.eot[c]).collect();
-        let prompts = layout.assemble(clip, ctx_const.clone(), chunk, len);
-        let t = l2_normalize(clip.text.encode_embeddings(prompts, &eot, Probe::Off).features.detach());
-        let l = to_f32_vec(img.clone().matmul(t.transpose()) * tau);
-        for bi in 0..b {
-            for (ki, &c) in chunk.iter().enumerate() {
-                logits[bi * c_total + c] = l[bi * chunk.len() + ki];
-            }
+    if !one_pass {
+        for chunk in &chunks {
+            let len = chunk.iter().map(|&c| layout.eot[c]).max().expect("non-empty chunk") + 1;
+            let eot: Vec<usize> = chunk.iter().map(|&c| layout.eot[c]).collect();
+            let prompts = layout.assemble(clip, ctx_const.clone(), chunk, len);
+            let t = l2_normalize(clip.text.encode_embeddings(prompts, &eot, Probe::Off).features.detach());
+            scatter_chunk(&mut logits, &to_f32_vec(img.clone().matmul(t.transpose()) * tau), chunk, b, c_total);
         }
     }
-    let mut ce = 0.0;
-    let mut dce = vec![0.0f32; b * c_total];
-    let mut correct = 0usize;
-    for bi in 0..b {
-        let row = &logits[bi * c_total..(bi + 1) * c_total];
-        let ls = log_softmax_row(row);
-        ce -= ls[labels[bi]] / b as f64;
-        for c in 0..c_total {
-            dce[bi * c_total + c] = ((ls[c].exp() - f64::from(c == labels[bi])) / b as f64) as f32;
-        }
-        let argmax = (0..c_total).fold(0, |best, c| if row[c] > row[best] { c } else { best });
-        correct += usize::from(argmax == labels[bi]);
-    }
+    let (mut ce, mut dce, mut correct) = if one_pass {
+        (0.0, Vec::new(), 0)
+    } else {
+        cross_entropy(&logits, labels, c_total)
+    };
 
     // Phase B: per chunk, the relevance gradients (pass 1) and the differentiable loss (pass 2).
     let mut grad_ctx = vec![0.0f32; ctx.len()];
@@ -169,7 +206,7 @@ pub fn step(
             let k = chunk.len();
             let len = chunk.iter().map(|&c| layout.eot[c]).max().expect("non-empty chunk") + 1;
             let eot: Vec<usize> = chunk.iter().map(|&c| layout.eot[c]).collect();
-            let grads = need_scores.then(|| {
+            let replicated = (need_scores && opts.pass1 == Pass1::Replicated).then(|| {
                 let prompts = layout.assemble(clip, ctx_const.clone(), chunk, len);
                 attention_gradients(clip, prompts, &eot, img.clone(), tau)
             });
@@ -180,9 +217,20 @@ pub fn step(
             };
             let prompts = layout.assemble(clip, ctx_var.clone(), chunk, len);
             let probe = if need_scores { Probe::Record } else { Probe::Off };
-            let out = clip.text.encode_embeddings(prompts, &eot, probe);
+            // The shared pass 1 reads this (pass 2's) forward: the activations are the same values.
+            let (out, grads) = if need_scores && opts.pass1 == Pass1::Shared {
+                let (out, cache) = clip.text.encode_embeddings_cached(prompts, &eot, probe);
+                let g = attention_gradients_shared(clip, &cache, img.clone(), tau);
+                (out, Some(g))
+            } else {
+                (clip.text.encode_embeddings(prompts, &eot, probe), replicated)
+            };
             let t = l2_normalize(out.features);
             let chunk_logits = img.clone().matmul(t.transpose()) * tau;
+            if one_pass {
+                scatter_chunk(&mut logits, &to_f32_vec(chunk_logits.clone().detach()), chunk, b, c_total);
+                (ce, dce, correct) = cross_entropy(&logits, labels, c_total);
+            }
             let dce_chunk: Vec<f32> = (0..b)
                 .flat_map(|bi| chunk.iter().map(move |&c| (bi, c)))
                 .map(|(bi, c)| dce[bi * c_total + c])
@@ -232,9 +280,9 @@ pub fn step(
                 }
             }
             if opts.want_grad {
-                let g = objective.backward();
+                let g = (objective * opts.loss_scale as f64).backward();
                 let gc = to_f32_vec(ctx_var.grad(&g).expect("the context reaches the loss"));
-                grad_ctx.iter_mut().zip(gc).for_each(|(a, v)| *a += v);
+                grad_ctx.iter_mut().zip(gc).for_each(|(a, v)| *a += v / opts.loss_scale);
             }
         }
     }

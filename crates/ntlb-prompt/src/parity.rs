@@ -9,7 +9,7 @@ use ntlb_clip::tokenizer::ClipTokenizer;
 use ntlb_clip::{l2_normalize, Clip};
 use serde_json::{json, Map, Value};
 
-use crate::objective::{step, LossConfig, StepOptions};
+use crate::objective::{step, LossConfig, Pass1, StepOptions};
 use crate::prompt::{ClassPosition, PromptConfig, PromptLayout, Source};
 
 fn cfg<'a>(case: &'a Value, key: &str) -> Result<&'a Value> {
@@ -31,6 +31,17 @@ fn wrap(v: impl Into<Value>, description: &str) -> Value {
 /// Outputs of a `coop_*` case, or `None` for other experiments. `clip` must live on an
 /// autodiff device.
 pub fn compute_coop_case(case: &Value, clip: &Clip, tok: &ClipTokenizer, device: &Device) -> Result<Option<Map<String, Value>>> {
+    compute_coop_case_with(case, clip, tok, device, Pass1::default())
+}
+
+/// As [`compute_coop_case`] with pass 1 chosen (the parity test runs both).
+pub fn compute_coop_case_with(
+    case: &Value,
+    clip: &Clip,
+    tok: &ClipTokenizer,
+    device: &Device,
+    pass1: Pass1,
+) -> Result<Option<Map<String, Value>>> {
     let experiment = at(case, "experiment")?.as_str().unwrap_or_default();
     if !experiment.starts_with("coop") {
         return Ok(None);
@@ -76,6 +87,8 @@ pub fn compute_coop_case(case: &Value, clip: &Clip, tok: &ClipTokenizer, device:
         want_scores: true,
         want_rows: true,
         want_grad: true,
+        pass1,
+        loss_scale: 1.0,
     };
     // Every step of this case differs only in the loss settings and what is kept.
     let run = |loss: &LossConfig, opts: &StepOptions| step(clip, &layout, &ctx, ctx_shape, img.clone(), &labels, loss, opts);

@@ -8,20 +8,24 @@
 //! zeroed, divided by its sum; score(x, c) = max of r_c over c's class-name positions.
 //!
 //! Two passes, both exact:
-//! - pass 1 ([`attention_gradients`]) gets G for all images and classes of a chunk in one
-//!   backward: the prompts are replicated once per image, and a zero leaf added to each layer's
-//!   probabilities receives ∂S_b/∂A_l (each copy only feeds its own image's sum);
+//! - pass 1 gets G for all images and classes of a chunk. [`attention_gradients_shared`] (the
+//!   default) runs the prompts' forward once and sends the B images' cotangents down together
+//!   through the tower's activation-only backward (`TextTower::attention_vjp`): ≈ (B + 1) text
+//!   forwards of work. [`attention_gradients`] (`--pass1 replicated`, kept to compare) replicates
+//!   the prompts once per image through burn's autodiff, with a zero leaf added to each layer's
+//!   probabilities receiving ∂S_b/∂A_l (each copy only feeds its own image's sum): ≈ 2B forwards;
 //! - pass 2 ([`relevance_rows`]) rebuilds Ā_l from the differentiable A_l and the constant G,
 //!   and needs only the end-of-text row of R: e_eotᵀ R = e_eotᵀ (I + Ā_L) … (I + Ā_1), a
 //!   row-vector recursion from the last layer down (O(L²) per layer instead of O(L³)).
 
 use burn::tensor::{Device, Tensor, TensorData};
-use ntlb_clip::model::Probe;
+use ntlb_clip::model::{Probe, TextCache};
 use ntlb_clip::{l2_normalize, Clip};
 
-/// G_l for every (image, class) pair: `[B·K, heads, len, len]` per layer, image-major.
-/// `prompts` `[K, len, W]` are treated as constants; `image_feats` `[B, E]` are normalised.
-pub fn attention_gradients(clip: &Clip, prompts: Tensor<3>, eot: &[usize], image_feats: Tensor<2>, logit_scale: f32) -> Vec<Tensor<4>> {
+/// G_l for every (image, class) pair: `[B, K, heads, len, len]` per layer, by replicating the
+/// prompts per image. `prompts` `[K, len, W]` are treated as constants; `image_feats` `[B, E]`
+/// are normalised.
+pub fn attention_gradients(clip: &Clip, prompts: Tensor<3>, eot: &[usize], image_feats: Tensor<2>, logit_scale: f32) -> Vec<Tensor<5>> {
     let [k, len, w] = prompts.dims();
     let [b, e] = image_feats.dims();
     let device = prompts.device();
@@ -37,14 +41,35 @@ pub fn attention_gradients(clip: &Clip, prompts: Tensor<3>, eot: &[usize], image
     let grads = s.backward();
     leaves
         .iter()
-        .map(|z| z.grad(&grads).expect("every layer's probabilities reach the score"))
+        .map(|z| {
+            z.grad(&grads)
+                .expect("every layer's probabilities reach the score")
+                .reshape([b, k, heads, len, len])
+        })
+        .collect()
+}
+
+/// The same G_l `[B, K, heads, len, len]` from the activations of one forward of the K prompts
+/// (`cache`). S_b = τ Σ_c ⟨u_b, f_c/|f_c|⟩, so the cotangent at f_c for image b is
+/// τ (u_b − ⟨u_b, n_c⟩ n_c) / |f_c| with n_c = f_c/|f_c|.
+pub fn attention_gradients_shared(clip: &Clip, cache: &TextCache, image_feats: Tensor<2>, logit_scale: f32) -> Vec<Tensor<5>> {
+    let f = cache.features.clone().inner();
+    let u = image_feats.inner();
+    let inv_norm = f.clone().powi_scalar(2).sum_dim(1).sqrt().recip(); // [K, 1]
+    let n = f * inv_norm.clone();
+    let dot = n.clone().matmul(u.clone().transpose()); // [K, B]
+    let d = (u.unsqueeze::<3>() - dot.unsqueeze_dim::<3>(2) * n.unsqueeze_dim::<3>(1)) * (inv_norm * logit_scale).unsqueeze_dim::<3>(2);
+    clip.text
+        .attention_vjp(cache, d)
+        .into_iter()
+        .map(|g| g.permute([2, 0, 1, 3, 4]))
         .collect()
 }
 
 /// Normalised end-of-text relevance rows `[B, K, len]` from the differentiable attention
-/// `attn[l]` `[K, heads, len, len]` and the constant gradients `grads[l]` `[B·K, heads, len, len]`.
-pub fn relevance_rows(attn: &[Tensor<4>], grads: &[Tensor<4>], eot: &[usize], b: usize) -> Tensor<3> {
-    let [k, heads, len, _] = attn[0].dims();
+/// `attn[l]` `[K, heads, len, len]` and the constant gradients `grads[l]` `[B, K, heads, len, len]`.
+pub fn relevance_rows(attn: &[Tensor<4>], grads: &[Tensor<5>], eot: &[usize], b: usize) -> Tensor<3> {
+    let [k, _heads, len, _] = attn[0].dims();
     let device = attn[0].device();
     let mut onehot = vec![0.0f32; b * k * len];
     for bi in 0..b {
@@ -57,7 +82,7 @@ pub fn relevance_rows(attn: &[Tensor<4>], grads: &[Tensor<4>], eot: &[usize], b:
     for (a, g) in attn.iter().zip(grads).rev() {
         // The gradient comes back without an autodiff link: on the autodiff device it is a
         // constant (no copy, no host round trip).
-        let g = g.clone().autodiff().reshape([b, k, heads, len, len]);
+        let g = g.clone().autodiff();
         let cam = (g * a.clone().unsqueeze::<5>())
             .clamp_min(0.0)
             .mean_dim(2)

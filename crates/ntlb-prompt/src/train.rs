@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::augment::augment_decoded;
 use crate::objective::{step, LossConfig, StepOptions};
 use crate::prompt::{PromptConfig, PromptLayout};
+use crate::scaler::{LossScaleConfig, LossScaler};
 use crate::store::{read_tensors, read_tensors_with_metadata, write_tensors, write_tensors_with_metadata};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,6 +73,8 @@ pub struct TrainConfig {
     pub crop_min_scale: f64,
     /// When images are converted to RGB (default: Dassl's, before the augmentation).
     pub convert_order: ConvertOrder,
+    /// Dynamic loss scaling (on by default for f16 models only).
+    pub loss_scale: LossScaleConfig,
 }
 
 impl Default for TrainConfig {
@@ -85,6 +88,7 @@ impl Default for TrainConfig {
             chunk: 64,
             crop_min_scale: crate::augment::PAPER_MIN_SCALE,
             convert_order: ConvertOrder::default(),
+            loss_scale: LossScaleConfig::default(),
         }
     }
 }
@@ -127,6 +131,9 @@ pub struct Manifest {
     pub epochs_done: usize,
     pub loss_curve: Vec<LossPoint>,
     pub split: Option<PathBuf>,
+    /// The loss scaler's state when scaling is on (steps skipped, current scale).
+    #[serde(default)]
+    pub loss_scaler: Option<LossScaler>,
 }
 
 /// A learned context and how it was made.
@@ -306,6 +313,7 @@ pub fn train(
                 epochs_done: 0,
                 loss_curve: Vec::new(),
                 split: None,
+                loss_scaler: None,
             },
         }
     };
@@ -321,11 +329,18 @@ pub fn train(
     };
     let b = cfg.optim.batch_size.max(1);
     let steps_per_epoch = if data.len() >= b { data.len() / b } else { 1 };
-    let opts = StepOptions {
+    cfg.loss_scale.check()?;
+    let scaling = cfg.loss_scale.enabled(&device);
+    if scaling && state.manifest.loss_scaler.is_none() {
+        state.manifest.loss_scaler = Some(LossScaler::new(&cfg.loss_scale));
+    }
+    let mut opts = StepOptions {
         chunk: cfg.chunk,
         want_scores: false,
         want_rows: false,
         want_grad: true,
+        pass1: crate::objective::Pass1::Shared,
+        loss_scale: 1.0,
     };
     let total_steps = cfg.optim.epochs * steps_per_epoch;
     // The context of the last step whose loss and gradient were finite.
@@ -359,9 +374,26 @@ pub fn train(
             let flat: Vec<f32> = views.into_iter().flatten().collect();
             let images = Tensor::<4>::from_data(TensorData::new(flat, [idx.len(), 3, n, n]), &device);
             let feats = l2_normalize(clip.encode_image(images).detach());
+            if let Some(sc) = &state.manifest.loss_scaler {
+                opts.loss_scale = sc.scale();
+            }
             let r = step(clip, layout, &state.ctx, ctx_shape, feats, &labels, &cfg.loss, &opts)?;
             let global = epoch * steps_per_epoch + s + 1;
-            if !r.total.is_finite() || r.grad_ctx.iter().any(|g| !g.is_finite()) {
+            let grad_finite = r.grad_ctx.iter().all(|g| g.is_finite());
+            let mut scaler_note = String::new();
+            if let Some(sc) = state.manifest.loss_scaler.as_mut() {
+                // A finite loss with a non-finite gradient: skip the step at half the scale.
+                if r.total.is_finite() && !grad_finite {
+                    match sc.overflow(&cfg.loss_scale) {
+                        Ok(()) => continue,
+                        Err(e) => scaler_note = format!(" ({e})"),
+                    }
+                }
+                if grad_finite {
+                    sc.good(&cfg.loss_scale);
+                }
+            }
+            if !r.total.is_finite() || !grad_finite {
                 let good = LearnedPrompt {
                     ctx: last_good,
                     momentum: None,
@@ -379,7 +411,7 @@ pub fn train(
                     format!("non-finite loss ({}, ce {}, expl {})", r.total, r.ce, r.expl)
                 };
                 bail!(
-                    "{what} at epoch {} step {} (step {global} of {total_steps}); the last good context is in {}",
+                    "{what}{scaler_note} at epoch {} step {} (step {global} of {total_steps}); the last good context is in {}",
                     epoch + 1,
                     s + 1,
                     out.join("ctx.last_good.safetensors").display()

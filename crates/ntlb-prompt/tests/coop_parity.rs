@@ -6,7 +6,8 @@ use burn::tensor::Device;
 use ntlb_clip::parity::compare;
 use ntlb_clip::tokenizer::ClipTokenizer;
 use ntlb_clip::Clip;
-use ntlb_prompt::parity::compute_coop_case;
+use ntlb_prompt::objective::Pass1;
+use ntlb_prompt::parity::compute_coop_case_with;
 
 fn golden(test: &str) -> Option<PathBuf> {
     ntlb_clip::golden::golden_dir_or_skip(test)
@@ -26,6 +27,12 @@ fn inputs_only(case: &serde_json::Value) -> serde_json::Value {
 }
 
 fn run(model: &str, case_name: &str) {
+    for pass1 in [Pass1::Shared, Pass1::Replicated] {
+        run_with(model, case_name, pass1);
+    }
+}
+
+fn run_with(model: &str, case_name: &str, pass1: Pass1) {
     let Some(dir) = golden(&format!("coop parity {case_name} via {model}")) else {
         return;
     };
@@ -33,7 +40,9 @@ fn run(model: &str, case_name: &str) {
     let clip = Clip::load(&dir.join("tiny-clip").join(model), None, &device).unwrap();
     let tok = ClipTokenizer::from_file(&dir.join("tiny-clip/hf/tokenizer.json")).unwrap();
     let case: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join(case_name)).unwrap()).unwrap();
-    let ours = compute_coop_case(&inputs_only(&case), &clip, &tok, &device).unwrap().unwrap();
+    let ours = compute_coop_case_with(&inputs_only(&case), &clip, &tok, &device, pass1)
+        .unwrap()
+        .unwrap();
     let checks = compare(case["experiment"].as_str().unwrap(), &ours, &case["outputs"], "");
     for must in [
         "logits",
@@ -52,10 +61,15 @@ fn run(model: &str, case_name: &str) {
     }
     for c in &checks {
         eprintln!(
-            "{model} {case_name} {}: max abs {:.2e} rel {:.2e}",
+            "{model} {case_name} {pass1:?} {}: max abs {:.2e} rel {:.2e}",
             c.field, c.deviation.max_abs, c.deviation.rel
         );
-        assert!(c.ok(), "{case_name} via {model}: {} off: {:?}", c.field, c.deviation);
+        assert!(
+            c.ok(),
+            "{case_name} via {model}, pass 1 {pass1:?}: {} off: {:?}",
+            c.field,
+            c.deviation
+        );
     }
 }
 

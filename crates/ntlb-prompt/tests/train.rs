@@ -193,6 +193,7 @@ fn chunked_classes_give_the_unchunked_gradient() {
                 want_scores: true,
                 want_rows: false,
                 want_grad: true,
+                ..StepOptions::default()
             };
             step(&clip, &lay, &ctx, [4, 64], feats.clone(), &labels, &LossConfig::default(), &o).unwrap()
         };
@@ -327,4 +328,108 @@ fn bad_class_lists_are_refused() {
         .to_string()
         .contains("empty"));
     assert!(check_classnames(&[], false).is_err());
+}
+
+#[test]
+fn shared_pass1_gives_the_replicated_step() {
+    use ntlb_prompt::objective::Pass1;
+    let device = Device::flex().autodiff();
+    let clip = model(&device);
+    let lay = layout(7, 4, ClassPosition::Middle);
+    let ctx = lay.initial_context(&clip, 3);
+    let imgs = Tensor::<4>::random([3, 3, 64, 64], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+    let feats = l2_normalize(clip.encode_image(imgs).detach());
+    let labels = [0, 4, 6];
+    let run = |pass1| {
+        let o = StepOptions {
+            chunk: 3,
+            want_scores: true,
+            pass1,
+            ..StepOptions::default()
+        };
+        step(&clip, &lay, &ctx, [4, 64], feats.clone(), &labels, &LossConfig::default(), &o).unwrap()
+    };
+    let (a, b) = (run(Pass1::Replicated), run(Pass1::Shared));
+    assert!(
+        (a.total - b.total).abs() < 1e-6 * a.total.abs().max(1.0),
+        "{} vs {}",
+        a.total,
+        b.total
+    );
+    let d = ntlb_clip::golden::deviation(
+        &b.grad_ctx.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+        &a.grad_ctx.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+    );
+    assert!(d.rel < 1e-5, "shared pass 1 gradient differs: {d:?}");
+    assert!(a.scores.iter().zip(&b.scores).all(|(x, y)| (x - y).abs() < 1e-6));
+    assert!(a.expl != 0.0 && a.grad_ctx.iter().any(|g| *g != 0.0));
+}
+
+#[test]
+fn loss_scale_leaves_the_gradient_unchanged() {
+    let device = Device::flex().autodiff();
+    let clip = model(&device);
+    let lay = layout(5, 4, ClassPosition::End);
+    let ctx = lay.initial_context(&clip, 3);
+    let imgs = Tensor::<4>::random([2, 3, 64, 64], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+    let feats = l2_normalize(clip.encode_image(imgs).detach());
+    let run = |loss_scale| {
+        let o = StepOptions {
+            loss_scale,
+            ..StepOptions::default()
+        };
+        step(&clip, &lay, &ctx, [4, 64], feats.clone(), &[1, 3], &LossConfig::default(), &o).unwrap()
+    };
+    let (a, b) = (run(1.0), run(1024.0));
+    assert!(a.grad_ctx.iter().any(|g| *g != 0.0));
+    assert_eq!(a.grad_ctx, b.grad_ctx, "a power-of-two scale must be exact");
+    assert_eq!(a.total, b.total);
+}
+
+#[test]
+fn forced_overflow_is_skipped_and_the_scale_backs_off() {
+    use ntlb_prompt::scaler::{LossScaleConfig, ScaleMode};
+    let r = Run::new(ClassPosition::Middle);
+    // f32's largest power of two: the scaled gradient overflows.
+    let forced = |min_log2| TrainConfig {
+        loss_scale: LossScaleConfig {
+            mode: ScaleMode::On,
+            init_log2: 127,
+            max_log2: 127,
+            min_log2,
+            ..LossScaleConfig::default()
+        },
+        optim: OptimConfig {
+            epochs: 10,
+            ..small_config().optim
+        },
+        ..small_config()
+    };
+    let train_in = |dir: &str, cfg: &TrainConfig| {
+        train(
+            &r.clip,
+            &r.lay,
+            &r.classes,
+            &r.data,
+            cfg,
+            &r.tmp.path().join(dir),
+            ("m", "sha"),
+            StopAt::default(),
+            |_, _| {},
+        )
+    };
+    // Not allowed to back off: the overflow is real and stops the run, naming the scaler.
+    let err = format!("{:#}", train_in("stuck", &forced(127)).unwrap_err());
+    assert!(err.contains("non-finite gradient") && err.contains("scaling cures"), "{err}");
+    // Allowed: the overflowing steps are skipped at ever half the scale, then training goes on.
+    let p = train_in("scaled", &forced(-24)).unwrap();
+    let sc = p.manifest.loss_scaler.expect("scaling was on");
+    let total_steps = 10 * 2; // 10 epochs of 4 images in batches of 2
+    assert!(sc.skipped > 0 && sc.skipped < total_steps, "{sc:?}");
+    assert_eq!(sc.log2, 127 - sc.skipped as i32, "{sc:?}");
+    assert_eq!(p.manifest.loss_curve.len() + sc.skipped, total_steps);
+    assert!(p.ctx.iter().all(|v| v.is_finite()));
+    // Off (the default on f32 models): no scaler state at all.
+    let plain = train_in("plain", &small_config()).unwrap();
+    assert!(plain.manifest.loss_scaler.is_none());
 }

@@ -178,6 +178,12 @@ impl SelfAttention {
         leaf: Option<&Tensor<4>>,
         record: bool,
     ) -> (Tensor<3>, Option<Tensor<4>>) {
+        let (out, parts) = self.forward_parts(x, mask, leaf);
+        (out, record.then_some(parts.attn))
+    }
+
+    /// The output and the intermediate tensors (scaled q, k, v, probabilities), still in the graph.
+    pub fn forward_parts(&self, x: Tensor<3>, mask: Option<&Tensor<2>>, leaf: Option<&Tensor<4>>) -> (Tensor<3>, AttentionParts) {
         let [b, l, c] = x.dims();
         let h = self.heads;
         let dh = c / h;
@@ -185,7 +191,7 @@ impl SelfAttention {
         let q = qkv.clone().narrow(0, 0, 1).reshape([b, h, l, dh]) * ((dh as f64).powf(-0.5));
         let k = qkv.clone().narrow(0, 1, 1).reshape([b, h, l, dh]);
         let v = qkv.narrow(0, 2, 1).reshape([b, h, l, dh]);
-        let mut scores = q.matmul(k.swap_dims(2, 3));
+        let mut scores = q.clone().matmul(k.clone().swap_dims(2, 3));
         if let Some(m) = mask {
             scores = scores + m.clone().unsqueeze::<4>();
         }
@@ -193,9 +199,32 @@ impl SelfAttention {
         if let Some(z) = leaf {
             attn = attn + z.clone();
         }
-        let out = attn.clone().matmul(v).swap_dims(1, 2).reshape([b, l, c]);
-        (self.out_proj.forward3(out), record.then_some(attn))
+        let out = attn.clone().matmul(v.clone()).swap_dims(1, 2).reshape([b, l, c]);
+        (self.out_proj.forward3(out), AttentionParts { q, k, v, attn })
     }
+}
+
+/// Per-head tensors of one attention forward, `[batch, heads, L, ·]`.
+#[derive(Debug, Clone)]
+pub struct AttentionParts {
+    /// Queries after the bias and the head_dim^-0.5 scale.
+    pub q: Tensor<4>,
+    pub k: Tensor<4>,
+    pub v: Tensor<4>,
+    pub attn: Tensor<4>,
+}
+
+/// What the activation-only backward of one block needs from its forward, without autodiff links
+/// (see `super::vjp`).
+#[derive(Debug, Clone)]
+pub struct BlockCache {
+    /// Block input `[N, L, W]`.
+    pub x_in: Tensor<3>,
+    pub parts: AttentionParts,
+    /// After the attention residual `[N, L, W]`.
+    pub x_mid: Tensor<3>,
+    /// `c_fc` output before QuickGELU `[N, L, 4W]`.
+    pub fc: Tensor<3>,
 }
 
 #[derive(Debug, Clone)]
@@ -225,10 +254,37 @@ impl ResidualBlock {
         leaf: Option<&Tensor<4>>,
         record: bool,
     ) -> (Tensor<3>, Option<Tensor<4>>) {
-        let (a, probs) = self.attn.forward(self.ln_1.forward(x.clone()), mask, leaf, record);
-        let x = x + a;
-        let y = self.c_proj.forward3(quick_gelu(self.c_fc.forward3(self.ln_2.forward(x.clone()))));
-        (x + y, probs)
+        self.forward_cached(x, mask, leaf, record, None)
+    }
+
+    /// As `forward`, and push this block's activations to `cache` when given.
+    pub fn forward_cached(
+        &self,
+        x: Tensor<3>,
+        mask: Option<&Tensor<2>>,
+        leaf: Option<&Tensor<4>>,
+        record: bool,
+        cache: Option<&mut Vec<BlockCache>>,
+    ) -> (Tensor<3>, Option<Tensor<4>>) {
+        let (a, parts) = self.attn.forward_parts(self.ln_1.forward(x.clone()), mask, leaf);
+        let probs = record.then(|| parts.attn.clone());
+        let x_mid = x.clone() + a;
+        let fc = self.c_fc.forward3(self.ln_2.forward(x_mid.clone()));
+        let y = self.c_proj.forward3(quick_gelu(fc.clone()));
+        if let Some(c) = cache {
+            c.push(BlockCache {
+                x_in: x.inner(),
+                parts: AttentionParts {
+                    q: parts.q.inner(),
+                    k: parts.k.inner(),
+                    v: parts.v.inner(),
+                    attn: parts.attn.inner(),
+                },
+                x_mid: x_mid.clone().inner(),
+                fc: fc.inner(),
+            });
+        }
+        (x_mid + y, probs)
     }
 }
 
@@ -252,7 +308,18 @@ impl Transformer {
         Ok(Transformer { blocks })
     }
 
-    pub fn forward(&self, mut x: Tensor<3>, mask: Option<&Tensor<2>>, probe: Probe<'_>) -> (Tensor<3>, Vec<Tensor<4>>) {
+    pub fn forward(&self, x: Tensor<3>, mask: Option<&Tensor<2>>, probe: Probe<'_>) -> (Tensor<3>, Vec<Tensor<4>>) {
+        self.forward_cached(x, mask, probe, None)
+    }
+
+    /// As `forward`, and keep every block's activations in `cache` when given.
+    pub fn forward_cached(
+        &self,
+        mut x: Tensor<3>,
+        mask: Option<&Tensor<2>>,
+        probe: Probe<'_>,
+        mut cache: Option<&mut Vec<BlockCache>>,
+    ) -> (Tensor<3>, Vec<Tensor<4>>) {
         let mut recorded = Vec::new();
         for (i, blk) in self.blocks.iter().enumerate() {
             let (leaf, record) = match probe {
@@ -260,7 +327,7 @@ impl Transformer {
                 Probe::Record => (None, true),
                 Probe::RecordWithLeaves(leaves) => (Some(&leaves[i]), true),
             };
-            let (y, probs) = blk.forward(x, mask, leaf, record);
+            let (y, probs) = blk.forward_cached(x, mask, leaf, record, cache.as_mut().map(|c| &mut **c));
             x = y;
             recorded.extend(probs);
         }

@@ -4,6 +4,7 @@ pub mod layers;
 pub mod resnet;
 pub mod text;
 pub mod vit;
+pub mod vjp;
 
 use std::path::Path;
 
@@ -13,7 +14,7 @@ use rand::{Rng, SeedableRng};
 use crate::config::{infer_config, ClipConfig, VisionConfig};
 use crate::weights::{LoadError, WeightMap};
 pub use layers::{Probe, WeightSource};
-pub use text::{TextOutput, TextTower};
+pub use text::{TextCache, TextOutput, TextTower};
 
 #[derive(Debug, Clone)]
 #[allow(clippy::large_enum_variant)] // one per model; never moved in a hot loop

@@ -4,7 +4,7 @@
 use burn::tensor::module::embedding;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use super::layers::{causal_mask, load, LayerNorm, Probe, Transformer, WeightSource};
+use super::layers::{causal_mask, load, BlockCache, LayerNorm, Probe, Transformer, WeightSource};
 use crate::config::TextConfig;
 use crate::weights::LoadError;
 
@@ -24,6 +24,19 @@ pub struct TextOutput {
     pub features: Tensor<2>,
     /// Per layer `[N, heads, L, L]` with L = the longest end-of-text position + 1.
     pub attention: Vec<Tensor<4>>,
+}
+
+/// The forward activations the activation-only backward (`super::vjp`) reads, without autodiff links.
+#[derive(Debug, Clone)]
+pub struct TextCache {
+    pub blocks: Vec<BlockCache>,
+    /// Pooled rows before `ln_final` `[N, W]`.
+    pub pooled: Tensor<2>,
+    /// `[N, embed_dim]`, unnormalised.
+    pub features: Tensor<2>,
+    pub eot: Vec<usize>,
+    /// Positions run: max(eot) + 1.
+    pub len: usize,
 }
 
 impl TextTower {
@@ -59,6 +72,32 @@ impl TextTower {
     /// Only the first `max(eot) + 1` positions are run: the attention is causal, so the pooled
     /// rows never see later positions and the result is exact.
     pub fn encode_embeddings(&self, x: Tensor<3>, eot: &[usize], probe: Probe<'_>) -> TextOutput {
+        self.encode_inner(x, eot, probe, None)
+    }
+
+    /// As `encode_embeddings`, and return the activations for `TextTower::attention_vjp`.
+    pub fn encode_embeddings_cached(&self, x: Tensor<3>, eot: &[usize], probe: Probe<'_>) -> (TextOutput, TextCache) {
+        let mut blocks = Vec::with_capacity(self.transformer.blocks.len());
+        let mut pooled = None;
+        let out = self.encode_inner(x, eot, probe, Some((&mut blocks, &mut pooled)));
+        let len = eot.iter().copied().max().map_or(1, |m| m + 1);
+        let cache = TextCache {
+            blocks,
+            pooled: pooled.expect("set by encode_inner"),
+            features: out.features.clone().inner(),
+            eot: eot.to_vec(),
+            len,
+        };
+        (out, cache)
+    }
+
+    fn encode_inner(
+        &self,
+        x: Tensor<3>,
+        eot: &[usize],
+        probe: Probe<'_>,
+        cache: Option<(&mut Vec<BlockCache>, &mut Option<Tensor<2>>)>,
+    ) -> TextOutput {
         let [n, full_len, width] = x.dims();
         assert_eq!(eot.len(), n, "one end-of-text position per prompt");
         let len = eot.iter().copied().max().map_or(1, |m| m + 1);
@@ -69,10 +108,17 @@ impl TextTower {
         let device = x.device();
         let x = x.narrow(1, 0, len) + self.positional_embedding.clone().narrow(0, 0, len).unsqueeze::<3>();
         let mask = causal_mask(len, &device);
-        let (x, attention) = self.transformer.forward(x, Some(&mask), probe);
+        let (blocks, pooled_out) = match cache {
+            Some((b, p)) => (Some(b), Some(p)),
+            None => (None, None),
+        };
+        let (x, attention) = self.transformer.forward_cached(x, Some(&mask), probe, blocks);
         let rows: Vec<i64> = eot.iter().enumerate().map(|(i, &e)| (i * len + e) as i64).collect();
         let rows = Tensor::<1, Int>::from_data(TensorData::new(rows, [n]), &device);
         let pooled = x.reshape([n * len, width]).select(0, rows);
+        if let Some(p) = pooled_out {
+            *p = Some(pooled.clone().inner());
+        }
         // LayerNorm acts per position, so normalising only the pooled rows is the same.
         let features = self.ln_final.forward(pooled).matmul(self.text_projection.clone());
         TextOutput { features, attention }
