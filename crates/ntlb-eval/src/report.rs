@@ -403,6 +403,19 @@ where
     Ok(())
 }
 
+/// The series legend, drawn the same way on every chart.
+fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(chart: &mut ChartContext<'a, DB, CT>) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}
+
 /// The λ values of a model's CoOp runs, ascending.
 fn lambdas_of(rows: &[ResultRow], model: &str) -> Vec<f64> {
     let mut l: Vec<f64> = rows
@@ -499,11 +512,7 @@ where
             .collect();
         draw_points(&mut chart, &pts, PALETTE[i % PALETTE.len()], d)?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()?;
+    legend(&mut chart)?;
     Ok(())
 }
 
@@ -539,11 +548,7 @@ where
     )?;
     draw_points(&mut chart, &before, PALETTE[7], "before training")?;
     draw_points(&mut chart, &after, PALETTE[3], "after training")?;
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()?;
+    legend(&mut chart)?;
     Ok(())
 }
 
@@ -595,11 +600,7 @@ where
                 .label(format!("λ = {lambda}"))
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 12, y)], color.stroke_width(2)));
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()?;
+        legend(&mut chart)?;
     }
     Ok(())
 }
@@ -660,11 +661,7 @@ where
             )?
             .label("after training")
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], a.filled()));
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()?;
+        legend(&mut chart)?;
     }
     Ok(())
 }

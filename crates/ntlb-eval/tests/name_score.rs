@@ -45,6 +45,8 @@ fn name_score_equals_the_objectives_true_class_scores() {
         want_scores: true,
         want_rows: false,
         want_grad: false,
+        // The shared pass 1 (hand-written backward): a second, independent path to the scores.
+        ..StepOptions::default()
     };
     let r = step(&clip, &layout, &ctx, [layout.n_ctx, w], img, &labels, &loss, &opts).unwrap();
     let c = names.len();
