@@ -63,9 +63,9 @@ fn differs(a: f64, b: f64, tol: f64) -> bool {
 fn training_gaps(rows: &[ResultRow]) -> BTreeMap<(String, String, u64, String), f64> {
     let mut out = BTreeMap::new();
     for r in rows.iter().filter(|r| r.method == "coop") {
-        let start = rows.iter().find(|s| {
-            s.method == "coop-init" && s.model == r.model && s.lambda == r.lambda && s.seed == r.seed && s.dataset == r.dataset
-        });
+        let start = rows
+            .iter()
+            .find(|s| s.method == "coop-init" && s.model == r.model && s.lambda == r.lambda && s.seed == r.seed && s.dataset == r.dataset);
         if let (Some(s), Some(l), Some(seed)) = (start, r.lambda, r.seed) {
             out.insert((r.model.clone(), format!("{l}"), seed, r.dataset.clone()), r.top1 - s.top1);
         }
@@ -78,7 +78,10 @@ fn score_gaps(rows: &[ResultRow]) -> BTreeMap<(String, String, u64), f64> {
     let coop = |r: &&ResultRow| r.method == "coop" && r.dataset == "imagenet";
     let mut out = BTreeMap::new();
     for r in rows.iter().filter(coop).filter(|r| r.lambda.is_some_and(|l| l > 0.0)) {
-        let zero = rows.iter().filter(coop).find(|z| z.model == r.model && z.seed == r.seed && z.lambda == Some(0.0));
+        let zero = rows
+            .iter()
+            .filter(coop)
+            .find(|z| z.model == r.model && z.seed == r.seed && z.lambda == Some(0.0));
         if let (Some(a), Some(b), Some(seed)) = (r.name_score, zero.and_then(|z| z.name_score), r.seed) {
             out.insert((r.model.clone(), format!("{}", r.lambda.unwrap_or(0.0)), seed), a - b);
         }

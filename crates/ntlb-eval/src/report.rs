@@ -88,7 +88,7 @@ pub fn summarize(rows: &[ResultRow]) -> Vec<SummaryLine> {
             best.push(v);
         }
     }
-    groups
+    let mut lines: Vec<SummaryLine> = groups
         .into_iter()
         .map(|((model, method), cells)| SummaryLine {
             name_score: scores.get(&(model.clone(), method.clone())).map(|v| {
@@ -102,7 +102,26 @@ pub fn summarize(rows: &[ResultRow]) -> Vec<SummaryLine> {
                 .map(|(d, v)| (d, (mean_std(&v).0, mean_std(&v).1, v.len())))
                 .collect(),
         })
-        .collect()
+        .collect();
+    // Zero-shot first, then CoOp's start, then CoOp by increasing λ (numerically: 3 before 10).
+    let rank = |m: &str| -> (u8, f64) {
+        if m.starts_with("zero-shot") {
+            (0, 0.0)
+        } else if m.starts_with("CoOp start") {
+            (1, 0.0)
+        } else {
+            let l = m.rsplit("λ = ").next().and_then(|t| t.trim_end_matches(')').parse::<f64>().ok());
+            (2, l.unwrap_or(f64::MAX))
+        }
+    };
+    lines.sort_by(|a, b| {
+        let (ra, rb) = (rank(&a.method), rank(&b.method));
+        (a.model.as_str(), ra.0)
+            .cmp(&(b.model.as_str(), rb.0))
+            .then(ra.1.total_cmp(&rb.1))
+            .then(a.method.cmp(&b.method))
+    });
+    lines
 }
 
 fn cell(c: Option<&(f64, f64, usize)>, latex: bool) -> String {
@@ -149,10 +168,18 @@ fn effects(rows: &[ResultRow], ds: &[String]) -> String {
             rows.iter()
                 .find(|r| r.model == m && r.method == method && r.lambda == Some(l) && r.seed == Some(seed) && r.dataset == d)
         };
-        let mut lambdas: Vec<f64> = rows.iter().filter(|r| r.model == m && r.method == "coop").filter_map(|r| r.lambda).collect();
+        let mut lambdas: Vec<f64> = rows
+            .iter()
+            .filter(|r| r.model == m && r.method == "coop")
+            .filter_map(|r| r.lambda)
+            .collect();
         lambdas.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
         lambdas.dedup();
-        let mut seeds: Vec<u64> = rows.iter().filter(|r| r.model == m && r.method == "coop").filter_map(|r| r.seed).collect();
+        let mut seeds: Vec<u64> = rows
+            .iter()
+            .filter(|r| r.model == m && r.method == "coop")
+            .filter_map(|r| r.seed)
+            .collect();
         seeds.sort();
         seeds.dedup();
         let fmt = |v: &[f64], p: usize| match v.len() {
@@ -506,8 +533,10 @@ where
             .iter()
             .enumerate()
             .filter_map(|(x, &l)| {
-                over_seeds(coop.iter().copied().filter(|r| &r.dataset == d && r.lambda == Some(l)), |r| Some(r.top1))
-                    .map(|(m, s)| (x as f64, m, s))
+                over_seeds(coop.iter().copied().filter(|r| &r.dataset == d && r.lambda == Some(l)), |r| {
+                    Some(r.top1)
+                })
+                .map(|(m, s)| (x as f64, m, s))
             })
             .collect();
         draw_points(&mut chart, &pts, PALETTE[i % PALETTE.len()], d)?;

@@ -184,7 +184,11 @@ pub fn read_table(results: &Path) -> Result<Vec<ResultRow>> {
     );
     let (lambda, top1, top5, mpc) = (f64s("lambda")?, f64s("top1")?, f64s("top5")?, f64s("mean_per_class")?);
     // Tables written before the column existed read as "not measured".
-    let name_score = if df.column("name_score").is_ok() { f64s("name_score")? } else { vec![None; n] };
+    let name_score = if df.column("name_score").is_ok() {
+        f64s("name_score")?
+    } else {
+        vec![None; n]
+    };
     let (seed, ni, nf) = (u64s("seed")?, u64s("n_images")?, u64s("n_failed")?);
     Ok((0..n)
         .map(|i| ResultRow {

@@ -597,9 +597,7 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
                     let rows = crate::relevance_maps::held_out_subset(&f.labels, crate::relevance_maps::NAME_SCORE_PER_CLASS);
                     let x: Vec<f32> = rows.iter().flat_map(|&i| f.data[i * f.dim..(i + 1) * f.dim].to_vec()).collect();
                     let y: Vec<usize> = rows.iter().map(|&i| f.labels[i]).collect();
-                    let measure = |ctx: &[f32]| {
-                        crate::relevance_maps::mean_name_score(&l.clip, &layout, ctx, shape, &x, &y, f.dim)
-                    };
+                    let measure = |ctx: &[f32]| crate::relevance_maps::mean_name_score(&l.clip, &layout, ctx, shape, &x, &y, f.dim);
                     score_init = Some(measure(&initial)?);
                     score = Some(measure(&learned.ctx)?);
                 }

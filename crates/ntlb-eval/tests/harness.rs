@@ -213,5 +213,8 @@ fn sweep_resumes_after_a_kill_and_shards_merge_to_the_same_table() {
             .all(|r| r.name_score.is_some_and(|s| (0.0..=1.0).contains(&s))));
     }
     let summary = std::fs::read_to_string(tmp.path().join("report/summary.md")).unwrap();
-    assert!(summary.contains("class-name score") && summary.contains("trained − start"), "{summary}");
+    assert!(
+        summary.contains("class-name score") && summary.contains("trained − start"),
+        "{summary}"
+    );
 }

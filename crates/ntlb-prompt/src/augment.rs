@@ -121,7 +121,16 @@ mod tests {
             channels: 3,
             data: (0..3600).map(|v| (v * 7 % 251) as u8).collect(),
         };
-        let view = |kind: &Kind, order| augment_decoded(&img, kind, 16, PAPER_MIN_SCALE, order, &mut rand_chacha::ChaCha8Rng::seed_from_u64(4));
+        let view = |kind: &Kind, order| {
+            augment_decoded(
+                &img,
+                kind,
+                16,
+                PAPER_MIN_SCALE,
+                order,
+                &mut rand_chacha::ChaCha8Rng::seed_from_u64(4),
+            )
+        };
         assert_eq!(view(&Kind::Plain, ConvertOrder::Clip), view(&Kind::Plain, ConvertOrder::Dassl));
         assert_eq!(
             view(&Kind::Plain, ConvertOrder::Dassl),

@@ -185,9 +185,15 @@ impl LearnedPrompt {
                 .with_context(|| format!("{}: no `{STATE_KEY}` in its metadata (not a resumable state)", path.display()))?,
         )
         .with_context(|| format!("{}: not a prompt manifest", path.display()))?;
-        let (shape, ctx) = tensors.remove("ctx").with_context(|| format!("{}: no `ctx` tensor", path.display()))?;
+        let (shape, ctx) = tensors
+            .remove("ctx")
+            .with_context(|| format!("{}: no `ctx` tensor", path.display()))?;
         if shape != manifest.ctx_shape.to_vec() {
-            bail!("{}: ctx has shape {shape:?}, manifest says {:?}", path.display(), manifest.ctx_shape);
+            bail!(
+                "{}: ctx has shape {shape:?}, manifest says {:?}",
+                path.display(),
+                manifest.ctx_shape
+            );
         }
         let momentum = tensors.remove("momentum").map(|(_, m)| m);
         Ok(LearnedPrompt { ctx, momentum, manifest })

@@ -25,7 +25,10 @@ fn world_is_deterministic_and_readable() {
     // Each word of a name is shared by other classes: only the whole name identifies one.
     for n in &classes.names {
         for word in n.split(' ') {
-            assert!(classes.names.iter().filter(|m| m.split(' ').any(|w| w == word)).count() > 1, "{word} of {n}");
+            assert!(
+                classes.names.iter().filter(|m| m.split(' ').any(|w| w == word)).count() > 1,
+                "{word} of {n}"
+            );
         }
     }
     assert!(n > 1500);
@@ -59,5 +62,7 @@ fn short_demo_matches_the_committed_baseline() {
     for method in ["coop", "coop-init", "zero-shot", "zero-shot-ensemble-all"] {
         assert!(rows.iter().any(|r| r.method == method), "the rerun has no {method} rows");
     }
-    assert!(rows.iter().any(|r| r.method == "coop" && r.lambda == Some(1.0) && r.name_score.is_some()));
+    assert!(rows
+        .iter()
+        .any(|r| r.method == "coop" && r.lambda == Some(1.0) && r.name_score.is_some()));
 }
