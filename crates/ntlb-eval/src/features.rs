@@ -52,6 +52,12 @@ impl FeatureKey {
         })
     }
 
+    /// The same key for pictures converted to RGB in `order`.
+    pub fn in_order(mut self, order: ConvertOrder) -> FeatureKey {
+        self.convert_order = order.name().into();
+        self
+    }
+
     pub fn id(&self) -> String {
         let mut h = Sha256::new();
         h.update(serde_json::to_vec(self).expect("serialisable"));
@@ -246,6 +252,10 @@ pub fn dataset_features(
 
 fn encode(clip: &Clip, set: &EvalSet, key: FeatureKey, batch: usize, strict: bool, progress: bool) -> Result<Features> {
     let n = clip.config.vision.image_resolution();
+    let order: ConvertOrder = key
+        .convert_order
+        .parse()
+        .map_err(|e| anyhow::anyhow!("feature key: conversion order `{}`: {e}", key.convert_order))?;
     let device = clip.text.token_embedding.device();
     let start = Instant::now();
     let mut bar = Progress::new(set.kind.name(), set.items.len() as u64, progress);
@@ -258,7 +268,12 @@ fn encode(clip: &Clip, set: &EvalSet, key: FeatureKey, batch: usize, strict: boo
             let decoded: Vec<_> = chunk
                 .par_iter()
                 .enumerate()
-                .map(|(j, (p, _))| (ci * batch + j, ntlb_clip::preprocess::load_image(p, n).map_err(|e| e.to_string())))
+                .map(|(j, (p, _))| {
+                    (
+                        ci * batch + j,
+                        ntlb_clip::preprocess::load_image_with(p, n, order).map_err(|e| e.to_string()),
+                    )
+                })
                 .collect();
             if tx.send(decoded).is_err() {
                 break;
@@ -331,11 +346,12 @@ pub fn model_features(
     batch: usize,
     strict: bool,
     progress: bool,
+    order: ConvertOrder,
 ) -> Result<Vec<Features>> {
     let res = clip.config.vision.image_resolution();
     let keys = sets
         .iter()
-        .map(|s| FeatureKey::new(checkpoint_sha256, numerics, s, res))
+        .map(|s| Ok(FeatureKey::new(checkpoint_sha256, numerics, s, res)?.in_order(order)))
         .collect::<Result<Vec<_>>>()?;
     let mut out: Vec<Option<Features>> = sets.iter().map(|_| None).collect();
     let start = Instant::now();

@@ -120,6 +120,7 @@ pub fn weights_file(m: &ModelEntry) -> PathBuf {
 pub struct SweepIdentity {
     pub numerics: Numerics,
     pub strict: bool,
+    pub convert_order: ntlb_clip::preprocess::ConvertOrder,
     pub classes: String,
     pub datasets: Vec<String>,
     /// Model name -> checkpoint SHA-256 (and the tokenizer's, when one is named).
@@ -156,6 +157,13 @@ struct KeyMaterial<'a> {
     datasets: &'a [String],
     numerics: &'a Numerics,
     strict: bool,
+    /// Left out at the default (the reference's order), so keys made before it existed hold.
+    #[serde(skip_serializing_if = "is_reference_order")]
+    convert_order: ntlb_clip::preprocess::ConvertOrder,
+}
+
+fn is_reference_order(o: &ntlb_clip::preprocess::ConvertOrder) -> bool {
+    *o == ntlb_clip::preprocess::ConvertOrder::default()
 }
 
 impl SweepIdentity {
@@ -191,6 +199,7 @@ impl SweepIdentity {
         Ok(SweepIdentity {
             numerics,
             strict: cfg.strict,
+            convert_order: cfg.convert_order,
             classes: classes_sha256(classes),
             datasets,
             models,
@@ -239,6 +248,7 @@ impl SweepIdentity {
             datasets: &self.datasets,
             numerics: &self.numerics,
             strict: self.strict,
+            convert_order: self.convert_order,
         };
         let mut h = Sha256::new();
         h.update(serde_json::to_vec(&material)?);

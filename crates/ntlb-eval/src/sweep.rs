@@ -116,6 +116,10 @@ pub struct SweepConfig {
     pub precision: String,
     #[serde(default)]
     pub strict: bool,
+    /// When images are converted to RGB: `dassl` (the NTLB/CoOp reference, default) or `clip`
+    /// (CLIP's own transform, after the crop). In the feature-cache and job keys.
+    #[serde(default)]
+    pub convert_order: ntlb_clip::preprocess::ConvertOrder,
     pub models: Vec<ModelEntry>,
     pub datasets: Vec<DatasetEntry>,
     #[serde(default)]
@@ -498,6 +502,7 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
                 cfg.batch_size,
                 cfg.strict,
                 opts.progress,
+                cfg.convert_order,
             )?,
         };
         let mut rows = Vec::new();

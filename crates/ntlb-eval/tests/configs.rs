@@ -27,6 +27,7 @@ fn imagenet_configs_plan_the_paper_comparison() {
     let ident = ntlb_eval::identity::SweepIdentity {
         numerics: ntlb_eval::identity::Numerics::from_config(&c.device, &c.precision).unwrap(),
         strict: c.strict,
+        convert_order: c.convert_order,
         classes: "classes".into(),
         datasets: vec!["d".into(); 5],
         models: c.models.iter().map(|m| (m.name.clone(), "checkpoint".into())).collect(),
@@ -38,6 +39,21 @@ fn imagenet_configs_plan_the_paper_comparison() {
     };
     let keys: std::collections::BTreeSet<String> = ident.keys(&jobs).unwrap().into_iter().collect();
     assert_eq!(keys.len(), jobs.len(), "every job has its own key");
+    // The reference's conversion order is the default and leaves keys as they were; CLIP's
+    // order is another job.
+    assert_eq!(c.convert_order, ntlb_clip::preprocess::ConvertOrder::Dassl);
+    let clip_order = ntlb_eval::identity::SweepIdentity {
+        convert_order: ntlb_clip::preprocess::ConvertOrder::Clip,
+        ..ident.clone()
+    };
+    assert_ne!(clip_order.key(&jobs[0]).unwrap(), ident.key(&jobs[0]).unwrap());
+    let parsed: SweepConfig = toml::from_str(
+        &std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/imagenet.toml"))
+            .unwrap()
+            .replacen("name =", "convert_order = \"clip\"\nname =", 1),
+    )
+    .unwrap();
+    assert_eq!(parsed.convert_order, ntlb_clip::preprocess::ConvertOrder::Clip);
     let full = read("imagenet-full.toml");
     assert_eq!(
         full.models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
