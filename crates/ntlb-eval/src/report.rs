@@ -600,7 +600,8 @@ where
         }
     }
     let panels = root.split_evenly((2, 2));
-    let metrics: [(&str, fn(&crate::results::EpochPoint) -> f64); 4] = [
+    type Metric = (&'static str, fn(&crate::results::EpochPoint) -> f64);
+    let metrics: [Metric; 4] = [
         ("total loss", |p| p.loss),
         ("cross-entropy", |p| p.ce),
         ("explainability term (−score + others)", |p| p.expl),

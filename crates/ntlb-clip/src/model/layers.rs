@@ -327,7 +327,7 @@ impl Transformer {
                 Probe::Record => (None, true),
                 Probe::RecordWithLeaves(leaves) => (Some(&leaves[i]), true),
             };
-            let (y, probs) = blk.forward_cached(x, mask, leaf, record, cache.as_mut().map(|c| &mut **c));
+            let (y, probs) = blk.forward_cached(x, mask, leaf, record, cache.as_deref_mut());
             x = y;
             recorded.extend(probs);
         }
