@@ -132,7 +132,7 @@ impl Canvas {
                     for x in 0..w {
                         let mut acc = [0.0f32; 3];
                         for d in 0..=2 * r {
-                            let o = (d as isize - r as isize).clamp(-(w as isize), w as isize);
+                            let o = d as isize - r as isize;
                             let (sx, sy) = if horizontal {
                                 ((x as isize + o).clamp(0, w as isize - 1) as usize, y)
                             } else {
