@@ -54,9 +54,9 @@ fn sigkilled_training_resumes_to_the_identical_context() {
     let mut kills = 0;
     while kills < 20 {
         let mut child = train(&world, &killed).spawn().unwrap();
-        // Anywhere in the run: start-up, steps, the checkpoint at each epoch's end; early
-        // enough that several restarts are needed.
-        std::thread::sleep(Duration::from_secs_f64(rng.random_range(0.1..0.45) * full.as_secs_f64()));
+        // Anywhere in the run: start-up, steps, the checkpoint at each epoch's end. A run lives
+        // at most 0.3 of an uninterrupted one, so at least three are killed before one finishes.
+        std::thread::sleep(Duration::from_secs_f64(rng.random_range(0.05..0.3) * full.as_secs_f64()));
         if child.try_wait().unwrap().is_some() {
             break; // finished before the kill
         }
