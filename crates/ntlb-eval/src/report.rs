@@ -168,13 +168,7 @@ fn effects(rows: &[ResultRow], ds: &[String]) -> String {
             rows.iter()
                 .find(|r| r.model == m && r.method == method && r.lambda == Some(l) && r.seed == Some(seed) && r.dataset == d)
         };
-        let mut lambdas: Vec<f64> = rows
-            .iter()
-            .filter(|r| r.model == m && r.method == "coop")
-            .filter_map(|r| r.lambda)
-            .collect();
-        lambdas.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
-        lambdas.dedup();
+        let lambdas = lambdas_of(rows, m);
         let mut seeds: Vec<u64> = rows
             .iter()
             .filter(|r| r.model == m && r.method == "coop")
@@ -190,39 +184,30 @@ fn effects(rows: &[ResultRow], ds: &[String]) -> String {
                 format!("{a:+.p$} ± {s:.p$}")
             }
         };
-        for &l in &lambdas {
-            let gap: Vec<String> = ds
+        // One table row: (λ, method) minus (λ', method') per seed, top-1 per dataset and the
+        // class-name score on ImageNet val.
+        let gap_row = |label: String, (l, mth): (f64, &str), (l0, mth0): (f64, &str)| {
+            let cells: Vec<String> = ds
                 .iter()
                 .map(|d| {
                     let v: Vec<f64> = seeds
                         .iter()
-                        .filter_map(|&s| Some(coop(l, "coop", s, d)?.top1 - coop(l, "coop-init", s, d)?.top1))
+                        .filter_map(|&s| Some(coop(l, mth, s, d)?.top1 - coop(l0, mth0, s, d)?.top1))
                         .collect();
                     fmt(&v, 2)
                 })
                 .collect();
             let sc: Vec<f64> = seeds
                 .iter()
-                .filter_map(|&s| Some(coop(l, "coop", s, "imagenet")?.name_score? - coop(l, "coop-init", s, "imagenet")?.name_score?))
+                .filter_map(|&s| Some(coop(l, mth, s, "imagenet")?.name_score? - coop(l0, mth0, s, "imagenet")?.name_score?))
                 .collect();
-            md += &format!("| CoOp λ = {l}: trained − start | {} | {} |\n", gap.join(" | "), fmt(&sc, 4));
+            format!("| {label} | {} | {} |\n", cells.join(" | "), fmt(&sc, 4))
+        };
+        for &l in &lambdas {
+            md += &gap_row(format!("CoOp λ = {l}: trained − start"), (l, "coop"), (l, "coop-init"));
         }
         for &l in lambdas.iter().filter(|&&l| l > 0.0) {
-            let gap: Vec<String> = ds
-                .iter()
-                .map(|d| {
-                    let v: Vec<f64> = seeds
-                        .iter()
-                        .filter_map(|&s| Some(coop(l, "coop", s, d)?.top1 - coop(0.0, "coop", s, d)?.top1))
-                        .collect();
-                    fmt(&v, 2)
-                })
-                .collect();
-            let sc: Vec<f64> = seeds
-                .iter()
-                .filter_map(|&s| Some(coop(l, "coop", s, "imagenet")?.name_score? - coop(0.0, "coop", s, "imagenet")?.name_score?))
-                .collect();
-            md += &format!("| λ = {l} − λ = 0 (same seed) | {} | {} |\n", gap.join(" | "), fmt(&sc, 4));
+            md += &gap_row(format!("λ = {l} − λ = 0 (same seed)"), (l, "coop"), (0.0, "coop"));
         }
     }
     md
