@@ -46,39 +46,19 @@ pub struct EpochPoint {
 
 /// Per-epoch means of a trainer's per-step log.
 pub fn epoch_curve(steps: &[ntlb_prompt::train::LossPoint]) -> Vec<EpochPoint> {
-    let mut out: Vec<EpochPoint> = Vec::new();
-    let mut n = 0.0;
-    for p in steps {
-        if out.last().is_none_or(|e| e.epoch != p.epoch) {
-            if let Some(e) = out.last_mut() {
-                e.loss /= n;
-                e.ce /= n;
-                e.expl /= n;
-                e.acc /= n;
+    steps
+        .chunk_by(|a, b| a.epoch == b.epoch)
+        .map(|g| {
+            let mean = |f: fn(&ntlb_prompt::train::LossPoint) -> f64| g.iter().map(f).sum::<f64>() / g.len() as f64;
+            EpochPoint {
+                epoch: g[0].epoch,
+                loss: mean(|p| p.loss),
+                ce: mean(|p| p.ce),
+                expl: mean(|p| p.expl),
+                acc: mean(|p| p.acc),
             }
-            out.push(EpochPoint {
-                epoch: p.epoch,
-                loss: 0.0,
-                ce: 0.0,
-                expl: 0.0,
-                acc: 0.0,
-            });
-            n = 0.0;
-        }
-        let e = out.last_mut().expect("pushed above");
-        e.loss += p.loss;
-        e.ce += p.ce;
-        e.expl += p.expl;
-        e.acc += p.acc;
-        n += 1.0;
-    }
-    if let Some(e) = out.last_mut() {
-        e.loss /= n;
-        e.ce /= n;
-        e.expl /= n;
-        e.acc /= n;
-    }
-    out
+        })
+        .collect()
 }
 
 /// The manifest of one finished job.
