@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use ntlb_clip::parity::{compare, compute_clip_case};
 use ntlb_clip::tokenizer::ClipTokenizer;
 use ntlb_clip::Clip;
+use ntlb_golden::{clip_cases::compute_clip_case, compare::compare};
 use serde_json::{Map, Value};
 
 #[derive(clap::Args)]
@@ -50,7 +50,7 @@ pub fn run(a: ParityArgs) -> Result<i32> {
     let inputs_only = strip_outputs(&case);
     let ours: Map<String, Value> = match compute_clip_case(&inputs_only, &clip, Some(&tok), &device)? {
         Some(o) => o,
-        None => match ntlb_prompt::parity::compute_coop_case(&inputs_only, &clip, &tok, &device)? {
+        None => match ntlb_golden::coop_cases::compute_coop_case(&inputs_only, &clip, &tok, &device)? {
             Some(o) => o,
             None => bail!("{}: experiment `{experiment}` is not one ntlb computes", a.case.display()),
         },
@@ -61,7 +61,7 @@ pub fn run(a: ParityArgs) -> Result<i32> {
         "provenance".into(),
         serde_json::json!({"generator": "ntlb parity", "version": env!("CARGO_PKG_VERSION"), "model": a.model.display().to_string(), "device": a.device}),
     );
-    ntlb_clip::io::write_atomic(&a.out, serde_json::to_string(&Value::Object(written))?.as_bytes())
+    ntlb_core::atomic::write_atomic(&a.out, serde_json::to_string(&Value::Object(written))?.as_bytes())
         .with_context(|| format!("writing {}", a.out.display()))?;
     let Some(expected) = case.get("outputs") else {
         println!(

@@ -144,7 +144,7 @@ pub fn regress(a: RegressArgs) -> Result<i32> {
         for r in &rows {
             w.serialize(r)?;
         }
-        ntlb_clip::io::write_atomic(&a.baseline, &w.into_inner()?)?;
+        ntlb_core::atomic::write_atomic(&a.baseline, &w.into_inner()?)?;
         println!("wrote {} baseline rows to {}", rows.len(), a.baseline.display());
         return Ok(0);
     }

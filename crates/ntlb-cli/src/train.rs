@@ -46,7 +46,8 @@ pub struct TrainArgs {
     batch_size: Option<usize>,
     #[arg(long)]
     n_ctx: Option<usize>,
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = clap::builder::TypedValueParser::map(clap::builder::PossibleValuesParser::new(ClassPosition::NAMES),
+        |s| s.parse::<ClassPosition>().expect("a listed name parses")))]
     position: Option<ClassPosition>,
     /// Split file to reuse or create (default: OUT/split.json).
     #[arg(long)]
@@ -120,7 +121,7 @@ pub fn run(a: TrainArgs) -> Result<i32> {
     } else {
         a.model.clone()
     };
-    let sha = ntlb_clip::io::sha256_file(&weights)?;
+    let sha = ntlb_core::digest::sha256_file(&weights)?;
     let bar = ProgressBar::new(0);
     bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} steps {elapsed}<{eta} {msg}").expect("valid template"));
     let learned = train(

@@ -33,7 +33,7 @@ fn train(world: &Path, out: &Path) -> Command {
 }
 
 fn ctx(dir: &Path) -> Vec<f32> {
-    ntlb_prompt::store::read_tensors(&dir.join("prompt.safetensors")).unwrap()["ctx"]
+    ntlb_core::store::read_tensors(&dir.join("prompt.safetensors")).unwrap()["ctx"]
         .1
         .clone()
 }

@@ -5,10 +5,7 @@
 
 pub mod config;
 pub mod device;
-pub mod golden;
-pub mod io;
 pub mod model;
-pub mod parity;
 pub mod preprocess;
 pub mod text_clean;
 pub mod tokenizer;

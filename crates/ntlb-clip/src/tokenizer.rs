@@ -30,6 +30,17 @@ pub struct Tokens {
     pub eot: usize,
 }
 
+/// The pooled position of each id row as the reference finds it, `text.argmax(dim=-1)`: the
+/// first maximum, which is `<|endoftext|>` because it has the largest id of the vocabulary.
+pub fn pooled_positions(ids: &[Vec<u32>]) -> Vec<usize> {
+    ids.iter()
+        .map(|r| {
+            let m = r.iter().copied().max().unwrap_or(0);
+            r.iter().position(|&t| t == m).unwrap_or(0)
+        })
+        .collect()
+}
+
 impl ClipTokenizer {
     pub fn from_file(path: &Path) -> Result<Self, TokenizeError> {
         let mut inner = tokenizers::Tokenizer::from_file(path).map_err(|e| TokenizeError::Load {

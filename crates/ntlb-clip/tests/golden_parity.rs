@@ -3,9 +3,9 @@
 mod common;
 
 use burn::tensor::Device;
-use ntlb_clip::parity::{compare, compute_clip_case};
 use ntlb_clip::tokenizer::ClipTokenizer;
 use ntlb_clip::Clip;
+use ntlb_golden::{clip_cases::compute_clip_case, compare::compare};
 
 fn check_layout(model: &std::path::Path, dir: &std::path::Path) {
     let device = Device::flex();
@@ -73,12 +73,12 @@ fn both_layouts_give_the_same_model() {
         .copied()
         .chain(std::iter::repeat_n(0, 69))
         .collect()];
-    let fa = ntlb_clip::parity::to_f32_vec(a.encode_text(&ids, &[7]));
-    let fb = ntlb_clip::parity::to_f32_vec(b.encode_text(&ids, &[7]));
+    let fa = ntlb_core::host::to_f32_vec(a.encode_text(&ids, &[7]));
+    let fb = ntlb_core::host::to_f32_vec(b.encode_text(&ids, &[7]));
     assert_eq!(fa, fb, "same weights, same graph: bit-identical features");
     let img = burn::tensor::Tensor::<4>::ones([1, 3, 32, 32], &device);
     assert_eq!(
-        ntlb_clip::parity::to_f32_vec(a.encode_image(img.clone())),
-        ntlb_clip::parity::to_f32_vec(b.encode_image(img))
+        ntlb_core::host::to_f32_vec(a.encode_image(img.clone())),
+        ntlb_core::host::to_f32_vec(b.encode_image(img))
     );
 }

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use burn::tensor::Device;
 use ntlb_clip::config::VisionConfig;
-use ntlb_clip::parity::{compare, compute_clip_case};
 use ntlb_clip::Clip;
+use ntlb_golden::{clip_cases::compute_clip_case, compare::compare};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rn").join(name)

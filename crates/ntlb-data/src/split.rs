@@ -73,7 +73,7 @@ impl FewShotSplit {
                 *p = rel.to_path_buf();
             }
         }
-        ntlb_clip::io::write_atomic(path, serde_json::to_string_pretty(&on_disk)?.as_bytes())?;
+        ntlb_core::atomic::write_atomic(path, serde_json::to_string_pretty(&on_disk)?.as_bytes())?;
         Ok(s)
     }
 }

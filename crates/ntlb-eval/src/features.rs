@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use burn::tensor::{Tensor, TensorData};
-use ntlb_clip::parity::to_f32_vec;
 use ntlb_clip::preprocess::ConvertOrder;
 use ntlb_clip::{l2_normalize, Clip};
+use ntlb_core::host::to_f32_vec;
 use ntlb_data::variants::EvalSet;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -111,7 +111,7 @@ pub fn read_cached(dir: &Path, key: &FeatureKey) -> Result<Option<Features>> {
     if manifest.key != *key {
         return Ok(None);
     }
-    let mut t = ntlb_prompt::store::read_tensors(&dir.join(format!("{id}.features.safetensors")))?;
+    let mut t = ntlb_core::store::read_tensors(&dir.join(format!("{id}.features.safetensors")))?;
     let (fs, data) = t.remove("features").context("cache without features")?;
     let (_, labels) = t.remove("labels").context("cache without labels")?;
     if fs != [manifest.n_features, manifest.dim] {
@@ -134,7 +134,7 @@ fn write_cached(dir: &Path, f: &Features) -> Result<()> {
     let id = f.manifest.key.id();
     std::fs::create_dir_all(dir)?;
     let lab: Vec<f32> = f.labels.iter().map(|&l| l as f32).collect();
-    ntlb_prompt::store::write_tensors(
+    ntlb_core::store::write_tensors(
         &dir.join(format!("{id}.features.safetensors")),
         &[
             ("features".into(), vec![f.labels.len(), f.dim], f.data.clone()),
@@ -142,7 +142,7 @@ fn write_cached(dir: &Path, f: &Features) -> Result<()> {
         ],
     )?;
     // The manifest is written last: a run killed before this point leaves no readable cache.
-    ntlb_clip::io::write_atomic(
+    ntlb_core::atomic::write_atomic(
         &dir.join(format!("{id}.manifest.json")),
         serde_json::to_string_pretty(&f.manifest)?.as_bytes(),
     )?;

@@ -101,7 +101,7 @@ pub fn checkpoint_sha256(path: &Path) -> Result<String> {
     if let Some(h) = MEMO.lock().expect("memo").get_or_insert_with(HashMap::new).get(&k) {
         return Ok(h.clone());
     }
-    let h = ntlb_clip::io::sha256_file(path).with_context(|| format!("{}: cannot hash", path.display()))?;
+    let h = ntlb_core::digest::sha256_file(path).with_context(|| format!("{}: cannot hash", path.display()))?;
     MEMO.lock().expect("memo").get_or_insert_with(HashMap::new).insert(k, h.clone());
     Ok(h)
 }
@@ -177,7 +177,7 @@ impl SweepIdentity {
             let mut id = checkpoint_sha256(&w).with_context(|| format!("model `{}`", m.name))?;
             if let Some(t) = &m.tokenizer {
                 id += "+";
-                id += &ntlb_clip::io::sha256_file(t).with_context(|| format!("model `{}`: {}", m.name, t.display()))?;
+                id += &ntlb_core::digest::sha256_file(t).with_context(|| format!("model `{}`: {}", m.name, t.display()))?;
             }
             models.insert(m.name.clone(), id);
         }

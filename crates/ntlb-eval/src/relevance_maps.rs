@@ -115,7 +115,7 @@ pub fn mean_name_score(
         let grads = attention_gradients(clip, prompt.clone(), &[e], img, tau);
         let out = clip.text.encode_embeddings(prompt, &[e], ntlb_clip::model::Probe::Record);
         let r = relevance_rows(&out.attention, &grads, &[e], rows.len());
-        let s = ntlb_clip::parity::to_f32_vec(name_scores(r, std::slice::from_ref(class_mask), &device));
+        let s = ntlb_core::host::to_f32_vec(name_scores(r, std::slice::from_ref(class_mask), &device));
         sum += s.iter().map(|&v| v as f64).sum::<f64>();
     }
     Ok(sum / labels.len().max(1) as f64)

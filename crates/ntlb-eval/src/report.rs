@@ -264,9 +264,9 @@ pub fn write_tables(out: &Path, rows: &[ResultRow]) -> Result<String> {
     }
     tex += "\\bottomrule\n\\end{tabular}\n";
     md += &effects(rows, &ds);
-    ntlb_clip::io::write_atomic(&out.join("summary.md"), md.as_bytes())?;
-    ntlb_clip::io::write_atomic(&out.join("summary.tex"), tex.as_bytes())?;
-    ntlb_clip::io::write_atomic(&out.join("summary.csv"), &csv.into_inner()?)?;
+    ntlb_core::atomic::write_atomic(&out.join("summary.md"), md.as_bytes())?;
+    ntlb_core::atomic::write_atomic(&out.join("summary.tex"), tex.as_bytes())?;
+    ntlb_core::atomic::write_atomic(&out.join("summary.csv"), &csv.into_inner()?)?;
     Ok(md)
 }
 

@@ -136,12 +136,12 @@ pub fn write_tables(results: &Path, keep: Option<&std::collections::BTreeSet<Str
     let mut df = frame(&rows)?;
     let mut buf = Vec::new();
     ParquetWriter::new(&mut buf).finish(&mut df)?;
-    ntlb_clip::io::write_atomic(&results.join("results.parquet"), &buf)?;
+    ntlb_core::atomic::write_atomic(&results.join("results.parquet"), &buf)?;
     let mut w = csv::Writer::from_writer(Vec::new());
     for r in &rows {
         w.serialize(r)?;
     }
-    ntlb_clip::io::write_atomic(&results.join("results.csv"), &w.into_inner()?)?;
+    ntlb_core::atomic::write_atomic(&results.join("results.csv"), &w.into_inner()?)?;
     Ok(rows.len())
 }
 
@@ -205,7 +205,7 @@ impl Plan {
     }
 
     pub fn write(&self, results: &Path) -> Result<()> {
-        ntlb_clip::io::write_atomic(&Plan::path(results), serde_json::to_string_pretty(self)?.as_bytes())
+        ntlb_core::atomic::write_atomic(&Plan::path(results), serde_json::to_string_pretty(self)?.as_bytes())
             .with_context(|| format!("writing {}", Plan::path(results).display()))
     }
 
@@ -241,7 +241,7 @@ fn copy_missing(src: &Path, dest: &Path) -> Result<usize> {
             n += copy_missing(&s, &d)?;
         } else if !d.exists() && !e.file_name().to_string_lossy().starts_with('.') {
             let bytes = std::fs::read(&s).with_context(|| format!("{}: cannot read", s.display()))?;
-            ntlb_clip::io::write_atomic(&d, &bytes).with_context(|| format!("{}: cannot write", d.display()))?;
+            ntlb_core::atomic::write_atomic(&d, &bytes).with_context(|| format!("{}: cannot write", d.display()))?;
             n += 1;
         }
     }
@@ -311,7 +311,7 @@ pub fn merge_all(out: &Path, shards: &[PathBuf]) -> Result<MergeSummary> {
                     );
                 }
             } else {
-                ntlb_clip::io::write_atomic(&dest, serde_json::to_string_pretty(&r)?.as_bytes())?;
+                ntlb_core::atomic::write_atomic(&dest, serde_json::to_string_pretty(&r)?.as_bytes())?;
             }
             let dir = s.join("runs").join(&r.key);
             if dir.is_dir() {

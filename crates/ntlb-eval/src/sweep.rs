@@ -671,7 +671,7 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
                 .into_iter()
                 .collect(),
         };
-        ntlb_clip::io::write_atomic(&run_path(cfg, &key), serde_json::to_string_pretty(&record)?.as_bytes())?;
+        ntlb_core::atomic::write_atomic(&run_path(cfg, &key), serde_json::to_string_pretty(&record)?.as_bytes())?;
         ran += 1;
     }
     let keys = keys.expect("a real run has keys");

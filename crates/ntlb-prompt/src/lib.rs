@@ -6,9 +6,7 @@
 pub mod augment;
 pub mod explain;
 pub mod objective;
-pub mod parity;
 pub mod prompt;
 pub mod relevance;
 pub mod scaler;
-pub mod store;
 pub mod train;

@@ -11,8 +11,8 @@
 use anyhow::{bail, Result};
 use burn::tensor::{Tensor, TensorData};
 use ntlb_clip::model::Probe;
-use ntlb_clip::parity::to_f32_vec;
 use ntlb_clip::{l2_normalize, Clip};
+use ntlb_core::host::to_f32_vec;
 use serde::{Deserialize, Serialize};
 
 use crate::prompt::PromptLayout;
@@ -61,7 +61,7 @@ pub struct StepResult {
 }
 
 /// How pass 1 gets ∂S_b/∂A_l (same values to float32 rounding).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Pass1 {
     /// One forward per chunk, the B images' cotangents through a batched activation-only backward.

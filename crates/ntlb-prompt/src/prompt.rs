@@ -11,12 +11,25 @@ use ntlb_clip::tokenizer::ClipTokenizer;
 use ntlb_clip::Clip;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ClassPosition {
     End,
     Middle,
     Front,
+}
+
+impl ClassPosition {
+    /// The spellings configs and the command line use.
+    pub const NAMES: [&'static str; 3] = ["end", "middle", "front"];
+}
+
+impl std::str::FromStr for ClassPosition {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        serde_json::from_value(serde_json::Value::String(s.into()))
+            .map_err(|_| anyhow::anyhow!("class position `{s}`: expected one of {}", Self::NAMES.join(", ")))
+    }
 }
 
 /// Prompt-learner settings; defaults are NTLB's ImageNet settings.
@@ -116,7 +129,7 @@ impl PromptLayout {
         name_lens: Vec<usize>,
         init_ids: Option<Vec<u32>>,
     ) -> PromptLayout {
-        let eot = ntlb_clip::parity::argmax_rows(&tokenized);
+        let eot = ntlb_clip::tokenizer::pooled_positions(&tokenized);
         let half = n_ctx / 2;
         let name_start = match config.class_position {
             ClassPosition::End => 1 + n_ctx,
@@ -179,7 +192,7 @@ impl PromptLayout {
         let copies = if self.config.class_specific { self.n_classes() } else { 1 };
         match &self.init_ids {
             Some(ids) => {
-                let emb = ntlb_clip::parity::to_f32_vec(clip.text.token_embedding.clone());
+                let emb = ntlb_core::host::to_f32_vec(clip.text.token_embedding.clone());
                 (0..copies)
                     .flat_map(|_| ids.iter().flat_map(|&i| emb[i as usize * w..(i as usize + 1) * w].to_vec()))
                     .collect()

@@ -19,7 +19,7 @@ use crate::augment::augment_decoded;
 use crate::objective::{step, LossConfig, StepOptions};
 use crate::prompt::{PromptConfig, PromptLayout};
 use crate::scaler::{LossScaleConfig, LossScaler};
-use crate::store::{read_tensors, read_tensors_with_metadata, write_tensors, write_tensors_with_metadata};
+use ntlb_core::store::{read_tensors, read_tensors_with_metadata, write_tensors, write_tensors_with_metadata};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -155,7 +155,7 @@ impl LearnedPrompt {
     /// Write `prompt.safetensors` + `manifest.json` (or the resumable state) atomically.
     fn write(&self, dir: &Path, tensors_file: &str, manifest_file: &str) -> Result<()> {
         write_tensors(&dir.join(tensors_file), &self.tensors())?;
-        ntlb_clip::io::write_atomic(&dir.join(manifest_file), serde_json::to_string_pretty(&self.manifest)?.as_bytes())?;
+        ntlb_core::atomic::write_atomic(&dir.join(manifest_file), serde_json::to_string_pretty(&self.manifest)?.as_bytes())?;
         Ok(())
     }
 

@@ -3,14 +3,14 @@
 use std::path::PathBuf;
 
 use burn::tensor::Device;
-use ntlb_clip::parity::compare;
 use ntlb_clip::tokenizer::ClipTokenizer;
 use ntlb_clip::Clip;
+use ntlb_golden::compare::compare;
+use ntlb_golden::coop_cases::compute_coop_case_with;
 use ntlb_prompt::objective::Pass1;
-use ntlb_prompt::parity::compute_coop_case_with;
 
 fn golden(test: &str) -> Option<PathBuf> {
-    ntlb_clip::golden::golden_dir_or_skip(test)
+    ntlb_golden::fixtures::golden_dir_or_skip(test)
 }
 
 /// The case as `ntlb parity` hands it to the computation: outputs removed except the variants' settings.

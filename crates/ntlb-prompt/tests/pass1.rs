@@ -4,8 +4,8 @@
 use burn::tensor::{Device, Distribution, Tensor};
 use ntlb_clip::config::{TextConfig, VisionConfig};
 use ntlb_clip::model::Probe;
-use ntlb_clip::parity::to_f32_vec;
 use ntlb_clip::{l2_normalize, Clip, ClipConfig};
+use ntlb_core::host::to_f32_vec;
 use ntlb_prompt::relevance::{attention_gradients, attention_gradients_shared};
 
 fn config(layers: usize, heads: usize) -> ClipConfig {

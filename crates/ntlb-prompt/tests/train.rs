@@ -199,7 +199,7 @@ fn chunked_classes_give_the_unchunked_gradient() {
         };
         let (a, b) = (run(64), run(2));
         assert!((a.total - b.total).abs() < 1e-6 * a.total.abs().max(1.0));
-        let d = ntlb_clip::golden::deviation(
+        let d = ntlb_golden::case::deviation(
             &b.grad_ctx.iter().map(|&v| v as f64).collect::<Vec<_>>(),
             &a.grad_ctx.iter().map(|&v| v as f64).collect::<Vec<_>>(),
         );
@@ -289,7 +289,7 @@ fn saved_prompt_loads_and_gives_identical_logits() {
         .clone()
         .matmul(class_text_features(&clip, &lay, &trained.ctx, shape, 64).transpose());
     let b = img.matmul(class_text_features(&clip, &lay, &loaded.ctx, shape, 2).transpose());
-    assert_eq!(ntlb_clip::parity::to_f32_vec(a), ntlb_clip::parity::to_f32_vec(b));
+    assert_eq!(ntlb_core::host::to_f32_vec(a), ntlb_core::host::to_f32_vec(b));
 }
 
 #[test]
@@ -311,7 +311,7 @@ fn non_finite_loss_stops_and_keeps_the_last_good_context() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("non-finite") && err.contains("step 2"), "{err}");
-    let kept = ntlb_prompt::store::read_tensors(&out.join("ctx.last_good.safetensors")).unwrap();
+    let kept = ntlb_core::store::read_tensors(&out.join("ctx.last_good.safetensors")).unwrap();
     assert!(kept["ctx"].1.iter().all(|v| v.is_finite()));
 }
 
@@ -356,7 +356,7 @@ fn shared_pass1_gives_the_replicated_step() {
         a.total,
         b.total
     );
-    let d = ntlb_clip::golden::deviation(
+    let d = ntlb_golden::case::deviation(
         &b.grad_ctx.iter().map(|&v| v as f64).collect::<Vec<_>>(),
         &a.grad_ctx.iter().map(|&v| v as f64).collect::<Vec<_>>(),
     );

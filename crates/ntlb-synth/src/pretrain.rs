@@ -211,7 +211,7 @@ pub fn pretrain(out: &Path, cfg: &PretrainConfig, mut log: impl FnMut(&CurvePoin
     let start = Instant::now();
     std::fs::create_dir_all(out)?;
     let tokenizer_json = crate::bpe::train_tokenizer(&crate::world::corpus(), cfg.vocab_size)?;
-    ntlb_clip::io::write_atomic(&out.join("tokenizer.json"), tokenizer_json.as_bytes())?;
+    ntlb_core::atomic::write_atomic(&out.join("tokenizer.json"), tokenizer_json.as_bytes())?;
     let tok = ClipTokenizer::from_file(&out.join("tokenizer.json"))?;
     let vocab = tok.eot as usize + 1;
     let config = cfg.clip_config(vocab);
@@ -343,7 +343,7 @@ pub fn pretrain(out: &Path, cfg: &PretrainConfig, mut log: impl FnMut(&CurvePoin
         curve,
         zero_shot_val_top1: acc,
     };
-    ntlb_clip::io::write_atomic(&out.join("manifest.json"), serde_json::to_string_pretty(&manifest)?.as_bytes())?;
+    ntlb_core::atomic::write_atomic(&out.join("manifest.json"), serde_json::to_string_pretty(&manifest)?.as_bytes())?;
     Ok(manifest)
 }
 
@@ -368,7 +368,7 @@ fn save_hf(out: &Path, config: &ClipConfig, values: &BTreeMap<String, (Vec<usize
         };
         tensors.push((hf, shape, data));
     }
-    ntlb_prompt::store::write_tensors(&out.join("model.safetensors"), &tensors)?;
+    ntlb_core::store::write_tensors(&out.join("model.safetensors"), &tensors)?;
     let (
         VisionConfig::Vit {
             width,
@@ -390,6 +390,6 @@ fn save_hf(out: &Path, config: &ClipConfig, values: &BTreeMap<String, (Vec<usize
         "vision_config": {"hidden_size": width, "intermediate_size": 4 * width, "num_attention_heads": heads, "num_hidden_layers": layers,
                           "patch_size": patch_size, "image_size": image_resolution, "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5, "projection_dim": config.embed_dim}
     });
-    ntlb_clip::io::write_atomic(&out.join("config.json"), serde_json::to_string_pretty(&hf)?.as_bytes())?;
+    ntlb_core::atomic::write_atomic(&out.join("config.json"), serde_json::to_string_pretty(&hf)?.as_bytes())?;
     Ok(())
 }

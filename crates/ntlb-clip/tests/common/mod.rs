@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 /// `../shared/golden` (or `$NTLB_GOLDEN`); `None` with a loud message when it is absent.
 pub fn golden_dir(test: &str) -> Option<PathBuf> {
-    ntlb_clip::golden::golden_dir_or_skip(test)
+    ntlb_golden::fixtures::golden_dir_or_skip(test)
 }
 
 pub fn read_case(dir: &std::path::Path, name: &str) -> serde_json::Value {

@@ -15,7 +15,7 @@ pub const NAMES: [&str; 6] = [
 ];
 
 pub fn golden(test: &str) -> Option<PathBuf> {
-    ntlb_clip::golden::golden_dir_or_skip(test)
+    ntlb_golden::fixtures::golden_dir_or_skip(test)
 }
 
 fn picture(path: &Path, class: usize, k: usize) {

@@ -3,14 +3,14 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use burn::tensor::{Device, Tensor};
-use ntlb_clip::golden::{at, float_tensor, int_tensor, tensor_at};
-use ntlb_clip::parity::{tensor_from, to_f32_vec};
 use ntlb_clip::tokenizer::ClipTokenizer;
 use ntlb_clip::{l2_normalize, Clip};
+use ntlb_core::host::to_f32_vec;
+use ntlb_prompt::objective::{step, LossConfig, Pass1, StepOptions};
+use ntlb_prompt::prompt::{ClassPosition, PromptConfig, PromptLayout, Source};
 use serde_json::{json, Map, Value};
 
-use crate::objective::{step, LossConfig, Pass1, StepOptions};
-use crate::prompt::{ClassPosition, PromptConfig, PromptLayout, Source};
+use crate::case::{at, float_tensor, int_tensor, tensor_at, tensor_from};
 
 fn cfg<'a>(case: &'a Value, key: &str) -> Result<&'a Value> {
     at(case, "config")?.get(key).ok_or_else(|| anyhow!("case config has no `{key}`"))

@@ -27,7 +27,7 @@ pub fn write_tensors_with_metadata(
         .map(|(n, s, d)| Ok((n.clone(), TensorView::new(Dtype::F32, s.clone(), d)?)))
         .collect::<Result<_, safetensors::SafeTensorError>>()?;
     let out = safetensors::serialize(views, metadata)?;
-    ntlb_clip::io::write_atomic(path, &out).with_context(|| format!("writing {}", path.display()))
+    crate::atomic::write_atomic(path, &out).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Name -> (shape, values).

@@ -1,12 +1,14 @@
 //! `ntlb explain`: per-token relevance of prompts for one image, as JSON and a bar chart.
 
+mod figure;
+
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use burn::tensor::{Tensor, TensorData};
 use ntlb_clip::tokenizer::ClipTokenizer;
 use ntlb_clip::{l2_normalize, Clip};
-use ntlb_prompt::explain::{plot_relevance, prompt_relevance, TokenRelevance};
+use ntlb_prompt::explain::{prompt_relevance, TokenRelevance};
 use ntlb_prompt::prompt::{PromptLayout, Source};
 use ntlb_prompt::train::LearnedPrompt;
 
@@ -108,9 +110,9 @@ pub fn run(a: ExplainArgs) -> Result<i32> {
     }
     std::fs::create_dir_all(&a.out)?;
     let json = serde_json::json!({"image": a.image.display().to_string(), "model": a.model.display().to_string(), "prompts": items});
-    ntlb_clip::io::write_atomic(&a.out.join("relevance.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
+    ntlb_core::atomic::write_atomic(&a.out.join("relevance.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
     let name = a.image.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    plot_relevance(&a.out.join("relevance.png"), &name, &items)?;
+    figure::plot_relevance(&a.out.join("relevance.png"), &name, &items)?;
     for it in &items {
         let best = it
             .relevance
