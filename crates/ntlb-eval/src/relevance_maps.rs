@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use anyhow::Result;
 use burn::tensor::{Tensor, TensorData};
 use ntlb_clip::{l2_normalize, Clip};
+use ntlb_prompt::class_text::ClassTextEncoder;
 use ntlb_prompt::explain::prompt_relevance;
-use ntlb_prompt::prompt::{PromptLayout, Source};
+use ntlb_prompt::prompt::PromptLayout;
 use ntlb_prompt::train::LearnedPrompt;
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +36,7 @@ pub fn before_after(
     let n = clip.config.vision.image_resolution();
     let shape = learned.manifest.ctx_shape;
     let initial = layout.initial_context(clip, seed);
+    let enc = ClassTextEncoder::new(clip, layout);
     let mut out = Vec::new();
     for (path, label) in items.iter().take(3) {
         let px = ntlb_clip::preprocess::load_image(path, n)?;
@@ -42,19 +44,14 @@ pub fn before_after(
             clip.encode_image(Tensor::<4>::from_data(TensorData::new(px, [1, 3, n, n]), &device))
                 .detach(),
         );
-        let e = layout.eot[*label];
+        let chunk = enc.chunk(&[*label]);
         let rows = |ctx: &[f32]| -> Result<Vec<f32>> {
             let ctx = Tensor::<2>::from_data(TensorData::new(ctx.to_vec(), shape), &device);
-            let p = layout.assemble(clip, ctx, &[*label], e + 1);
-            Ok(prompt_relevance(clip, p, &[e], img.clone())?.0.remove(0))
+            Ok(prompt_relevance(clip, enc.prompts(&chunk, ctx), &chunk.eot, img.clone())?
+                .0
+                .remove(0))
         };
-        let tokens = layout.sources[*label][..=e]
-            .iter()
-            .map(|s| match s {
-                Source::Ctx(k) => format!("[ctx{k}]"),
-                Source::Token(t) => tok.id_to_token(*t).unwrap_or_default().replace("</w>", ""),
-            })
-            .collect();
+        let tokens = layout.token_strings(tok, *label);
         out.push(RelevanceMap {
             image: path.clone(),
             class: classes[*label].clone(),
@@ -102,6 +99,7 @@ pub fn mean_name_score(
     let tau = clip.logit_scale_exp();
     let ctx = Tensor::<2>::from_data(TensorData::new(ctx.to_vec(), ctx_shape), &device);
     let mask = layout.name_mask();
+    let enc = ClassTextEncoder::new(clip, layout);
     let mut sum = 0.0;
     for (c, class_mask) in mask.iter().enumerate() {
         let rows: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == c).collect();
@@ -110,11 +108,10 @@ pub fn mean_name_score(
         }
         let x: Vec<f32> = rows.iter().flat_map(|&i| feats[i * dim..(i + 1) * dim].to_vec()).collect();
         let img = Tensor::<2>::from_data(TensorData::new(x, [rows.len(), dim]), &device);
-        let e = layout.eot[c];
-        let prompt = layout.assemble(clip, ctx.clone(), &[c], e + 1);
-        let grads = attention_gradients(clip, prompt.clone(), &[e], img, tau);
-        let out = clip.text.encode_embeddings(prompt, &[e], ntlb_clip::model::Probe::Record);
-        let r = relevance_rows(&out.attention, &grads, &[e], rows.len());
+        let chunk = enc.chunk(&[c]);
+        let grads = attention_gradients(clip, enc.prompts(&chunk, ctx.clone()), &chunk.eot, img, tau);
+        let out = enc.encode(&chunk, ctx.clone(), ntlb_clip::model::Probe::Record);
+        let r = relevance_rows(&out.attention, &grads, &chunk.eot, rows.len());
         let s = ntlb_core::host::to_f32_vec(name_scores(r, std::slice::from_ref(class_mask), &device));
         sum += s.iter().map(|&v| v as f64).sum::<f64>();
     }

@@ -4,6 +4,7 @@
 //! loss, ∂loss/∂ctx) -> [`train::train`] (SGD, schedule, checkpoints) -> [`train::LearnedPrompt`].
 
 pub mod augment;
+pub mod class_text;
 pub mod explain;
 pub mod objective;
 pub mod prompt;

@@ -15,6 +15,7 @@ use ntlb_clip::{l2_normalize, Clip};
 use ntlb_core::host::to_f32_vec;
 use serde::{Deserialize, Serialize};
 
+use crate::class_text::{ClassChunk, ClassTextEncoder};
 use crate::prompt::PromptLayout;
 use crate::relevance::{attention_gradients, attention_gradients_shared, name_scores, relevance_rows};
 
@@ -135,11 +136,55 @@ fn cross_entropy(logits: &[f32], labels: &[usize], c_total: usize) -> (f64, Vec<
     (ce, dce, correct)
 }
 
-/// Class indices grouped into chunks of similar prompt length (less padding per chunk).
-pub fn chunks_by_length(layout: &PromptLayout, chunk: usize) -> Vec<Vec<usize>> {
-    let mut order: Vec<usize> = (0..layout.n_classes()).collect();
-    order.sort_by_key(|&c| (layout.eot[c], c));
-    order.chunks(chunk.max(1)).map(|c| c.to_vec()).collect()
+/// The per-(image, class) tables a step fills chunk by chunk, `[B·C]` (relevance `[B·C·77]`).
+struct ScoreTables {
+    scores: Vec<f32>,
+    positions: Vec<usize>,
+    /// Empty unless the rows were asked for.
+    relevance: Vec<f32>,
+}
+
+/// Copy a chunk's scores `[B, K]` and relevance rows `[B, K, len]` (host values) into their
+/// places of the tables, with the position of each score's maximum (the first of equal maxima).
+fn record_chunk(t: &mut ScoreTables, ch: &ClassChunk, s: &[f32], rows: &[f32], name_mask: &[Vec<f32>], b: usize, c_total: usize) {
+    let (k, len) = (ch.classes.len(), ch.len);
+    for bi in 0..b {
+        for (ki, &c) in ch.classes.iter().enumerate() {
+            let entry = bi * c_total + c;
+            t.scores[entry] = s[bi * k + ki];
+            let r = &rows[(bi * k + ki) * len..(bi * k + ki + 1) * len];
+            t.positions[entry] = (0..len)
+                .filter(|&p| name_mask[c][p] > 0.0)
+                .fold(None, |best: Option<usize>, p| match best {
+                    Some(q) if r[q] >= r[p] => Some(q),
+                    _ => Some(p),
+                })
+                .unwrap_or(0);
+            if !t.relevance.is_empty() {
+                t.relevance[entry * 77..entry * 77 + len].copy_from_slice(r);
+            }
+        }
+    }
+}
+
+/// Weight of each (image, class) entry `[B, K]` of a chunk in the explainability loss: −1/B for
+/// the true class, 1/(B·C) for the others when `also_minimize` (the reference's normalisation).
+fn expl_entry_weights(chunk: &[usize], labels: &[usize], loss: &LossConfig, c_total: usize) -> Vec<f32> {
+    let b = labels.len();
+    labels
+        .iter()
+        .flat_map(|&y| {
+            chunk.iter().map(move |&c| {
+                if c == y {
+                    -1.0 / b as f32
+                } else if loss.also_minimize {
+                    1.0 / (b * c_total) as f32
+                } else {
+                    0.0
+                }
+            })
+        })
+        .collect()
 }
 
 /// One forward (and, if asked, backward) of the objective for a batch of images whose
@@ -166,7 +211,8 @@ pub fn step(
         bail!("label {bad} is not one of the {c_total} classes");
     }
     let tau = clip.logit_scale_exp();
-    let chunks = chunks_by_length(layout, opts.chunk);
+    let enc = ClassTextEncoder::new(clip, layout);
+    let chunks = enc.chunks(opts.chunk);
     let need_scores = opts.want_scores || opts.want_rows || loss.expl_weight != 0.0;
     let ctx_const = Tensor::<2>::from_data(TensorData::new(ctx.to_vec(), ctx_shape), &device);
     let img = image_feats.detach();
@@ -177,12 +223,15 @@ pub fn step(
     let one_pass = chunks.len() == 1 && (need_scores || opts.want_grad) && opts.pass1 == Pass1::Shared;
     let mut logits = vec![0.0f32; b * c_total];
     if !one_pass {
-        for chunk in &chunks {
-            let len = chunk.iter().map(|&c| layout.eot[c]).max().expect("non-empty chunk") + 1;
-            let eot: Vec<usize> = chunk.iter().map(|&c| layout.eot[c]).collect();
-            let prompts = layout.assemble(clip, ctx_const.clone(), chunk, len);
-            let t = l2_normalize(clip.text.encode_embeddings(prompts, &eot, Probe::Off).features.detach());
-            scatter_chunk(&mut logits, &to_f32_vec(img.clone().matmul(t.transpose()) * tau), chunk, b, c_total);
+        for ch in &chunks {
+            let t = l2_normalize(enc.encode(ch, ctx_const.clone(), Probe::Off).features.detach());
+            scatter_chunk(
+                &mut logits,
+                &to_f32_vec(img.clone().matmul(t.transpose()) * tau),
+                &ch.classes,
+                b,
+                c_total,
+            );
         }
     }
     let (mut ce, mut dce, mut correct) = if one_pass {
@@ -193,37 +242,34 @@ pub fn step(
 
     // Phase B: per chunk, the relevance gradients (pass 1) and the differentiable loss (pass 2).
     let mut grad_ctx = vec![0.0f32; ctx.len()];
-    let mut scores = if need_scores { vec![0.0f32; b * c_total] } else { Vec::new() };
-    let mut positions = if need_scores { vec![0usize; b * c_total] } else { Vec::new() };
-    let mut relevance = if opts.want_rows {
-        vec![0.0f32; b * c_total * 77]
-    } else {
-        Vec::new()
+    let mut tables = ScoreTables {
+        scores: if need_scores { vec![0.0f32; b * c_total] } else { Vec::new() },
+        positions: if need_scores { vec![0usize; b * c_total] } else { Vec::new() },
+        relevance: if opts.want_rows {
+            vec![0.0f32; b * c_total * 77]
+        } else {
+            Vec::new()
+        },
     };
     let name_mask = layout.name_mask();
     if need_scores || opts.want_grad {
-        for chunk in &chunks {
-            let k = chunk.len();
-            let len = chunk.iter().map(|&c| layout.eot[c]).max().expect("non-empty chunk") + 1;
-            let eot: Vec<usize> = chunk.iter().map(|&c| layout.eot[c]).collect();
-            let replicated = (need_scores && opts.pass1 == Pass1::Replicated).then(|| {
-                let prompts = layout.assemble(clip, ctx_const.clone(), chunk, len);
-                attention_gradients(clip, prompts, &eot, img.clone(), tau)
-            });
+        for ch in &chunks {
+            let (chunk, k, eot) = (&ch.classes, ch.classes.len(), &ch.eot);
+            let replicated = (need_scores && opts.pass1 == Pass1::Replicated)
+                .then(|| attention_gradients(clip, enc.prompts(ch, ctx_const.clone()), eot, img.clone(), tau));
             let ctx_var = if opts.want_grad {
                 ctx_const.clone().require_grad()
             } else {
                 ctx_const.clone()
             };
-            let prompts = layout.assemble(clip, ctx_var.clone(), chunk, len);
             let probe = if need_scores { Probe::Record } else { Probe::Off };
             // The shared pass 1 reads this (pass 2's) forward: the activations are the same values.
             let (out, grads) = if need_scores && opts.pass1 == Pass1::Shared {
-                let (out, cache) = clip.text.encode_embeddings_cached(prompts, &eot, probe);
+                let (out, cache) = enc.encode_cached(ch, ctx_var.clone(), probe);
                 let g = attention_gradients_shared(clip, &cache, img.clone(), tau);
                 (out, Some(g))
             } else {
-                (clip.text.encode_embeddings(prompts, &eot, probe), replicated)
+                (enc.encode(ch, ctx_var.clone(), probe), replicated)
             };
             let t = l2_normalize(out.features);
             let chunk_logits = img.clone().matmul(t.transpose()) * tau;
@@ -238,43 +284,13 @@ pub fn step(
             let dce_chunk = Tensor::<2>::from_data(TensorData::new(dce_chunk, [b, k]), &device);
             let mut objective = (chunk_logits * dce_chunk).sum() * loss.ce_weight;
             if let Some(grads) = grads {
-                let rows = relevance_rows(&out.attention, &grads, &eot, b);
+                let rows = relevance_rows(&out.attention, &grads, eot, b);
                 let chunk_mask: Vec<Vec<f32>> = chunk.iter().map(|&c| name_mask[c].clone()).collect();
                 let s = name_scores(rows.clone(), &chunk_mask, &device);
-                let s_vals = to_f32_vec(s.clone());
-                let rows_vals = if opts.want_rows { to_f32_vec(rows.clone()) } else { Vec::new() };
-                let masked = to_f32_vec(rows.clone());
-                for bi in 0..b {
-                    for (ki, &c) in chunk.iter().enumerate() {
-                        scores[bi * c_total + c] = s_vals[bi * k + ki];
-                        let r = &masked[(bi * k + ki) * len..(bi * k + ki + 1) * len];
-                        positions[bi * c_total + c] = (0..len)
-                            .filter(|&p| name_mask[c][p] > 0.0)
-                            .fold(None, |best: Option<usize>, p| match best {
-                                Some(q) if r[q] >= r[p] => Some(q),
-                                _ => Some(p),
-                            })
-                            .unwrap_or(0);
-                        if opts.want_rows {
-                            relevance[(bi * c_total + c) * 77..(bi * c_total + c) * 77 + len]
-                                .copy_from_slice(&rows_vals[(bi * k + ki) * len..(bi * k + ki + 1) * len]);
-                        }
-                    }
-                }
+                let (s_vals, rows_vals) = (to_f32_vec(s.clone()), to_f32_vec(rows.clone()));
+                record_chunk(&mut tables, ch, &s_vals, &rows_vals, &name_mask, b, c_total);
                 if loss.expl_weight != 0.0 {
-                    // Weight per (image, class) entry of the explainability loss.
-                    let mut wts = vec![0.0f32; b * k];
-                    for bi in 0..b {
-                        for (ki, &c) in chunk.iter().enumerate() {
-                            wts[bi * k + ki] = if c == labels[bi] {
-                                -1.0 / b as f32
-                            } else if loss.also_minimize {
-                                1.0 / (b * c_total) as f32
-                            } else {
-                                0.0
-                            };
-                        }
-                    }
+                    let wts = expl_entry_weights(chunk, labels, loss, c_total);
                     let wts = Tensor::<2>::from_data(TensorData::new(wts, [b, k]), &device);
                     objective = objective + (s * wts).sum() * loss.expl_weight;
                 }
@@ -286,6 +302,11 @@ pub fn step(
             }
         }
     }
+    let ScoreTables {
+        scores,
+        positions,
+        relevance,
+    } = tables;
     let mut expl = 0.0;
     if need_scores {
         for bi in 0..b {

@@ -172,6 +172,18 @@ impl PromptLayout {
         self.tokenized.len()
     }
 
+    /// Readable tokens of class `c`'s prompt up to its end-of-text: `[ctxK]` for context
+    /// position K, the vocabulary's token (without the end-of-word mark) otherwise.
+    pub fn token_strings(&self, tok: &ntlb_clip::tokenizer::ClipTokenizer, c: usize) -> Vec<String> {
+        self.sources[c][..=self.eot[c]]
+            .iter()
+            .map(|s| match s {
+                Source::Ctx(k) => format!("[ctx{k}]"),
+                Source::Token(t) => tok.id_to_token(*t).unwrap_or_default().replace("</w>", ""),
+            })
+            .collect()
+    }
+
     /// 0/1 mask `[C][L]` of the class-name positions (the explainability target).
     pub fn name_mask(&self) -> Vec<Vec<f32>> {
         self.name_lens

@@ -16,6 +16,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::augment::augment_decoded;
+use crate::class_text::ClassTextEncoder;
 use crate::objective::{step, LossConfig, StepOptions};
 use crate::prompt::{PromptConfig, PromptLayout};
 use crate::scaler::{LossScaleConfig, LossScaler};
@@ -229,15 +230,7 @@ impl LearnedPrompt {
 pub fn class_text_features(clip: &Clip, layout: &PromptLayout, ctx: &[f32], ctx_shape: [usize; 2], chunk: usize) -> Tensor<2> {
     let device = clip.text.token_embedding.device();
     let ctx = Tensor::<2>::from_data(TensorData::new(ctx.to_vec(), ctx_shape), &device);
-    let mut parts = Vec::new();
-    let all: Vec<usize> = (0..layout.n_classes()).collect();
-    for c in all.chunks(chunk.max(1)) {
-        let len = c.iter().map(|&i| layout.eot[i]).max().expect("non-empty") + 1;
-        let eot: Vec<usize> = c.iter().map(|&i| layout.eot[i]).collect();
-        let p = layout.assemble(clip, ctx.clone(), c, len);
-        parts.push(clip.text.encode_embeddings(p, &eot, ntlb_clip::model::Probe::Off).features.detach());
-    }
-    l2_normalize(Tensor::cat(parts, 0))
+    ClassTextEncoder::new(clip, layout).features(ctx, chunk)
 }
 
 /// Training images, decoded once when few enough (one-shot ImageNet: 1000 pictures).

@@ -8,8 +8,9 @@ use anyhow::{bail, Result};
 use burn::tensor::{Tensor, TensorData};
 use ntlb_clip::tokenizer::ClipTokenizer;
 use ntlb_clip::{l2_normalize, Clip};
+use ntlb_prompt::class_text::ClassTextEncoder;
 use ntlb_prompt::explain::{prompt_relevance, TokenRelevance};
-use ntlb_prompt::prompt::{PromptLayout, Source};
+use ntlb_prompt::prompt::PromptLayout;
 use ntlb_prompt::train::LearnedPrompt;
 
 #[derive(clap::Args)]
@@ -60,19 +61,13 @@ pub fn run(a: ExplainArgs) -> Result<i32> {
         let layout = PromptLayout::new(&tok, &names, &learned.manifest.config.prompt)?;
         let ctx = Tensor::<2>::from_data(TensorData::new(learned.ctx.clone(), learned.manifest.ctx_shape), &device);
         let all: Vec<usize> = (0..names.len()).collect();
-        let len = layout.eot.iter().max().copied().unwrap_or(0) + 1;
-        let prompts = layout.assemble(&clip, ctx, &all, len);
-        let (rows, logits) = prompt_relevance(&clip, prompts, &layout.eot, image)?;
+        let enc = ClassTextEncoder::new(&clip, &layout);
+        let chunk = enc.chunk(&all);
+        let (rows, logits) = prompt_relevance(&clip, enc.prompts(&chunk, ctx), &chunk.eot, image)?;
         let mask = layout.name_mask();
         for (c, name) in names.iter().enumerate() {
             let e = layout.eot[c];
-            let tokens = layout.sources[c][..=e]
-                .iter()
-                .map(|s| match s {
-                    Source::Ctx(k) => format!("[ctx{k}]"),
-                    Source::Token(t) => tok.id_to_token(*t).unwrap_or_default().replace("</w>", ""),
-                })
-                .collect();
+            let tokens = layout.token_strings(&tok, c);
             let score = (0..=e).filter(|&p| mask[c][p] > 0.0).map(|p| rows[c][p]).fold(0.0f32, f32::max);
             items.push(TokenRelevance {
                 prompt: format!("[learned] {name}"),
