@@ -1,28 +1,10 @@
 //! Checkpoint reading: both supported layouts are turned into one canonical naming, the
 //! OpenAI state-dict names with the fused attention projection split into q/k/v.
 //!
-//! Hugging Face `CLIPModel` -> canonical (OpenAI) remap table:
-//!
-//! | Hugging Face key                                              | canonical key                                     |
-//! |---------------------------------------------------------------|---------------------------------------------------|
-//! | `text_model.embeddings.token_embedding.weight`                | `token_embedding.weight`                          |
-//! | `text_model.embeddings.position_embedding.weight`             | `positional_embedding`                            |
-//! | `text_model.encoder.layers.{i}.layer_norm1.*`                 | `transformer.resblocks.{i}.ln_1.*`                |
-//! | `text_model.encoder.layers.{i}.self_attn.{q,k,v}_proj.*`      | `transformer.resblocks.{i}.attn.{q,k,v}_proj.*`   |
-//! | `text_model.encoder.layers.{i}.self_attn.out_proj.*`          | `transformer.resblocks.{i}.attn.out_proj.*`       |
-//! | `text_model.encoder.layers.{i}.layer_norm2.*`                 | `transformer.resblocks.{i}.ln_2.*`                |
-//! | `text_model.encoder.layers.{i}.mlp.fc1.*` / `fc2.*`           | `transformer.resblocks.{i}.mlp.c_fc.*` / `c_proj.*` |
-//! | `text_model.final_layer_norm.*`                               | `ln_final.*`                                      |
-//! | `text_projection.weight` `[E, W]`                             | `text_projection` `[W, E]` (transposed)           |
-//! | `vision_model.embeddings.class_embedding`                     | `visual.class_embedding`                          |
-//! | `vision_model.embeddings.patch_embedding.weight`              | `visual.conv1.weight`                             |
-//! | `vision_model.embeddings.position_embedding.weight`           | `visual.positional_embedding`                     |
-//! | `vision_model.pre_layrnorm.*` (sic)                           | `visual.ln_pre.*`                                 |
-//! | `vision_model.encoder.layers.{i}.*` (as for text)             | `visual.transformer.resblocks.{i}.*`              |
-//! | `vision_model.post_layernorm.*`                               | `visual.ln_post.*`                                |
-//! | `visual_projection.weight` `[E, Wv]`                          | `visual.proj` `[Wv, E]` (transposed)              |
-//! | `logit_scale`                                                 | `logit_scale`                                     |
-//! | `text_model.embeddings.position_ids`, `vision_model.embeddings.position_ids` | ignored (index buffers)    |
+//! Hugging Face `CLIPModel` <-> canonical: one table, `KEY_TABLE` below, read in both
+//! directions. Besides renames, `text_projection` and `visual_projection` are stored `[E, W]`
+//! there (transposed), `pre_layrnorm` is spelled so, and the `position_ids` index buffers are
+//! ignored.
 //!
 //! OpenAI / open_clip files: `*.attn.in_proj_weight` `[3W, W]` and `in_proj_bias` `[3W]` are split
 //! row-wise into `attn.q_proj`, `attn.k_proj`, `attn.v_proj` (torch's MultiheadAttention order);
@@ -122,105 +104,81 @@ pub fn transpose2(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     out
 }
 
-/// The canonical name of a Hugging Face key (table in the module docs); `None` = ignored key,
-/// `Err` = a key no CLIP checkpoint has.
+/// The two-way key table, the one place the Hugging Face remap is written: (canonical,
+/// Hugging Face, stored transposed in Hugging Face). Read left to right when loading a Hugging
+/// Face file, right to left when writing one (`ntlb pretrain-synth`). `{i}` is a layer index; a
+/// pattern ending in `.` covers every tensor of that module (`weight`, `bias`).
+#[rustfmt::skip]
+const KEY_TABLE: &[(&str, &str, bool)] = &[
+    ("token_embedding.weight",                          "text_model.embeddings.token_embedding.weight",         false),
+    ("positional_embedding",                            "text_model.embeddings.position_embedding.weight",      false),
+    ("transformer.resblocks.{i}.ln_1.",                 "text_model.encoder.layers.{i}.layer_norm1.",           false),
+    ("transformer.resblocks.{i}.attn.q_proj.",          "text_model.encoder.layers.{i}.self_attn.q_proj.",      false),
+    ("transformer.resblocks.{i}.attn.k_proj.",          "text_model.encoder.layers.{i}.self_attn.k_proj.",      false),
+    ("transformer.resblocks.{i}.attn.v_proj.",          "text_model.encoder.layers.{i}.self_attn.v_proj.",      false),
+    ("transformer.resblocks.{i}.attn.out_proj.",        "text_model.encoder.layers.{i}.self_attn.out_proj.",    false),
+    ("transformer.resblocks.{i}.ln_2.",                 "text_model.encoder.layers.{i}.layer_norm2.",           false),
+    ("transformer.resblocks.{i}.mlp.c_fc.",             "text_model.encoder.layers.{i}.mlp.fc1.",               false),
+    ("transformer.resblocks.{i}.mlp.c_proj.",           "text_model.encoder.layers.{i}.mlp.fc2.",               false),
+    ("ln_final.weight",                                 "text_model.final_layer_norm.weight",                   false),
+    ("ln_final.bias",                                   "text_model.final_layer_norm.bias",                     false),
+    ("text_projection",                                 "text_projection.weight",                               true),
+    ("visual.class_embedding",                          "vision_model.embeddings.class_embedding",              false),
+    ("visual.conv1.weight",                             "vision_model.embeddings.patch_embedding.weight",       false),
+    ("visual.positional_embedding",                     "vision_model.embeddings.position_embedding.weight",    false),
+    ("visual.ln_pre.weight",                            "vision_model.pre_layrnorm.weight",                     false),
+    ("visual.ln_pre.bias",                              "vision_model.pre_layrnorm.bias",                       false),
+    ("visual.transformer.resblocks.{i}.ln_1.",          "vision_model.encoder.layers.{i}.layer_norm1.",         false),
+    ("visual.transformer.resblocks.{i}.attn.q_proj.",   "vision_model.encoder.layers.{i}.self_attn.q_proj.",    false),
+    ("visual.transformer.resblocks.{i}.attn.k_proj.",   "vision_model.encoder.layers.{i}.self_attn.k_proj.",    false),
+    ("visual.transformer.resblocks.{i}.attn.v_proj.",   "vision_model.encoder.layers.{i}.self_attn.v_proj.",    false),
+    ("visual.transformer.resblocks.{i}.attn.out_proj.", "vision_model.encoder.layers.{i}.self_attn.out_proj.",  false),
+    ("visual.transformer.resblocks.{i}.ln_2.",          "vision_model.encoder.layers.{i}.layer_norm2.",         false),
+    ("visual.transformer.resblocks.{i}.mlp.c_fc.",      "vision_model.encoder.layers.{i}.mlp.fc1.",             false),
+    ("visual.transformer.resblocks.{i}.mlp.c_proj.",    "vision_model.encoder.layers.{i}.mlp.fc2.",             false),
+    ("visual.ln_post.weight",                           "vision_model.post_layernorm.weight",                   false),
+    ("visual.ln_post.bias",                             "vision_model.post_layernorm.bias",                     false),
+    ("visual.proj",                                     "visual_projection.weight",                             true),
+    ("logit_scale",                                     "logit_scale",                                          false),
+];
+
+/// `key` rewritten from table pattern `from` to pattern `to`, if it matches.
+fn rewrite(key: &str, from: &str, to: &str) -> Option<String> {
+    let (to, rest) = match from.split_once("{i}") {
+        Some((before, after)) => {
+            let r = key.strip_prefix(before)?;
+            let digits = r.len() - r.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+            if digits == 0 {
+                return None;
+            }
+            (to.replacen("{i}", &r[..digits], 1), r[digits..].strip_prefix(after)?)
+        }
+        None => (to.to_string(), key.strip_prefix(from)?),
+    };
+    (rest.is_empty() || from.ends_with('.')).then(|| format!("{to}{rest}"))
+}
+
+/// The other layout's name of `key` by [`KEY_TABLE`], and whether Hugging Face stores it transposed.
+fn remap(key: &str, to_hf: bool) -> Option<(String, bool)> {
+    KEY_TABLE.iter().find_map(|&(canonical, hf, transposed)| {
+        let (from, to) = if to_hf { (canonical, hf) } else { (hf, canonical) };
+        rewrite(key, from, to).map(|k| (k, transposed))
+    })
+}
+
+/// The canonical name of a Hugging Face key; `None` = ignored key, `Err` = a key no CLIP
+/// checkpoint has.
 fn hf_to_canonical(key: &str) -> Result<Option<(String, bool)>, ()> {
     if key.ends_with("position_ids") {
         return Ok(None);
     }
-    let fixed = [
-        ("text_model.embeddings.token_embedding.weight", "token_embedding.weight", false),
-        ("text_model.embeddings.position_embedding.weight", "positional_embedding", false),
-        ("text_model.final_layer_norm.weight", "ln_final.weight", false),
-        ("text_model.final_layer_norm.bias", "ln_final.bias", false),
-        ("text_projection.weight", "text_projection", true),
-        ("vision_model.embeddings.class_embedding", "visual.class_embedding", false),
-        ("vision_model.embeddings.patch_embedding.weight", "visual.conv1.weight", false),
-        (
-            "vision_model.embeddings.position_embedding.weight",
-            "visual.positional_embedding",
-            false,
-        ),
-        ("vision_model.pre_layrnorm.weight", "visual.ln_pre.weight", false),
-        ("vision_model.pre_layrnorm.bias", "visual.ln_pre.bias", false),
-        ("vision_model.post_layernorm.weight", "visual.ln_post.weight", false),
-        ("vision_model.post_layernorm.bias", "visual.ln_post.bias", false),
-        ("visual_projection.weight", "visual.proj", true),
-        ("logit_scale", "logit_scale", false),
-    ];
-    if let Some((_, c, t)) = fixed.iter().find(|(k, _, _)| *k == key) {
-        return Ok(Some((c.to_string(), *t)));
-    }
-    let (prefix, rest) = if let Some(rest) = key.strip_prefix("text_model.encoder.layers.") {
-        ("transformer.resblocks.", rest)
-    } else if let Some(rest) = key.strip_prefix("vision_model.encoder.layers.") {
-        ("visual.transformer.resblocks.", rest)
-    } else {
-        return Err(());
-    };
-    let (idx, tail) = rest.split_once('.').ok_or(())?;
-    idx.parse::<usize>().map_err(|_| ())?;
-    let tail = [
-        ("layer_norm1.", "ln_1."),
-        ("layer_norm2.", "ln_2."),
-        ("self_attn.q_proj.", "attn.q_proj."),
-        ("self_attn.k_proj.", "attn.k_proj."),
-        ("self_attn.v_proj.", "attn.v_proj."),
-        ("self_attn.out_proj.", "attn.out_proj."),
-        ("mlp.fc1.", "mlp.c_fc."),
-        ("mlp.fc2.", "mlp.c_proj."),
-    ]
-    .iter()
-    .find_map(|(from, to)| tail.strip_prefix(from).map(|t| format!("{to}{t}")))
-    .ok_or(())?;
-    Ok(Some((format!("{prefix}{idx}.{tail}"), false)))
+    remap(key, false).map(Some).ok_or(())
 }
 
-/// The Hugging Face key of a canonical key (the inverse of the table above; ViT models only),
-/// and whether the tensor is stored transposed there.
+/// The Hugging Face key of a canonical key (ViT models only), and whether the tensor is stored
+/// transposed there.
 pub fn canonical_to_hf(key: &str) -> Option<(String, bool)> {
-    let fixed = [
-        ("token_embedding.weight", "text_model.embeddings.token_embedding.weight", false),
-        ("positional_embedding", "text_model.embeddings.position_embedding.weight", false),
-        ("ln_final.weight", "text_model.final_layer_norm.weight", false),
-        ("ln_final.bias", "text_model.final_layer_norm.bias", false),
-        ("text_projection", "text_projection.weight", true),
-        ("visual.class_embedding", "vision_model.embeddings.class_embedding", false),
-        ("visual.conv1.weight", "vision_model.embeddings.patch_embedding.weight", false),
-        (
-            "visual.positional_embedding",
-            "vision_model.embeddings.position_embedding.weight",
-            false,
-        ),
-        ("visual.ln_pre.weight", "vision_model.pre_layrnorm.weight", false),
-        ("visual.ln_pre.bias", "vision_model.pre_layrnorm.bias", false),
-        ("visual.ln_post.weight", "vision_model.post_layernorm.weight", false),
-        ("visual.ln_post.bias", "vision_model.post_layernorm.bias", false),
-        ("visual.proj", "visual_projection.weight", true),
-        ("logit_scale", "logit_scale", false),
-    ];
-    if let Some((_, h, t)) = fixed.iter().find(|(c, _, _)| *c == key) {
-        return Some((h.to_string(), *t));
-    }
-    let (prefix, rest) = if let Some(r) = key.strip_prefix("visual.transformer.resblocks.") {
-        ("vision_model.encoder.layers.", r)
-    } else {
-        ("text_model.encoder.layers.", key.strip_prefix("transformer.resblocks.")?)
-    };
-    let (idx, tail) = rest.split_once('.')?;
-    let tail = [
-        ("ln_1.", "layer_norm1."),
-        ("ln_2.", "layer_norm2."),
-        ("attn.q_proj.", "self_attn.q_proj."),
-        ("attn.k_proj.", "self_attn.k_proj."),
-        ("attn.v_proj.", "self_attn.v_proj."),
-        ("attn.out_proj.", "self_attn.out_proj."),
-        ("mlp.c_fc.", "mlp.fc1."),
-        ("mlp.c_proj.", "mlp.fc2."),
-    ]
-    .iter()
-    .find_map(|(from, to)| tail.strip_prefix(from).map(|t| format!("{to}{t}")))?;
-    Some((format!("{prefix}{idx}.{tail}"), false))
+    remap(key, true)
 }
 
 /// Integer metadata or BatchNorm counters that OpenAI's `build_model` drops.
@@ -423,5 +381,47 @@ impl WeightMap {
                 keys: left,
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ClipConfig, TextConfig, VisionConfig};
+
+    /// Every tensor of a ViT CLIP gets a Hugging Face name no other tensor gets, and reads back
+    /// as itself: the one table is consistent in both directions.
+    #[test]
+    fn key_table_round_trips_every_vit_tensor() {
+        let config = ClipConfig {
+            embed_dim: 8,
+            vision: VisionConfig::Vit {
+                width: 16,
+                layers: 2,
+                heads: 2,
+                patch_size: 8,
+                image_resolution: 16,
+            },
+            text: TextConfig {
+                context_length: 5,
+                vocab_size: 10,
+                width: 16,
+                layers: 11,
+                heads: 2,
+            },
+        };
+        let keys = crate::Clip::parameter_shapes(&config);
+        let mut seen = BTreeSet::new();
+        for (key, _) in &keys {
+            let (hf, transposed) = canonical_to_hf(key).unwrap_or_else(|| panic!("no Hugging Face name for `{key}`"));
+            assert!(seen.insert(hf.clone()), "`{hf}` named twice");
+            assert_eq!(hf_to_canonical(&hf), Ok(Some((key.clone(), transposed))), "{key} -> {hf}");
+        }
+        assert_eq!(
+            canonical_to_hf("transformer.resblocks.10.mlp.c_fc.bias").unwrap().0,
+            "text_model.encoder.layers.10.mlp.fc1.bias"
+        );
+        assert_eq!(hf_to_canonical("text_model.encoder.layers.x.mlp.fc1.bias"), Err(()));
+        assert_eq!(hf_to_canonical("text_model.final_layer_norm.weight.extra"), Err(()));
     }
 }

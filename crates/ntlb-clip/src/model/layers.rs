@@ -42,10 +42,12 @@ pub(crate) fn load<const D: usize>(
     Ok(src.take_tensor(key, &shape, device)?.reshape(shape))
 }
 
-/// `y = x W^T + b` with torch's `[out, in]` weight stored transposed once at load.
+/// `y = x W + b`.
 #[derive(Debug, Clone)]
 pub struct Linear {
-    pub weight_t: Tensor<2>,
+    /// `[in, out]`, burn's `nn::Linear` layout: the checkpoint's `[out, in]` transposed once at load,
+    /// so the forward is a plain matmul.
+    pub weight: Tensor<2>,
     pub bias: Option<Tensor<1>>,
 }
 
@@ -68,35 +70,35 @@ impl Linear {
                 .take_tensor(&format!("{prefix}.weight"), &[d_out, d_in], device)?
                 .reshape([d_out, d_in]);
             return Ok(Linear {
-                weight_t: w.transpose(),
+                weight: w.transpose(),
                 bias,
             });
         }
         let w = src.take(&format!("{prefix}.weight"), &[d_out, d_in])?;
         let t = crate::weights::transpose2(&w, d_out, d_in);
         Ok(Linear {
-            weight_t: tensor(t, [d_in, d_out], device),
+            weight: tensor(t, [d_in, d_out], device),
             bias,
         })
     }
 
     /// Concatenate the outputs of several linears into one (fused q/k/v): one matmul instead of three.
     pub fn fuse(parts: Vec<Linear>) -> Linear {
-        let weight_t = Tensor::cat(parts.iter().map(|p| p.weight_t.clone()).collect(), 1);
+        let weight = Tensor::cat(parts.iter().map(|p| p.weight.clone()).collect(), 1);
         let bias = if parts.iter().all(|p| p.bias.is_some()) {
             Some(Tensor::cat(parts.iter().map(|p| p.bias.clone().expect("checked")).collect(), 0))
         } else {
             None
         };
-        Linear { weight_t, bias }
+        Linear { weight, bias }
     }
 
     pub fn d_out(&self) -> usize {
-        self.weight_t.dims()[1]
+        self.weight.dims()[1]
     }
 
     pub fn forward2(&self, x: Tensor<2>) -> Tensor<2> {
-        let y = x.matmul(self.weight_t.clone());
+        let y = x.matmul(self.weight.clone());
         match &self.bias {
             Some(b) => y + b.clone().unsqueeze::<2>(),
             None => y,
@@ -111,16 +113,16 @@ impl Linear {
 
 #[derive(Debug, Clone)]
 pub struct LayerNorm {
-    pub gamma: Tensor<1>,
-    pub beta: Tensor<1>,
+    pub weight: Tensor<1>,
+    pub bias: Tensor<1>,
     pub eps: f64,
 }
 
 impl LayerNorm {
     pub fn load(src: &mut dyn WeightSource, prefix: &str, d: usize, device: &Device) -> Result<Self, LoadError> {
         Ok(LayerNorm {
-            gamma: load(src, &format!("{prefix}.weight"), [d], device)?,
-            beta: load(src, &format!("{prefix}.bias"), [d], device)?,
+            weight: load(src, &format!("{prefix}.weight"), [d], device)?,
+            bias: load(src, &format!("{prefix}.bias"), [d], device)?,
             eps: 1e-5,
         })
     }
@@ -128,7 +130,7 @@ impl LayerNorm {
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let (var, mean) = x.clone().var_mean_bias(D - 1);
         let x = (x - mean) / (var + self.eps).sqrt();
-        x * self.gamma.clone().unsqueeze::<D>() + self.beta.clone().unsqueeze::<D>()
+        x * self.weight.clone().unsqueeze::<D>() + self.bias.clone().unsqueeze::<D>()
     }
 }
 
@@ -152,7 +154,9 @@ pub enum Probe<'a> {
 /// head_dim^-0.5 after its bias), with q/k/v fused into one projection.
 #[derive(Debug, Clone)]
 pub struct SelfAttention {
-    pub qkv: Linear,
+    /// q, k, v fused as OpenAI's `in_proj_weight`/`in_proj_bias` (the canonical keys split them
+    /// into `q_proj`/`k_proj`/`v_proj`): one matmul instead of three.
+    pub in_proj: Linear,
     pub out_proj: Linear,
     pub heads: usize,
 }
@@ -164,7 +168,7 @@ impl SelfAttention {
         let v = Linear::load(src, &format!("{prefix}.v_proj"), width, width, true, device)?;
         let out_proj = Linear::load(src, &format!("{prefix}.out_proj"), width, width, true, device)?;
         Ok(SelfAttention {
-            qkv: Linear::fuse(vec![q, k, v]),
+            in_proj: Linear::fuse(vec![q, k, v]),
             out_proj,
             heads,
         })
@@ -187,7 +191,7 @@ impl SelfAttention {
         let [b, l, c] = x.dims();
         let h = self.heads;
         let dh = c / h;
-        let qkv = self.qkv.forward3(x).reshape([b, l, 3, h, dh]).permute([2, 0, 3, 1, 4]);
+        let qkv = self.in_proj.forward3(x).reshape([b, l, 3, h, dh]).permute([2, 0, 3, 1, 4]);
         let q = qkv.clone().narrow(0, 0, 1).reshape([b, h, l, dh]) * ((dh as f64).powf(-0.5));
         let k = qkv.clone().narrow(0, 1, 1).reshape([b, h, l, dh]);
         let v = qkv.narrow(0, 2, 1).reshape([b, h, l, dh]);
@@ -232,6 +236,12 @@ pub struct ResidualBlock {
     pub ln_1: LayerNorm,
     pub attn: SelfAttention,
     pub ln_2: LayerNorm,
+    pub mlp: Mlp,
+}
+
+/// The block's feed-forward part: `c_fc`, QuickGELU, `c_proj`.
+#[derive(Debug, Clone)]
+pub struct Mlp {
     pub c_fc: Linear,
     pub c_proj: Linear,
 }
@@ -242,8 +252,10 @@ impl ResidualBlock {
             ln_1: LayerNorm::load(src, &format!("{prefix}.ln_1"), width, device)?,
             attn: SelfAttention::load(src, &format!("{prefix}.attn"), width, heads, device)?,
             ln_2: LayerNorm::load(src, &format!("{prefix}.ln_2"), width, device)?,
-            c_fc: Linear::load(src, &format!("{prefix}.mlp.c_fc"), width, width * 4, true, device)?,
-            c_proj: Linear::load(src, &format!("{prefix}.mlp.c_proj"), width * 4, width, true, device)?,
+            mlp: Mlp {
+                c_fc: Linear::load(src, &format!("{prefix}.mlp.c_fc"), width, width * 4, true, device)?,
+                c_proj: Linear::load(src, &format!("{prefix}.mlp.c_proj"), width * 4, width, true, device)?,
+            },
         })
     }
 
@@ -269,8 +281,8 @@ impl ResidualBlock {
         let (a, parts) = self.attn.forward_parts(self.ln_1.forward(x.clone()), mask, leaf);
         let probs = record.then(|| parts.attn.clone());
         let x_mid = x.clone() + a;
-        let fc = self.c_fc.forward3(self.ln_2.forward(x_mid.clone()));
-        let y = self.c_proj.forward3(quick_gelu(fc.clone()));
+        let fc = self.mlp.c_fc.forward3(self.ln_2.forward(x_mid.clone()));
+        let y = self.mlp.c_proj.forward3(quick_gelu(fc.clone()));
         if let Some(c) = cache {
             c.push(BlockCache {
                 x_in: x.inner(),
@@ -290,7 +302,7 @@ impl ResidualBlock {
 
 #[derive(Debug, Clone)]
 pub struct Transformer {
-    pub blocks: Vec<ResidualBlock>,
+    pub resblocks: Vec<ResidualBlock>,
 }
 
 impl Transformer {
@@ -302,10 +314,10 @@ impl Transformer {
         heads: usize,
         device: &Device,
     ) -> Result<Self, LoadError> {
-        let blocks = (0..layers)
+        let resblocks = (0..layers)
             .map(|i| ResidualBlock::load(src, &format!("{prefix}.resblocks.{i}"), width, heads, device))
             .collect::<Result<_, _>>()?;
-        Ok(Transformer { blocks })
+        Ok(Transformer { resblocks })
     }
 
     pub fn forward(&self, x: Tensor<3>, mask: Option<&Tensor<2>>, probe: Probe<'_>) -> (Tensor<3>, Vec<Tensor<4>>) {
@@ -321,7 +333,7 @@ impl Transformer {
         mut cache: Option<&mut Vec<BlockCache>>,
     ) -> (Tensor<3>, Vec<Tensor<4>>) {
         let mut recorded = Vec::new();
-        for (i, blk) in self.blocks.iter().enumerate() {
+        for (i, blk) in self.resblocks.iter().enumerate() {
             let (leaf, record) = match probe {
                 Probe::Off => (None, false),
                 Probe::Record => (None, true),

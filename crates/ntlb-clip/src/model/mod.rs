@@ -1,4 +1,10 @@
 //! The CLIP model: two towers and the logit scale.
+//!
+//! Field paths spell the canonical checkpoint keys (OpenAI's module tree, see `crate::weights`):
+//! `visual.transformer.resblocks[3].attn.out_proj.weight` holds the tensor
+//! `visual.transformer.resblocks.3.attn.out_proj.weight`; a module with one tensor is that tensor
+//! (`token_embedding`, the ViT's `conv1`). Where a field departs from the checkpoint on purpose,
+//! its doc line says why.
 
 pub mod layers;
 pub mod resnet;
@@ -26,6 +32,8 @@ pub enum ImageTower {
 #[derive(Debug, Clone)]
 pub struct Clip {
     pub config: ClipConfig,
+    /// Its keys have no prefix (OpenAI's `CLIP` holds the text modules itself); one struct here,
+    /// as the image tower is.
     pub text: TextTower,
     pub visual: ImageTower,
     /// ln of the softmax temperature's inverse, as stored (`logit_scale`).

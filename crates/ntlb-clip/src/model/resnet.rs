@@ -10,7 +10,8 @@ use burn::tensor::{Device, Tensor};
 use super::layers::{load, tensor, Linear, WeightSource};
 use crate::weights::LoadError;
 
-/// Convolution without bias followed by an eval-mode BatchNorm folded into scale and shift.
+/// Convolution without bias followed by an eval-mode BatchNorm folded into scale and shift
+/// (checkpoint keys `convN.weight` + `bnN.*`, or `downsample.0` + `downsample.1`).
 #[derive(Debug, Clone)]
 pub struct ConvBn {
     pub weight: Tensor<4>,
@@ -62,9 +63,10 @@ fn avg_pool(x: Tensor<4>, k: usize) -> Tensor<4> {
 
 #[derive(Debug, Clone)]
 pub struct Bottleneck {
-    pub a: ConvBn,
-    pub b: ConvBn,
-    pub c: ConvBn,
+    /// `convN` with the `bnN` after it folded in.
+    pub conv1: ConvBn,
+    pub conv2: ConvBn,
+    pub conv3: ConvBn,
     pub stride: usize,
     pub downsample: Option<ConvBn>,
 }
@@ -92,18 +94,18 @@ impl Bottleneck {
             None
         };
         Ok(Bottleneck {
-            a: ConvBn::load(src, &format!("{p}.conv1"), &format!("{p}.bn1"), inplanes, planes, 1, device)?,
-            b: ConvBn::load(src, &format!("{p}.conv2"), &format!("{p}.bn2"), planes, planes, 3, device)?,
-            c: ConvBn::load(src, &format!("{p}.conv3"), &format!("{p}.bn3"), planes, planes * 4, 1, device)?,
+            conv1: ConvBn::load(src, &format!("{p}.conv1"), &format!("{p}.bn1"), inplanes, planes, 1, device)?,
+            conv2: ConvBn::load(src, &format!("{p}.conv2"), &format!("{p}.bn2"), planes, planes, 3, device)?,
+            conv3: ConvBn::load(src, &format!("{p}.conv3"), &format!("{p}.bn3"), planes, planes * 4, 1, device)?,
             stride,
             downsample,
         })
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let out = relu(self.a.forward(x.clone()));
-        let out = relu(self.b.forward(out));
-        let out = self.c.forward(avg_pool(out, self.stride));
+        let out = relu(self.conv1.forward(x.clone()));
+        let out = relu(self.conv2.forward(out));
+        let out = self.conv3.forward(avg_pool(out, self.stride));
         let identity = match &self.downsample {
             Some(d) => d.forward(avg_pool(x, self.stride)),
             None => x,
@@ -115,10 +117,10 @@ impl Bottleneck {
 #[derive(Debug, Clone)]
 pub struct AttentionPool {
     pub positional_embedding: Tensor<2>,
-    pub q: Linear,
-    pub k: Linear,
-    pub v: Linear,
-    pub c: Linear,
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub c_proj: Linear,
     pub heads: usize,
 }
 
@@ -131,23 +133,29 @@ impl AttentionPool {
         let heads = self.heads;
         let dh = c / heads;
         let q = self
-            .q
+            .q_proj
             .forward3(x.clone().narrow(1, 0, 1))
             .reshape([n, 1, heads, dh])
             .swap_dims(1, 2)
             * (dh as f64).powf(-0.5);
-        let k = self.k.forward3(x.clone()).reshape([n, l, heads, dh]).swap_dims(1, 2);
-        let v = self.v.forward3(x).reshape([n, l, heads, dh]).swap_dims(1, 2);
+        let k = self.k_proj.forward3(x.clone()).reshape([n, l, heads, dh]).swap_dims(1, 2);
+        let v = self.v_proj.forward3(x).reshape([n, l, heads, dh]).swap_dims(1, 2);
         let attn = softmax(q.matmul(k.swap_dims(2, 3)), 3);
         let out = attn.matmul(v).swap_dims(1, 2).reshape([n, c]);
-        self.c.forward2(out)
+        self.c_proj.forward2(out)
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct ResNetTower {
-    pub stem: [ConvBn; 3],
-    pub layers: Vec<Vec<Bottleneck>>,
+    /// The stem: `convN` with the `bnN` after it folded in.
+    pub conv1: ConvBn,
+    pub conv2: ConvBn,
+    pub conv3: ConvBn,
+    pub layer1: Vec<Bottleneck>,
+    pub layer2: Vec<Bottleneck>,
+    pub layer3: Vec<Bottleneck>,
+    pub layer4: Vec<Bottleneck>,
     pub attnpool: AttentionPool,
 }
 
@@ -161,11 +169,9 @@ impl ResNetTower {
         embed_dim: usize,
         device: &Device,
     ) -> Result<Self, LoadError> {
-        let stem = [
-            ConvBn::load(src, "visual.conv1", "visual.bn1", 3, width / 2, 3, device)?,
-            ConvBn::load(src, "visual.conv2", "visual.bn2", width / 2, width / 2, 3, device)?,
-            ConvBn::load(src, "visual.conv3", "visual.bn3", width / 2, width, 3, device)?,
-        ];
+        let conv1 = ConvBn::load(src, "visual.conv1", "visual.bn1", 3, width / 2, 3, device)?;
+        let conv2 = ConvBn::load(src, "visual.conv2", "visual.bn2", width / 2, width / 2, 3, device)?;
+        let conv3 = ConvBn::load(src, "visual.conv3", "visual.bn3", width / 2, width, 3, device)?;
         let mut inplanes = width;
         let mut stages = Vec::new();
         for (s, &blocks) in layers.iter().enumerate() {
@@ -189,31 +195,35 @@ impl ResNetTower {
         let spatial = resolution / 32;
         let attnpool = AttentionPool {
             positional_embedding: load(src, "visual.attnpool.positional_embedding", [spatial * spatial + 1, c], device)?,
-            q: Linear::load(src, "visual.attnpool.q_proj", c, c, true, device)?,
-            k: Linear::load(src, "visual.attnpool.k_proj", c, c, true, device)?,
-            v: Linear::load(src, "visual.attnpool.v_proj", c, c, true, device)?,
-            c: Linear::load(src, "visual.attnpool.c_proj", c, embed_dim, true, device)?,
+            q_proj: Linear::load(src, "visual.attnpool.q_proj", c, c, true, device)?,
+            k_proj: Linear::load(src, "visual.attnpool.k_proj", c, c, true, device)?,
+            v_proj: Linear::load(src, "visual.attnpool.v_proj", c, c, true, device)?,
+            c_proj: Linear::load(src, "visual.attnpool.c_proj", c, embed_dim, true, device)?,
             heads,
         };
+        let [layer1, layer2, layer3, layer4] = stages.try_into().expect("four stages");
         Ok(ResNetTower {
-            stem,
-            layers: stages,
+            conv1,
+            conv2,
+            conv3,
+            layer1,
+            layer2,
+            layer3,
+            layer4,
             attnpool,
         })
     }
 
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         // The first stem convolution has stride 2.
-        let s0 = &self.stem[0];
-        let x = conv2d(images, s0.weight.clone(), None, ConvOptions::new([2, 2], [1, 1], [1, 1], 1));
-        let x = relu(x * s0.scale.clone() + s0.shift.clone());
-        let x = relu(self.stem[1].forward(x));
-        let x = relu(self.stem[2].forward(x));
+        let c1 = &self.conv1;
+        let x = conv2d(images, c1.weight.clone(), None, ConvOptions::new([2, 2], [1, 1], [1, 1], 1));
+        let x = relu(x * c1.scale.clone() + c1.shift.clone());
+        let x = relu(self.conv2.forward(x));
+        let x = relu(self.conv3.forward(x));
         let mut x = avg_pool(x, 2);
-        for stage in &self.layers {
-            for blk in stage {
-                x = blk.forward(x);
-            }
+        for blk in self.layer1.iter().chain(&self.layer2).chain(&self.layer3).chain(&self.layer4) {
+            x = blk.forward(x);
         }
         self.attnpool.forward(x)
     }

@@ -77,7 +77,7 @@ impl TextTower {
 
     /// As `encode_embeddings`, and return the activations for `TextTower::attention_vjp`.
     pub fn encode_embeddings_cached(&self, x: Tensor<3>, eot: &[usize], probe: Probe<'_>) -> (TextOutput, TextCache) {
-        let mut blocks = Vec::with_capacity(self.transformer.blocks.len());
+        let mut blocks = Vec::with_capacity(self.transformer.resblocks.len());
         let mut pooled = None;
         let out = self.encode_inner(x, eot, probe, Some((&mut blocks, &mut pooled)));
         let len = eot.iter().copied().max().map_or(1, |m| m + 1);

@@ -19,7 +19,7 @@ use super::text::{TextCache, TextTower};
 /// `dy · Wᵀ` for a linear `y = x W + b`, on the rows of a `[N, B, L, out]` cotangent.
 fn linear_t(lin: &Linear, dy: Tensor<4>) -> Tensor<4> {
     let [n, b, l, d_out] = dy.dims();
-    let w = lin.weight_t.clone().inner();
+    let w = lin.weight.clone().inner();
     let d_in = w.dims()[0];
     dy.reshape([n * b * l, d_out]).matmul(w.transpose()).reshape([n, b, l, d_in])
 }
@@ -29,7 +29,7 @@ fn layer_norm_t(ln: &LayerNorm, x: Tensor<4>, dy: Tensor<4>) -> Tensor<4> {
     let (var, mean) = x.clone().var_mean_bias(3);
     let rstd = (var + ln.eps).sqrt().recip();
     let xhat = (x - mean) * rstd.clone();
-    let g = dy * ln.gamma.clone().inner().unsqueeze::<4>();
+    let g = dy * ln.weight.clone().inner().unsqueeze::<4>();
     let m1 = g.clone().mean_dim(3);
     let m2 = (g.clone() * xhat.clone()).mean_dim(3);
     (g - m1 - xhat * m2) * rstd
@@ -45,8 +45,8 @@ fn block_t(blk: &super::layers::ResidualBlock, c: &BlockCache, dy: Tensor<4>, st
     let fc = c.fc.clone().unsqueeze_dim::<4>(1);
     let s = sigmoid(fc.clone() * 1.702);
     let dgelu = s.clone() + fc * s.clone() * (s.neg() + 1.0) * 1.702;
-    let dfc = linear_t(&blk.c_proj, dy.clone()) * dgelu;
-    let dmid = dy + layer_norm_t(&blk.ln_2, c.x_mid.clone().unsqueeze_dim(1), linear_t(&blk.c_fc, dfc));
+    let dfc = linear_t(&blk.mlp.c_proj, dy.clone()) * dgelu;
+    let dmid = dy + layer_norm_t(&blk.ln_2, c.x_mid.clone().unsqueeze_dim(1), linear_t(&blk.mlp.c_fc, dfc));
     // Attention output o = A v per head, then out_proj.
     let d_o = linear_t(&blk.attn.out_proj, dmid.clone())
         .reshape([n, b, l, h, dh])
@@ -75,7 +75,7 @@ fn block_t(blk: &super::layers::ResidualBlock, c: &BlockCache, dy: Tensor<4>, st
     let heads_last = |t: Tensor<4>| t.reshape([n, h, b, l, dh]).permute([0, 2, 3, 1, 4]).reshape([n, b, l, w]);
     // The fused projection's columns are [q | k | v], each head-major.
     let dqkv = Tensor::cat(vec![heads_last(dq), heads_last(dk), dv], 3);
-    let dx = dmid + layer_norm_t(&blk.ln_1, c.x_in.clone().unsqueeze_dim(1), linear_t(&blk.attn.qkv, dqkv));
+    let dx = dmid + layer_norm_t(&blk.ln_1, c.x_in.clone().unsqueeze_dim(1), linear_t(&blk.attn.in_proj, dqkv));
     (g, Some(dx))
 }
 
@@ -99,7 +99,7 @@ impl TextTower {
         let onehot = Tensor::<4>::from_data(TensorData::new(onehot, [n, 1, len, 1]), &device);
         let mut dy = onehot * dpooled;
         let mut grads = Vec::with_capacity(cache.blocks.len());
-        for (i, (blk, c)) in self.transformer.blocks.iter().zip(&cache.blocks).enumerate().rev() {
+        for (i, (blk, c)) in self.transformer.resblocks.iter().zip(&cache.blocks).enumerate().rev() {
             let (g, dx) = block_t(blk, c, dy.clone(), i == 0);
             grads.push(g);
             if let Some(dx) = dx {
