@@ -78,6 +78,8 @@ timeout 300 $PY scripts/bench_reference_step.py --preset vit-b-32 --classes 100 
   > "$OUT/reference.json" 2> "$OUT/reference.err"
 need "$OUT/train100_f32.json" "$OUT/reference.json"
 
+# The end-to-end run takes minutes: GPU_CHECK_E2E=0 leaves it out where device time is short.
+if [ "${GPU_CHECK_E2E:-1}" = 1 ]; then
 log "end to end on generated data of ImageNet's shape: 1000 classes, one shot, 3 epochs of CoOp with lambda = 1 (bf16), eval on 10,000 images"
 E2E="$OUT/e2e"
 mkdir -p "$E2E/data/imagenet/images" "$E2E/ckpt"
@@ -172,6 +174,7 @@ e2e_start=$(date +%s)
 timeout 1200 $NTLB sweep "$E2E/sweep.toml" --device cuda --results "$E2E/results" > "$E2E/sweep.txt" 2>&1
 echo "{\"seconds\": $(( $(date +%s) - e2e_start ))}" > "$E2E/time.json"
 need "$E2E/results/results.csv"
+fi
 
 log "demo sweep on the GPU (seed 1)"
 timeout 60 $NTLB generate-synth --out datasets/synth > /dev/null 2>&1
@@ -219,7 +222,7 @@ print(f"| original algorithm (PyTorch f32) 100 cls x 32 | {ref['seconds_per_step
 print(f"| speed-up vs original (f32, 100 cls x 32), shared / replicated | {ref['seconds_per_step']/t100['shared']['seconds_per_step']:.1f}x / "
       f"{ref['seconds_per_step']/t100['replicated']['seconds_per_step']:.1f}x |")
 e2e = load("e2e/time.json")
-print(f"| end to end, 1000 classes, one shot, 3 epochs CoOp lambda=1 bf16 + zero-shot, 10k eval images | {e2e['seconds']} s |")
+print(f"| end to end, 1000 classes, one shot, 3 epochs CoOp lambda=1 bf16 + zero-shot, 10k eval images | {e2e.get('seconds', 'not run')} s |")
 demo = os.path.join(out, "demo", "results.csv")
 if os.path.exists(demo):
     rows = list(csv.DictReader(open(demo)))
