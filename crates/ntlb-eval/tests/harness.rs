@@ -1,5 +1,5 @@
 //! Datasets, image pipeline, feature cache, sweep resume, shard/merge and report on generated
-//! dataset trees. The model is the shared tiny CLIP (skipped loudly without ../shared).
+//! dataset trees, with the committed tiny CLIP of the demo world (models/synth-clip).
 
 mod common;
 
@@ -78,15 +78,12 @@ fn datasets_open_in_every_layout_with_clear_errors() {
 
 #[test]
 fn pipeline_counts_bad_images_and_the_cache_follows_its_key() {
-    let Some(golden) = common::golden("pipeline_counts_bad_images_and_the_cache_follows_its_key") else {
-        return;
-    };
     let tmp = tempfile::tempdir().unwrap();
     let root = common::make_world(tmp.path());
     common::add_bad_and_odd_files(&root);
     let classes = ClassList::read(&root.join("classes.tsv")).unwrap();
     let set = EvalSet::open(DatasetKind::Imagenet, &root.join("imagenet"), &classes, None, None).unwrap();
-    let clip = Clip::load(&golden.join("tiny-clip/hf"), None, &Device::flex()).unwrap();
+    let clip = Clip::load(&common::synth_clip(), None, &Device::flex()).unwrap();
     let cache = tmp.path().join("cache");
     let f = dataset_features(&clip, &set, "sha-a", &cpu32(), Some(&cache), 4, false, false).unwrap();
     assert_eq!(
@@ -140,12 +137,9 @@ fn config(root: &Path, model: &Path, results: &Path, coop: bool) -> SweepConfig 
 
 #[test]
 fn sweep_resumes_after_a_kill_and_shards_merge_to_the_same_table() {
-    let Some(golden) = common::golden("sweep_resumes_after_a_kill_and_shards_merge_to_the_same_table") else {
-        return;
-    };
     let tmp = tempfile::tempdir().unwrap();
     let root = common::make_world(tmp.path());
-    let model = golden.join("tiny-clip/hf");
+    let model = common::synth_clip();
     // Uninterrupted.
     let full = config(&root, &model, &tmp.path().join("full"), true);
     assert_eq!(run_sweep(&full, &opts()).unwrap(), 3, "zero-shot + CoOp λ=0 + CoOp λ=1");
