@@ -1,7 +1,6 @@
 //! `ntlb`: CLIP explainability-aided prompt learning, benchmarked.
 
 mod bench;
-mod bench_zeroshot;
 mod explain;
 mod parity;
 mod sweep;

@@ -54,9 +54,6 @@ fn keys(cfg: &SweepConfig) -> (Vec<String>, Vec<String>) {
 
 #[test]
 fn keys_follow_content_not_location() {
-    let Some(golden) = common::golden("keys_follow_content_not_location") else {
-        return;
-    };
     let tmp = tempfile::tempdir().unwrap();
     // The same data and checkpoint mounted at two places.
     let a = tmp.path().join("node-a/mnt/data");
@@ -65,8 +62,8 @@ fn keys_follow_content_not_location() {
     let b = tmp.path().join("node-b/scratch/elsewhere");
     copy_dir(&a, &b);
     let (ma, mb) = (tmp.path().join("node-a/ckpt"), tmp.path().join("node-b/models/tiny"));
-    copy_dir(&golden.join("tiny-clip/hf"), &ma);
-    copy_dir(&golden.join("tiny-clip/hf"), &mb);
+    copy_dir(&common::synth_clip(), &ma);
+    copy_dir(&common::synth_clip(), &mb);
     let ca = config(&a, &ma, &tmp.path().join("ra"), true);
     let cb = config(&b, &mb, &tmp.path().join("rb"), true);
     let (ka, fa) = keys(&ca);
@@ -103,16 +100,13 @@ fn keys_follow_content_not_location() {
 
 #[test]
 fn a_sweep_run_at_one_mount_is_done_at_another() {
-    let Some(golden) = common::golden("a_sweep_run_at_one_mount_is_done_at_another") else {
-        return;
-    };
     let tmp = tempfile::tempdir().unwrap();
     let a = tmp.path().join("a");
     std::fs::create_dir_all(&a).unwrap();
     common::make_world(&a);
     let b = tmp.path().join("b");
     copy_dir(&a, &b);
-    let model = golden.join("tiny-clip/hf");
+    let model = common::synth_clip();
     let ca = config(&a, &model, &tmp.path().join("results"), false);
     assert_eq!(run_sweep(&ca, &opts(None)).unwrap(), 1);
     let mut cb = config(&b, &model, &tmp.path().join("other"), false);
@@ -130,12 +124,9 @@ fn a_sweep_run_at_one_mount_is_done_at_another() {
 
 #[test]
 fn shards_started_together_encode_each_dataset_once_and_merge_without_loss() {
-    let Some(golden) = common::golden("shards_started_together_encode_each_dataset_once_and_merge_without_loss") else {
-        return;
-    };
     let tmp = tempfile::tempdir().unwrap();
     let root = common::make_world(tmp.path());
-    let model = golden.join("tiny-clip/hf");
+    let model = common::synth_clip();
     let cache = tmp.path().join("shared-cache");
     let mut cfgs = Vec::new();
     for i in 0..2 {

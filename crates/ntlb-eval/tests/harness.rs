@@ -1,5 +1,5 @@
 //! Datasets, image pipeline, feature cache, sweep resume, shard/merge and report on generated
-//! dataset trees. The model is the shared tiny CLIP (skipped loudly without ../shared).
+//! dataset trees, with the committed tiny CLIP of the demo world (models/synth-clip).
 
 mod common;
 
@@ -11,7 +11,7 @@ use ntlb_data::classes::ClassList;
 use ntlb_data::variants::{read_wnids, DatasetKind, EvalSet};
 use ntlb_eval::features::dataset_features;
 use ntlb_eval::identity::Numerics;
-use ntlb_eval::results::{merge, read_table, ResultRow};
+use ntlb_eval::results::{merge, read_table};
 use ntlb_eval::sweep::{run_sweep, SweepConfig, SweepOptions};
 
 fn cpu32() -> Numerics {
@@ -78,15 +78,12 @@ fn datasets_open_in_every_layout_with_clear_errors() {
 
 #[test]
 fn pipeline_counts_bad_images_and_the_cache_follows_its_key() {
-    let Some(golden) = common::golden("pipeline_counts_bad_images_and_the_cache_follows_its_key") else {
-        return;
-    };
     let tmp = tempfile::tempdir().unwrap();
     let root = common::make_world(tmp.path());
     common::add_bad_and_odd_files(&root);
     let classes = ClassList::read(&root.join("classes.tsv")).unwrap();
     let set = EvalSet::open(DatasetKind::Imagenet, &root.join("imagenet"), &classes, None, None).unwrap();
-    let clip = Clip::load(&golden.join("tiny-clip/hf"), None, &Device::flex()).unwrap();
+    let clip = Clip::load(&common::synth_clip(), None, &Device::flex()).unwrap();
     let cache = tmp.path().join("cache");
     let f = dataset_features(&clip, &set, "sha-a", &cpu32(), Some(&cache), 4, false, false).unwrap();
     assert_eq!(
@@ -127,11 +124,6 @@ fn pipeline_counts_bad_images_and_the_cache_follows_its_key() {
     assert_eq!(again.data, k.data);
 }
 
-fn sorted(mut rows: Vec<ResultRow>) -> Vec<ResultRow> {
-    rows.sort_by(|a, b| (&a.run_key, &a.dataset, &a.method, &a.template).cmp(&(&b.run_key, &b.dataset, &b.method, &b.template)));
-    rows
-}
-
 fn config(root: &Path, model: &Path, results: &Path, coop: bool) -> SweepConfig {
     let path = root.join(format!("sweep-{}.toml", results.file_name().unwrap().to_string_lossy()));
     std::fs::write(&path, common::sweep_toml(root, model, results, coop)).unwrap();
@@ -140,16 +132,15 @@ fn config(root: &Path, model: &Path, results: &Path, coop: bool) -> SweepConfig 
 
 #[test]
 fn sweep_resumes_after_a_kill_and_shards_merge_to_the_same_table() {
-    let Some(golden) = common::golden("sweep_resumes_after_a_kill_and_shards_merge_to_the_same_table") else {
-        return;
-    };
     let tmp = tempfile::tempdir().unwrap();
     let root = common::make_world(tmp.path());
-    let model = golden.join("tiny-clip/hf");
+    let model = common::synth_clip();
     // Uninterrupted.
     let full = config(&root, &model, &tmp.path().join("full"), true);
     assert_eq!(run_sweep(&full, &opts()).unwrap(), 3, "zero-shot + CoOp λ=0 + CoOp λ=1");
-    let reference = sorted(read_table(&full.results).unwrap());
+    // Row order too: a resumed or merged table is the uninterrupted one, byte for byte.
+    let reference = read_table(&full.results).unwrap();
+    let csv = |results: &Path| std::fs::read(results.join("results.csv")).unwrap();
     assert!(reference
         .iter()
         .any(|r| r.method == "coop" && r.lambda == Some(1.0) && r.dataset == "imagenet-a"));
@@ -171,8 +162,10 @@ fn sweep_resumes_after_a_kill_and_shards_merge_to_the_same_table() {
     );
     assert_eq!(run_sweep(&killed, &opts()).unwrap(), 2);
     assert_eq!(run_sweep(&killed, &opts()).unwrap(), 0, "nothing left to do");
-    assert_eq!(sorted(read_table(&killed.results).unwrap()), reference);
-    // Two shards in separate folders, merged.
+    assert_eq!(read_table(&killed.results).unwrap(), reference);
+    assert!(csv(&killed.results) == csv(&full.results), "resumed results.csv differs");
+    // Two shards in separate folders, merged last shard first: the table does not follow the
+    // order of the shards (nor the order their records were written in).
     let mut shards = Vec::new();
     for i in 0..2 {
         let c = config(&root, &model, &tmp.path().join(format!("shard{i}")), true);
@@ -187,8 +180,10 @@ fn sweep_resumes_after_a_kill_and_shards_merge_to_the_same_table() {
         shards.push(c.results.clone());
     }
     let merged = tmp.path().join("merged");
+    shards.reverse();
     merge(&merged, &shards).unwrap();
-    assert_eq!(sorted(read_table(&merged).unwrap()), reference);
+    assert_eq!(read_table(&merged).unwrap(), reference);
+    assert!(csv(&merged) == csv(&full.results), "merged results.csv differs");
     // An edited sweep (λ = 1 dropped) keeps the old run file but leaves it out of its tables.
     let mut edited = full.clone();
     edited.coop.as_mut().unwrap().lambdas = vec![0.0];

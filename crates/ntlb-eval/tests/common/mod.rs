@@ -14,8 +14,10 @@ pub const NAMES: [&str; 6] = [
     "stingray",
 ];
 
-pub fn golden(test: &str) -> Option<PathBuf> {
-    ntlb_golden::fixtures::golden_dir_or_skip(test)
+/// The committed tiny CLIP of the synthetic demo world: the harness tests need a real checkpoint
+/// (keys hash its bytes, the pipeline runs it), not a good one, so they never depend on ../shared.
+pub fn synth_clip() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/synth-clip")
 }
 
 fn picture(path: &Path, class: usize, k: usize) {

@@ -40,7 +40,7 @@ fn random_unit_rows(rng: &mut rand_chacha::ChaCha8Rng, n: usize, dim: usize) -> 
     v
 }
 
-pub fn zero_shot(a: ZeroShotArgs) -> Result<i32> {
+pub fn run(a: ZeroShotArgs) -> Result<i32> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let (n, c, e) = (a.features, a.classes, a.dim);
     let feats = random_unit_rows(&mut rng, n, e);
@@ -75,10 +75,6 @@ pub fn zero_shot(a: ZeroShotArgs) -> Result<i32> {
         "speedup": host_s / dev_s,
         "top1_host_subset": host.top1, "top1_device_subset": sub.top1, "top1_device_all": dev.top1,
     });
-    if a.json {
-        println!("{out}");
-    } else {
-        println!("{}", serde_json::to_string_pretty(&out)?);
-    }
+    super::print_json(&out, a.json)?;
     Ok(0)
 }
