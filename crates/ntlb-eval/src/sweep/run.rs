@@ -85,7 +85,7 @@ impl JobInputs<'_> {
     }
 }
 
-/// What a job produces besides its rows (CoOp only).
+/// What a job produces: its result rows and, for CoOp, the relevance maps and training curve.
 #[derive(Default)]
 struct JobOutput {
     rows: Vec<ResultRow>,
