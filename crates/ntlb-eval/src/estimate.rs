@@ -6,8 +6,10 @@ use std::collections::BTreeSet;
 
 use ntlb_clip::config::VisionConfig;
 use ntlb_clip::ClipConfig;
+use ntlb_data::classes::ClassList;
+use ntlb_data::variants::{DatasetKind, EvalSet};
 
-use crate::sweep::{Job, ModelEntry};
+use crate::sweep::{Job, ModelEntry, SweepConfig};
 use crate::zeroshot::read_templates;
 
 /// Tokens a text encoding runs over (the encoder stops at the longest end-of-text of a batch):
@@ -144,6 +146,92 @@ pub fn estimate(jobs: &[&Job], w: &Workload) -> Vec<(String, ModelCost)> {
         entry.assumed |= arch.is_none();
     }
     out
+}
+
+/// Effective f32 matmul rate assumed for the GPU-hour figure (an A100/H100-class card runs
+/// these shapes well below its peak); half precision is faster.
+pub const ASSUMED_GPU_TFLOPS: f64 = 25.0;
+/// Two busy CPU cores (measured: burn-flex matmuls at ~50 GFLOP/s on a quiet pair).
+pub const ASSUMED_CPU_TFLOPS: f64 = 0.05;
+
+/// Images and classes per dataset: the opened sets', or before the data is downloaded the
+/// published sizes (val 50,000, V2 10,000, Sketch 50,889, A 7,500, R 30,000; A and R 200 classes).
+fn dataset_sizes(cfg: &SweepConfig, classes: &ClassList, sets: &[EvalSet]) -> (Vec<usize>, Vec<usize>) {
+    if !sets.is_empty() {
+        return (
+            sets.iter().map(|s| s.items.len()).collect(),
+            sets.iter().map(|s| s.classes.len()).collect(),
+        );
+    }
+    let images = cfg
+        .datasets
+        .iter()
+        .map(|d| match d.kind {
+            DatasetKind::Imagenet => 50_000,
+            DatasetKind::ImagenetV2 => 10_000,
+            DatasetKind::ImagenetSketch => 50_889,
+            DatasetKind::ImagenetA => 7_500,
+            DatasetKind::ImagenetR => 30_000,
+        })
+        .collect();
+    let n_classes = cfg
+        .datasets
+        .iter()
+        .map(|d| match d.kind {
+            DatasetKind::ImagenetA | DatasetKind::ImagenetR => 200,
+            _ => classes.len(),
+        })
+        .collect();
+    (images, n_classes)
+}
+
+/// The `--dry-run` cost table of the jobs to run, per model, and the Slurm array to submit.
+pub(crate) fn print_estimate(cfg: &SweepConfig, classes: &ClassList, sets: &[EvalSet], todo: &[&Job], plan_len: usize) {
+    let (images, n_classes) = dataset_sizes(cfg, classes, sets);
+    let w = Workload {
+        images: &images,
+        classes: &n_classes,
+        train_classes: classes.len(),
+    };
+    let costs = estimate(todo, &w);
+    let gpu_h = |t: f64| t / ASSUMED_GPU_TFLOPS / 3600.0;
+    println!(
+        "estimated cost of the {} job(s) to run (matmul FLOP; each dataset encoded once per model through the shared cache):",
+        todo.len()
+    );
+    println!(
+        "  {:<14} {:>5} {:>10} {:>8} {:>16}",
+        "model", "jobs", "TFLOP", "GPU-h", "largest job GPU-h"
+    );
+    let (mut total, mut largest) = (0.0, 0.0f64);
+    for (name, c) in &costs {
+        println!(
+            "  {:<14} {:>5} {:>10.1} {:>8.2} {:>16.2}{}",
+            name,
+            c.jobs,
+            c.tflop,
+            gpu_h(c.tflop),
+            gpu_h(c.max_job_tflop),
+            if c.assumed { "  (size unknown: costed as ViT-B/32)" } else { "" }
+        );
+        total += c.tflop;
+        largest = largest.max(c.max_job_tflop);
+    }
+    println!(
+        "  {:<14} {:>5} {:>10.1} {:>8.2}   (GPU-h at an effective {ASSUMED_GPU_TFLOPS} TFLOP/s in f32; {:.0} h at {ASSUMED_CPU_TFLOPS} TFLOP/s on 2 CPU cores)",
+        "total",
+        todo.len(),
+        total,
+        gpu_h(total),
+        total / ASSUMED_CPU_TFLOPS / 3600.0
+    );
+    if plan_len > 0 {
+        println!(
+            "Slurm: sbatch --array=0-{} scripts/slurm/sweep-array.sbatch CONFIG   ({plan_len} tasks, one job each; the longest needs ≈ {:.2} GPU-h plus image decoding; fewer tasks: any --array=0-(n-1))",
+            plan_len - 1,
+            gpu_h(largest)
+        );
+    }
 }
 
 #[cfg(test)]

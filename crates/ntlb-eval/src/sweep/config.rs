@@ -1,0 +1,186 @@
+//! The sweep config (TOML): models, datasets, the zero-shot and CoOp settings, with the paper's
+//! defaults; reading it, pointing it at data and checkpoint roots, and opening its datasets.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use ntlb_data::classes::ClassList;
+use ntlb_data::variants::{read_wnids, DatasetKind, EvalSet};
+use serde::{Deserialize, Serialize};
+
+fn default_batch() -> usize {
+    64
+}
+fn default_precision() -> String {
+    "f32".into()
+}
+fn default_device() -> String {
+    "cpu".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_seeds() -> Vec<u64> {
+    vec![1, 2, 3]
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelEntry {
+    pub name: String,
+    pub path: PathBuf,
+    #[serde(default)]
+    pub tokenizer: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetEntry {
+    pub kind: DatasetKind,
+    pub root: PathBuf,
+    /// Keep the first N images per class (the reference reads 2 per class of ImageNet-V2).
+    #[serde(default)]
+    pub max_per_class: Option<usize>,
+    /// The 200-wnid list of -A / -R.
+    #[serde(default)]
+    pub wnids: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZeroShotSweep {
+    /// Every template of this file is evaluated alone (when `per_template`).
+    pub templates: PathBuf,
+    #[serde(default = "default_true")]
+    pub per_template: bool,
+    /// Named ensembles: name -> template file.
+    #[serde(default)]
+    pub ensembles: BTreeMap<String, PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoopSweep {
+    /// ImageNet root with the training split.
+    pub train_root: PathBuf,
+    /// Base training config (TOML); defaults: the paper's.
+    #[serde(default)]
+    pub config: Option<PathBuf>,
+    pub lambdas: Vec<f64>,
+    #[serde(default = "default_seeds")]
+    pub seeds: Vec<u64>,
+    #[serde(default)]
+    pub epochs: Option<usize>,
+    #[serde(default)]
+    pub shots: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepConfig {
+    pub name: String,
+    pub results: PathBuf,
+    #[serde(default)]
+    pub cache: Option<PathBuf>,
+    /// Relative dataset roots (and `coop.train_root`) are read under this folder.
+    #[serde(default)]
+    pub data_root: Option<PathBuf>,
+    /// Relative model paths are read under this folder.
+    #[serde(default)]
+    pub checkpoint_root: Option<PathBuf>,
+    /// `wnid<TAB>name` list of the 1000 classes.
+    pub classes: PathBuf,
+    #[serde(default = "default_device")]
+    pub device: String,
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    /// f32 (default), bf16 or f16 (GPU).
+    #[serde(default = "default_precision")]
+    pub precision: String,
+    #[serde(default)]
+    pub strict: bool,
+    /// When images are converted to RGB: `dassl` (the NTLB/CoOp reference, default) or `clip`
+    /// (CLIP's own transform, after the crop). In the feature-cache and job keys.
+    #[serde(default)]
+    pub convert_order: ntlb_clip::preprocess::ConvertOrder,
+    pub models: Vec<ModelEntry>,
+    pub datasets: Vec<DatasetEntry>,
+    #[serde(default)]
+    pub zero_shot: Option<ZeroShotSweep>,
+    #[serde(default)]
+    pub coop: Option<CoopSweep>,
+}
+
+impl SweepConfig {
+    pub fn read(path: &Path) -> Result<SweepConfig> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read sweep config", path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
+    /// Point relative dataset and model paths at new roots (`--data`, `--checkpoints`).
+    pub fn set_roots(&mut self, data: Option<PathBuf>, checkpoints: Option<PathBuf>) {
+        if data.is_some() {
+            self.data_root = data;
+        }
+        if checkpoints.is_some() {
+            self.checkpoint_root = checkpoints;
+        }
+    }
+
+    /// The config with `data_root` / `checkpoint_root` applied to relative paths.
+    pub fn resolved(&self) -> SweepConfig {
+        let join = |root: &Option<PathBuf>, p: &Path| match root {
+            Some(r) if p.is_relative() => r.join(p),
+            _ => p.to_path_buf(),
+        };
+        let mut c = self.clone();
+        for d in &mut c.datasets {
+            d.root = join(&self.data_root, &d.root);
+        }
+        if let Some(co) = &mut c.coop {
+            co.train_root = join(&self.data_root, &co.train_root);
+        }
+        for m in &mut c.models {
+            m.path = join(&self.checkpoint_root, &m.path);
+        }
+        c.data_root = None;
+        c.checkpoint_root = None;
+        c
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.cache.clone().unwrap_or_else(|| self.results.join("cache"))
+    }
+
+    /// Overrides from the command line (`--set key=value` for the common ones).
+    pub fn apply_models(&mut self, models: &[String]) -> Result<()> {
+        if models.is_empty() {
+            return Ok(());
+        }
+        for m in models {
+            if !self.models.iter().any(|e| &e.name == m) {
+                bail!(
+                    "model `{m}` is not in the sweep (models: {})",
+                    self.models.iter().map(|e| e.name.clone()).collect::<Vec<_>>().join(", ")
+                );
+            }
+        }
+        self.models.retain(|e| models.contains(&e.name));
+        Ok(())
+    }
+}
+
+/// Open every dataset of the sweep (checked up front, so a bad path fails before any work).
+pub fn open_datasets(cfg: &SweepConfig) -> Result<(ClassList, Vec<EvalSet>)> {
+    let classes = ClassList::read(&cfg.classes)?;
+    let mut sets = Vec::new();
+    for d in &cfg.datasets {
+        let wnids = match &d.wnids {
+            Some(p) => Some(read_wnids(p)?),
+            None => None,
+        };
+        sets.push(EvalSet::open(d.kind, &d.root, &classes, wnids.as_deref(), d.max_per_class)?);
+    }
+    Ok((classes, sets))
+}

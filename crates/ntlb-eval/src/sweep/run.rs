@@ -1,0 +1,375 @@
+//! Running a sweep: the jobs of this shard not yet done, one model loaded at a time and its
+//! features shared by its jobs; one function per job kind; each finished job's record written
+//! atomically, then the plan and (unsharded) the tables.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use ntlb_clip::tokenizer::ClipTokenizer;
+use ntlb_clip::Clip;
+use ntlb_data::classes::ClassList;
+use ntlb_data::folder::ImageFolder;
+use ntlb_data::split::FewShotSplit;
+use ntlb_data::variants::{DatasetKind, EvalSet};
+use ntlb_prompt::prompt::PromptLayout;
+use ntlb_prompt::train::{class_text_features, train, StopAt, TrainConfig};
+
+use super::plan::{job_keys, print_plan};
+use super::{open_datasets, plan, run_path, Job, ModelEntry, SweepConfig, ZeroShotSweep};
+use crate::features::{model_features, Features};
+use crate::relevance_maps::RelevanceMap;
+use crate::results::{write_tables, EpochPoint, ResultRow, RunRecord};
+use crate::scores::DeviceFeatures;
+use crate::zeroshot::{ensemble_on_device, read_templates, TemplateBank};
+
+pub struct SweepOptions {
+    pub shard: Option<(usize, usize)>,
+    pub dry_run: bool,
+    pub progress: bool,
+    /// Stop after this many jobs (tests simulate a killed sweep with it).
+    pub max_jobs: Option<usize>,
+}
+
+/// Everything a job needs from the machine, loaded once per model.
+struct Loaded {
+    clip: Clip,
+    tok: ClipTokenizer,
+    sha: String,
+}
+
+fn load_model(m: &ModelEntry, device: &burn::tensor::Device) -> Result<Loaded> {
+    let clip = Clip::load(&m.path, None, device).with_context(|| format!("model `{}`", m.name))?;
+    let tok = ClipTokenizer::for_model(&m.path, m.tokenizer.as_deref()).with_context(|| format!("model `{}`", m.name))?;
+    let sha = crate::identity::checkpoint_sha256(&crate::identity::weights_file(m))?;
+    Ok(Loaded { clip, tok, sha })
+}
+
+fn git_commit() -> Option<String> {
+    let o = std::process::Command::new("git").args(["rev-parse", "HEAD"]).output().ok()?;
+    o.status.success().then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+/// What a job reads: its key and model, the sweep's classes and datasets, their features.
+struct JobInputs<'a> {
+    cfg: &'a SweepConfig,
+    key: &'a str,
+    model: &'a ModelEntry,
+    loaded: &'a Loaded,
+    classes: &'a ClassList,
+    sets: &'a [EvalSet],
+    feats: &'a [Features],
+    progress: bool,
+}
+
+impl JobInputs<'_> {
+    /// A result row of this job with the accuracy fields still zero.
+    fn row(&self, dataset: &str, method: &str) -> ResultRow {
+        ResultRow {
+            sweep: self.cfg.name.clone(),
+            run_key: self.key.to_string(),
+            model: self.model.name.clone(),
+            method: method.into(),
+            template: None,
+            lambda: None,
+            seed: None,
+            dataset: dataset.into(),
+            top1: 0.0,
+            top5: 0.0,
+            mean_per_class: 0.0,
+            n_images: 0,
+            n_failed: 0,
+            name_score: None,
+        }
+    }
+}
+
+/// What a job produces: its result rows and, for CoOp, the relevance maps and training curve.
+#[derive(Default)]
+struct JobOutput {
+    rows: Vec<ResultRow>,
+    relevance: Option<Vec<RelevanceMap>>,
+    curve: Option<Vec<EpochPoint>>,
+}
+
+/// Zero-shot: every single template (when `per_template`) and every ensemble, on every dataset.
+fn zero_shot_job(x: &JobInputs, zero_shot: &ZeroShotSweep) -> Result<JobOutput> {
+    let l = x.loaded;
+    let templates = read_templates(&zero_shot.templates)?;
+    let mut ensembles = Vec::new();
+    for (name, p) in &zero_shot.ensembles {
+        ensembles.push((name.clone(), read_templates(p)?));
+    }
+    let mut rows = Vec::new();
+    // Text features once per template and class list; scores on the model's device.
+    let mut bank = TemplateBank::new(&l.clip, &l.tok);
+    let device = l.clip.text.token_embedding.device();
+    for (s, f) in x.sets.iter().zip(x.feats) {
+        let feats = DeviceFeatures::from_features(f, &device);
+        if zero_shot.per_template {
+            for t in &templates {
+                let a = feats.accuracy(&bank.get(t, &s.classes.names)?, s.classes.len());
+                rows.push(ResultRow {
+                    template: Some(t.clone()),
+                    top1: a.top1,
+                    top5: a.top5,
+                    mean_per_class: a.mean_per_class,
+                    n_images: a.n,
+                    n_failed: f.manifest.failed.len(),
+                    ..x.row(s.kind.name(), "zero-shot")
+                });
+            }
+        }
+        for (name, ts) in &ensembles {
+            let per = ts.iter().map(|t| bank.get(t, &s.classes.names)).collect::<Result<Vec<_>>>()?;
+            let a = feats.accuracy(&ensemble_on_device(&per), s.classes.len());
+            rows.push(ResultRow {
+                template: Some(format!("ensemble-{name}")),
+                top1: a.top1,
+                top5: a.top5,
+                mean_per_class: a.mean_per_class,
+                n_images: a.n,
+                n_failed: f.manifest.failed.len(),
+                ..x.row(s.kind.name(), &format!("zero-shot-ensemble-{name}"))
+            });
+        }
+    }
+    Ok(JobOutput {
+        rows,
+        ..JobOutput::default()
+    })
+}
+
+/// CoOp: train the context on the few-shot split (resuming its checkpoint), then score the
+/// starting and the learned context on every dataset, with the class-name score on held-out
+/// ImageNet val, the training curve and the relevance maps before and after.
+fn coop_job(x: &JobInputs, label: &str, lambda: f64, seed: u64, tcfg: &TrainConfig, train_root: &Path) -> Result<JobOutput> {
+    let (l, m, classes) = (x.loaded, x.model, x.classes);
+    let folder = ImageFolder::imagenet(train_root, "train", classes)?;
+    let dir = x.cfg.results.join("runs").join(x.key);
+    let split = FewShotSplit::load_or_draw(&dir.join("split.json"), &folder, tcfg.shots, tcfg.seed)?;
+    let layout = PromptLayout::new(&l.tok, &classes.names, &tcfg.prompt)?;
+    let learned = train(
+        &l.clip,
+        &layout,
+        &classes.names,
+        &split.items,
+        tcfg,
+        &dir.join("train"),
+        (&m.path.display().to_string(), &l.sha),
+        StopAt::default(),
+        |p, total| {
+            if x.progress && (p.step % 10 == 0 || p.step == total) {
+                eprintln!(
+                    "   step {}/{total} epoch {} loss {:.4} (ce {:.4} expl {:.4}) acc {:.1}%",
+                    p.step, p.epoch, p.loss, p.ce, p.expl, p.acc
+                );
+            }
+        },
+    )?;
+    let shape = learned.manifest.ctx_shape;
+    let initial = layout.initial_context(&l.clip, tcfg.seed);
+    // The class-name score on held-out ImageNet val images, before and after training.
+    let (mut score_init, mut score) = (None, None);
+    if let Some((_, f)) = x.sets.iter().zip(x.feats).find(|(s, _)| s.kind == DatasetKind::Imagenet) {
+        let rows = crate::relevance_maps::held_out_subset(&f.labels, crate::relevance_maps::NAME_SCORE_PER_CLASS);
+        let xs: Vec<f32> = rows.iter().flat_map(|&i| f.data[i * f.dim..(i + 1) * f.dim].to_vec()).collect();
+        let y: Vec<usize> = rows.iter().map(|&i| f.labels[i]).collect();
+        let measure = |ctx: &[f32]| crate::relevance_maps::mean_name_score(&l.clip, &layout, ctx, shape, &xs, &y, f.dim);
+        score_init = Some(measure(&initial)?);
+        score = Some(measure(&learned.ctx)?);
+    }
+    let mut rows = Vec::new();
+    for (s, f) in x.sets.iter().zip(x.feats) {
+        if tcfg.prompt.class_specific && s.classes.names != classes.names {
+            bail!(
+                "{label}: class-specific contexts are learned per ImageNet class; evaluating them on the {} classes of {} is not supported",
+                s.classes.len(),
+                s.kind.name()
+            );
+        }
+        let lay = if s.classes.names == classes.names {
+            layout.clone()
+        } else {
+            PromptLayout::new(&l.tok, &s.classes.names, &tcfg.prompt)?
+        };
+        // Scored on the model's device, as zero-shot is.
+        let feats = DeviceFeatures::from_features(f, &l.clip.text.token_embedding.device());
+        for (method, ctx, name_score) in [("coop-init", &initial, score_init), ("coop", &learned.ctx, score)] {
+            let a = feats.accuracy(&class_text_features(&l.clip, &lay, ctx, shape, tcfg.chunk), s.classes.len());
+            rows.push(ResultRow {
+                lambda: Some(lambda),
+                seed: Some(seed),
+                top1: a.top1,
+                top5: a.top5,
+                mean_per_class: a.mean_per_class,
+                n_images: a.n,
+                n_failed: f.manifest.failed.len(),
+                name_score,
+                ..x.row(s.kind.name(), method)
+            });
+        }
+    }
+    let curve = Some(crate::results::epoch_curve(&learned.manifest.loss_curve));
+    let relevance = Some(crate::relevance_maps::before_after(
+        &l.clip,
+        &l.tok,
+        &layout,
+        &classes.names,
+        &split.items,
+        &learned,
+        tcfg.seed,
+    )?);
+    Ok(JobOutput { rows, relevance, curve })
+}
+
+/// Run (or plan) the sweep; returns the number of jobs run.
+pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
+    let resolved = cfg.resolved();
+    let cfg = &resolved;
+    let jobs = plan(cfg)?;
+    // A dry run plans without the data (it may not be downloaded yet); a real run checks it all up front.
+    let opened = open_datasets(cfg);
+    if opts.dry_run {
+        if let Err(e) = &opened {
+            println!("datasets not readable yet ({e:#}); the estimate uses the published sizes");
+        }
+    }
+    let (classes, sets) = match opened {
+        Ok(o) => o,
+        Err(_) if opts.dry_run => (
+            ClassList {
+                ids: vec![String::new(); 1000],
+                names: vec![String::new(); 1000],
+            },
+            Vec::new(),
+        ),
+        Err(e) => return Err(e),
+    };
+    let keys = job_keys(cfg, &classes, &sets, &jobs, opts.dry_run)?;
+    let range = opts.shard.map_or(0..jobs.len(), |s| crate::shard::shard_range(jobs.len(), s));
+    let mine: Vec<(usize, &Job)> = jobs.iter().enumerate().filter(|(i, _)| range.contains(i)).collect();
+    let todo: Vec<(String, &Job)> = match &keys {
+        Some(k) => mine
+            .iter()
+            .map(|&(i, j)| (k[i].clone(), j))
+            .filter(|(k, _)| !run_path(cfg, k).exists())
+            .collect(),
+        None => Vec::new(),
+    };
+    if opts.dry_run {
+        print_plan(cfg, &jobs, keys.as_deref(), &mine, todo.len(), &sets);
+        let todo_jobs: Vec<&Job> = if keys.is_some() {
+            todo.iter().map(|(_, j)| *j).collect()
+        } else {
+            mine.iter().map(|(_, j)| *j).collect()
+        };
+        crate::estimate::print_estimate(cfg, &classes, &sets, &todo_jobs, jobs.len());
+        return Ok(0);
+    }
+    let device = ntlb_clip::device::parse_device_with(&cfg.device, &cfg.precision)?;
+    let mut loaded: HashMap<String, Loaded> = HashMap::new();
+    let mut feature_memo: HashMap<(String, usize), Features> = HashMap::new();
+    let mut ran = 0;
+    let numerics = crate::identity::Numerics::from_config(&cfg.device, &cfg.precision)?;
+    for (key, job) in todo {
+        if opts.max_jobs.is_some_and(|m| ran >= m) {
+            break;
+        }
+        let start = Instant::now();
+        let m = job.model();
+        if !loaded.contains_key(&m.name) {
+            loaded.clear();
+            feature_memo.clear();
+            // Training needs gradients: load on the autodiff device (inference is unaffected).
+            loaded.insert(m.name.clone(), load_model(m, &device.clone().autodiff())?);
+        }
+        let l = &loaded[&m.name];
+        if opts.progress {
+            eprintln!("== {} ({key})", job.label());
+        }
+        let memo: Option<Vec<Features>> = (0..sets.len()).map(|i| feature_memo.remove(&(m.name.clone(), i))).collect();
+        let feats = match memo {
+            Some(f) => f,
+            None => model_features(
+                &l.clip,
+                &sets,
+                &l.sha,
+                &numerics,
+                Some(&cfg.cache_dir()),
+                cfg.batch_size,
+                cfg.strict,
+                opts.progress,
+                cfg.convert_order,
+            )?,
+        };
+        let inputs = JobInputs {
+            cfg,
+            key: &key,
+            model: m,
+            loaded: l,
+            classes: &classes,
+            sets: &sets,
+            feats: &feats,
+            progress: opts.progress,
+        };
+        let out = match job {
+            Job::ZeroShot { zero_shot, .. } => zero_shot_job(&inputs, zero_shot)?,
+            Job::Coop {
+                lambda,
+                seed,
+                train,
+                train_root,
+                ..
+            } => coop_job(&inputs, &job.label(), *lambda, *seed, train, train_root)?,
+        };
+        for (i, f) in feats.into_iter().enumerate() {
+            feature_memo.insert((m.name.clone(), i), f);
+        }
+        let failed: Vec<(PathBuf, String)> = feature_memo.values().flat_map(|f| f.manifest.failed.clone()).collect();
+        let record = RunRecord {
+            key: key.clone(),
+            job: job.clone(),
+            sweep: cfg.name.clone(),
+            git_commit: git_commit(),
+            checkpoint_sha256: l.sha.clone(),
+            seconds: start.elapsed().as_secs_f64(),
+            rows: out.rows,
+            failed_images: failed,
+            relevance: out.relevance,
+            curve: out.curve,
+            preprocessing: feature_memo
+                .values()
+                .map(|f| format!("{} {}", f.manifest.key.preprocessing, f.manifest.key.convert_order))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+        };
+        ntlb_core::atomic::write_atomic(&run_path(cfg, &key), serde_json::to_string_pretty(&record)?.as_bytes())?;
+        ran += 1;
+    }
+    let keys = keys.expect("a real run has keys");
+    let plan = crate::results::Plan {
+        sweep: cfg.name.clone(),
+        jobs: jobs.iter().zip(&keys).map(|(j, k)| (k.clone(), j.label())).collect(),
+    };
+    plan.write(&cfg.results)?;
+    let stale = plan.stale_runs(&cfg.results)?;
+    if !stale.is_empty() && opts.progress {
+        eprintln!(
+            "{} run record(s) in {} do not match this sweep's plan (changed checkpoint, data, templates, settings, or an older key scheme): not reused, left out of the tables:",
+            stale.len(),
+            cfg.results.join("runs").display()
+        );
+        for r in &stale {
+            eprintln!("  {} {}", r.key, r.job.label());
+        }
+    }
+    // A shard writes no tables: with shards sharing a results folder the last one to finish
+    // would write a partial table; `ntlb merge` writes them once every shard is done.
+    if opts.shard.is_none() {
+        write_tables(&cfg.results, Some(&plan.keys()))?;
+    }
+    Ok(ran)
+}
