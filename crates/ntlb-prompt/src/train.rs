@@ -16,7 +16,6 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::augment::augment_decoded;
-use crate::class_text::ClassTextEncoder;
 use crate::objective::{step, LossConfig, StepOptions};
 use crate::prompt::{PromptConfig, PromptLayout};
 use crate::scaler::{LossScaleConfig, LossScaler};
@@ -224,13 +223,6 @@ impl LearnedPrompt {
     pub fn load(dir: &Path) -> Result<LearnedPrompt> {
         Self::read(dir, PROMPT_FILE, MANIFEST_FILE)
     }
-}
-
-/// Normalised class text features `[C, E]` of a learned (or initial) context.
-pub fn class_text_features(clip: &Clip, layout: &PromptLayout, ctx: &[f32], ctx_shape: [usize; 2], chunk: usize) -> Tensor<2> {
-    let device = clip.text.token_embedding.device();
-    let ctx = Tensor::<2>::from_data(TensorData::new(ctx.to_vec(), ctx_shape), &device);
-    ClassTextEncoder::new(clip, layout).features(ctx, chunk)
 }
 
 /// Training images, decoded once when few enough (one-shot ImageNet: 1000 pictures).

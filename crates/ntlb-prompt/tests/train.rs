@@ -7,11 +7,12 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 use ntlb_clip::{l2_normalize, Clip};
+use ntlb_prompt::class_text::ClassTextEncoder;
 use ntlb_prompt::objective::{step, LossConfig, StepOptions};
 use ntlb_prompt::prompt::{check_classnames, ClassPosition, PromptConfig, PromptLayout};
-use ntlb_prompt::train::{class_text_features, sgd_update, train, LearnedPrompt, OptimConfig, StopAt, TrainConfig};
+use ntlb_prompt::train::{sgd_update, train, LearnedPrompt, OptimConfig, StopAt, TrainConfig};
 
 fn model(device: &Device) -> Clip {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../ntlb-clip/tests/fixtures/rn/model.safetensors");
@@ -285,10 +286,10 @@ fn saved_prompt_loads_and_gives_identical_logits() {
     assert_eq!(loaded.manifest.config, cfg);
     let shape = loaded.manifest.ctx_shape;
     let img = l2_normalize(clip.encode_image(Tensor::<4>::ones([2, 3, 64, 64], &device)));
-    let a = img
-        .clone()
-        .matmul(class_text_features(&clip, &lay, &trained.ctx, shape, 64).transpose());
-    let b = img.matmul(class_text_features(&clip, &lay, &loaded.ctx, shape, 2).transpose());
+    let enc = ClassTextEncoder::new(&clip, &lay);
+    let ctx = |v: &[f32]| Tensor::<2>::from_data(TensorData::new(v.to_vec(), shape), &device);
+    let a = img.clone().matmul(enc.features(ctx(&trained.ctx), 64).transpose());
+    let b = img.matmul(enc.features(ctx(&loaded.ctx), 2).transpose());
     assert_eq!(ntlb_core::host::to_f32_vec(a), ntlb_core::host::to_f32_vec(b));
 }
 

@@ -7,14 +7,16 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use burn::tensor::{Tensor, TensorData};
 use ntlb_clip::tokenizer::ClipTokenizer;
 use ntlb_clip::Clip;
 use ntlb_data::classes::ClassList;
 use ntlb_data::folder::ImageFolder;
 use ntlb_data::split::FewShotSplit;
 use ntlb_data::variants::{DatasetKind, EvalSet};
+use ntlb_prompt::class_text::ClassTextEncoder;
 use ntlb_prompt::prompt::PromptLayout;
-use ntlb_prompt::train::{class_text_features, train, StopAt, TrainConfig};
+use ntlb_prompt::train::{train, StopAt, TrainConfig};
 
 use super::plan::{job_keys, print_plan};
 use super::{open_datasets, plan, run_path, Job, ModelEntry, SweepConfig, ZeroShotSweep};
@@ -195,9 +197,12 @@ fn coop_job(x: &JobInputs, label: &str, lambda: f64, seed: u64, tcfg: &TrainConf
             PromptLayout::new(&l.tok, &s.classes.names, &tcfg.prompt)?
         };
         // Scored on the model's device, as zero-shot is.
-        let feats = DeviceFeatures::from_features(f, &l.clip.text.token_embedding.device());
+        let device = l.clip.text.token_embedding.device();
+        let feats = DeviceFeatures::from_features(f, &device);
+        let enc = ClassTextEncoder::new(&l.clip, &lay);
         for (method, ctx, name_score) in [("coop-init", &initial, score_init), ("coop", &learned.ctx, score)] {
-            let a = feats.accuracy(&class_text_features(&l.clip, &lay, ctx, shape, tcfg.chunk), s.classes.len());
+            let ctx = Tensor::<2>::from_data(TensorData::new(ctx.clone(), shape), &device);
+            let a = feats.accuracy(&enc.features(ctx, tcfg.chunk), s.classes.len());
             rows.push(ResultRow {
                 lambda: Some(lambda),
                 seed: Some(seed),
