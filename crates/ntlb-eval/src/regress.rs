@@ -171,22 +171,7 @@ mod tests {
     use super::*;
 
     fn row(method: &str, lambda: f64, top1: f64, score: Option<f64>) -> ResultRow {
-        ResultRow {
-            sweep: "s".into(),
-            run_key: "k".into(),
-            model: "m".into(),
-            method: method.into(),
-            template: None,
-            lambda: Some(lambda),
-            seed: Some(1),
-            dataset: "imagenet".into(),
-            top1,
-            top5: 90.0,
-            mean_per_class: 0.0,
-            n_images: 1,
-            n_failed: 0,
-            name_score: score,
-        }
+        ResultRow::for_test(method, Some(lambda), Some(1), "imagenet", top1, 90.0, score)
     }
 
     fn base() -> Vec<ResultRow> {

@@ -33,6 +33,38 @@ pub struct ResultRow {
     pub name_score: Option<f64>,
 }
 
+#[cfg(test)]
+impl ResultRow {
+    /// A row for unit tests: the fields aggregations and checks read, the others fixed.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn for_test(
+        method: &str,
+        lambda: Option<f64>,
+        seed: Option<u64>,
+        dataset: &str,
+        top1: f64,
+        top5: f64,
+        name_score: Option<f64>,
+    ) -> ResultRow {
+        ResultRow {
+            sweep: "s".into(),
+            run_key: "k".into(),
+            model: "m".into(),
+            method: method.into(),
+            template: None,
+            lambda,
+            seed,
+            dataset: dataset.into(),
+            top1,
+            top5,
+            mean_per_class: 0.0,
+            n_images: 1,
+            n_failed: 0,
+            name_score,
+        }
+    }
+}
+
 /// Means over the steps of one training epoch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochPoint {

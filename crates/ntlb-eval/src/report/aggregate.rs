@@ -367,22 +367,7 @@ mod tests {
     use super::*;
 
     fn row(method: &str, lambda: Option<f64>, seed: Option<u64>, dataset: &str, top1: f64, name_score: Option<f64>) -> ResultRow {
-        ResultRow {
-            sweep: "s".into(),
-            run_key: "k".into(),
-            model: "m".into(),
-            method: method.into(),
-            template: None,
-            lambda,
-            seed,
-            dataset: dataset.into(),
-            top1,
-            top5: 0.0,
-            mean_per_class: 0.0,
-            n_images: 1,
-            n_failed: 0,
-            name_score,
-        }
+        ResultRow::for_test(method, lambda, seed, dataset, top1, 0.0, name_score)
     }
 
     fn rows() -> Vec<ResultRow> {
