@@ -8,6 +8,8 @@ use anyhow::{bail, Context, Result};
 use burn::tensor::Tensor;
 use ntlb_clip::tokenizer::ClipTokenizer;
 use ntlb_clip::{l2_normalize, Clip};
+use ntlb_prompt::class_text::ClassTextEncoder;
+use ntlb_prompt::prompt::PromptLayout;
 
 /// Templates with `{}` for the class name, one per line.
 pub fn read_templates(path: &Path) -> Result<Vec<String>> {
@@ -29,18 +31,20 @@ pub fn read_templates(path: &Path) -> Result<Vec<String>> {
 }
 
 /// Normalised text features `[C, E]` of one template, left on the model's device (detached:
-/// a zero-shot classifier needs no graph).
+/// a zero-shot classifier needs no graph). Encoded as learned prompts are
+/// ([`ClassTextEncoder`]): chunks of similar length, each only as long as its longest prompt
+/// (the causal mask makes positions past a prompt's end-of-text irrelevant to its features).
 pub fn template_weights_on_device(clip: &Clip, tok: &ClipTokenizer, template: &str, classnames: &[String]) -> Result<Tensor<2>> {
-    let mut parts = Vec::new();
-    for chunk in classnames.chunks(256) {
-        let texts: Vec<String> = chunk.iter().map(|c| template.replace("{}", &c.replace('_', " "))).collect();
-        let toks = tok.tokenize_all(&texts, true)?;
-        let ids: Vec<Vec<u32>> = toks.iter().map(|t| t.ids.clone()).collect();
-        let eot: Vec<usize> = toks.iter().map(|t| t.eot).collect();
-        parts.push(l2_normalize(clip.encode_text(&ids, &eot)).detach());
-    }
-    Ok(Tensor::cat(parts, 0))
+    let texts: Vec<String> = classnames.iter().map(|c| template.replace("{}", &c.replace('_', " "))).collect();
+    let ids = tok.tokenize_all(&texts, true)?.into_iter().map(|t| t.ids).collect();
+    let layout = PromptLayout::fixed(ids);
+    let device = clip.text.token_embedding.device();
+    let no_context = Tensor::<2>::zeros([0, clip.config.text.width], &device);
+    Ok(ClassTextEncoder::new(clip, &layout).features(no_context, TEXT_CHUNK))
 }
+
+/// Classes per text forward of a template (memory bound).
+const TEXT_CHUNK: usize = 256;
 
 /// The template ensemble: mean of the per-template normalised features, renormalised per
 /// class (CLIP's notebook).

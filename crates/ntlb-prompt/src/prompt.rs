@@ -121,6 +121,18 @@ impl PromptLayout {
         Ok(Self::from_tokens(config.clone(), n_ctx, tokenized, names, init_ids))
     }
 
+    /// Fixed prompts with no context (zero-shot templates), from their tokenized rows: every
+    /// position is a token, so [`Self::assemble`] is a plain embedding gather.
+    pub fn fixed(tokenized: Vec<Vec<u32>>) -> PromptLayout {
+        let config = PromptConfig {
+            n_ctx: 0,
+            class_position: ClassPosition::End,
+            ..PromptConfig::default()
+        };
+        let n = tokenized.len();
+        Self::from_tokens(config, 0, tokenized, vec![0; n], None)
+    }
+
     /// Build from already tokenized `"X … X <name>."` rows and the name lengths (benchmarks).
     pub fn from_tokens(
         config: PromptConfig,
@@ -254,7 +266,13 @@ impl PromptLayout {
             })
             .collect();
         let index = Tensor::<1, Int>::from_data(TensorData::new(index, [k * len]), &device);
-        Tensor::cat(vec![token_rows, ctx], 0).select(0, index).reshape([k, len, w])
+        // Without context (fixed prompts) no row comes from `ctx`, which may then be empty.
+        let rows = if self.n_ctx == 0 {
+            token_rows
+        } else {
+            Tensor::cat(vec![token_rows, ctx], 0)
+        };
+        rows.select(0, index).reshape([k, len, w])
     }
 }
 
