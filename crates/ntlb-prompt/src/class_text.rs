@@ -1,8 +1,9 @@
 //! Class prompts -> text features. Classes are chunked by prompt length (each chunk is padded
 //! only to its longest prompt, and memory is bounded by the chunk size), each chunk's prompts are
 //! assembled with the context by one gather, and encoded in one forward. Every path that encodes
-//! learned prompts (the objective's passes, the evaluation features, relevance maps, `ntlb
-//! explain`) goes through here, so they agree on which classes share a forward and on its length.
+//! class prompts (the objective's passes, the evaluation features, relevance maps, `ntlb
+//! explain`, zero-shot templates) goes through here, so they agree on which classes share a
+//! forward and on its length.
 
 use burn::tensor::{Int, Tensor, TensorData};
 use ntlb_clip::model::text::{TextCache, TextOutput};
