@@ -13,6 +13,8 @@ pub enum TokenizeError {
     TooLong { text: String, n: usize, max: usize },
     #[error("tokenizer failed on {text:?}: {msg}")]
     Encode { text: String, msg: String },
+    #[error("the vocabulary has no piece for {missing:?} in {text:?} (the tokenizer would drop it silently)")]
+    Uncovered { text: String, missing: String },
 }
 
 pub struct ClipTokenizer {
@@ -99,6 +101,30 @@ impl ClipTokenizer {
             text: text.into(),
             msg: e.to_string(),
         })?;
+        // CLIP's byte-level BPE has a piece for every character. A small vocabulary (the demo
+        // world's) has not: its unknown token is `<|endoftext|>`, which would end the prompt
+        // there, and a vocabulary without one drops the character. Either way the prompt would
+        // silently lose part of its class name.
+        let mut covered = vec![false; cleaned.len()];
+        let mut unknown = vec![false; cleaned.len()];
+        for (&(a, b), &id) in enc.get_offsets().iter().zip(enc.get_ids()) {
+            let span = a.min(cleaned.len())..b.min(cleaned.len());
+            covered[span.clone()].iter_mut().for_each(|c| *c = true);
+            if id == self.eot || id == self.sot {
+                unknown[span].iter_mut().for_each(|c| *c = true);
+            }
+        }
+        let missing: String = cleaned
+            .char_indices()
+            .filter(|&(i, ch)| !ch.is_whitespace() && (!covered[i] || unknown[i]))
+            .map(|(_, ch)| ch)
+            .collect();
+        if !missing.is_empty() {
+            return Err(TokenizeError::Uncovered {
+                text: text.into(),
+                missing,
+            });
+        }
         Ok(enc.get_ids().to_vec())
     }
 
@@ -131,5 +157,27 @@ impl ClipTokenizer {
 
     pub fn id_to_token(&self, id: u32) -> Option<String> {
         self.inner.id_to_token(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The demo world's BPE (committed with its model) knows only the world's words and has no
+    /// unknown token: what it cannot cover must be an error, not a shorter prompt.
+    #[test]
+    fn text_the_vocabulary_cannot_cover_is_an_error() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/synth-clip/tokenizer.json");
+        let tok = ClipTokenizer::from_file(&path).unwrap();
+        let ok = tok.tokenize("a photo of a red circle.", false).unwrap();
+        assert!(ok.eot > 5, "{ok:?}");
+        match tok.tokenize("a photo of an electric ray.", false) {
+            Err(TokenizeError::Uncovered { text, missing }) => {
+                assert_eq!(text, "a photo of an electric ray.");
+                assert!(!missing.is_empty());
+            }
+            other => panic!("expected an Uncovered error, got {other:?}"),
+        }
     }
 }

@@ -5,13 +5,14 @@
 use std::path::{Path, PathBuf};
 
 pub const WNIDS: [&str; 6] = ["n00000001", "n00000002", "n00000003", "n00000004", "n00000005", "n00000006"];
+/// Class names in the committed model's vocabulary (its tokenizer refuses other words).
 pub const NAMES: [&str; 6] = [
-    "goldfish",
-    "great white shark",
-    "tiger shark",
-    "hammerhead shark",
-    "electric ray",
-    "stingray",
+    "red circle",
+    "green square",
+    "blue triangle",
+    "yellow star",
+    "purple cross",
+    "orange ring",
 ];
 
 /// The committed tiny CLIP of the synthetic demo world: the harness tests need a real checkpoint
