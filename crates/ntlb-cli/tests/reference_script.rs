@@ -8,9 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn golden() -> PathBuf {
-    let dir = std::env::var_os("NTLB_GOLDEN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/golden"));
+    let dir = ntlb_golden::fixtures::golden_dir();
     assert!(
         dir.join("coop_middle.json").exists(),
         "golden cases not found at {} (set NTLB_GOLDEN)",

@@ -1,12 +1,17 @@
 //! Where the golden fixtures are, and what a test does when they are not there.
 
-/// The shared golden folder for tests: `$NTLB_GOLDEN`, else `../shared/golden` from the
-/// repository root. Absent: a panic when `CI` or `NTLB_REQUIRE_GOLDEN` is set, else `None`
-/// after a SKIPPED line naming `test`.
-pub fn golden_dir_or_skip(test: &str) -> Option<std::path::PathBuf> {
-    let dir = std::env::var_os("NTLB_GOLDEN")
+/// Where the shared golden folder is expected: `$NTLB_GOLDEN`, else `../shared/golden` from
+/// the repository root (it may be absent).
+pub fn golden_dir() -> std::path::PathBuf {
+    std::env::var_os("NTLB_GOLDEN")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/golden"));
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/golden"))
+}
+
+/// [`golden_dir`] for tests. Absent: a panic when `CI` or `NTLB_REQUIRE_GOLDEN` is set, else
+/// `None` after a SKIPPED line naming `test`.
+pub fn golden_dir_or_skip(test: &str) -> Option<std::path::PathBuf> {
+    let dir = golden_dir();
     if dir.join("index.json").exists() {
         return Some(dir);
     }

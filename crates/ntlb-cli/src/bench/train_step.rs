@@ -219,9 +219,7 @@ fn one_path(a: &TrainStepArgs) -> Result<Value> {
 /// itself against the golden coop_middle case before it times anything.
 fn reference_step(a: &TrainStepArgs, out: &mut Value) {
     let script = super::script("bench_reference_step.py");
-    let golden = std::env::var_os("NTLB_GOLDEN")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/golden"));
+    let golden = ntlb_golden::fixtures::golden_dir();
     let o = std::process::Command::new(&a.python)
         .arg(&script)
         .args([
