@@ -109,8 +109,9 @@ pub fn mean_name_score(
         let x: Vec<f32> = rows.iter().flat_map(|&i| feats[i * dim..(i + 1) * dim].to_vec()).collect();
         let img = Tensor::<2>::from_data(TensorData::new(x, [rows.len(), dim]), &device);
         let chunk = enc.chunk(&[c]);
-        let grads = attention_gradients(clip, enc.prompts(&chunk, ctx.clone()), &chunk.eot, img, tau);
-        let out = enc.encode(&chunk, ctx.clone(), ntlb_clip::model::Probe::Record);
+        let prompts = enc.prompts(&chunk, ctx.clone());
+        let grads = attention_gradients(clip, prompts.clone(), &chunk.eot, img, tau);
+        let out = clip.text.encode_embeddings(prompts, &chunk.eot, ntlb_clip::model::Probe::Record);
         let r = relevance_rows(&out.attention, &grads, &chunk.eot, rows.len());
         let s = ntlb_core::host::to_f32_vec(name_scores(r, std::slice::from_ref(class_mask), &device));
         sum += s.iter().map(|&v| v as f64).sum::<f64>();
