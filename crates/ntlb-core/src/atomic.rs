@@ -9,9 +9,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    remove_dead_writers_temps(dir, &name);
     // Host and pid in the name let a later writer tell a dead writer's temporary from a live one.
-    let prefix = temp_prefix(&name, std::process::id());
+    let ours = temps_prefix(&name);
+    remove_dead_writers_temps(dir, &ours);
+    let prefix = format!("{ours}{}-", std::process::id());
     let mut builder = tempfile::Builder::new();
     builder.prefix(&prefix);
     // tempfile's default is 0600; results and shared caches are read by other users, so the
@@ -31,19 +32,20 @@ fn host() -> String {
         .unwrap_or_else(|_| "host".into())
 }
 
-fn temp_prefix(name: &str, pid: u32) -> String {
-    format!(".{name}.tmp.{}.{pid}-", host())
+/// The start of the names of this host's temporaries for target `name`; the writer's pid and
+/// `-` follow it.
+fn temps_prefix(name: &str) -> String {
+    format!(".{name}.tmp.{}.", host())
 }
 
-/// Remove temporary files of `name` left by writers that were killed: those named with this
-/// host and a process id that is no longer running. Temporaries of other hosts (a cache folder
-/// shared over the network) and of live writers are left alone.
-fn remove_dead_writers_temps(dir: &Path, name: &str) {
-    let prefix = format!(".{name}.tmp.{}.", host());
+/// Remove temporary files named `prefix` + pid + … left by writers that were killed: those whose
+/// process id is no longer running. Temporaries of other hosts (a cache folder shared over the
+/// network: another prefix) and of live writers are left alone.
+fn remove_dead_writers_temps(dir: &Path, prefix: &str) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for e in entries.flatten() {
         let file = e.file_name().to_string_lossy().to_string();
-        let Some(rest) = file.strip_prefix(&prefix) else { continue };
+        let Some(rest) = file.strip_prefix(prefix) else { continue };
         let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
             continue;
         };
@@ -61,10 +63,10 @@ mod tests {
     fn temps_of_dead_writers_go_and_others_stay() {
         let d = tempfile::tempdir().unwrap();
         // A pid above the kernel's maximum is never running.
-        let dead = d.path().join(format!("{}abc123", temp_prefix("x.json", 4294967290)));
-        let live = d.path().join(format!("{}abc123", temp_prefix("x.json", std::process::id())));
+        let dead = d.path().join(format!("{}{}-abc123", temps_prefix("x.json"), 4294967290u32));
+        let live = d.path().join(format!("{}{}-abc123", temps_prefix("x.json"), std::process::id()));
         let other_host = d.path().join(".x.json.tmp.elsewhere.4294967290-abc123");
-        let other_file = d.path().join(format!("{}abc123", temp_prefix("y.json", 4294967290)));
+        let other_file = d.path().join(format!("{}{}-abc123", temps_prefix("y.json"), 4294967290u32));
         for p in [&dead, &live, &other_host, &other_file] {
             std::fs::write(p, b"partial").unwrap();
         }
