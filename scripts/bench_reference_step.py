@@ -9,6 +9,9 @@ once per class and re-encoded, S = sum of the diagonal logits, and each text lay
 probability gradient is taken with its own autograd.grad(retain_graph=True); relevance
 R <- R + cam R over full 77x77 matrices; then CE + lambda * expl, backward, SGD step.
 Random weights of the requested architecture (CLIP's ViT written out here, torch only).
+`--activation gelu` times the same step with exact (erf) GELU in both towers' MLPs instead of
+QuickGELU (open_clip's non-OpenAI checkpoints); scripts/make_gelu_fixtures.py uses this file's
+modules (`step_outputs`) to write the GELU CoOp fixture.
 
 Before it times anything it runs the same objective on the golden case coop_middle.json (the
 original code's own outputs, ../shared/golden or --golden / NTLB_GOLDEN) with the golden tiny CLIP
@@ -21,9 +24,22 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+ACTIVATIONS = ("quick_gelu", "gelu")
+
+
+def mlp_act(h, act):
+    """The residual MLP's nonlinearity: OpenAI's QuickGELU, or exact erf GELU (torch's nn.GELU())."""
+    if act == "quick_gelu":
+        return h * torch.sigmoid(1.702 * h)
+    if act == "gelu":
+        return F.gelu(h, approximate="none")
+    raise ValueError(f"unknown activation {act!r}")
+
+
 class Block(nn.Module):
-    def __init__(self, w, h):
+    def __init__(self, w, h, act="quick_gelu"):
         super().__init__()
+        self.act = act
         self.ln_1, self.ln_2 = nn.LayerNorm(w), nn.LayerNorm(w)
         self.h = h
         self.in_proj = nn.Linear(w, 3 * w)
@@ -41,15 +57,15 @@ class Block(nn.Module):
         out = torch.bmm(probs, v).transpose(0, 1).reshape(L, N, W)
         x = x + self.out_proj(out)
         h = self.c_fc(self.ln_2(x))
-        return x + self.c_proj(h * torch.sigmoid(1.702 * h))
+        return x + self.c_proj(mlp_act(h, self.act))
 
 
 class Text(nn.Module):
-    def __init__(self, w, layers, heads, embed, vocab=49408, ctx_len=77):
+    def __init__(self, w, layers, heads, embed, vocab=49408, ctx_len=77, act="quick_gelu"):
         super().__init__()
         self.tok = nn.Embedding(vocab, w)
         self.pos = nn.Parameter(torch.randn(ctx_len, w) * 0.01)
-        self.blocks = nn.ModuleList([Block(w, heads) for _ in range(layers)])
+        self.blocks = nn.ModuleList([Block(w, heads, act) for _ in range(layers)])
         self.ln_final = nn.LayerNorm(w)
         self.proj = nn.Parameter(torch.randn(w, embed) * w ** -0.5)
         self.register_buffer("mask", torch.full((ctx_len, ctx_len), float("-inf")).triu(1))
@@ -66,13 +82,13 @@ class Visual(nn.Module):
     """CLIP's VisionTransformer (the same computation as OpenAI's / open_clip's), so that the
     script needs nothing but torch."""
 
-    def __init__(self, width, layers, heads, patch, res, embed):
+    def __init__(self, width, layers, heads, patch, res, embed, act="quick_gelu"):
         super().__init__()
         self.conv1 = nn.Conv2d(3, width, patch, patch, bias=False)
         self.cls = nn.Parameter(torch.randn(width) * width ** -0.5)
         self.pos = nn.Parameter(torch.randn((res // patch) ** 2 + 1, width) * width ** -0.5)
         self.ln_pre, self.ln_post = nn.LayerNorm(width), nn.LayerNorm(width)
-        self.blocks = nn.ModuleList([Block(width, heads) for _ in range(layers)])
+        self.blocks = nn.ModuleList([Block(width, heads, act) for _ in range(layers)])
         self.proj = nn.Parameter(torch.randn(width, embed) * width ** -0.5)
 
     def forward(self, x):
@@ -84,15 +100,15 @@ class Visual(nn.Module):
         return self.ln_post(x[0]) @ self.proj
 
 
-def build(preset):
+def build(preset, act="quick_gelu"):
     if preset == "vit-b-32":
-        return Visual(768, 12, 12, 32, 224, 512), Text(512, 12, 8, 512), 224
-    return Visual(128, 2, 2, 8, 32, 64), Text(128, 2, 2, 64), 32
+        return Visual(768, 12, 12, 32, 224, 512, act=act), Text(512, 12, 8, 512, act=act), 224
+    return Visual(128, 2, 2, 8, 32, 64, act=act), Text(128, 2, 2, 64, act=act), 32
 
 
-def objective(visual, text, emb, ctx, name_lens, eot, weights, images, labels, scale):
-    """CE + expl (λ = 1, ALSO_MINIMIZE) as the original's CoOp trainer computes it, class name
-    in the middle of the context."""
+def step_outputs(visual, text, emb, ctx, name_lens, eot, weights, images, labels, scale):
+    """The forward of the original's CoOp step (class name in the middle of the context):
+    features, logits, the explainability scores and the loss terms, all in the graph of ctx."""
     dev, dt = ctx.device, ctx.dtype
     C, B, n_ctx = len(name_lens), images.shape[0], ctx.shape[0]
     half = n_ctx // 2
@@ -103,9 +119,9 @@ def objective(visual, text, emb, ctx, name_lens, eot, weights, images, labels, s
     prompts = torch.cat(prompts)
     img_f = visual(images)
     img_f = img_f / img_f.norm(dim=-1, keepdim=True)
-    txt_f = text(prompts, eot)
-    txt_f = txt_f / txt_f.norm(dim=-1, keepdim=True)
-    scores = []
+    txt = text(prompts, eot)
+    txt_f = txt / txt.norm(dim=-1, keepdim=True)
+    scores, positions, rels = [], [], []
     for img in images:
         rep = img[None].repeat(C, 1, 1, 1)
         f = visual(rep)
@@ -120,14 +136,26 @@ def objective(visual, text, emb, ctx, name_lens, eot, weights, images, labels, s
         rel = R[torch.arange(C), eot].clone()
         rel[torch.arange(C), eot] = 0
         rel = rel / rel.sum(-1, keepdim=True)
-        scores.append((rel * weights).max(-1)[0])
+        best = (rel * weights).max(-1)
+        scores.append(best[0])
+        positions.append(best[1])
+        rels.append(rel)
     scores = torch.stack(scores)
     logits = scale * img_f @ txt_f.t()
     ce = F.cross_entropy(logits, labels)
     expl = -scores[torch.arange(B), labels].mean()
     m = scores.clone()
     m[torch.arange(B), labels] = 0
-    return ce + expl + m.mean()
+    return {"prompts": prompts, "image_features_normalized": img_f, "text_features": txt, "text_features_normalized": txt_f,
+            "logits": logits, "expl_scores": scores, "expl_argmax_position": torch.stack(positions),
+            "text_relevance_full": torch.stack(rels), "ce": ce, "expl_target": expl, "expl_others": m.mean()}
+
+
+def objective(visual, text, emb, ctx, name_lens, eot, weights, images, labels, scale):
+    """CE + expl (λ = 1, ALSO_MINIMIZE) as the original's CoOp trainer computes it, class name
+    in the middle of the context."""
+    o = step_outputs(visual, text, emb, ctx, name_lens, eot, weights, images, labels, scale)
+    return o["ce"] + o["expl_target"] + o["expl_others"]
 
 
 def name_weights(name_lens, n_ctx, dev, dt):
@@ -139,9 +167,10 @@ def name_weights(name_lens, n_ctx, dev, dt):
     return weights
 
 
-def load_golden_model(sd):
-    """The golden tiny CLIP (OpenAI state-dict names) in this script's modules."""
-    visual, text, _ = build("fixture")
+def load_golden_model(sd, act="quick_gelu"):
+    """The golden tiny CLIP (OpenAI state-dict names) in this script's modules, with the MLP
+    activation `act` (the golden weights were made for QuickGELU)."""
+    visual, text, _ = build("fixture", act)
 
     def blocks(mods, prefix):
         for i, b in enumerate(mods):
@@ -204,6 +233,7 @@ def main():
     p.add_argument("--reps", type=int, default=1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32")
+    p.add_argument("--activation", default="quick_gelu", choices=ACTIVATIONS, help="MLP activation of the timed model (the golden check is QuickGELU, as the original)")
     default_golden = os.environ.get("NTLB_GOLDEN") or str(pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "golden")
     p.add_argument("--golden", default=default_golden, help="folder with coop_middle.json and tiny-clip/")
     a = p.parse_args()
@@ -212,7 +242,7 @@ def main():
     check = golden_check(a.golden)
     torch.manual_seed(0)
     dev, dt = torch.device(a.device), getattr(torch, a.dtype)
-    visual, text, res = build(a.preset)
+    visual, text, res = build(a.preset, a.activation)
     visual, text = visual.to(dev, dt).eval(), text.to(dev, dt).eval()
     for prm in list(visual.parameters()) + list(text.parameters()):
         prm.requires_grad_(False)
@@ -246,7 +276,7 @@ def main():
     for _ in range(max(a.reps, 1)):
         t = time.perf_counter(); step(); ts.append(time.perf_counter() - t)
     print(json.dumps({"impl": "reference-algorithm (PyTorch)", "preset": a.preset, "classes": C, "batch": B,
-                      "device": a.device, "dtype": a.dtype, "threads": torch.get_num_threads(),
+                      "device": a.device, "dtype": a.dtype, "activation": a.activation, "threads": torch.get_num_threads(),
                       "seconds_per_step": statistics.median(ts), "golden_check": check}))
 
 
