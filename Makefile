@@ -3,7 +3,7 @@ CARGO ?= cargo
 NTLB := target/release/ntlb
 SHARED ?= ../shared
 GOLDEN := $(SHARED)/golden
-CASES := tokenize encode_text encode_image coop_middle coop_end
+CASES := tokenize encode_text encode_image coop_middle coop_end coop_trajectory
 
 .PHONY: all build test parity bench bench-encode bench-train-step demo regress mutants pretrain-synth
 

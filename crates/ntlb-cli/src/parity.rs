@@ -52,7 +52,10 @@ pub fn run(a: ParityArgs) -> Result<i32> {
         Some(o) => o,
         None => match ntlb_golden::coop_cases::compute_coop_case(&inputs_only, &clip, &tok, &device)? {
             Some(o) => o,
-            None => bail!("{}: experiment `{experiment}` is not one ntlb computes", a.case.display()),
+            None => match ntlb_golden::trajectory::compute_trajectory_case(&inputs_only, &clip, &tok, &device)? {
+                Some(o) => o,
+                None => bail!("{}: experiment `{experiment}` is not one ntlb computes", a.case.display()),
+            },
         },
     };
     let mut written = case.as_object().cloned().unwrap_or_default();

@@ -3,6 +3,52 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The residual MLP's nonlinearity. It is part of the model, not of the weights: OpenAI's CLIP
+/// was trained with QuickGELU, open_clip's LAION / DataComp checkpoints with exact (erf) GELU,
+/// and both store the same tensor names and shapes. Read from the checkpoint's declaration
+/// ([`crate::checkpoint`]), never assumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// `x * sigmoid(1.702 x)` (OpenAI's `QuickGELU`, transformers' `quick_gelu`).
+    QuickGelu,
+    /// `x * Φ(x)` with the erf form of Φ (torch's `nn.GELU()`, transformers' `gelu`); never the
+    /// tanh approximation.
+    Gelu,
+}
+
+impl Activation {
+    /// What a serialised config without the field meant: every model before the field existed
+    /// was OpenAI's (records and caches written then stay readable).
+    pub fn before_declared() -> Activation {
+        Activation::QuickGelu
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::QuickGelu => "quick_gelu",
+            Activation::Gelu => "gelu",
+        }
+    }
+}
+
+impl std::fmt::Display for Activation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Activation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "quick_gelu" => Ok(Activation::QuickGelu),
+            "gelu" => Ok(Activation::Gelu),
+            _ => Err(format!("unknown activation {s:?} (expected \"quick_gelu\" or \"gelu\")")),
+        }
+    }
+}
+
 /// Which image tower a CLIP model uses.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -14,6 +60,8 @@ pub enum VisionConfig {
         heads: usize,
         patch_size: usize,
         image_resolution: usize,
+        #[serde(default = "Activation::before_declared")]
+        activation: Activation,
     },
     /// ModifiedResNet with attention pooling (RN50, RN101).
     ResNet {
@@ -31,6 +79,14 @@ impl VisionConfig {
             VisionConfig::Vit { image_resolution, .. } | VisionConfig::ResNet { image_resolution, .. } => *image_resolution,
         }
     }
+
+    /// The transformer MLP's activation; `None` for the ResNet tower (ReLU, fixed by the architecture).
+    pub fn activation(&self) -> Option<Activation> {
+        match self {
+            VisionConfig::Vit { activation, .. } => Some(*activation),
+            VisionConfig::ResNet { .. } => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,6 +96,8 @@ pub struct TextConfig {
     pub width: usize,
     pub layers: usize,
     pub heads: usize,
+    #[serde(default = "Activation::before_declared")]
+    pub activation: Activation,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,6 +111,15 @@ pub struct ClipConfig {
 pub const PRESETS: &[&str] = &["ViT-B/32", "ViT-B/16", "ViT-L/14", "RN50", "RN101"];
 
 impl ClipConfig {
+    /// The same architecture with both towers' activations set (the ResNet tower has none).
+    pub fn with_activations(mut self, text: Activation, vision: Activation) -> ClipConfig {
+        self.text.activation = text;
+        if let VisionConfig::Vit { activation, .. } = &mut self.vision {
+            *activation = vision;
+        }
+        self
+    }
+
     pub fn preset(name: &str) -> Option<ClipConfig> {
         let text = |width: usize| TextConfig {
             context_length: 77,
@@ -60,6 +127,7 @@ impl ClipConfig {
             width,
             layers: 12,
             heads: width / 64,
+            activation: Activation::QuickGelu,
         };
         let vit = |width: usize, layers: usize, patch_size: usize| VisionConfig::Vit {
             width,
@@ -67,6 +135,7 @@ impl ClipConfig {
             heads: width / 64,
             patch_size,
             image_resolution: 224,
+            activation: Activation::QuickGelu,
         };
         let rn = |layers: [usize; 4]| VisionConfig::ResNet {
             width: 64,
@@ -177,6 +246,8 @@ pub fn infer_config(w: &crate::weights::WeightMap) -> Result<ClipConfig, crate::
         width,
         layers: count_blocks("transformer.resblocks."),
         heads: width / 64,
+        // Shapes cannot tell: the caller sets what the checkpoint declares (`crate::checkpoint`).
+        activation: Activation::QuickGelu,
     };
     let embed_dim = tp[1];
     let vision = if w.contains("visual.proj") {
@@ -192,6 +263,7 @@ pub fn infer_config(w: &crate::weights::WeightMap) -> Result<ClipConfig, crate::
             heads: conv[0] / 64,
             patch_size: conv[3],
             image_resolution: conv[3] * grid,
+            activation: Activation::QuickGelu,
         }
     } else if w.contains("visual.attnpool.positional_embedding") {
         let mut layers = [0usize; 4];

@@ -3,8 +3,10 @@
 //! Data flows files -> [`weights::WeightMap`] (canonical names) -> [`model::Clip`];
 //! text -> [`tokenizer::ClipTokenizer`] -> ids; image files -> [`preprocess`] -> tensors.
 
+pub mod checkpoint;
 pub mod config;
 pub mod device;
+pub mod hub;
 pub mod model;
 pub mod preprocess;
 pub mod text_clean;
@@ -12,4 +14,4 @@ pub mod tokenizer;
 pub mod weights;
 
 pub use config::ClipConfig;
-pub use model::{l2_normalize, Clip};
+pub use model::{l2_normalize, Clip, LoadOptions};

@@ -23,7 +23,7 @@ mod transform;
 
 use decode::{decode, decode_bytes};
 pub use mode::{convert_rgb, crop_decoded, resize_decoded};
-pub use normalize::{to_normalized_chw, CLIP_MEAN, CLIP_STD};
+pub use normalize::{to_normalized_chw, Normalization, CLIP_MEAN, CLIP_STD};
 pub use resample::{crop, resize_bicubic, resize_bicubic_window, resize_nearest};
 pub use transform::{clip_rgb, resized_size, test_rgb, ConvertOrder};
 
@@ -67,15 +67,16 @@ pub fn load_rgb(path: &Path) -> Result<Raster, PreprocessError> {
     Ok(convert_rgb(raster, &kind))
 }
 
-/// A file -> the normalised `[3, n, n]` test-time tensor, in the default (the reference's)
-/// conversion order.
+/// A file -> the `[3, n, n]` test-time tensor with OpenAI's normalisation, in the default (the
+/// reference's) conversion order. Code that holds a model uses [`load_image_with`] and the
+/// model's `numerics.normalization`.
 pub fn load_image(path: &Path, n: usize) -> Result<Vec<f32>, PreprocessError> {
-    load_image_with(path, n, ConvertOrder::default())
+    load_image_with(path, n, ConvertOrder::default(), &Normalization::OPENAI)
 }
 
-pub fn load_image_with(path: &Path, n: usize, order: ConvertOrder) -> Result<Vec<f32>, PreprocessError> {
+pub fn load_image_with(path: &Path, n: usize, order: ConvertOrder, norm: &Normalization) -> Result<Vec<f32>, PreprocessError> {
     let (raster, kind) = decode(path)?;
-    Ok(to_normalized_chw(&test_rgb(raster, kind, n, order)))
+    Ok(to_normalized_chw(&test_rgb(raster, kind, n, order), norm))
 }
 
 /// A file decoded as Pillow holds it (mode rules in [`Kind`]), for augmentations that must
@@ -84,8 +85,8 @@ pub fn load_decoded(path: &Path) -> Result<(Raster, Kind), PreprocessError> {
     decode(path)
 }
 
-/// The same from bytes already in memory (`name` is used in errors).
+/// [`load_image`] from bytes already in memory (`name` is used in errors).
 pub fn load_image_bytes(bytes: &[u8], name: &Path, n: usize) -> Result<Vec<f32>, PreprocessError> {
     let (raster, kind) = decode_bytes(bytes).map_err(|msg| PreprocessError::Decode { path: name.into(), msg })?;
-    Ok(to_normalized_chw(&test_rgb(raster, kind, n, ConvertOrder::default())))
+    Ok(to_normalized_chw(&test_rgb(raster, kind, n, ConvertOrder::default()), &Normalization::OPENAI))
 }

@@ -10,11 +10,19 @@
 //! row-wise into `attn.q_proj`, `attn.k_proj`, `attn.v_proj` (torch's MultiheadAttention order);
 //! the integer entries `input_resolution`, `context_length`, `vocab_size` of the TorchScript state
 //! dict and BatchNorm's `num_batches_tracked` are ignored, as `build_model` does.
+//!
+//! Files: safetensors, or a `torch.save`'d state dict (`pytorch_model.bin`,
+//! `open_clip_pytorch_model.bin`, any `.bin` / `.pt` / `.pth`; zip and pre-1.6 legacy formats)
+//! read by `pytorch-reader`, no Python. Either way f16 / bf16 / f64 tensors become f32. A
+//! TorchScript archive (OpenAI's original `.pt`) is refused with the command that converts it.
+//! Which file of a folder holds the weights: [`weights_file`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use safetensors::{Dtype, SafeTensors};
+
+use crate::hub::probe;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -37,14 +45,62 @@ pub enum LoadError {
     Unexpected { path: PathBuf, keys: Vec<String> },
     #[error("{path}: {msg}")]
     Layout { path: PathBuf, msg: String },
+    #[error("{path}: not a readable PyTorch checkpoint: {msg}")]
+    Torch { path: PathBuf, msg: String },
+    #[error("{path}: a TorchScript archive (OpenAI's JIT checkpoint), which is not read here; convert it to a safetensors state dict once, with:\n  {command}")]
+    TorchScript { path: PathBuf, command: String },
+}
+
+/// The files a model folder (Hugging Face `CLIPModel` layout) may hold its weights in, in the
+/// order they are looked for. An open_clip checkpoint is named by its file, so that the
+/// `open_clip_config.json` beside it is what declares its numerics (`checkpoint.rs`).
+pub const FOLDER_WEIGHTS: [&str; 2] = ["model.safetensors", "pytorch_model.bin"];
+
+/// The file that holds the weights of a model path: a file is itself; a folder's is the first
+/// of [`FOLDER_WEIGHTS`] it holds. A symlink to nothing (a blob missing from the Hugging Face
+/// cache) is an error, not a skipped candidate.
+pub fn weights_file(path: &Path) -> Result<PathBuf, LoadError> {
+    if !path.is_dir() {
+        return Ok(path.to_path_buf());
+    }
+    for name in FOLDER_WEIGHTS {
+        let p = path.join(name);
+        match probe(&p) {
+            Ok(true) => return Ok(p),
+            Ok(false) => {}
+            Err(target) => {
+                return Err(LoadError::Io {
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        format!("a symlink to {}, which does not exist (an incomplete download?)", target.display()),
+                    ),
+                    path: p,
+                })
+            }
+        }
+    }
+    Err(LoadError::Io {
+        path: path.into(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            if ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"].iter().any(|f| path.join(f).exists()) {
+                format!(
+                    "the folder holds none of {}; an open_clip checkpoint is named by its file (open_clip_model.safetensors or open_clip_pytorch_model.bin)",
+                    FOLDER_WEIGHTS.join(", ")
+                )
+            } else {
+                format!("the folder holds none of {}", FOLDER_WEIGHTS.join(", "))
+            },
+        ),
+    })
 }
 
 /// Which naming a checkpoint file uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum Layout {
-    /// OpenAI / open_clip state-dict names in a `.safetensors` file.
+    /// OpenAI / open_clip state-dict names (safetensors or `torch.save`).
     OpenAi,
-    /// Hugging Face `CLIPModel` (`model.safetensors` beside `config.json`).
+    /// Hugging Face `CLIPModel` (`model.safetensors` or `pytorch_model.bin` beside `config.json`).
     HuggingFace,
 }
 
@@ -64,33 +120,187 @@ pub struct WeightMap {
     taken: BTreeSet<String>,
 }
 
-fn to_f32(path: &Path, key: &str, view: &safetensors::tensor::TensorView<'_>) -> Result<Vec<f32>, LoadError> {
-    let bytes = view.data();
-    Ok(match view.dtype() {
-        Dtype::F32 => bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        Dtype::F16 => bytes
-            .chunks_exact(2)
-            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        Dtype::BF16 => bytes
-            .chunks_exact(2)
-            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        Dtype::F64 => bytes
-            .chunks_exact(8)
-            .map(|b| f64::from_le_bytes(b.try_into().expect("8-byte chunk")) as f32)
-            .collect(),
-        other => {
-            return Err(LoadError::Dtype {
-                path: path.into(),
-                key: key.into(),
-                dtype: format!("{other:?}"),
-            });
+/// The floating-point element types read (as f32).
+#[derive(Clone, Copy)]
+enum Float {
+    F32,
+    F16,
+    BF16,
+    F64,
+}
+
+/// Elements of `dtype` to f32; safetensors stores little-endian, `pytorch-reader` hands out
+/// native-endian bytes.
+fn floats(bytes: &[u8], dtype: Float, little_endian: bool) -> Vec<f32> {
+    macro_rules! conv {
+        ($n:literal, $f:expr) => {
+            bytes
+                .chunks_exact($n)
+                .map(|b| {
+                    let b: [u8; $n] = b.try_into().expect("exact chunk");
+                    $f(b)
+                })
+                .collect()
+        };
+    }
+    let le = little_endian;
+    match dtype {
+        Float::F32 => conv!(4, |b| if le { f32::from_le_bytes(b) } else { f32::from_ne_bytes(b) }),
+        Float::F16 => conv!(2, |b| if le { half::f16::from_le_bytes(b) } else { half::f16::from_ne_bytes(b) }.to_f32()),
+        Float::BF16 => conv!(2, |b| if le { half::bf16::from_le_bytes(b) } else { half::bf16::from_ne_bytes(b) }.to_f32()),
+        Float::F64 => conv!(8, |b| (if le { f64::from_le_bytes(b) } else { f64::from_ne_bytes(b) }) as f32),
+    }
+}
+
+/// The tensors of one checkpoint file, read when asked for (integer buffers that are ignored
+/// are never converted).
+enum Source<'a> {
+    SafeTensors(SafeTensors<'a>),
+    Torch(std::collections::HashMap<String, pytorch_reader::Tensor>),
+}
+
+impl Source<'_> {
+    /// Every tensor name, sorted (so that error messages list them in one order).
+    fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = match self {
+            Source::SafeTensors(st) => st.names().into_iter().map(|s| s.to_string()).collect(),
+            Source::Torch(t) => t.keys().cloned().collect(),
+        };
+        names.sort();
+        names
+    }
+
+    fn shape(&self, file: &Path, name: &str) -> Result<Vec<usize>, LoadError> {
+        match self {
+            Source::SafeTensors(st) => st.tensor(name).map(|v| v.shape().to_vec()).map_err(|e| LoadError::Format {
+                path: file.into(),
+                msg: e.to_string(),
+            }),
+            Source::Torch(t) => Ok(t[name].shape().to_vec()),
         }
-    })
+    }
+
+    fn f32(&self, file: &Path, name: &str) -> Result<Vec<f32>, LoadError> {
+        let bad = |dtype: String| LoadError::Dtype {
+            path: file.into(),
+            key: name.into(),
+            dtype,
+        };
+        match self {
+            Source::SafeTensors(st) => {
+                let view = st.tensor(name).map_err(|e| LoadError::Format {
+                    path: file.into(),
+                    msg: e.to_string(),
+                })?;
+                let dtype = match view.dtype() {
+                    Dtype::F32 => Float::F32,
+                    Dtype::F16 => Float::F16,
+                    Dtype::BF16 => Float::BF16,
+                    Dtype::F64 => Float::F64,
+                    other => return Err(bad(format!("{other:?}"))),
+                };
+                Ok(floats(view.data(), dtype, true))
+            }
+            Source::Torch(t) => {
+                use pytorch_reader::DType;
+                let tensor = &t[name];
+                let dtype = match tensor.dtype() {
+                    DType::F32 => Float::F32,
+                    DType::F16 => Float::F16,
+                    DType::BF16 => Float::BF16,
+                    DType::F64 => Float::F64,
+                    other => return Err(bad(format!("{other:?}"))),
+                };
+                let bytes = tensor.read().map_err(|e| LoadError::Torch {
+                    path: file.into(),
+                    msg: e.to_string(),
+                })?;
+                Ok(floats(&bytes, dtype, false))
+            }
+        }
+    }
+}
+
+/// Whether a checkpoint file is safetensors (by its name, else by its header: a little-endian
+/// JSON length, then `{`) rather than a `torch.save` file.
+fn is_safetensors(file: &Path) -> Result<bool, LoadError> {
+    if file.extension().is_some_and(|e| e == "safetensors") {
+        return Ok(true);
+    }
+    let mut head = Vec::with_capacity(9);
+    std::fs::File::open(file)
+        .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, 9), &mut head))
+        .map_err(|source| LoadError::Io {
+            path: file.into(),
+            source,
+        })?;
+    Ok(head.len() == 9 && u64::from_le_bytes(head[..8].try_into().expect("8 bytes")) <= 100_000_000 && head[8] == b'{')
+}
+
+/// The Python line that turns a TorchScript archive into a safetensors state dict.
+pub fn torchscript_conversion_command(file: &Path) -> String {
+    let out = file.with_extension("safetensors");
+    format!(
+        "python -c \"import torch; from safetensors.torch import save_file; m = torch.jit.load('{}', map_location='cpu'); save_file({{k: v.float().contiguous() for k, v in m.state_dict().items()}}, '{}')\"",
+        file.display(),
+        out.display()
+    )
+}
+
+/// Refuse a TorchScript archive: a zip holding `code/` or `constants.pkl` beside `data.pkl`.
+fn refuse_torchscript(file: &Path) -> Result<(), LoadError> {
+    let mut f = std::fs::File::open(file).map_err(|source| LoadError::Io {
+        path: file.into(),
+        source,
+    })?;
+    let mut head = [0u8; 4];
+    if std::io::Read::read_exact(&mut f, &mut head).is_err() || &head != b"PK\x03\x04" {
+        return Ok(());
+    }
+    let archive = zip::ZipArchive::new(f).map_err(|e| LoadError::Torch {
+        path: file.into(),
+        msg: format!("not a complete zip archive (a truncated download?): {e}"),
+    })?;
+    let script = archive.file_names_raw().any(|raw| {
+        let n = String::from_utf8_lossy(raw);
+        let rest = n.split_once('/').map_or(&*n, |(_, r)| r);
+        rest.starts_with("code/") || rest == "constants.pkl"
+    });
+    if script {
+        return Err(LoadError::TorchScript {
+            path: file.into(),
+            command: torchscript_conversion_command(file),
+        });
+    }
+    Ok(())
+}
+
+/// The tensors of a `torch.save` file: a state dict, or a training checkpoint holding one under
+/// `state_dict`; a `module.` prefix on every key (a model saved inside DataParallel) is dropped.
+fn open_torch(file: &Path) -> Result<std::collections::HashMap<String, pytorch_reader::Tensor>, LoadError> {
+    refuse_torchscript(file)?;
+    let torch_err = |e: pytorch_reader::PytorchError| LoadError::Torch {
+        path: file.into(),
+        msg: e.to_string(),
+    };
+    let mut tensors = pytorch_reader::PytorchReader::new(file).map_err(torch_err)?.into_tensors();
+    let clip_keys = |t: &std::collections::HashMap<String, pytorch_reader::Tensor>| {
+        t.keys()
+            .any(|k| k.ends_with("token_embedding.weight") || k.starts_with("text_model."))
+    };
+    let top_clip = tensors.keys().any(|k| k == "token_embedding.weight" || k.starts_with("text_model."));
+    if !top_clip && clip_keys(&tensors) && tensors.keys().any(|k| k.starts_with("state_dict.")) {
+        tensors = pytorch_reader::PytorchReader::with_top_level_key(file, "state_dict")
+            .map_err(torch_err)?
+            .into_tensors();
+    }
+    if !tensors.is_empty() && tensors.keys().all(|k| k.starts_with("module.")) {
+        tensors = tensors
+            .into_iter()
+            .map(|(k, t)| (k["module.".len()..].to_string(), t))
+            .collect();
+    }
+    Ok(tensors)
 }
 
 /// Row-major `[rows, cols]` -> `[cols, rows]`.
@@ -187,23 +397,25 @@ fn openai_ignored(key: &str) -> bool {
 }
 
 impl WeightMap {
-    /// Open a checkpoint: a Hugging Face directory (or its `model.safetensors`) or an
-    /// OpenAI-naming `.safetensors` file. The layout is recognised from the key names.
+    /// Open a checkpoint: a model folder ([`weights_file`] picks its file) or a safetensors /
+    /// `torch.save` file, in Hugging Face or OpenAI / open_clip naming, recognised from the key
+    /// names.
     pub fn open(path: &Path) -> Result<WeightMap, LoadError> {
-        let file = if path.is_dir() {
-            path.join("model.safetensors")
+        let file = weights_file(path)?;
+        let bytes;
+        let src = if is_safetensors(&file)? {
+            bytes = std::fs::read(&file).map_err(|source| LoadError::Io {
+                path: file.clone(),
+                source,
+            })?;
+            Source::SafeTensors(SafeTensors::deserialize(&bytes).map_err(|e| LoadError::Format {
+                path: file.clone(),
+                msg: e.to_string(),
+            })?)
         } else {
-            path.to_path_buf()
+            Source::Torch(open_torch(&file)?)
         };
-        let bytes = std::fs::read(&file).map_err(|source| LoadError::Io {
-            path: file.clone(),
-            source,
-        })?;
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| LoadError::Format {
-            path: file.clone(),
-            msg: e.to_string(),
-        })?;
-        let names: Vec<String> = st.names().into_iter().map(|s| s.to_string()).collect();
+        let names = src.names();
         let layout = if names.iter().any(|n| n.starts_with("text_model.")) {
             Layout::HuggingFace
         } else if names.iter().any(|n| n == "token_embedding.weight") {
@@ -217,17 +429,13 @@ impl WeightMap {
         let mut entries = BTreeMap::new();
         let mut unknown = Vec::new();
         for name in &names {
-            let view = st.tensor(name).map_err(|e| LoadError::Format {
-                path: file.clone(),
-                msg: e.to_string(),
-            })?;
-            let shape = view.shape().to_vec();
+            let shape = src.shape(&file, name)?;
             match layout {
                 Layout::HuggingFace => match hf_to_canonical(name) {
                     Ok(None) => {}
                     Err(()) => unknown.push(name.clone()),
                     Ok(Some((canon, transpose))) => {
-                        let mut data = to_f32(&file, name, &view)?;
+                        let mut data = src.f32(&file, name)?;
                         let mut shape = shape;
                         if transpose {
                             if shape.len() != 2 {
@@ -255,7 +463,7 @@ impl WeightMap {
                     if openai_ignored(name) {
                         continue;
                     }
-                    let data = to_f32(&file, name, &view)?;
+                    let data = src.f32(&file, name)?;
                     if let Some(base) = name
                         .strip_suffix("attn.in_proj_weight")
                         .or_else(|| name.strip_suffix("attn.in_proj_bias"))
@@ -401,6 +609,7 @@ mod tests {
                 heads: 2,
                 patch_size: 8,
                 image_resolution: 16,
+                activation: crate::config::Activation::QuickGelu,
             },
             text: TextConfig {
                 context_length: 5,
@@ -408,6 +617,7 @@ mod tests {
                 width: 16,
                 layers: 11,
                 heads: 2,
+                activation: crate::config::Activation::QuickGelu,
             },
         };
         let keys = crate::Clip::parameter_shapes(&config);

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ntlb_clip::preprocess::{load_image, load_image_bytes, load_image_with, ConvertOrder};
+use ntlb_clip::preprocess::{load_image, load_image_bytes, load_image_with, ConvertOrder, Normalization};
 use safetensors::SafeTensors;
 
 fn dir() -> PathBuf {
@@ -24,7 +24,7 @@ fn deviations(expected: &str, order: ConvertOrder) -> Vec<(String, f32, f32)> {
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
-        let ours = load_image_with(&dir().join(&name), 32, order).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let ours = load_image_with(&dir().join(&name), 32, order, &Normalization::OPENAI).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(ours.len(), expected.len(), "{name}");
         let d: Vec<f32> = ours.iter().zip(&expected).map(|(a, b)| (a - b).abs()).collect();
         let max = d.iter().copied().fold(0.0f32, f32::max);
@@ -63,11 +63,11 @@ fn matches_pillow_in_dassls_order() {
 fn the_default_order_is_the_references() {
     assert_eq!(ConvertOrder::default(), ConvertOrder::Dassl);
     let p = dir().join("palette.png");
-    assert_eq!(load_image(&p, 32).unwrap(), load_image_with(&p, 32, ConvertOrder::Dassl).unwrap());
+    assert_eq!(load_image(&p, 32).unwrap(), load_image_with(&p, 32, ConvertOrder::Dassl, &Normalization::OPENAI).unwrap());
     // Palette images are where the two orders part (NEAREST vs bicubic): the setting matters.
     assert_ne!(
-        load_image_with(&p, 32, ConvertOrder::Clip).unwrap(),
-        load_image_with(&p, 32, ConvertOrder::Dassl).unwrap()
+        load_image_with(&p, 32, ConvertOrder::Clip, &Normalization::OPENAI).unwrap(),
+        load_image_with(&p, 32, ConvertOrder::Dassl, &Normalization::OPENAI).unwrap()
     );
 }
 

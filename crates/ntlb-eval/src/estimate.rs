@@ -244,6 +244,8 @@ mod tests {
                 name: model.into(),
                 path: format!("{model}.safetensors").into(),
                 tokenizer: None,
+                revision: None,
+                activation: None,
             },
             zero_shot: crate::sweep::ZeroShotSweep {
                 templates: templates.to_path_buf(),

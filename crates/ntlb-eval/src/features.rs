@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use burn::tensor::{Tensor, TensorData};
+use ntlb_clip::checkpoint::ModelNumerics;
 use ntlb_clip::preprocess::ConvertOrder;
 use ntlb_clip::{l2_normalize, Clip};
 use ntlb_core::host::to_f32_vec;
@@ -36,10 +37,14 @@ pub struct FeatureKey {
     /// Dassl's, before resizing).
     #[serde(default)]
     pub convert_order: String,
+    /// The model's activations and normalisation (`ModelNumerics::identity`): a GELU and a
+    /// QuickGELU reading of one file never share an entry.
+    #[serde(default)]
+    pub model: String,
 }
 
 impl FeatureKey {
-    pub fn new(checkpoint_sha256: &str, numerics: &Numerics, set: &EvalSet, resolution: usize) -> Result<FeatureKey> {
+    pub fn new(checkpoint_sha256: &str, numerics: &Numerics, set: &EvalSet, model: &ModelNumerics, resolution: usize) -> Result<FeatureKey> {
         Ok(FeatureKey {
             checkpoint_sha256: checkpoint_sha256.into(),
             dataset: set.kind.name().into(),
@@ -49,6 +54,7 @@ impl FeatureKey {
             preprocessing: format!("clip-test:resize-bicubic-pillow,center-crop,{resolution}px,v2"),
             numerics: numerics.clone(),
             convert_order: ConvertOrder::default().name().into(),
+            model: model.identity(),
         })
     }
 
@@ -183,7 +189,7 @@ pub fn try_dataset_features(
     strict: bool,
     progress: bool,
 ) -> Result<Attempt> {
-    let key = FeatureKey::new(checkpoint_sha256, numerics, set, clip.config.vision.image_resolution())?;
+    let key = FeatureKey::new(checkpoint_sha256, numerics, set, &clip.numerics, clip.config.vision.image_resolution())?;
     try_keyed(clip, set, key, cache_dir, batch, strict, progress)
 }
 
@@ -257,6 +263,7 @@ fn encode(clip: &Clip, set: &EvalSet, key: FeatureKey, batch: usize, strict: boo
         .parse()
         .map_err(|e| anyhow::anyhow!("feature key: conversion order `{}`: {e}", key.convert_order))?;
     let device = clip.text.token_embedding.device();
+    let norm = clip.numerics.normalization;
     let start = Instant::now();
     let mut bar = Progress::new(set.kind.name(), set.items.len() as u64, progress);
     let items = set.items.clone();
@@ -271,7 +278,7 @@ fn encode(clip: &Clip, set: &EvalSet, key: FeatureKey, batch: usize, strict: boo
                 .map(|(j, (p, _))| {
                     (
                         ci * batch + j,
-                        ntlb_clip::preprocess::load_image_with(p, n, order).map_err(|e| e.to_string()),
+                        ntlb_clip::preprocess::load_image_with(p, n, order, &norm).map_err(|e| e.to_string()),
                     )
                 })
                 .collect();
@@ -351,7 +358,7 @@ pub fn model_features(
     let res = clip.config.vision.image_resolution();
     let keys = sets
         .iter()
-        .map(|s| Ok(FeatureKey::new(checkpoint_sha256, numerics, s, res)?.in_order(order)))
+        .map(|s| Ok(FeatureKey::new(checkpoint_sha256, numerics, s, &clip.numerics, res)?.in_order(order)))
         .collect::<Result<Vec<_>>>()?;
     let mut out: Vec<Option<Features>> = sets.iter().map(|_| None).collect();
     let start = Instant::now();
@@ -403,7 +410,8 @@ mod tests {
             empty_classes: vec![],
         };
         let numerics = Numerics::from_config("cpu", "f32").unwrap();
-        let key = FeatureKey::new("sha", &numerics, &set, 224).unwrap();
+        let openai = ntlb_clip::checkpoint::numerics(dir.path(), None).unwrap();
+        let key = FeatureKey::new("sha", &numerics, &set, &openai, 224).unwrap();
         assert_eq!(key.convert_order, ConvertOrder::Dassl.name());
         assert!(key.preprocessing.ends_with("v2"));
         let other = FeatureKey {
@@ -411,5 +419,15 @@ mod tests {
             ..key.clone()
         };
         assert_ne!(key.id(), other.id());
+        let gelu = ModelNumerics {
+            text_activation: ntlb_clip::config::Activation::Gelu,
+            ..openai.clone()
+        };
+        assert_ne!(key.id(), FeatureKey::new("sha", &numerics, &set, &gelu, 224).unwrap().id());
+        let norm = ModelNumerics {
+            normalization: ntlb_clip::preprocess::Normalization { mean: [0.5; 3], std: [0.5; 3] },
+            ..openai
+        };
+        assert_ne!(key.id(), FeatureKey::new("sha", &numerics, &set, &norm, 224).unwrap().id());
     }
 }

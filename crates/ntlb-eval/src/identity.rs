@@ -18,7 +18,7 @@ use crate::sweep::{Job, ModelEntry, SweepConfig};
 use crate::zeroshot::read_templates;
 
 /// Bumped when a code change moves results (keys of older records then stop matching).
-pub const KEY_SCHEME: u32 = 2;
+pub const KEY_SCHEME: u32 = 3;
 
 fn hex(h: Sha256) -> String {
     format!("{:x}", h.finalize())
@@ -106,13 +106,11 @@ pub fn checkpoint_sha256(path: &Path) -> Result<String> {
     Ok(h)
 }
 
-/// The checkpoint file of a model entry (a Hugging Face folder holds `model.safetensors`).
-pub fn weights_file(m: &ModelEntry) -> PathBuf {
-    if m.path.is_dir() {
-        m.path.join("model.safetensors")
-    } else {
-        m.path.clone()
-    }
+/// The checkpoint file of a model entry, by the loader's own rule
+/// ([`ntlb_clip::weights::weights_file`]: a folder's `model.safetensors`, else its
+/// `pytorch_model.bin`, ...).
+pub fn weights_file(m: &ModelEntry) -> Result<PathBuf> {
+    ntlb_clip::weights::weights_file(&m.path).with_context(|| format!("model `{}`", m.name))
 }
 
 /// Every content hash the keys of a sweep need, computed once.
@@ -125,6 +123,8 @@ pub struct SweepIdentity {
     pub datasets: Vec<String>,
     /// Model name -> checkpoint SHA-256 (and the tokenizer's, when one is named).
     pub models: HashMap<String, String>,
+    /// Model name -> its activations and normalisation (`ModelNumerics::identity`).
+    pub model_numerics: HashMap<String, String>,
     pub templates: HashMap<PathBuf, Vec<String>>,
     /// The CoOp training folder, by content.
     pub train: Option<String>,
@@ -152,6 +152,7 @@ struct KeyMaterial<'a> {
     scheme: u32,
     model: &'a str,
     checkpoint: &'a str,
+    model_numerics: &'a str,
     job: Content<'a>,
     classes: &'a str,
     datasets: &'a [String],
@@ -172,8 +173,11 @@ impl SweepIdentity {
         let numerics = Numerics::from_config(&cfg.device, &cfg.precision)?;
         let datasets = sets.iter().map(eval_set_identity).collect::<Result<Vec<_>>>()?;
         let mut models = HashMap::new();
+        let mut model_numerics = HashMap::new();
         for m in &cfg.models {
-            let w = weights_file(m);
+            let n = ntlb_clip::checkpoint::numerics(&m.path, m.activation).with_context(|| format!("model `{}`", m.name))?;
+            model_numerics.insert(m.name.clone(), n.identity());
+            let w = weights_file(m)?;
             let mut id = checkpoint_sha256(&w).with_context(|| format!("model `{}`", m.name))?;
             if let Some(t) = &m.tokenizer {
                 id += "+";
@@ -203,6 +207,7 @@ impl SweepIdentity {
             classes: classes_sha256(classes),
             datasets,
             models,
+            model_numerics,
             templates,
             train,
         })
@@ -239,10 +244,15 @@ impl SweepIdentity {
                 train_data: self.train.as_deref().context("CoOp job without a hashed training folder")?,
             },
         };
+        let model_numerics = self
+            .model_numerics
+            .get(&m.name)
+            .with_context(|| format!("model `{}`: its numerics were not read", m.name))?;
         let material = KeyMaterial {
             scheme: KEY_SCHEME,
             model: &m.name,
             checkpoint,
+            model_numerics,
             job: content,
             classes: &self.classes,
             datasets: &self.datasets,

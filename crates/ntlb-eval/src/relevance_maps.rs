@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use burn::tensor::{Tensor, TensorData};
+use ntlb_clip::preprocess::ConvertOrder;
 use ntlb_clip::{l2_normalize, Clip};
 use ntlb_prompt::class_text::ClassTextEncoder;
 use ntlb_prompt::explain::prompt_relevance;
@@ -39,7 +40,7 @@ pub fn before_after(
     let enc = ClassTextEncoder::new(clip, layout);
     let mut out = Vec::new();
     for (path, label) in items.iter().take(3) {
-        let px = ntlb_clip::preprocess::load_image(path, n)?;
+        let px = ntlb_clip::preprocess::load_image_with(path, n, ConvertOrder::default(), &clip.numerics.normalization)?;
         let img = l2_normalize(
             clip.encode_image(Tensor::<4>::from_data(TensorData::new(px, [1, 3, n, n]), &device))
                 .detach(),

@@ -111,6 +111,9 @@ pub struct RunRecord {
     /// Preprocessing of the features (the feature-cache key's `preprocessing` and `convert_order`).
     #[serde(default)]
     pub preprocessing: Vec<String>,
+    /// The model's activations and normalisation, and where each was read.
+    #[serde(default)]
+    pub model_numerics: Option<ntlb_clip::checkpoint::ModelNumerics>,
 }
 
 pub fn read_runs(results: &Path) -> Result<Vec<RunRecord>> {

@@ -43,7 +43,7 @@ pub fn compute_coop_case_with(
     pass1: Pass1,
 ) -> Result<Option<Map<String, Value>>> {
     let experiment = at(case, "experiment")?.as_str().unwrap_or_default();
-    if !experiment.starts_with("coop") {
+    if !experiment.starts_with("coop") || experiment == crate::trajectory::EXPERIMENT {
         return Ok(None);
     }
     if !device.is_autodiff() {

@@ -5,7 +5,7 @@
 //! order the crop and resize run in the file's own mode ([`augment_decoded`]).
 
 use ntlb_clip::preprocess::{
-    convert_rgb, crop, crop_decoded, resize_bicubic, resize_decoded, to_normalized_chw, ConvertOrder, Kind, Raster,
+    convert_rgb, crop, crop_decoded, resize_bicubic, resize_decoded, to_normalized_chw, ConvertOrder, Kind, Normalization, Raster,
 };
 use rand::Rng;
 
@@ -40,28 +40,37 @@ pub fn crop_params(rng: &mut impl Rng, width: usize, height: usize, min_scale: f
 }
 
 /// One augmented view `[3, n, n]` of an RGB picture (Dassl's order), normalised.
-pub fn augment(img: &Raster, n: usize, min_scale: f64, rng: &mut impl Rng) -> Vec<f32> {
+pub fn augment(img: &Raster, n: usize, min_scale: f64, norm: &Normalization, rng: &mut impl Rng) -> Vec<f32> {
     let (top, left, h, w) = crop_params(rng, img.width, img.height, min_scale);
     let out = resize_bicubic(&crop(img, left, top, w, h), n, n);
-    flip_and_normalize(out, n, rng)
+    flip_and_normalize(out, n, norm, rng)
 }
 
 /// One augmented view of a picture as decoded, converted to RGB in `order`; the random draws
 /// are the same in both orders.
-pub fn augment_decoded(img: &Raster, kind: &Kind, n: usize, min_scale: f64, order: ConvertOrder, rng: &mut impl Rng) -> Vec<f32> {
+#[allow(clippy::too_many_arguments)]
+pub fn augment_decoded(
+    img: &Raster,
+    kind: &Kind,
+    n: usize,
+    min_scale: f64,
+    order: ConvertOrder,
+    norm: &Normalization,
+    rng: &mut impl Rng,
+) -> Vec<f32> {
     match order {
-        ConvertOrder::Dassl if img.channels == 3 && *kind == Kind::Plain => augment(img, n, min_scale, rng),
-        ConvertOrder::Dassl => augment(&convert_rgb(img.clone(), kind), n, min_scale, rng),
+        ConvertOrder::Dassl if img.channels == 3 && *kind == Kind::Plain => augment(img, n, min_scale, norm, rng),
+        ConvertOrder::Dassl => augment(&convert_rgb(img.clone(), kind), n, min_scale, norm, rng),
         ConvertOrder::Clip => {
             let (top, left, h, w) = crop_params(rng, img.width, img.height, min_scale);
             let (cropped, kind) = crop_decoded(img, kind, left, top, w, h);
             let out = convert_rgb(resize_decoded(cropped, &kind, n, n), &kind);
-            flip_and_normalize(out, n, rng)
+            flip_and_normalize(out, n, norm, rng)
         }
     }
 }
 
-fn flip_and_normalize(mut out: Raster, n: usize, rng: &mut impl Rng) -> Vec<f32> {
+fn flip_and_normalize(mut out: Raster, n: usize, norm: &Normalization, rng: &mut impl Rng) -> Vec<f32> {
     if rng.random_bool(0.5) {
         let c = out.channels;
         for row in out.data.chunks_exact_mut(n * c) {
@@ -72,7 +81,7 @@ fn flip_and_normalize(mut out: Raster, n: usize, rng: &mut impl Rng) -> Vec<f32>
             }
         }
     }
-    to_normalized_chw(&out)
+    to_normalized_chw(&out, norm)
 }
 
 #[cfg(test)]
@@ -105,9 +114,9 @@ mod tests {
             channels: 3,
             data: (0..3600).map(|v| (v % 251) as u8).collect(),
         };
-        let a = augment(&img, 16, PAPER_MIN_SCALE, &mut rand_chacha::ChaCha8Rng::seed_from_u64(9));
-        let b = augment(&img, 16, PAPER_MIN_SCALE, &mut rand_chacha::ChaCha8Rng::seed_from_u64(9));
-        let c = augment(&img, 16, PAPER_MIN_SCALE, &mut rand_chacha::ChaCha8Rng::seed_from_u64(10));
+        let a = augment(&img, 16, PAPER_MIN_SCALE, &Normalization::OPENAI, &mut rand_chacha::ChaCha8Rng::seed_from_u64(9));
+        let b = augment(&img, 16, PAPER_MIN_SCALE, &Normalization::OPENAI, &mut rand_chacha::ChaCha8Rng::seed_from_u64(9));
+        let c = augment(&img, 16, PAPER_MIN_SCALE, &Normalization::OPENAI, &mut rand_chacha::ChaCha8Rng::seed_from_u64(10));
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_eq!(a.len(), 3 * 16 * 16);
@@ -128,13 +137,14 @@ mod tests {
                 16,
                 PAPER_MIN_SCALE,
                 order,
+                &Normalization::OPENAI,
                 &mut rand_chacha::ChaCha8Rng::seed_from_u64(4),
             )
         };
         assert_eq!(view(&Kind::Plain, ConvertOrder::Clip), view(&Kind::Plain, ConvertOrder::Dassl));
         assert_eq!(
             view(&Kind::Plain, ConvertOrder::Dassl),
-            augment(&img, 16, PAPER_MIN_SCALE, &mut rand_chacha::ChaCha8Rng::seed_from_u64(4))
+            augment(&img, 16, PAPER_MIN_SCALE, &Normalization::OPENAI, &mut rand_chacha::ChaCha8Rng::seed_from_u64(4))
         );
         // A palette picture: NEAREST in CLIP's order, bicubic on RGB in Dassl's.
         assert_ne!(view(&Kind::Nearest, ConvertOrder::Clip), view(&Kind::Nearest, ConvertOrder::Dassl));
@@ -152,6 +162,7 @@ mod tests {
             16,
             PAPER_MIN_SCALE,
             ConvertOrder::Clip,
+            &Normalization::OPENAI,
             &mut rand_chacha::ChaCha8Rng::seed_from_u64(4),
         );
         let b = augment_decoded(
@@ -160,6 +171,7 @@ mod tests {
             16,
             PAPER_MIN_SCALE,
             ConvertOrder::Dassl,
+            &Normalization::OPENAI,
             &mut rand_chacha::ChaCha8Rng::seed_from_u64(4),
         );
         assert_eq!(a.len(), 3 * 16 * 16);

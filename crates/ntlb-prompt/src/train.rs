@@ -49,13 +49,27 @@ impl Default for OptimConfig {
 
 impl OptimConfig {
     /// Learning rate of an epoch (0-based): Dassl's ConstantWarmupScheduler around
-    /// CosineAnnealingLR(T_max = epochs), stepped once per epoch.
+    /// CosineAnnealingLR(T_max = epochs, WARMUP_RECOUNT), stepped once per epoch, computed as
+    /// torch computes it: the cosine's chained form, each epoch's rate from the last one's
+    /// (`(1 + cos(π k/T)) / (1 + cos(π (k−1)/T)) · lr`), which differs from the closed form in
+    /// the last bits. Parity with the reference's schedule is exact.
     pub fn lr_at(&self, epoch: usize) -> f64 {
         if epoch < self.warmup_epochs {
             return self.warmup_lr;
         }
-        let t = (epoch - self.warmup_epochs) as f64;
-        self.lr * (1.0 + (std::f64::consts::PI * t / self.epochs as f64).cos()) / 2.0
+        let t_max = self.epochs as f64;
+        let (base, pi) = (self.lr, std::f64::consts::PI);
+        let mut lr = base;
+        for k in 1..=(epoch - self.warmup_epochs) {
+            let kf = k as f64;
+            lr = if (k as i64 - 1 - self.epochs as i64).rem_euclid(2 * self.epochs as i64) == 0 {
+                // torch's branch at the cosine's minimum (k = T + 1): restart upwards.
+                lr + base * (1.0 - (pi / t_max).cos()) / 2.0
+            } else {
+                (1.0 + (pi * kf / t_max).cos()) / (1.0 + (pi * (kf - 1.0) / t_max).cos()) * lr
+            };
+        }
+        lr
     }
 }
 
@@ -279,6 +293,7 @@ pub fn train(
     };
     let ctx_shape = [ctx_rows, w];
     let n = clip.config.vision.image_resolution();
+    let norm = &clip.numerics.normalization;
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
 
     let mut state = if out.join(STATE_FILE).exists() {
@@ -291,22 +306,7 @@ pub fn train(
         }
         s
     } else {
-        LearnedPrompt {
-            ctx: layout.initial_context(clip, cfg.seed),
-            momentum: None,
-            manifest: Manifest {
-                ntlb_version: env!("CARGO_PKG_VERSION").into(),
-                config: cfg.clone(),
-                classes: classes.to_vec(),
-                checkpoint: checkpoint.0.into(),
-                checkpoint_sha256: checkpoint.1.into(),
-                ctx_shape,
-                epochs_done: 0,
-                loss_curve: Vec::new(),
-                split: None,
-                loss_scaler: None,
-            },
-        }
+        initial_state(cfg, classes, layout.initial_context(clip, cfg.seed), ctx_shape, checkpoint)
     };
 
     let pictures = if data.len() <= 4096 {
@@ -320,6 +320,100 @@ pub fn train(
     };
     let b = cfg.optim.batch_size.max(1);
     let steps_per_epoch = if data.len() >= b { data.len() / b } else { 1 };
+    // Each epoch reshuffles with its own generator; the crops of a step draw from it in order.
+    let mut epoch_state: Option<(usize, TrainRng, Vec<usize>)> = None;
+    let batches = |epoch: usize, s: usize| -> Result<Batch> {
+        if epoch_state.as_ref().is_none_or(|(e, _, _)| *e != epoch) {
+            let mut rng = epoch_rng(cfg.seed, epoch);
+            let mut order: Vec<usize> = (0..data.len()).collect();
+            order.shuffle(&mut rng);
+            epoch_state = Some((epoch, rng, order));
+        }
+        let (_, rng, order) = epoch_state.as_mut().expect("set above");
+        let idx = &order[s * b..((s + 1) * b).min(order.len())];
+        let seeds: Vec<u64> = idx.iter().map(|_| rng.random()).collect();
+        let views: Vec<Vec<f32>> = idx
+            .par_iter()
+            .zip(&seeds)
+            .map(|(&i, &sd)| -> Result<Vec<f32>> {
+                let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(sd);
+                Ok(match &pictures {
+                    Pictures::Cached(p) => augment_decoded(&p[i].0, &p[i].1, n, cfg.crop_min_scale, cfg.convert_order, norm, &mut r),
+                    Pictures::OnDemand => {
+                        let (img, kind) = load_picture(&data[i].0, cfg.convert_order)?;
+                        augment_decoded(&img, &kind, n, cfg.crop_min_scale, cfg.convert_order, norm, &mut r)
+                    }
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Batch {
+            pixels: views.into_iter().flatten().collect(),
+            labels: idx.iter().map(|&i| data[i].1).collect(),
+        })
+    };
+    run_epochs(
+        clip,
+        layout,
+        cfg,
+        &mut state,
+        EpochPlan { steps_per_epoch, stop },
+        batches,
+        Some(out),
+        |e| on_step(e.point, e.total_steps),
+    )?;
+    if state.manifest.epochs_done == cfg.optim.epochs {
+        let done = LearnedPrompt {
+            momentum: None,
+            ..state.clone()
+        };
+        done.save(out)?;
+    }
+    Ok(state)
+}
+
+/// One step's images, already normalised `[B, 3, n, n]` flat, and their labels.
+pub struct Batch {
+    pub pixels: Vec<f32>,
+    pub labels: Vec<usize>,
+}
+
+/// How many steps an epoch has, and where to stop early.
+#[derive(Debug, Clone, Copy)]
+pub struct EpochPlan {
+    pub steps_per_epoch: usize,
+    pub stop: StopAt,
+}
+
+/// What the trainer reports after each update.
+pub struct StepEvent<'a> {
+    pub point: &'a LossPoint,
+    pub total_steps: usize,
+    /// The context after this step's update.
+    pub ctx: &'a [f32],
+    /// SGD's momentum buffer after this step.
+    pub momentum: &'a [f32],
+}
+
+/// The training loop itself: per epoch the learning rate of [`OptimConfig::lr_at`] (the
+/// scheduler steps after the epoch's last batch), per step `batch(epoch, step)` → image
+/// features → [`step`] → the non-finite checks (and loss scaling) → [`sgd_update`]; the state
+/// is written to `out` after every epoch when given. `ntlb train` feeds it augmented pictures,
+/// `ntlb parity` a case's fixed batches: one loop, so parity pins what training does.
+#[allow(clippy::too_many_arguments)]
+pub fn run_epochs(
+    clip: &Clip,
+    layout: &PromptLayout,
+    cfg: &TrainConfig,
+    state: &mut LearnedPrompt,
+    plan: EpochPlan,
+    mut batch: impl FnMut(usize, usize) -> Result<Batch>,
+    out: Option<&Path>,
+    mut on_step: impl FnMut(&StepEvent),
+) -> Result<()> {
+    let device = clip.text.token_embedding.device();
+    let n = clip.config.vision.image_resolution();
+    let ctx_shape = state.manifest.ctx_shape;
+    let steps_per_epoch = plan.steps_per_epoch;
     cfg.loss_scale.check()?;
     let scaling = cfg.loss_scale.enabled(&device);
     if scaling && state.manifest.loss_scaler.is_none() {
@@ -337,33 +431,13 @@ pub fn train(
     // The context of the last step whose loss and gradient were finite.
     let mut last_good = state.ctx.clone();
     for epoch in state.manifest.epochs_done..cfg.optim.epochs {
-        if stop.after_epochs.is_some_and(|e| epoch >= e) {
+        if plan.stop.after_epochs.is_some_and(|e| epoch >= e) {
             break;
         }
         let lr = cfg.optim.lr_at(epoch);
-        let mut rng = epoch_rng(cfg.seed, epoch);
-        let mut order: Vec<usize> = (0..data.len()).collect();
-        order.shuffle(&mut rng);
         for s in 0..steps_per_epoch {
-            let idx = &order[s * b..((s + 1) * b).min(order.len())];
-            let seeds: Vec<u64> = idx.iter().map(|_| rng.random()).collect();
-            let views: Vec<Vec<f32>> = idx
-                .par_iter()
-                .zip(&seeds)
-                .map(|(&i, &sd)| -> Result<Vec<f32>> {
-                    let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(sd);
-                    Ok(match &pictures {
-                        Pictures::Cached(p) => augment_decoded(&p[i].0, &p[i].1, n, cfg.crop_min_scale, cfg.convert_order, &mut r),
-                        Pictures::OnDemand => {
-                            let (img, kind) = load_picture(&data[i].0, cfg.convert_order)?;
-                            augment_decoded(&img, &kind, n, cfg.crop_min_scale, cfg.convert_order, &mut r)
-                        }
-                    })
-                })
-                .collect::<Result<_>>()?;
-            let labels: Vec<usize> = idx.iter().map(|&i| data[i].1).collect();
-            let flat: Vec<f32> = views.into_iter().flatten().collect();
-            let images = Tensor::<4>::from_data(TensorData::new(flat, [idx.len(), 3, n, n]), &device);
+            let Batch { pixels, labels } = batch(epoch, s)?;
+            let images = Tensor::<4>::from_data(TensorData::new(pixels, [labels.len(), 3, n, n]), &device);
             let feats = l2_normalize(clip.encode_image(images).detach());
             if let Some(sc) = &state.manifest.loss_scaler {
                 opts.loss_scale = sc.scale();
@@ -385,12 +459,6 @@ pub fn train(
                 }
             }
             if !r.total.is_finite() || !grad_finite {
-                let good = LearnedPrompt {
-                    ctx: last_good,
-                    momentum: None,
-                    manifest: state.manifest.clone(),
-                };
-                good.write(out, "ctx.last_good.safetensors", "ctx.last_good.json")?;
                 let bad_grads = r.grad_ctx.iter().filter(|g| !g.is_finite()).count();
                 let what = if r.total.is_finite() {
                     format!(
@@ -401,10 +469,18 @@ pub fn train(
                 } else {
                     format!("non-finite loss ({}, ce {}, expl {})", r.total, r.ce, r.expl)
                 };
+                let where_ = format!("at epoch {} step {} (step {global} of {total_steps})", epoch + 1, s + 1);
+                let Some(out) = out else {
+                    bail!("{what}{scaler_note} {where_}");
+                };
+                let good = LearnedPrompt {
+                    ctx: last_good,
+                    momentum: None,
+                    manifest: state.manifest.clone(),
+                };
+                good.write(out, "ctx.last_good.safetensors", "ctx.last_good.json")?;
                 bail!(
-                    "{what}{scaler_note} at epoch {} step {} (step {global} of {total_steps}); the last good context is in {}",
-                    epoch + 1,
-                    s + 1,
+                    "{what}{scaler_note} {where_}; the last good context is in {}",
                     out.join("ctx.last_good.safetensors").display()
                 );
             }
@@ -426,20 +502,40 @@ pub fn train(
                 expl: r.expl,
                 acc: r.accuracy,
             };
-            on_step(&point, total_steps);
+            on_step(&StepEvent {
+                point: &point,
+                total_steps,
+                ctx: &state.ctx,
+                momentum: state.momentum.as_deref().unwrap_or(&[]),
+            });
             state.manifest.loss_curve.push(point);
         }
         state.manifest.epochs_done = epoch + 1;
-        state.write_state(out)?;
+        if let Some(out) = out {
+            state.write_state(out)?;
+        }
     }
-    if state.manifest.epochs_done == cfg.optim.epochs {
-        let done = LearnedPrompt {
-            momentum: None,
-            ..state.clone()
-        };
-        done.save(out)?;
+    Ok(())
+}
+
+/// A fresh training state: `ctx` as the initial context, nothing trained yet.
+pub fn initial_state(cfg: &TrainConfig, classes: &[String], ctx: Vec<f32>, ctx_shape: [usize; 2], checkpoint: (&str, &str)) -> LearnedPrompt {
+    LearnedPrompt {
+        ctx,
+        momentum: None,
+        manifest: Manifest {
+            ntlb_version: env!("CARGO_PKG_VERSION").into(),
+            config: cfg.clone(),
+            classes: classes.to_vec(),
+            checkpoint: checkpoint.0.into(),
+            checkpoint_sha256: checkpoint.1.into(),
+            ctx_shape,
+            epochs_done: 0,
+            loss_curve: Vec::new(),
+            split: None,
+            loss_scaler: None,
+        },
     }
-    Ok(state)
 }
 
 /// Random crop parameters are drawn from this generator type (re-exported for callers).

@@ -2,13 +2,13 @@
 //! ∂S_b/∂A_l on the replicated graph, to float32 rounding. Random weights, nothing from ../shared.
 
 use burn::tensor::{Device, Distribution, Tensor};
-use ntlb_clip::config::{TextConfig, VisionConfig};
+use ntlb_clip::config::{Activation, TextConfig, VisionConfig};
 use ntlb_clip::model::Probe;
 use ntlb_clip::{l2_normalize, Clip, ClipConfig};
 use ntlb_core::host::to_f32_vec;
 use ntlb_prompt::relevance::{attention_gradients, attention_gradients_shared};
 
-fn config(layers: usize, heads: usize) -> ClipConfig {
+fn config(layers: usize, heads: usize, act: Activation) -> ClipConfig {
     ClipConfig {
         embed_dim: 64,
         vision: VisionConfig::Vit {
@@ -17,6 +17,7 @@ fn config(layers: usize, heads: usize) -> ClipConfig {
             heads: 1,
             patch_size: 8,
             image_resolution: 16,
+            activation: act,
         },
         text: TextConfig {
             context_length: 77,
@@ -24,6 +25,7 @@ fn config(layers: usize, heads: usize) -> ClipConfig {
             width: 128,
             layers,
             heads,
+            activation: act,
         },
     }
 }
@@ -31,8 +33,13 @@ fn config(layers: usize, heads: usize) -> ClipConfig {
 #[test]
 fn vjp_matches_autodiff() {
     let device = Device::flex().autodiff();
-    for (layers, heads, seed) in [(3, 2, 0u64), (2, 4, 1)] {
-        let clip = Clip::random(&config(layers, heads), seed, &device);
+    // Both activations: the backward's derivative is written by hand for each.
+    for (layers, heads, seed, act) in [
+        (3, 2, 0u64, Activation::QuickGelu),
+        (2, 4, 1, Activation::QuickGelu),
+        (3, 2, 0, Activation::Gelu),
+    ] {
+        let clip = Clip::random(&config(layers, heads, act), seed, &device);
         // Prompts of different lengths in one chunk: shorter ones are padded past their end-of-text.
         let eot = [5usize, 19, 12, 9, 19];
         let prompts = Tensor::<3>::random([eot.len(), 20, 128], Distribution::Normal(0.0, 0.5), &device);
@@ -47,9 +54,9 @@ fn vjp_matches_autodiff() {
             let (r, s) = (to_f32_vec(r.clone()), to_f32_vec(s.clone()));
             let scale = r.iter().fold(0.0f32, |m, v| m.max(v.abs()));
             let diff = r.iter().zip(&s).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-            eprintln!("layers {layers} heads {heads} layer {l}: max |G| {scale:.3e}, max diff {diff:.3e}");
+            eprintln!("{act} layers {layers} heads {heads} layer {l}: max |G| {scale:.3e}, max diff {diff:.3e}");
             assert!(scale > 1e-3, "layer {l}: gradient is trivially small ({scale})");
-            assert!(diff <= 2e-5 * scale, "layer {l}: shared pass 1 differs by {diff} (max |G| {scale})");
+            assert!(diff <= 2e-5 * scale, "{act} layer {l}: shared pass 1 differs by {diff} (max |G| {scale})");
         }
     }
 }

@@ -11,7 +11,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 use ntlb_clip::config::{ClipConfig, TextConfig, VisionConfig};
 use ntlb_clip::model::WeightSource;
-use ntlb_clip::preprocess::{clip_rgb, to_normalized_chw, Kind, Raster};
+use ntlb_clip::preprocess::{clip_rgb, to_normalized_chw, Kind, Normalization, Raster};
 use ntlb_clip::tokenizer::ClipTokenizer;
 use ntlb_clip::weights::LoadError;
 use ntlb_clip::{l2_normalize, Clip};
@@ -68,6 +68,7 @@ impl PretrainConfig {
                 heads: self.width / 64,
                 patch_size: 8,
                 image_resolution: 32,
+                activation: ntlb_clip::config::Activation::QuickGelu,
             },
             text: TextConfig {
                 context_length: 77,
@@ -75,6 +76,7 @@ impl PretrainConfig {
                 width: self.width,
                 layers: self.layers,
                 heads: self.width / 64,
+                activation: ntlb_clip::config::Activation::QuickGelu,
             },
         }
     }
@@ -145,7 +147,7 @@ pub fn picture_tensor(c: usize, domain: Domain, rng: &mut impl Rng) -> Vec<f32> 
         channels: 3,
         data: img.into_raw(),
     };
-    to_normalized_chw(&clip_rgb(raster, Kind::Plain, 32))
+    to_normalized_chw(&clip_rgb(raster, Kind::Plain, 32), &Normalization::OPENAI)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -376,6 +378,7 @@ fn save_hf(out: &Path, config: &ClipConfig, values: &BTreeMap<String, (Vec<usize
             heads,
             patch_size,
             image_resolution,
+            activation,
         },
         t,
     ) = (&config.vision, &config.text)
@@ -385,10 +388,10 @@ fn save_hf(out: &Path, config: &ClipConfig, values: &BTreeMap<String, (Vec<usize
     let hf = serde_json::json!({
         "architectures": ["CLIPModel"], "model_type": "clip", "projection_dim": config.embed_dim, "logit_scale_init_value": 2.6592,
         "text_config": {"hidden_size": t.width, "intermediate_size": 4 * t.width, "num_attention_heads": t.heads, "num_hidden_layers": t.layers,
-                        "max_position_embeddings": t.context_length, "vocab_size": t.vocab_size, "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5,
+                        "max_position_embeddings": t.context_length, "vocab_size": t.vocab_size, "hidden_act": t.activation.name(), "layer_norm_eps": 1e-5,
                         "bos_token_id": t.vocab_size - 2, "eos_token_id": t.vocab_size - 1, "projection_dim": config.embed_dim},
         "vision_config": {"hidden_size": width, "intermediate_size": 4 * width, "num_attention_heads": heads, "num_hidden_layers": layers,
-                          "patch_size": patch_size, "image_size": image_resolution, "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5, "projection_dim": config.embed_dim}
+                          "patch_size": patch_size, "image_size": image_resolution, "hidden_act": activation.name(), "layer_norm_eps": 1e-5, "projection_dim": config.embed_dim}
     });
     ntlb_core::atomic::write_atomic(&out.join("config.json"), serde_json::to_string_pretty(&hf)?.as_bytes())?;
     Ok(())

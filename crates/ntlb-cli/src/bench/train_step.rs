@@ -59,6 +59,7 @@ fn fixture_config() -> ClipConfig {
             heads: 2,
             patch_size: 8,
             image_resolution: 32,
+            activation: ntlb_clip::config::Activation::QuickGelu,
         },
         text: TextConfig {
             context_length: 77,
@@ -66,6 +67,7 @@ fn fixture_config() -> ClipConfig {
             width: 128,
             layers: 2,
             heads: 2,
+            activation: ntlb_clip::config::Activation::QuickGelu,
         },
     }
 }

@@ -43,7 +43,7 @@ pub fn run(a: ExplainArgs) -> Result<i32> {
     let clip = Clip::load(&a.model, None, &device)?;
     let tok = ClipTokenizer::for_model(&a.model, a.tokenizer.as_deref())?;
     let n = clip.config.vision.image_resolution();
-    let pixels = ntlb_clip::preprocess::load_image(&a.image, n)?;
+    let pixels = ntlb_clip::preprocess::load_image_with(&a.image, n, Default::default(), &clip.numerics.normalization)?;
     let image = l2_normalize(
         clip.encode_image(Tensor::<4>::from_data(TensorData::new(pixels, [1, 3, n, n]), &device))
             .detach(),

@@ -5,6 +5,7 @@
 use burn::tensor::activation::{sigmoid, softmax};
 use burn::tensor::{Device, Tensor, TensorData};
 
+use crate::config::Activation;
 use crate::weights::LoadError;
 
 /// Where weights come from: a checkpoint, or a seeded random initialisation (benchmarks).
@@ -138,6 +139,33 @@ pub fn quick_gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     x.clone() * sigmoid(x * 1.702)
 }
 
+/// The MLP nonlinearity. burn's `gelu` is the erf form on every backend ntlb builds (flex:
+/// libm's `erff`; LibTorch: `gelu(approximate="none")`), and so are their `gelu_backward`s;
+/// burn's generic fallback backward is the tanh form, which `exact_gelu_gradient` (tests) would
+/// catch on a backend that used it.
+pub fn activate<const D: usize>(act: Activation, x: Tensor<D>) -> Tensor<D> {
+    match act {
+        Activation::QuickGelu => quick_gelu(x),
+        Activation::Gelu => burn::tensor::activation::gelu(x),
+    }
+}
+
+/// d act(x) / dx, for the hand-written activation-only backward (`super::vjp`).
+pub fn activation_derivative<const D: usize>(act: Activation, x: Tensor<D>) -> Tensor<D> {
+    match act {
+        Activation::QuickGelu => {
+            let s = sigmoid(x.clone() * 1.702);
+            s.clone() + x * s.clone() * (s.neg() + 1.0) * 1.702
+        }
+        // Φ(x) + x φ(x), Φ(x) = (1 + erf(x/√2)) / 2, φ(x) = exp(−x²/2) / √(2π).
+        Activation::Gelu => {
+            let cdf = ((x.clone() * std::f64::consts::FRAC_1_SQRT_2).erf() + 1.0) * 0.5;
+            let pdf = (x.clone().powi_scalar(2) * -0.5).exp() * (0.5 * std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2);
+            cdf + x * pdf
+        }
+    }
+}
+
 /// What the attention layers report besides their output.
 #[derive(Clone, Copy)]
 pub enum Probe<'a> {
@@ -227,7 +255,7 @@ pub struct BlockCache {
     pub parts: AttentionParts,
     /// After the attention residual `[N, L, W]`.
     pub x_mid: Tensor<3>,
-    /// `c_fc` output before QuickGELU `[N, L, 4W]`.
+    /// `c_fc` output before the activation `[N, L, 4W]`.
     pub fc: Tensor<3>,
 }
 
@@ -239,15 +267,24 @@ pub struct ResidualBlock {
     pub mlp: Mlp,
 }
 
-/// The block's feed-forward part: `c_fc`, QuickGELU, `c_proj`.
+/// The block's feed-forward part: `c_fc`, the activation, `c_proj`.
 #[derive(Debug, Clone)]
 pub struct Mlp {
     pub c_fc: Linear,
     pub c_proj: Linear,
+    /// Not a tensor of the checkpoint: what its config declares (`crate::checkpoint`).
+    pub act: Activation,
 }
 
 impl ResidualBlock {
-    pub fn load(src: &mut dyn WeightSource, prefix: &str, width: usize, heads: usize, device: &Device) -> Result<Self, LoadError> {
+    pub fn load(
+        src: &mut dyn WeightSource,
+        prefix: &str,
+        width: usize,
+        heads: usize,
+        act: Activation,
+        device: &Device,
+    ) -> Result<Self, LoadError> {
         Ok(ResidualBlock {
             ln_1: LayerNorm::load(src, &format!("{prefix}.ln_1"), width, device)?,
             attn: SelfAttention::load(src, &format!("{prefix}.attn"), width, heads, device)?,
@@ -255,6 +292,7 @@ impl ResidualBlock {
             mlp: Mlp {
                 c_fc: Linear::load(src, &format!("{prefix}.mlp.c_fc"), width, width * 4, true, device)?,
                 c_proj: Linear::load(src, &format!("{prefix}.mlp.c_proj"), width * 4, width, true, device)?,
+                act,
             },
         })
     }
@@ -282,7 +320,7 @@ impl ResidualBlock {
         let probs = record.then(|| parts.attn.clone());
         let x_mid = x.clone() + a;
         let fc = self.mlp.c_fc.forward3(self.ln_2.forward(x_mid.clone()));
-        let y = self.mlp.c_proj.forward3(quick_gelu(fc.clone()));
+        let y = self.mlp.c_proj.forward3(activate(self.mlp.act, fc.clone()));
         if let Some(c) = cache {
             c.push(BlockCache {
                 x_in: x.inner(),
@@ -312,10 +350,11 @@ impl Transformer {
         width: usize,
         layers: usize,
         heads: usize,
+        act: Activation,
         device: &Device,
     ) -> Result<Self, LoadError> {
         let resblocks = (0..layers)
-            .map(|i| ResidualBlock::load(src, &format!("{prefix}.resblocks.{i}"), width, heads, device))
+            .map(|i| ResidualBlock::load(src, &format!("{prefix}.resblocks.{i}"), width, heads, act, device))
             .collect::<Result<_, _>>()?;
         Ok(Transformer { resblocks })
     }

@@ -17,7 +17,8 @@ use std::path::Path;
 use burn::tensor::{Device, Tensor};
 use rand::{Rng, SeedableRng};
 
-use crate::config::{infer_config, ClipConfig, VisionConfig};
+use crate::checkpoint::{self, ModelNumerics, Normalization};
+use crate::config::{infer_config, Activation, ClipConfig, VisionConfig};
 use crate::weights::{LoadError, WeightMap};
 pub use layers::{Probe, WeightSource};
 pub use text::{TextCache, TextOutput, TextTower};
@@ -38,6 +39,18 @@ pub struct Clip {
     pub visual: ImageTower,
     /// ln of the softmax temperature's inverse, as stored (`logit_scale`).
     pub logit_scale: f32,
+    /// Activations and normalisation, with where each was read (`crate::checkpoint`).
+    pub numerics: ModelNumerics,
+}
+
+/// How to load a checkpoint beyond its path.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions<'a> {
+    /// The architecture the shapes must have (otherwise read from them). Its activations are
+    /// not used: they come from the checkpoint's declaration or `activation`.
+    pub expected: Option<&'a ClipConfig>,
+    /// An explicit activation for both towers; an error where the checkpoint declares another.
+    pub activation: Option<Activation>,
 }
 
 impl Clip {
@@ -51,6 +64,7 @@ impl Clip {
                 heads,
                 patch_size,
                 image_resolution,
+                activation,
             } => ImageTower::Vit(vit::VitTower::load(
                 src,
                 *width,
@@ -59,6 +73,7 @@ impl Clip {
                 *patch_size,
                 *image_resolution,
                 e,
+                *activation,
                 device,
             )?),
             VisionConfig::ResNet {
@@ -83,6 +98,13 @@ impl Clip {
             text,
             visual,
             logit_scale,
+            numerics: ModelNumerics {
+                text_activation: config.text.activation,
+                vision_activation: config.vision.activation().unwrap_or(config.text.activation),
+                activation_source: "set by the caller's architecture".into(),
+                normalization: Normalization::OPENAI,
+                normalization_source: "OpenAI's mean and std (no checkpoint read)".into(),
+            },
         })
     }
 
@@ -102,16 +124,35 @@ impl Clip {
         l.0
     }
 
-    /// Load a checkpoint (HF directory or OpenAI-naming `.safetensors`). With `expected`, its
-    /// shapes must match that architecture; otherwise the architecture is read from the shapes.
+    /// Load a checkpoint (HF directory or OpenAI-naming `.safetensors`) with the activation and
+    /// normalisation it declares. With `expected`, its shapes must match that architecture;
+    /// otherwise the architecture is read from the shapes.
     pub fn load(path: &Path, expected: Option<&ClipConfig>, device: &Device) -> Result<Clip, LoadError> {
+        Clip::load_with(path, LoadOptions { expected, activation: None }, device)
+    }
+
+    /// [`Clip::load`] with an explicit activation (checked against the checkpoint's declaration).
+    pub fn load_with(path: &Path, opts: LoadOptions<'_>, device: &Device) -> Result<Clip, LoadError> {
+        let declared = checkpoint::declared(path)?;
+        let numerics = checkpoint::numerics_from(path, &declared, opts.activation)?;
         let mut w = WeightMap::open(path)?;
-        let config = match expected {
+        let config = match opts.expected {
             Some(c) => c.clone(),
             None => infer_config(&w)?,
-        };
-        let clip = Clip::from_source(&mut w, &config, device)?;
+        }
+        .with_activations(numerics.text_activation, numerics.vision_activation);
+        if let Some((n, source)) = &declared.size {
+            let r = config.vision.image_resolution();
+            if *n != r {
+                return Err(LoadError::Layout {
+                    path: path.to_path_buf(),
+                    msg: format!("the preprocessing declares size {n} ({source}), the image tower takes {r} px"),
+                });
+            }
+        }
+        let mut clip = Clip::from_source(&mut w, &config, device)?;
         w.finish()?;
+        clip.numerics = numerics;
         Ok(clip)
     }
 

@@ -45,7 +45,7 @@ impl TextTower {
             config: c.clone(),
             token_embedding: load(src, "token_embedding.weight", [c.vocab_size, c.width], device)?,
             positional_embedding: load(src, "positional_embedding", [c.context_length, c.width], device)?,
-            transformer: Transformer::load(src, "transformer", c.width, c.layers, c.heads, device)?,
+            transformer: Transformer::load(src, "transformer", c.width, c.layers, c.heads, c.activation, device)?,
             ln_final: LayerNorm::load(src, "ln_final", c.width, device)?,
             text_projection: load(src, "text_projection", [c.width, embed_dim], device)?,
         })

@@ -4,6 +4,7 @@
 use burn::tensor::{Device, Tensor};
 
 use super::layers::{load, LayerNorm, Probe, Transformer, WeightSource};
+use crate::config::Activation;
 use crate::weights::LoadError;
 
 #[derive(Debug, Clone)]
@@ -28,6 +29,7 @@ impl VitTower {
         patch: usize,
         resolution: usize,
         embed_dim: usize,
+        act: Activation,
         device: &Device,
     ) -> Result<Self, LoadError> {
         let grid = resolution / patch;
@@ -37,7 +39,7 @@ impl VitTower {
             class_embedding: load(src, "visual.class_embedding", [width], device)?,
             positional_embedding: load(src, "visual.positional_embedding", [grid * grid + 1, width], device)?,
             ln_pre: LayerNorm::load(src, "visual.ln_pre", width, device)?,
-            transformer: Transformer::load(src, "visual.transformer", width, layers, heads, device)?,
+            transformer: Transformer::load(src, "visual.transformer", width, layers, heads, act, device)?,
             ln_post: LayerNorm::load(src, "visual.ln_post", width, device)?,
             proj: load(src, "visual.proj", [width, embed_dim], device)?,
         })

@@ -7,13 +7,12 @@
 //! replicated each prompt B times through forward and backward. Here the forward runs once
 //! (its activations come from [`TextTower::encode_embeddings_cached`]) and the B cotangents go
 //! down together as a `[N, B, …]` batch: the weights are frozen, so only input gradients are
-//! needed (LayerNorm, causal attention, QuickGELU MLP). The test `vjp_matches_autodiff` holds it
+//! needed (LayerNorm, causal attention, the MLP's activation). The test `vjp_matches_autodiff` holds it
 //! to burn's autodiff on the replicated graph.
 
-use burn::tensor::activation::sigmoid;
 use burn::tensor::{Tensor, TensorData};
 
-use super::layers::{BlockCache, LayerNorm, Linear};
+use super::layers::{activation_derivative, BlockCache, LayerNorm, Linear};
 use super::text::{TextCache, TextTower};
 
 /// `dy · Wᵀ` for a linear `y = x W + b`, on the rows of a `[N, B, L, out]` cotangent.
@@ -41,11 +40,9 @@ fn block_t(blk: &super::layers::ResidualBlock, c: &BlockCache, dy: Tensor<4>, st
     let [n, b, l, w] = dy.dims();
     let h = blk.attn.heads;
     let dh = w / h;
-    // MLP: y = c_proj(quick_gelu(fc)), fc = c_fc(ln_2(x_mid)).
-    let fc = c.fc.clone().unsqueeze_dim::<4>(1);
-    let s = sigmoid(fc.clone() * 1.702);
-    let dgelu = s.clone() + fc * s.clone() * (s.neg() + 1.0) * 1.702;
-    let dfc = linear_t(&blk.mlp.c_proj, dy.clone()) * dgelu;
+    // MLP: y = c_proj(act(fc)), fc = c_fc(ln_2(x_mid)).
+    let dact = activation_derivative(blk.mlp.act, c.fc.clone().unsqueeze_dim::<4>(1));
+    let dfc = linear_t(&blk.mlp.c_proj, dy.clone()) * dact;
     let dmid = dy + layer_norm_t(&blk.ln_2, c.x_mid.clone().unsqueeze_dim(1), linear_t(&blk.mlp.c_fc, dfc));
     // Attention output o = A v per head, then out_proj.
     let d_o = linear_t(&blk.attn.out_proj, dmid.clone())

@@ -471,6 +471,8 @@ mod tests {
                     name: model.into(),
                     path: "m.safetensors".into(),
                     tokenizer: None,
+                    revision: None,
+                    activation: None,
                 },
                 lambda,
                 seed,
@@ -484,6 +486,7 @@ mod tests {
             rows: Vec::new(),
             failed_images: Vec::new(),
             relevance: None,
+            model_numerics: None,
             curve: Some(
                 losses
                     .iter()

@@ -29,9 +29,19 @@ fn default_seeds() -> Vec<u64> {
 #[serde(deny_unknown_fields)]
 pub struct ModelEntry {
     pub name: String,
+    /// A checkpoint file or folder (relative: under `checkpoint_root`), or a model name in the
+    /// local Hugging Face cache: `org/name` (transformers) or `hf-hub:org/name` (open_clip),
+    /// which [`SweepConfig::resolved`] replaces by its snapshot path.
     pub path: PathBuf,
+    /// The revision of a named model (a branch, tag or commit hash; default `main`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
     #[serde(default)]
     pub tokenizer: Option<PathBuf>,
+    /// `quick_gelu` or `gelu` for both towers; by default what the checkpoint declares (an
+    /// error where it declares the other).
+    #[serde(default)]
+    pub activation: Option<ntlb_clip::config::Activation>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -128,8 +138,21 @@ impl SweepConfig {
         }
     }
 
-    /// The config with `data_root` / `checkpoint_root` applied to relative paths.
+    /// The config with `data_root` / `checkpoint_root` applied to relative paths and model
+    /// names resolved in the local Hugging Face cache (see [`ModelEntry::path`]), once, so that
+    /// everything downstream reads real paths. A name not in the cache is left as written (a
+    /// dry run plans before the downloads); [`SweepConfig::resolved_checked`] refuses it.
     pub fn resolved(&self) -> SweepConfig {
+        self.resolve(false).expect("a lenient resolution does not fail")
+    }
+
+    /// [`SweepConfig::resolved`], failing on a model name that is not in the cache (the error
+    /// lists the paths looked at and the download command) or a revision given with a path.
+    pub fn resolved_checked(&self) -> Result<SweepConfig> {
+        self.resolve(true)
+    }
+
+    fn resolve(&self, strict: bool) -> Result<SweepConfig> {
         let join = |root: &Option<PathBuf>, p: &Path| match root {
             Some(r) if p.is_relative() => r.join(p),
             _ => p.to_path_buf(),
@@ -141,12 +164,21 @@ impl SweepConfig {
         if let Some(co) = &mut c.coop {
             co.train_root = join(&self.data_root, &co.train_root);
         }
+        let env = ntlb_clip::hub::HubEnv::from_process();
         for m in &mut c.models {
-            m.path = join(&self.checkpoint_root, &m.path);
+            let joined = join(&self.checkpoint_root, &m.path);
+            match locate_model(m, &joined, &env) {
+                Ok(p) => {
+                    m.path = p;
+                    m.revision = None;
+                }
+                Err(e) if strict => return Err(e),
+                Err(_) => m.path = joined,
+            }
         }
         c.data_root = None;
         c.checkpoint_root = None;
-        c
+        Ok(c)
     }
 
     pub fn cache_dir(&self) -> PathBuf {
@@ -168,6 +200,33 @@ impl SweepConfig {
         }
         self.models.retain(|e| models.contains(&e.name));
         Ok(())
+    }
+}
+
+/// Where a model entry's checkpoint is: `joined` (its path under the checkpoint root) when that
+/// exists, else the snapshot of its name in the Hugging Face cache. A missing path that is no
+/// name is returned as it is (loading reports it).
+fn locate_model(m: &ModelEntry, joined: &Path, env: &ntlb_clip::hub::HubEnv) -> Result<PathBuf> {
+    let name = m.path.to_str().filter(|s| ntlb_clip::hub::is_name(s));
+    if joined.exists() {
+        if m.revision.is_some() {
+            bail!(
+                "model `{}`: `revision` is set but {} is an existing path (a revision only applies to a model name)",
+                m.name,
+                joined.display()
+            );
+        }
+        return Ok(joined.to_path_buf());
+    }
+    match name {
+        Some(spec) => ntlb_clip::hub::resolve_name_in(spec, m.revision.as_deref(), env, &[joined.to_path_buf()])
+            .with_context(|| format!("model `{}`", m.name)),
+        None if m.revision.is_some() => bail!(
+            "model `{}`: `revision` is set but `{}` is not a model name (org/name or hf-hub:org/name)",
+            m.name,
+            m.path.display()
+        ),
+        None => Ok(joined.to_path_buf()),
     }
 }
 

@@ -42,9 +42,18 @@ struct Loaded {
 }
 
 fn load_model(m: &ModelEntry, device: &burn::tensor::Device) -> Result<Loaded> {
-    let clip = Clip::load(&m.path, None, device).with_context(|| format!("model `{}`", m.name))?;
+    let clip = Clip::load_with(
+        &m.path,
+        ntlb_clip::LoadOptions {
+            expected: None,
+            activation: m.activation,
+        },
+        device,
+    )
+    .with_context(|| format!("model `{}`", m.name))?;
+    eprintln!("model `{}`: {}", m.name, clip.numerics.describe());
     let tok = ClipTokenizer::for_model(&m.path, m.tokenizer.as_deref()).with_context(|| format!("model `{}`", m.name))?;
-    let sha = crate::identity::checkpoint_sha256(&crate::identity::weights_file(m))?;
+    let sha = crate::identity::checkpoint_sha256(&crate::identity::weights_file(m)?)?;
     Ok(Loaded { clip, tok, sha })
 }
 
@@ -231,7 +240,16 @@ fn coop_job(x: &JobInputs, label: &str, lambda: f64, seed: u64, tcfg: &TrainConf
 
 /// Run (or plan) the sweep; returns the number of jobs run.
 pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
-    let resolved = cfg.resolved();
+    // Model names are looked up in the Hugging Face cache here, once; a dry run plans without
+    // the downloads.
+    let resolved = match cfg.resolved_checked() {
+        Ok(c) => c,
+        Err(e) if opts.dry_run => {
+            println!("models not readable yet ({e:#})");
+            cfg.resolved()
+        }
+        Err(e) => return Err(e),
+    };
     let cfg = &resolved;
     let jobs = plan(cfg)?;
     // A dry run plans without the data (it may not be downloaded yet); a real run checks it all up front.
@@ -350,6 +368,7 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
                 .collect::<std::collections::BTreeSet<_>>()
                 .into_iter()
                 .collect(),
+            model_numerics: Some(l.clip.numerics.clone()),
         };
         ntlb_core::atomic::write_atomic(&run_path(cfg, &key), serde_json::to_string_pretty(&record)?.as_bytes())?;
         ran += 1;

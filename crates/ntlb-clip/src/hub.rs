@@ -1,0 +1,323 @@
+//! Models by name from the local Hugging Face cache, read as `huggingface_hub` lays it out; no
+//! network: a model not in the cache is an error that says how to download it.
+//!
+//! - a spec naming an existing file or folder is that path;
+//! - `hf-hub:org/name` (open_clip's naming) is the weights file of the snapshot,
+//!   `open_clip_model.safetensors`, else `open_clip_pytorch_model.bin`, with
+//!   `open_clip_config.json` beside it;
+//! - `org/name` (transformers) is the snapshot folder (`config.json`, `model.safetensors` or
+//!   `pytorch_model.bin`, `tokenizer.json`).
+//!
+//! The cache is `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `$XDG_CACHE_HOME/huggingface/hub`,
+//! else `~/.cache/huggingface/hub`. A repo is `models--org--name/`; `refs/<revision>` (default
+//! `main`) holds a commit hash, whose files are `snapshots/<hash>/`, symlinks into `blobs/`. A
+//! 40-hex revision is a commit: `snapshots/<hash>/` directly. The paths returned are the
+//! snapshot's own (not the blobs they link to), so `tokenizer.json` and the configs are found
+//! beside them.
+
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::path::{Component, Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error("`{0}` is an existing path: a revision only applies to a model name (org/name or hf-hub:org/name)")]
+    RevisionWithPath(PathBuf),
+    #[error("`{spec}` is neither an existing file or folder nor a model name (org/name, hf-hub:org/name)")]
+    NotAName { spec: String },
+    #[error("{}", not_found(spec, tried, command))]
+    NotFound {
+        spec: String,
+        /// Every path looked at, with what was wrong with it.
+        tried: Vec<(PathBuf, String)>,
+        command: String,
+    },
+    /// The cache holds the model, but not all of it (or not what its layout needs).
+    #[error("{msg}\ndownload it again with: {command}")]
+    Incomplete { msg: String, command: String },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+fn not_found(spec: &str, tried: &[(PathBuf, String)], command: &str) -> String {
+    let mut s = format!("model `{spec}` not found; looked at:");
+    for (p, why) in tried {
+        let _ = write!(s, "\n  {} ({why})", p.display());
+    }
+    let _ = write!(s, "\ndownload it with: {command}");
+    s
+}
+
+/// The environment variables that place the cache, passed in so that tests need not set the
+/// process environment.
+#[derive(Debug, Clone, Default)]
+pub struct HubEnv {
+    pub hf_hub_cache: Option<OsString>,
+    /// The older name of `HF_HUB_CACHE`, which `huggingface_hub` still reads.
+    pub huggingface_hub_cache: Option<OsString>,
+    pub hf_home: Option<OsString>,
+    pub xdg_cache_home: Option<OsString>,
+    pub home: Option<OsString>,
+}
+
+impl HubEnv {
+    pub fn from_process() -> HubEnv {
+        let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+        HubEnv {
+            hf_hub_cache: var("HF_HUB_CACHE"),
+            huggingface_hub_cache: var("HUGGINGFACE_HUB_CACHE"),
+            hf_home: var("HF_HOME"),
+            xdg_cache_home: var("XDG_CACHE_HOME"),
+            home: var("HOME").or_else(|| var("USERPROFILE")),
+        }
+    }
+
+    /// `~` expanded as Python's `os.path.expanduser` does.
+    fn expand(&self, v: &OsString) -> PathBuf {
+        let p = PathBuf::from(v);
+        match (p.strip_prefix("~"), &self.home) {
+            (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
+            _ => p,
+        }
+    }
+
+    /// The cache folder and the variable it came from.
+    pub fn cache_root(&self) -> (PathBuf, &'static str) {
+        if let Some(v) = &self.hf_hub_cache {
+            return (self.expand(v), "HF_HUB_CACHE");
+        }
+        if let Some(v) = &self.huggingface_hub_cache {
+            return (self.expand(v), "HUGGINGFACE_HUB_CACHE");
+        }
+        if let Some(v) = &self.hf_home {
+            return (self.expand(v).join("hub"), "HF_HOME");
+        }
+        if let Some(v) = &self.xdg_cache_home {
+            return (self.expand(v).join("huggingface").join("hub"), "XDG_CACHE_HOME");
+        }
+        let home = self.home.clone().map(PathBuf::from).unwrap_or_default();
+        (home.join(".cache").join("huggingface").join("hub"), "the default ~/.cache/huggingface/hub")
+    }
+}
+
+/// Which layout a name asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// `hf-hub:org/name`: open_clip's weights file.
+    OpenClip,
+    /// `org/name`: a transformers folder.
+    Transformers,
+}
+
+const OPEN_CLIP_WEIGHTS: [&str; 2] = ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"];
+const OPEN_CLIP_CONFIG: &str = "open_clip_config.json";
+
+/// A Hugging Face repo id, `org/name`: two parts of letters, digits, `-`, `_`, `.`.
+fn repo_id(s: &str) -> Option<&str> {
+    let (org, name) = s.split_once('/')?;
+    let part = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 96
+            && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && !p.starts_with(['.', '-'])
+            && !p.contains("..")
+            && !p.contains("--")
+    };
+    (part(org) && part(name)).then_some(s)
+}
+
+fn parse(spec: &str) -> Option<(Kind, &str)> {
+    match spec.strip_prefix("hf-hub:") {
+        Some(rest) => repo_id(rest).map(|r| (Kind::OpenClip, r)),
+        None => repo_id(spec).map(|r| (Kind::Transformers, r)),
+    }
+}
+
+/// Whether `spec` is written as a model name (`org/name` or `hf-hub:org/name`); it may also be
+/// a relative path of that shape, which [`resolve`] prefers when it exists.
+pub fn is_name(spec: &str) -> bool {
+    parse(spec).is_some()
+}
+
+/// The download command for a repo.
+pub fn download_command(repo: &str, revision: Option<&str>) -> String {
+    match revision {
+        Some(r) => format!("huggingface-cli download {repo} --revision {r}"),
+        None => format!("huggingface-cli download {repo}"),
+    }
+}
+
+fn is_commit_hash(r: &str) -> bool {
+    r.len() == 40 && r.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// Where `p` stands: `Ok(true)` it is (or links to) a file or folder, `Ok(false)` nothing is
+/// there, `Err(target)` it is a symlink to nothing: a blob missing from the cache.
+pub(crate) fn probe(p: &Path) -> Result<bool, PathBuf> {
+    if p.exists() {
+        return Ok(true);
+    }
+    match std::fs::symlink_metadata(p) {
+        Ok(m) if m.file_type().is_symlink() => Err(std::fs::read_link(p).unwrap_or_default()),
+        _ => Ok(false),
+    }
+}
+
+/// [`resolve_in`] with the process environment.
+pub fn resolve(spec: &str, revision: Option<&str>) -> Result<PathBuf, HubError> {
+    resolve_in(spec, revision, &HubEnv::from_process())
+}
+
+/// The local path of a model spec (see the module doc): an existing path unchanged, or the
+/// snapshot path of a name in the cache `env` points at.
+pub fn resolve_in(spec: &str, revision: Option<&str>, env: &HubEnv) -> Result<PathBuf, HubError> {
+    let as_path = Path::new(spec);
+    if as_path.exists() {
+        return match revision {
+            Some(_) => Err(HubError::RevisionWithPath(as_path.into())),
+            None => Ok(as_path.into()),
+        };
+    }
+    let also_tried: &[PathBuf] = if spec.starts_with("hf-hub:") { &[] } else { &[as_path.to_path_buf()] };
+    resolve_name_in(spec, revision, env, also_tried)
+}
+
+/// A model name (`org/name`, `hf-hub:org/name`) in the cache, not looked for as a path;
+/// `also_tried` are the paths the caller looked at first, listed in the not-found error.
+pub fn resolve_name_in(spec: &str, revision: Option<&str>, env: &HubEnv, also_tried: &[PathBuf]) -> Result<PathBuf, HubError> {
+    let Some((kind, repo)) = parse(spec) else {
+        return Err(HubError::NotAName { spec: spec.into() });
+    };
+    let command = download_command(repo, revision);
+    let (root, from) = env.cache_root();
+    let repo_dir = root.join(format!("models--{}", repo.replace('/', "--")));
+    let mut tried: Vec<(PathBuf, String)> = also_tried
+        .iter()
+        .map(|p| (p.clone(), "no such file or folder".to_string()))
+        .collect();
+    let not_found = |tried: Vec<(PathBuf, String)>| HubError::NotFound {
+        spec: spec.into(),
+        tried,
+        command: command.clone(),
+    };
+    let rev = revision.unwrap_or("main");
+    let bad_rev = Path::new(rev)
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_)));
+    if rev.is_empty() || bad_rev {
+        return Err(not_found(vec![(repo_dir.join("refs"), format!("`{rev}` is not a revision name"))]));
+    }
+    let commit = if is_commit_hash(rev) {
+        rev.to_string()
+    } else {
+        let ref_file = repo_dir.join("refs").join(rev);
+        match std::fs::read_to_string(&ref_file) {
+            Ok(s) => {
+                let hash = s.trim().to_string();
+                if hash.is_empty() || hash.contains(['/', '\\']) || hash.starts_with('.') {
+                    return Err(HubError::Incomplete {
+                        msg: format!("{}: holds {:?}, not a commit hash", ref_file.display(), s),
+                        command,
+                    });
+                }
+                hash
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let why = if repo_dir.is_dir() {
+                    format!("no such file: no revision `{rev}` in the cache")
+                } else {
+                    format!("no such file: `{repo}` is not in the cache {} (from {from})", root.display())
+                };
+                tried.push((ref_file, why));
+                return Err(not_found(tried));
+            }
+            Err(source) => return Err(HubError::Io { path: ref_file, source }),
+        }
+    };
+    let snapshot = repo_dir.join("snapshots").join(&commit);
+    if !snapshot.is_dir() {
+        tried.push((snapshot, format!("no such folder: the snapshot of commit {commit} is not in the cache")));
+        return Err(not_found(tried));
+    }
+    let incomplete = |msg: String| HubError::Incomplete {
+        msg,
+        command: command.clone(),
+    };
+    let dangling = |name: &str, target: PathBuf| {
+        incomplete(format!(
+            "{}: a symlink to {}, which does not exist (an incomplete download?)",
+            snapshot.join(name).display(),
+            target.display()
+        ))
+    };
+    match kind {
+        Kind::Transformers => {
+            // The one rule for the weights file of a folder; a dangling link is an error there.
+            crate::weights::weights_file(&snapshot).map_err(|e| incomplete(e.to_string()))?;
+            for name in ["config.json", "tokenizer.json"] {
+                probe(&snapshot.join(name)).map_err(|t| dangling(name, t))?;
+            }
+            Ok(snapshot)
+        }
+        Kind::OpenClip => {
+            let mut weights = None;
+            for name in OPEN_CLIP_WEIGHTS {
+                if probe(&snapshot.join(name)).map_err(|t| dangling(name, t))? {
+                    weights = Some(snapshot.join(name));
+                    break;
+                }
+            }
+            let Some(weights) = weights else {
+                return Err(incomplete(format!(
+                    "{}: no {} or {}: not an open_clip repo? (a transformers repo is named without `hf-hub:`)",
+                    snapshot.display(),
+                    OPEN_CLIP_WEIGHTS[0],
+                    OPEN_CLIP_WEIGHTS[1]
+                )));
+            };
+            if !probe(&snapshot.join(OPEN_CLIP_CONFIG)).map_err(|t| dangling(OPEN_CLIP_CONFIG, t))? {
+                return Err(incomplete(format!("{}: no {OPEN_CLIP_CONFIG} beside the weights", weights.display())));
+            }
+            probe(&snapshot.join("tokenizer.json")).map_err(|t| dangling("tokenizer.json", t))?;
+            Ok(weights)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_paths() {
+        assert!(is_name("openai/clip-vit-base-patch32"));
+        assert!(is_name("hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K"));
+        assert!(is_name("timm/vit_base_patch16_clip_224.openai"));
+        for not in ["ViT-B-32.safetensors", "a/b/c", "/abs/x", "../x", "./x", "a/", "hf-hub:x", "a--b/c", ""] {
+            assert!(!is_name(not), "{not}");
+        }
+    }
+
+    #[test]
+    fn cache_root_precedence() {
+        let os = |s: &str| Some(OsString::from(s));
+        let mut env = HubEnv {
+            hf_hub_cache: os("/c"),
+            huggingface_hub_cache: os("/old"),
+            hf_home: os("/h"),
+            xdg_cache_home: os("/x"),
+            home: os("/home/u"),
+        };
+        assert_eq!(env.cache_root().0, PathBuf::from("/c"));
+        env.hf_hub_cache = None;
+        assert_eq!(env.cache_root().0, PathBuf::from("/old"));
+        env.huggingface_hub_cache = None;
+        assert_eq!(env.cache_root().0, PathBuf::from("/h/hub"));
+        env.hf_home = os("~/hfh");
+        assert_eq!(env.cache_root().0, PathBuf::from("/home/u/hfh/hub"));
+        env.hf_home = None;
+        assert_eq!(env.cache_root().0, PathBuf::from("/x/huggingface/hub"));
+        env.xdg_cache_home = None;
+        assert_eq!(env.cache_root().0, PathBuf::from("/home/u/.cache/huggingface/hub"));
+    }
+}

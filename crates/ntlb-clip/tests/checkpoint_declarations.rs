@@ -1,0 +1,197 @@
+//! What a checkpoint declares beside its tensors decides how it computes: read from the
+//! file's own config, refused by name when ntlb does not implement it, never assumed against
+//! the file. Runs on the committed `models/synth-clip` (nothing from ../shared).
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use ntlb_clip::config::Activation;
+use ntlb_clip::{Clip, LoadOptions};
+use serde_json::{json, Value};
+
+fn synth() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/synth-clip")
+}
+
+/// A copy of the synthetic HF folder with its config.json edited by `edit`.
+fn hf_with(edit: impl FnOnce(&mut Value)) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["model.safetensors", "tokenizer.json"] {
+        std::fs::copy(synth().join(f), dir.path().join(f)).unwrap();
+    }
+    let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(synth().join("config.json")).unwrap()).unwrap();
+    edit(&mut cfg);
+    std::fs::write(dir.path().join("config.json"), cfg.to_string()).unwrap();
+    dir
+}
+
+fn load(path: &Path, activation: Option<Activation>) -> Result<Clip, String> {
+    Clip::load_with(path, LoadOptions { expected: None, activation }, &Device::flex()).map_err(|e| e.to_string())
+}
+
+fn features(clip: &Clip) -> Vec<f32> {
+    let tok = ntlb_clip::tokenizer::ClipTokenizer::for_model(&synth(), None).unwrap();
+    let t = tok.tokenize("red circle", false).unwrap();
+    ntlb_core::host::to_f32_vec(clip.encode_text(&[t.ids.clone()], &[t.eot]))
+}
+
+#[test]
+fn the_hf_config_decides_the_activation_and_gelu_computes_other_features() {
+    let quick = load(&synth(), None).unwrap();
+    assert_eq!(quick.numerics.text_activation, Activation::QuickGelu);
+    assert!(quick.numerics.activation_source.contains("text_config.hidden_act = \"quick_gelu\""));
+    let dir = hf_with(|c| {
+        c["text_config"]["hidden_act"] = json!("gelu");
+        c["vision_config"]["hidden_act"] = json!("gelu");
+    });
+    let gelu = load(dir.path(), None).unwrap();
+    assert_eq!((gelu.numerics.text_activation, gelu.numerics.vision_activation), (Activation::Gelu, Activation::Gelu));
+    assert_eq!(gelu.config.text.activation, Activation::Gelu);
+    assert_eq!(gelu.config.vision.activation(), Some(Activation::Gelu));
+    let (a, b) = (features(&quick), features(&gelu));
+    let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    assert!(diff > 1e-4, "GELU and QuickGELU gave the same features (max diff {diff})");
+    // Asking for what the file says is fine; the keys of the two readings differ.
+    assert!(load(dir.path(), Some(Activation::Gelu)).is_ok());
+    assert_ne!(quick.numerics.identity(), gelu.numerics.identity());
+}
+
+#[test]
+fn a_contradiction_with_the_file_is_an_error_naming_both() {
+    let e = load(&synth(), Some(Activation::Gelu)).unwrap_err();
+    assert!(e.contains("set to gelu") && e.contains("config.json") && e.contains("quick_gelu"), "{e}");
+}
+
+#[test]
+fn an_activation_ntlb_does_not_implement_is_refused_by_file_key_and_value() {
+    for value in ["gelu_new", "gelu_pytorch_tanh", "relu"] {
+        let dir = hf_with(|c| c["vision_config"]["hidden_act"] = json!(value));
+        let e = load(dir.path(), None).unwrap_err();
+        assert!(e.contains("config.json") && e.contains("vision_config.hidden_act") && e.contains(value), "{e}");
+    }
+    let dir = hf_with(|c| c["text_config"]["layer_norm_eps"] = json!(1e-6));
+    let e = load(dir.path(), None).unwrap_err();
+    assert!(e.contains("text_config.layer_norm_eps"), "{e}");
+}
+
+#[test]
+fn an_absent_hidden_act_is_transformers_default() {
+    let dir = hf_with(|c| {
+        c["text_config"].as_object_mut().unwrap().remove("hidden_act");
+    });
+    let clip = load(dir.path(), None).unwrap();
+    assert_eq!(clip.numerics.text_activation, Activation::QuickGelu);
+    assert!(clip.numerics.activation_source.contains("absent"), "{}", clip.numerics.activation_source);
+}
+
+/// The synthetic weights in OpenAI naming, as an open_clip hub folder would hold them.
+fn open_clip_dir(config: Option<Value>) -> (tempfile::TempDir, PathBuf) {
+    let clip = Clip::load(&synth(), None, &Device::flex()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("open_clip_model.safetensors");
+    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = {
+        let mut w = ntlb_clip::weights::WeightMap::open(&synth()).unwrap();
+        Clip::parameter_shapes(&clip.config)
+            .into_iter()
+            .map(|(k, s)| {
+                let d = w.take(&k, &s).unwrap();
+                (k, s, d)
+            })
+            .collect()
+    };
+    // Fuse q/k/v back into OpenAI's in_proj (the canonical names split them).
+    let by_key: std::collections::HashMap<&str, &Vec<f32>> = tensors.iter().map(|(k, _, d)| (k.as_str(), d)).collect();
+    let mut out: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+    for (k, s, d) in &tensors {
+        if let Some(prefix) = k.strip_suffix(".q_proj.weight") {
+            let cat = |part: &str| -> Vec<f32> {
+                ["q_proj", "k_proj", "v_proj"]
+                    .iter()
+                    .flat_map(|p| by_key[format!("{prefix}.{p}.{part}").as_str()].iter().copied())
+                    .collect()
+            };
+            out.push((format!("{prefix}.in_proj_weight"), vec![3 * s[0], s[1]], cat("weight")));
+            out.push((format!("{prefix}.in_proj_bias"), vec![3 * s[0]], cat("bias")));
+        } else if !(k.contains(".q_proj.") || k.contains(".k_proj.") || k.contains(".v_proj.")) {
+            out.push((k.clone(), s.clone(), d.clone()));
+        }
+    }
+    ntlb_core::store::write_tensors(&file, &out).unwrap();
+    if let Some(c) = config {
+        std::fs::write(dir.path().join("open_clip_config.json"), c.to_string()).unwrap();
+    }
+    (dir, file)
+}
+
+#[test]
+fn open_clip_configs_decide_the_activation_and_unimplemented_settings_are_refused() {
+    let (_bare_dir, bare) = open_clip_dir(None);
+    let bare_clip = load(&bare, None).unwrap();
+    assert_eq!(bare_clip.numerics.text_activation, Activation::QuickGelu);
+    assert!(bare_clip.numerics.activation_source.contains("OpenAI"), "{}", bare_clip.numerics.activation_source);
+    // The bare file is the HF folder's weights: same features.
+    assert_eq!(features(&bare_clip), features(&load(&synth(), None).unwrap()));
+    // An explicit setting where nothing is declared is taken, and said so.
+    let set = load(&bare, Some(Activation::Gelu)).unwrap();
+    assert!(set.numerics.activation_source.contains("set explicitly"), "{}", set.numerics.activation_source);
+
+    let cfg = |model_cfg: Value| json!({"model_cfg": model_cfg, "preprocess_cfg": {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.5, 0.5]}});
+    let (_d, f) = open_clip_dir(Some(cfg(json!({"embed_dim": 64}))));
+    let c = load(&f, None).unwrap();
+    assert_eq!(c.numerics.text_activation, Activation::Gelu, "open_clip builds nn.GELU without quick_gelu");
+    assert_eq!(c.numerics.normalization.mean, [0.5; 3]);
+    assert_eq!(c.numerics.normalization.std, [0.25, 0.5, 0.5]);
+    assert!(c.numerics.normalization_source.contains("preprocess_cfg.mean"));
+    let (_d, f) = open_clip_dir(Some(cfg(json!({"quick_gelu": true}))));
+    assert_eq!(load(&f, None).unwrap().numerics.text_activation, Activation::QuickGelu);
+    let e = load(&f, Some(Activation::Gelu)).unwrap_err();
+    assert!(e.contains("open_clip_config.json") && e.contains("quick_gelu = true"), "{e}");
+
+    for (model_cfg, key) in [
+        (json!({"text_cfg": {"hf_model_name": "xlm-roberta-base"}}), "text_cfg.hf_model_name"),
+        (json!({"vision_cfg": {"ls_init_value": 1e-5}}), "vision_cfg.ls_init_value"),
+        (json!({"text_cfg": {"pool_type": "last"}}), "text_cfg.pool_type"),
+        (json!({"init_logit_bias": -10}), "init_logit_bias"),
+        (json!({"quick_gelu": "yes"}), "quick_gelu"),
+    ] {
+        let (_d, f) = open_clip_dir(Some(json!({ "model_cfg": model_cfg })));
+        let e = load(&f, None).unwrap_err();
+        assert!(e.contains("open_clip_config.json") && e.contains(key), "{key}: {e}");
+    }
+    for (pre, key) in [
+        (json!({"interpolation": "bilinear"}), "preprocess_cfg.interpolation"),
+        (json!({"resize_mode": "squash"}), "preprocess_cfg.resize_mode"),
+        (json!({"mean": [0.5, 0.5]}), "preprocess_cfg.mean"),
+        (json!({"size": 224}), "size 224"),
+    ] {
+        let (_d, f) = open_clip_dir(Some(json!({"model_cfg": {}, "preprocess_cfg": pre})));
+        let e = load(&f, None).unwrap_err();
+        assert!(e.contains(key), "{key}: {e}");
+    }
+}
+
+#[test]
+fn hf_preprocessor_configs_are_read_or_refused_by_key() {
+    let with_pre = |pre: Value| {
+        let dir = hf_with(|_| {});
+        std::fs::write(dir.path().join("preprocessor_config.json"), pre.to_string()).unwrap();
+        dir
+    };
+    let ok = with_pre(json!({"image_mean": [0.5, 0.4, 0.3], "image_std": [0.2, 0.2, 0.2], "resample": 3,
+                             "size": {"shortest_edge": 32}, "crop_size": {"height": 32, "width": 32}, "do_center_crop": true}));
+    let c = load(ok.path(), None).unwrap();
+    assert_eq!(c.numerics.normalization.mean, [0.5, 0.4, 0.3]);
+    assert!(c.numerics.identity().contains("0.4"));
+    for (pre, key) in [
+        (json!({"resample": 2}), "resample"),
+        (json!({"do_center_crop": false}), "do_center_crop"),
+        (json!({"crop_size": {"height": 32, "width": 40}}), "crop_size"),
+        (json!({"size": {"shortest_edge": 36}, "crop_size": 32}), "size"),
+        (json!({"crop_size": 64}), "size 64"),
+        (json!({"rescale_factor": 0.5}), "rescale_factor"),
+    ] {
+        let e = load(with_pre(pre).path(), None).unwrap_err();
+        assert!(e.contains("preprocessor_config.json") || e.contains("preprocessing"), "{key}: {e}");
+        assert!(e.contains(key), "{key}: {e}");
+    }
+}
