@@ -22,7 +22,12 @@ pub fn run_report(results: &Path, out: &Path) -> Result<Vec<PathBuf>> {
     }
     let lines = aggregate::summarize(&rows)?;
     let md = tables::write_tables(out, &rows, &lines)?;
-    let mut files = vec![out.join("summary.md"), out.join("summary.tex"), out.join("summary.csv")];
+    let mut files = vec![
+        out.join("summary.md"),
+        out.join("summary.tex"),
+        out.join("summary.csv"),
+        out.join("effects.csv"),
+    ];
     // Only the runs of the table (stale records of an edited sweep stay out of the figures too).
     let keys: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.run_key.as_str()).collect();
     let runs: Vec<RunRecord> = read_runs(results)?.into_iter().filter(|r| keys.contains(r.key.as_str())).collect();

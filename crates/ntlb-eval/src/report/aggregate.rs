@@ -14,6 +14,20 @@ use crate::results::{EpochPoint, ResultRow, RunRecord};
 /// Mean, sample standard deviation (0 for a single value) and number of values.
 pub(crate) type Stat = (f64, f64, usize);
 
+/// The two-sided 95 % Student-t interval of a mean, `mean ± t(0.975, n − 1) · std / √n`;
+/// `None` under two values. Over paired differences (same seed: same split, same initial
+/// context) this is the paired t interval.
+pub(crate) fn t_interval95(s: &Stat) -> Option<(f64, f64)> {
+    use statrs::distribution::{ContinuousCDF, StudentsT};
+    let (m, sd, n) = *s;
+    if n < 2 {
+        return None;
+    }
+    let t = StudentsT::new(0.0, 1.0, (n - 1) as f64).ok()?.inverse_cdf(0.975);
+    let half = t * sd / (n as f64).sqrt();
+    Some((m - half, m + half))
+}
+
 /// One line of the summary table: a method and its top-1 per dataset.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct SummaryLine {
@@ -191,6 +205,8 @@ pub(crate) fn summarize(rows: &[ResultRow]) -> Result<Vec<SummaryLine>> {
 /// One row of the effects table: (λ, method) minus (λ', method') of the same seed.
 pub(crate) struct Gap {
     pub label: String,
+    /// `Some(λ)` for λ − (λ = 0) on the same seed, the effect of the explainability loss.
+    pub lambda_vs_zero: Option<f64>,
     /// Top-1 difference per dataset (datasets without a pair are absent).
     pub top1: BTreeMap<String, Stat>,
     /// Class-name score difference on ImageNet val.
@@ -243,6 +259,7 @@ fn gap(lf: &LazyFrame, model: &str, label: String, (l, mth): (f64, &str), (l0, m
     )?;
     Ok(Gap {
         label,
+        lambda_vs_zero: (mth == mth0 && l0 == 0.0 && l != 0.0).then_some(l),
         top1: strs(&top1, "dataset")?.into_iter().zip(stats(&top1)?).collect(),
         name_score: stats(&score)?.into_iter().next(),
     })
@@ -365,6 +382,17 @@ pub(crate) fn mean_curves(runs: &[RunRecord], model: &str) -> Result<Vec<(f64, V
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_paired_interval_is_students_t() {
+        // t(0.975, 3) = 3.182446305284263 and t(0.975, 7) = 2.364624251592785 (scipy.stats.t.ppf).
+        let (lo, hi) = t_interval95(&(2.5, 1.2909944487358056, 4)).unwrap();
+        let half = 3.182446305284263 * 1.2909944487358056 / 2.0;
+        assert!((lo - (2.5 - half)).abs() < 1e-9 && (hi - (2.5 + half)).abs() < 1e-9, "{lo} {hi}");
+        let (lo, _) = t_interval95(&(0.0, 1.0, 8)).unwrap();
+        assert!((lo + 2.364624251592785 / 8f64.sqrt()).abs() < 1e-9, "{lo}");
+        assert_eq!(t_interval95(&(1.0, 0.0, 1)), None);
+    }
 
     fn row(method: &str, lambda: Option<f64>, seed: Option<u64>, dataset: &str, top1: f64, name_score: Option<f64>) -> ResultRow {
         ResultRow::for_test(method, lambda, seed, dataset, top1, 0.0, name_score)

@@ -7,7 +7,7 @@ use anyhow::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::aggregate::{lambdas_of, mean_curves, models_of, over_seeds, SummaryLine};
+use super::aggregate::{effects, lambdas_of, mean_curves, models_of, over_seeds, t_interval95, Gap, SummaryLine};
 use crate::results::{EpochPoint, ResultRow, RunRecord};
 use crate::sweep::Job;
 
@@ -392,6 +392,67 @@ where
     Ok(())
 }
 
+/// The explainability loss's effect: per dataset, λ − (λ = 0) on the same seed, the mean and
+/// its 95 % t interval (a dot without a bar where there is one seed), one colour per λ.
+fn draw_paired<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, model: &str, gaps: &[&Gap], ds: &[String]) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let pts = |g: &Gap| -> Vec<(usize, f64, Option<(f64, f64)>)> {
+        ds.iter()
+            .enumerate()
+            .filter_map(|(i, d)| g.top1.get(d).map(|s| (i, s.0, t_interval95(s))))
+            .collect()
+    };
+    let reach = gaps
+        .iter()
+        .flat_map(|g| pts(g))
+        .map(|(_, m, ci)| ci.map_or(m.abs(), |(lo, hi)| lo.abs().max(hi.abs())))
+        .fold(1.0f64, f64::max)
+        * 1.15;
+    let mut chart = ChartBuilder::on(root)
+        .caption(
+            format!("{model}: top-1 of λ − top-1 of λ = 0, same seed (mean, 95 % t interval)"),
+            ("sans-serif", 18),
+        )
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0f64..ds.len() as f64, -reach..reach)?;
+    let names = ds.to_vec();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(ds.len() * 2 + 1)
+        .x_label_formatter(&|v| {
+            let i = v.floor() as usize;
+            if (v - i as f64 - 0.5).abs() < 0.26 {
+                names.get(i).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc("paired difference (points of top-1)")
+        .draw()?;
+    chart.draw_series(std::iter::once(PathElement::new(vec![(0.0, 0.0), (ds.len() as f64, 0.0)], BLACK.stroke_width(1))))?;
+    let k = gaps.len().max(1) as f64;
+    for (j, g) in gaps.iter().enumerate() {
+        let color = PALETTE[j % PALETTE.len()];
+        let x = |i: usize| i as f64 + 0.2 + 0.6 * (j as f64 + 0.5) / k;
+        let p = pts(g);
+        chart
+            .draw_series(p.iter().map(|&(i, m, _)| Circle::new((x(i), m), 4, color.filled())))?
+            .label(format!("λ = {}", g.lambda_vs_zero.unwrap_or(f64::NAN)))
+            .legend(move |(x, y)| Circle::new((x + 6, y), 4, color.filled()));
+        chart.draw_series(
+            p.iter()
+                .filter_map(|&(i, _, ci)| ci.map(|(lo, hi)| PathElement::new(vec![(x(i), lo), (x(i), hi)], color.stroke_width(2)))),
+        )?;
+    }
+    legend(&mut chart)?;
+    Ok(())
+}
+
 /// Draw every figure of the report into `out`; returns the files written.
 pub(super) fn write_figures(
     out: &Path,
@@ -442,6 +503,22 @@ pub(super) fn write_figures(
                     (900, 520),
                     |r| draw_name_score(r, model, rows),
                     |r| draw_name_score(r, model, rows),
+                )?);
+            }
+            let all = effects(rows)?;
+            let gaps: Vec<&Gap> = all
+                .iter()
+                .filter(|e| &e.model == model)
+                .flat_map(|e| e.gaps.iter())
+                .filter(|g| g.lambda_vs_zero.is_some() && !g.top1.is_empty())
+                .collect();
+            if !gaps.is_empty() {
+                files.extend(render(
+                    out,
+                    &format!("{slug}_paired_lambda_effect"),
+                    (1000, 520),
+                    |r| draw_paired(r, model, &gaps, ds),
+                    |r| draw_paired(r, model, &gaps, ds),
                 )?);
             }
             if runs.iter().any(|r| r.curve.is_some()) {

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use super::aggregate::{datasets_of, effects, Stat, SummaryLine};
+use super::aggregate::{datasets_of, effects, t_interval95, Effects, Stat, SummaryLine};
 use crate::results::ResultRow;
 
 fn cell(c: Option<&Stat>, latex: bool) -> String {
@@ -16,27 +16,50 @@ fn cell(c: Option<&Stat>, latex: bool) -> String {
     }
 }
 
-/// A difference: "–" without a pair, the signed value for one seed, else mean ± std.
+/// A paired difference: "–" without a pair, the signed value for one seed, else the mean, its
+/// 95 % t interval and the number of seeds.
 fn signed(c: Option<&Stat>, p: usize) -> String {
     match c {
         None => "–".to_string(),
         Some((m, _, 1)) => format!("{m:+.p$}"),
-        Some((m, s, _)) => format!("{m:+.p$} ± {s:.p$}"),
+        Some(s) => {
+            let (lo, hi) = t_interval95(s).expect("n > 1");
+            format!("{:+.p$} [{lo:+.p$}, {hi:+.p$}] (n={})", s.0, s.2)
+        }
     }
+}
+
+/// Every paired effect as CSV: per model, quantity and dataset the mean difference, its
+/// standard deviation, the number of seeds and the 95 % t interval (empty under two seeds).
+fn effects_csv(all: &[Effects]) -> Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(["model", "quantity", "dataset", "metric", "mean", "std", "seeds", "ci95_lo", "ci95_hi"])?;
+    for e in all {
+        for g in &e.gaps {
+            let cells = g.top1.iter().map(|(d, s)| (d.as_str(), "top1", s)).chain(g.name_score.iter().map(|s| ("imagenet", "name_score", s)));
+            for (d, metric, s) in cells {
+                let (lo, hi) = t_interval95(s).map_or((String::new(), String::new()), |(l, h)| (format!("{l:.6}"), format!("{h:.6}")));
+                w.write_record([e.model.clone(), g.label.clone(), d.to_string(), metric.to_string(), format!("{:.6}", s.0), format!("{:.6}", s.1), s.2.to_string(), lo, hi])?;
+            }
+        }
+    }
+    Ok(w.into_inner()?)
 }
 
 /// The paper's premises and effects as differences, per model and dataset: the spread of
 /// single templates (max − min top-1), what CoOp training bought over its starting context,
 /// and what λ > 0 changed against λ = 0 (top-1 and class-name score), mean ± std over seeds.
-fn effects_md(rows: &[ResultRow], ds: &[String]) -> Result<String> {
+fn effects_md(all: &[Effects], ds: &[String]) -> String {
     let mut md = String::new();
-    for e in effects(rows)? {
+    for e in all {
         let spread: Vec<String> = ds
             .iter()
             .map(|d| e.spread.get(d).map_or("–".into(), |v| format!("{v:.2}")))
             .collect();
         md += &format!(
-            "\n{}: effects in points of top-1 (mean ± std over seeds; class-name score in its own units)\n\n| quantity | {} | class-name score |\n|---|{}---|\n",
+            "\n{}: effects in points of top-1, paired by seed (same split, same initial context): mean \
+             difference [95 % Student-t interval] (n = seeds); class-name score in its own units\n\n\
+             | quantity | {} | class-name score |\n|---|{}---|\n",
             e.model,
             ds.join(" | "),
             "---|".repeat(ds.len())
@@ -47,7 +70,7 @@ fn effects_md(rows: &[ResultRow], ds: &[String]) -> Result<String> {
             md += &format!("| {} | {} | {} |\n", g.label, cells.join(" | "), signed(g.name_score.as_ref(), 4));
         }
     }
-    Ok(md)
+    md
 }
 
 /// Write `summary.md`, `summary.tex`, `summary.csv` of `lines`; returns the Markdown.
@@ -99,7 +122,9 @@ pub(super) fn write_tables(out: &Path, rows: &[ResultRow], lines: &[SummaryLine]
         }
     }
     tex += "\\bottomrule\n\\end{tabular}\n";
-    md += &effects_md(rows, &ds)?;
+    let all = effects(rows)?;
+    md += &effects_md(&all, &ds);
+    ntlb_core::atomic::write_atomic(&out.join("effects.csv"), &effects_csv(&all)?)?;
     ntlb_core::atomic::write_atomic(&out.join("summary.md"), md.as_bytes())?;
     ntlb_core::atomic::write_atomic(&out.join("summary.tex"), tex.as_bytes())?;
     ntlb_core::atomic::write_atomic(&out.join("summary.csv"), &csv.into_inner()?)?;
