@@ -13,9 +13,14 @@ pub struct ParityArgs {
     /// Case file in the schema of ../shared/golden (its `outputs` may be absent).
     #[arg(long)]
     case: PathBuf,
-    /// Checkpoint: a Hugging Face directory or an OpenAI-naming .safetensors file.
+    /// Checkpoint: a Hugging Face folder, a .safetensors or torch.save (.bin/.pt/.pth) state
+    /// dict, or a model in the local Hugging Face cache: org/name (transformers) or
+    /// hf-hub:org/name (open_clip).
     #[arg(long)]
     model: PathBuf,
+    /// Revision of a model name: branch, tag or commit hash (default: main).
+    #[arg(long)]
+    revision: Option<String>,
     /// tokenizer.json (default: the one beside the model).
     #[arg(long)]
     tokenizer: Option<PathBuf>,
@@ -33,7 +38,8 @@ pub struct ParityArgs {
     tolerance_scale: f64,
 }
 
-pub fn run(a: ParityArgs) -> Result<i32> {
+pub fn run(mut a: ParityArgs) -> Result<i32> {
+    a.model = ntlb_clip::hub::resolve_path(&a.model, a.revision.as_deref())?;
     let device = ntlb_clip::device::parse_device_with(&a.device, &a.precision)?;
     let text = std::fs::read_to_string(&a.case).with_context(|| format!("reading case {}", a.case.display()))?;
     let case: Value = serde_json::from_str(&text).with_context(|| format!("{}: not JSON", a.case.display()))?;

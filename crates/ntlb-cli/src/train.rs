@@ -14,9 +14,14 @@ use ntlb_prompt::train::{train, StopAt, TrainConfig};
 
 #[derive(clap::Args)]
 pub struct TrainArgs {
-    /// Checkpoint: a Hugging Face directory or an OpenAI-naming .safetensors file.
+    /// Checkpoint: a Hugging Face folder, a .safetensors or torch.save (.bin/.pt/.pth) state
+    /// dict, or a model in the local Hugging Face cache: org/name (transformers) or
+    /// hf-hub:org/name (open_clip).
     #[arg(long)]
     model: PathBuf,
+    /// Revision of a model name: branch, tag or commit hash (default: main).
+    #[arg(long)]
+    revision: Option<String>,
     /// tokenizer.json (default: the one beside the model).
     #[arg(long)]
     tokenizer: Option<PathBuf>,
@@ -70,7 +75,8 @@ pub fn load_config(path: Option<&PathBuf>) -> Result<TrainConfig> {
     }
 }
 
-pub fn run(a: TrainArgs) -> Result<i32> {
+pub fn run(mut a: TrainArgs) -> Result<i32> {
+    a.model = ntlb_clip::hub::resolve_path(&a.model, a.revision.as_deref())?;
     let mut cfg = load_config(a.config.as_ref())?;
     if let Some(v) = a.seed {
         cfg.seed = v;
@@ -116,11 +122,7 @@ pub fn run(a: TrainArgs) -> Result<i32> {
     }
     let device = ntlb_clip::device::parse_device(&a.device)?.autodiff();
     let clip = Clip::load(&a.model, None, &device)?;
-    let weights = if a.model.is_dir() {
-        a.model.join("model.safetensors")
-    } else {
-        a.model.clone()
-    };
+    let weights = ntlb_clip::weights::weights_file(&a.model)?;
     let sha = ntlb_core::digest::sha256_file(&weights)?;
     let bar = ProgressBar::new(0);
     bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} steps {elapsed}<{eta} {msg}").expect("valid template"));

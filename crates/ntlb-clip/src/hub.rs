@@ -96,7 +96,10 @@ impl HubEnv {
             return (self.expand(v).join("huggingface").join("hub"), "XDG_CACHE_HOME");
         }
         let home = self.home.clone().map(PathBuf::from).unwrap_or_default();
-        (home.join(".cache").join("huggingface").join("hub"), "the default ~/.cache/huggingface/hub")
+        (
+            home.join(".cache").join("huggingface").join("hub"),
+            "the default ~/.cache/huggingface/hub",
+        )
     }
 }
 
@@ -163,6 +166,19 @@ pub(crate) fn probe(p: &Path) -> Result<bool, PathBuf> {
     }
 }
 
+/// [`resolve`] of a command-line path argument: an existing path is taken as it is (even one
+/// that is not UTF-8), anything else is read as a name.
+pub fn resolve_path(spec: &Path, revision: Option<&str>) -> Result<PathBuf, HubError> {
+    match (spec.exists(), revision, spec.to_str()) {
+        (true, None, _) => Ok(spec.into()),
+        (true, Some(_), _) => Err(HubError::RevisionWithPath(spec.into())),
+        (false, _, Some(s)) => resolve(s, revision),
+        (false, _, None) => Err(HubError::NotAName {
+            spec: spec.display().to_string(),
+        }),
+    }
+}
+
 /// [`resolve_in`] with the process environment.
 pub fn resolve(spec: &str, revision: Option<&str>) -> Result<PathBuf, HubError> {
     resolve_in(spec, revision, &HubEnv::from_process())
@@ -178,7 +194,11 @@ pub fn resolve_in(spec: &str, revision: Option<&str>, env: &HubEnv) -> Result<Pa
             None => Ok(as_path.into()),
         };
     }
-    let also_tried: &[PathBuf] = if spec.starts_with("hf-hub:") { &[] } else { &[as_path.to_path_buf()] };
+    let also_tried: &[PathBuf] = if spec.starts_with("hf-hub:") {
+        &[]
+    } else {
+        &[as_path.to_path_buf()]
+    };
     resolve_name_in(spec, revision, env, also_tried)
 }
 
@@ -201,9 +221,7 @@ pub fn resolve_name_in(spec: &str, revision: Option<&str>, env: &HubEnv, also_tr
         command: command.clone(),
     };
     let rev = revision.unwrap_or("main");
-    let bad_rev = Path::new(rev)
-        .components()
-        .any(|c| !matches!(c, Component::Normal(_)));
+    let bad_rev = Path::new(rev).components().any(|c| !matches!(c, Component::Normal(_)));
     if rev.is_empty() || bad_rev {
         return Err(not_found(vec![(repo_dir.join("refs"), format!("`{rev}` is not a revision name"))]));
     }
@@ -236,7 +254,10 @@ pub fn resolve_name_in(spec: &str, revision: Option<&str>, env: &HubEnv, also_tr
     };
     let snapshot = repo_dir.join("snapshots").join(&commit);
     if !snapshot.is_dir() {
-        tried.push((snapshot, format!("no such folder: the snapshot of commit {commit} is not in the cache")));
+        tried.push((
+            snapshot,
+            format!("no such folder: the snapshot of commit {commit} is not in the cache"),
+        ));
         return Err(not_found(tried));
     }
     let incomplete = |msg: String| HubError::Incomplete {
@@ -276,7 +297,10 @@ pub fn resolve_name_in(spec: &str, revision: Option<&str>, env: &HubEnv, also_tr
                 )));
             };
             if !probe(&snapshot.join(OPEN_CLIP_CONFIG)).map_err(|t| dangling(OPEN_CLIP_CONFIG, t))? {
-                return Err(incomplete(format!("{}: no {OPEN_CLIP_CONFIG} beside the weights", weights.display())));
+                return Err(incomplete(format!(
+                    "{}: no {OPEN_CLIP_CONFIG} beside the weights",
+                    weights.display()
+                )));
             }
             probe(&snapshot.join("tokenizer.json")).map_err(|t| dangling("tokenizer.json", t))?;
             Ok(weights)
@@ -293,7 +317,17 @@ mod tests {
         assert!(is_name("openai/clip-vit-base-patch32"));
         assert!(is_name("hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K"));
         assert!(is_name("timm/vit_base_patch16_clip_224.openai"));
-        for not in ["ViT-B-32.safetensors", "a/b/c", "/abs/x", "../x", "./x", "a/", "hf-hub:x", "a--b/c", ""] {
+        for not in [
+            "ViT-B-32.safetensors",
+            "a/b/c",
+            "/abs/x",
+            "../x",
+            "./x",
+            "a/",
+            "hf-hub:x",
+            "a--b/c",
+            "",
+        ] {
             assert!(!is_name(not), "{not}");
         }
     }

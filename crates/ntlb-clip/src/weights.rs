@@ -83,7 +83,10 @@ pub fn weights_file(path: &Path) -> Result<PathBuf, LoadError> {
         path: path.into(),
         source: std::io::Error::new(
             std::io::ErrorKind::NotFound,
-            if ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"].iter().any(|f| path.join(f).exists()) {
+            if ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+                .iter()
+                .any(|f| path.join(f).exists())
+            {
                 format!(
                     "the folder holds none of {}; an open_clip checkpoint is named by its file (open_clip_model.safetensors or open_clip_pytorch_model.bin)",
                     FOLDER_WEIGHTS.join(", ")
@@ -146,8 +149,18 @@ fn floats(bytes: &[u8], dtype: Float, little_endian: bool) -> Vec<f32> {
     let le = little_endian;
     match dtype {
         Float::F32 => conv!(4, |b| if le { f32::from_le_bytes(b) } else { f32::from_ne_bytes(b) }),
-        Float::F16 => conv!(2, |b| if le { half::f16::from_le_bytes(b) } else { half::f16::from_ne_bytes(b) }.to_f32()),
-        Float::BF16 => conv!(2, |b| if le { half::bf16::from_le_bytes(b) } else { half::bf16::from_ne_bytes(b) }.to_f32()),
+        Float::F16 => conv!(2, |b| if le {
+            half::f16::from_le_bytes(b)
+        } else {
+            half::f16::from_ne_bytes(b)
+        }
+        .to_f32()),
+        Float::BF16 => conv!(2, |b| if le {
+            half::bf16::from_le_bytes(b)
+        } else {
+            half::bf16::from_ne_bytes(b)
+        }
+        .to_f32()),
         Float::F64 => conv!(8, |b| (if le { f64::from_le_bytes(b) } else { f64::from_ne_bytes(b) }) as f32),
     }
 }
@@ -230,10 +243,7 @@ fn is_safetensors(file: &Path) -> Result<bool, LoadError> {
     let mut head = Vec::with_capacity(9);
     std::fs::File::open(file)
         .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, 9), &mut head))
-        .map_err(|source| LoadError::Io {
-            path: file.into(),
-            source,
-        })?;
+        .map_err(|source| LoadError::Io { path: file.into(), source })?;
     Ok(head.len() == 9 && u64::from_le_bytes(head[..8].try_into().expect("8 bytes")) <= 100_000_000 && head[8] == b'{')
 }
 
@@ -249,10 +259,7 @@ pub fn torchscript_conversion_command(file: &Path) -> String {
 
 /// Refuse a TorchScript archive: a zip holding `code/` or `constants.pkl` beside `data.pkl`.
 fn refuse_torchscript(file: &Path) -> Result<(), LoadError> {
-    let mut f = std::fs::File::open(file).map_err(|source| LoadError::Io {
-        path: file.into(),
-        source,
-    })?;
+    let mut f = std::fs::File::open(file).map_err(|source| LoadError::Io { path: file.into(), source })?;
     let mut head = [0u8; 4];
     if std::io::Read::read_exact(&mut f, &mut head).is_err() || &head != b"PK\x03\x04" {
         return Ok(());
@@ -288,17 +295,16 @@ fn open_torch(file: &Path) -> Result<std::collections::HashMap<String, pytorch_r
         t.keys()
             .any(|k| k.ends_with("token_embedding.weight") || k.starts_with("text_model."))
     };
-    let top_clip = tensors.keys().any(|k| k == "token_embedding.weight" || k.starts_with("text_model."));
+    let top_clip = tensors
+        .keys()
+        .any(|k| k == "token_embedding.weight" || k.starts_with("text_model."));
     if !top_clip && clip_keys(&tensors) && tensors.keys().any(|k| k.starts_with("state_dict.")) {
         tensors = pytorch_reader::PytorchReader::with_top_level_key(file, "state_dict")
             .map_err(torch_err)?
             .into_tensors();
     }
     if !tensors.is_empty() && tensors.keys().all(|k| k.starts_with("module.")) {
-        tensors = tensors
-            .into_iter()
-            .map(|(k, t)| (k["module.".len()..].to_string(), t))
-            .collect();
+        tensors = tensors.into_iter().map(|(k, t)| (k["module.".len()..].to_string(), t)).collect();
     }
     Ok(tensors)
 }

@@ -69,7 +69,10 @@ fn features(path: &Path) -> (Vec<f32>, Vec<f32>) {
     let ctx = clip.config.text.context_length;
     let ids: Vec<u32> = (0..ctx).map(|i| [5, 11, 17, 40][i.min(3)] * u32::from(i < 4)).collect();
     let txt = clip.encode_text(&[ids], &[3]);
-    (img.into_data().try_to_vec::<f32>().unwrap(), txt.into_data().try_to_vec::<f32>().unwrap())
+    (
+        img.into_data().try_to_vec::<f32>().unwrap(),
+        txt.into_data().try_to_vec::<f32>().unwrap(),
+    )
 }
 
 fn err(r: Result<PathBuf, HubError>) -> String {
@@ -86,7 +89,10 @@ fn a_name_resolves_to_its_snapshot_and_loads_as_the_folder() {
     let env = cache_env(cache.path());
     let p = resolve_in("ntlb/synth-clip", None, &env).unwrap();
     assert_eq!(p, snap);
-    assert!(std::fs::symlink_metadata(p.join("model.safetensors")).unwrap().file_type().is_symlink());
+    assert!(std::fs::symlink_metadata(p.join("model.safetensors"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
     assert_eq!(features(&p), features(&synth_clip()));
     // The tokenizer is found in the snapshot.
     ClipTokenizer::for_model(&p, None).unwrap();
@@ -103,7 +109,10 @@ fn a_revision_is_a_ref_or_a_commit_hash() {
         "ntlb/m",
         V2,
         &["v2"],
-        &[("config.json", hf.join("config.json")), ("pytorch_model.bin", hf.join("pytorch_model.bin"))],
+        &[
+            ("config.json", hf.join("config.json")),
+            ("pytorch_model.bin", hf.join("pytorch_model.bin")),
+        ],
     );
     let env = cache_env(cache.path());
     assert_eq!(resolve_in("ntlb/m", None, &env).unwrap(), main);
@@ -114,7 +123,10 @@ fn a_revision_is_a_ref_or_a_commit_hash() {
     assert_eq!(resolve_in("ntlb/m", Some(V2), &env).unwrap(), v2);
     assert_eq!(features(&v2), features(&hf));
     let e = err(resolve_in("ntlb/m", Some("v2"), &env));
-    assert!(e.contains("refs/v2") && e.contains("huggingface-cli download ntlb/m --revision v2"), "{e}");
+    assert!(
+        e.contains("refs/v2") && e.contains("huggingface-cli download ntlb/m --revision v2"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -132,11 +144,18 @@ fn hf_hub_cache_wins_over_hf_home() {
     env.hf_hub_cache = Some(hub_cache.path().into());
     assert_eq!(resolve_in("ntlb/m", None, &env).unwrap(), in_cache);
     // Neither: ~/.cache/huggingface/hub.
-    let e = err(resolve_in("ntlb/m", None, &HubEnv {
-        home: Some(OsString::from("/nonexistent-home")),
-        ..HubEnv::default()
-    }));
-    assert!(e.contains("/nonexistent-home/.cache/huggingface/hub/models--ntlb--m/refs/main"), "{e}");
+    let e = err(resolve_in(
+        "ntlb/m",
+        None,
+        &HubEnv {
+            home: Some(OsString::from("/nonexistent-home")),
+            ..HubEnv::default()
+        },
+    ));
+    assert!(
+        e.contains("/nonexistent-home/.cache/huggingface/hub/models--ntlb--m/refs/main"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -146,7 +165,10 @@ fn a_missing_repo_lists_the_paths_and_the_download_command() {
     let e = err(resolve_in("ntlb/absent", None, &env));
     eprintln!("{e}");
     assert!(e.contains("ntlb/absent (no such file or folder)"), "{e}");
-    assert!(e.contains(&cache.path().join("models--ntlb--absent/refs/main").display().to_string()), "{e}");
+    assert!(
+        e.contains(&cache.path().join("models--ntlb--absent/refs/main").display().to_string()),
+        "{e}"
+    );
     assert!(e.contains("HF_HUB_CACHE"), "{e}");
     assert!(e.ends_with("download it with: huggingface-cli download ntlb/absent"), "{e}");
     let e = err(resolve_in("hf-hub:ntlb/absent", Some("v1"), &env));
@@ -176,10 +198,16 @@ fn a_dangling_symlink_is_an_incomplete_download() {
     std::fs::remove_file(cache.path().join(format!("models--ntlb--m/blobs/{MAIN}-model.safetensors"))).unwrap();
     let e = err(resolve_in("ntlb/m", None, &cache_env(cache.path())));
     eprintln!("{e}");
-    assert!(e.contains("model.safetensors") && e.contains("does not exist") && e.contains("incomplete download"), "{e}");
+    assert!(
+        e.contains("model.safetensors") && e.contains("does not exist") && e.contains("incomplete download"),
+        "{e}"
+    );
     assert!(e.contains("huggingface-cli download ntlb/m"), "{e}");
     // Loading the snapshot folder directly says the same, not "no weights".
-    let l = Clip::load(&snap, None, &Device::flex()).err().expect("dangling weights refused").to_string();
+    let l = Clip::load(&snap, None, &Device::flex())
+        .err()
+        .expect("dangling weights refused")
+        .to_string();
     assert!(l.contains("symlink") && l.contains("incomplete download"), "{l}");
 }
 

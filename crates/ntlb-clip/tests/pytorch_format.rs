@@ -35,10 +35,25 @@ fn features(path: &Path) -> (Vec<f32>, Vec<f32>) {
     let ctx = clip.config.text.context_length;
     let ids: Vec<Vec<u32>> = [3usize, 9]
         .iter()
-        .map(|&len| (0..ctx).map(|i| if i < len { (i as u32 * 7) % 48 + 1 } else if i == len { 49 } else { 0 }).collect())
+        .map(|&len| {
+            (0..ctx)
+                .map(|i| {
+                    if i < len {
+                        (i as u32 * 7) % 48 + 1
+                    } else if i == len {
+                        49
+                    } else {
+                        0
+                    }
+                })
+                .collect()
+        })
         .collect();
     let txt = clip.encode_text(&ids, &[3, 9]);
-    (img.into_data().try_to_vec::<f32>().unwrap(), txt.into_data().try_to_vec::<f32>().unwrap())
+    (
+        img.into_data().try_to_vec::<f32>().unwrap(),
+        txt.into_data().try_to_vec::<f32>().unwrap(),
+    )
 }
 
 #[test]

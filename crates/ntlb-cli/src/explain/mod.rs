@@ -15,8 +15,14 @@ use ntlb_prompt::train::LearnedPrompt;
 
 #[derive(clap::Args)]
 pub struct ExplainArgs {
+    /// Checkpoint: a Hugging Face folder, a .safetensors or torch.save (.bin/.pt/.pth) state
+    /// dict, or a model in the local Hugging Face cache: org/name (transformers) or
+    /// hf-hub:org/name (open_clip).
     #[arg(long)]
     model: PathBuf,
+    /// Revision of a model name: branch, tag or commit hash (default: main).
+    #[arg(long)]
+    revision: Option<String>,
     #[arg(long)]
     tokenizer: Option<PathBuf>,
     /// Image file (JPEG or PNG).
@@ -38,7 +44,8 @@ pub struct ExplainArgs {
     device: String,
 }
 
-pub fn run(a: ExplainArgs) -> Result<i32> {
+pub fn run(mut a: ExplainArgs) -> Result<i32> {
+    a.model = ntlb_clip::hub::resolve_path(&a.model, a.revision.as_deref())?;
     let device = ntlb_clip::device::parse_device(&a.device)?.autodiff();
     let clip = Clip::load(&a.model, None, &device)?;
     let tok = ClipTokenizer::for_model(&a.model, a.tokenizer.as_deref())?;

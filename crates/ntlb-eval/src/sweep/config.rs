@@ -143,16 +143,17 @@ impl SweepConfig {
     /// everything downstream reads real paths. A name not in the cache is left as written (a
     /// dry run plans before the downloads); [`SweepConfig::resolved_checked`] refuses it.
     pub fn resolved(&self) -> SweepConfig {
-        self.resolve(false).expect("a lenient resolution does not fail")
+        self.resolve(false, &ntlb_clip::hub::HubEnv::from_process())
+            .expect("a lenient resolution does not fail")
     }
 
     /// [`SweepConfig::resolved`], failing on a model name that is not in the cache (the error
     /// lists the paths looked at and the download command) or a revision given with a path.
     pub fn resolved_checked(&self) -> Result<SweepConfig> {
-        self.resolve(true)
+        self.resolve(true, &ntlb_clip::hub::HubEnv::from_process())
     }
 
-    fn resolve(&self, strict: bool) -> Result<SweepConfig> {
+    fn resolve(&self, strict: bool, env: &ntlb_clip::hub::HubEnv) -> Result<SweepConfig> {
         let join = |root: &Option<PathBuf>, p: &Path| match root {
             Some(r) if p.is_relative() => r.join(p),
             _ => p.to_path_buf(),
@@ -164,10 +165,9 @@ impl SweepConfig {
         if let Some(co) = &mut c.coop {
             co.train_root = join(&self.data_root, &co.train_root);
         }
-        let env = ntlb_clip::hub::HubEnv::from_process();
         for m in &mut c.models {
             let joined = join(&self.checkpoint_root, &m.path);
-            match locate_model(m, &joined, &env) {
+            match locate_model(m, &joined, env) {
                 Ok(p) => {
                     m.path = p;
                     m.revision = None;
@@ -242,4 +242,58 @@ pub fn open_datasets(cfg: &SweepConfig) -> Result<(ClassList, Vec<EvalSet>)> {
         sets.push(EvalSet::open(d.kind, &d.root, &classes, wnids.as_deref(), d.max_per_class)?);
     }
     Ok((classes, sets))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HASH: &str = "0123456789abcdef0123456789abcdef01234567";
+
+    /// Model names resolve once, to the snapshot, beside relative paths under the checkpoint
+    /// root; a name not in the cache fails a checked resolution with the download command and
+    /// is left as written by a lenient one.
+    #[test]
+    fn model_names_resolve_in_the_cache() {
+        let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models");
+        let cache = tempfile::tempdir().unwrap();
+        let snap = cache.path().join("models--ntlb--synth/snapshots").join(HASH);
+        std::fs::create_dir_all(&snap).unwrap();
+        for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+            std::fs::copy(models.join("synth-clip").join(f), snap.join(f)).unwrap();
+        }
+        std::fs::create_dir_all(cache.path().join("models--ntlb--synth/refs")).unwrap();
+        std::fs::write(cache.path().join("models--ntlb--synth/refs/main"), HASH).unwrap();
+        let env = ntlb_clip::hub::HubEnv {
+            hf_hub_cache: Some(cache.path().into()),
+            ..Default::default()
+        };
+        let toml = |extra: &str| {
+            format!(
+                "name = \"t\"\nresults = \"r\"\nclasses = \"c\"\ncheckpoint_root = {:?}\ndatasets = []\n\
+                 [[models]]\nname = \"a\"\npath = \"ntlb/synth\"\n\
+                 [[models]]\nname = \"b\"\npath = \"ntlb/synth\"\nrevision = \"{HASH}\"\n\
+                 [[models]]\nname = \"c\"\npath = \"synth-clip\"\n{extra}",
+                models.display().to_string()
+            )
+        };
+        let cfg: SweepConfig = toml::from_str(&toml("")).unwrap();
+        let r = cfg.resolve(true, &env).unwrap();
+        assert_eq!(r.models[0].path, snap);
+        assert_eq!((&r.models[1].path, &r.models[1].revision), (&snap, &None));
+        assert_eq!(r.models[2].path, models.join("synth-clip"));
+        assert_eq!(r.resolve(true, &env).unwrap(), r, "resolving twice changes nothing");
+
+        let cfg: SweepConfig = toml::from_str(&toml("[[models]]\nname = \"d\"\npath = \"ntlb/absent\"\n")).unwrap();
+        let e = format!("{:#}", cfg.resolve(true, &env).unwrap_err());
+        assert!(e.contains("model `d`") && e.contains("huggingface-cli download ntlb/absent"), "{e}");
+        assert!(e.contains(&models.join("ntlb/absent").display().to_string()), "{e}");
+        let lenient = cfg.resolve(false, &env).unwrap();
+        assert_eq!(lenient.models[3].path, models.join("ntlb/absent"));
+        assert_eq!(lenient.models[0].path, snap);
+
+        let cfg: SweepConfig = toml::from_str(&toml("[[models]]\nname = \"e\"\npath = \"synth-clip\"\nrevision = \"main\"\n")).unwrap();
+        let e = format!("{:#}", cfg.resolve(true, &env).unwrap_err());
+        assert!(e.contains("model `e`") && e.contains("revision"), "{e}");
+    }
 }
