@@ -2,6 +2,7 @@
 
 mod bench;
 mod explain;
+mod inspect;
 mod parity;
 mod sweep;
 mod synth;
@@ -22,6 +23,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// How a checkpoint will be computed: architecture, activations, normalisation, and why.
+    Inspect(inspect::InspectArgs),
     /// Recompute a golden case from its inputs and compare with its expected outputs.
     Parity(parity::ParityArgs),
     /// Speed benchmarks (random weights, real sizes).
@@ -66,6 +69,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Parity(a) => parity::run(a),
+        Command::Inspect(a) => inspect::run(a),
         Command::Bench(b) => bench::run(b),
         Command::Tokenize(a) => tokenize(a),
         Command::Train(a) => train::run(a),
