@@ -2,13 +2,14 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use ntlb_clip::tokenizer::ClipTokenizer;
 use ntlb_clip::Clip;
 use ntlb_data::classes::ClassList;
 use ntlb_data::folder::ImageFolder;
 use ntlb_data::split::FewShotSplit;
+use ntlb_prompt::objective::NameScore;
 use ntlb_prompt::prompt::{ClassPosition, PromptLayout};
 use ntlb_prompt::train::{train, StopAt, TrainConfig};
 
@@ -22,6 +23,10 @@ pub struct TrainArgs {
     /// Revision of a model name: branch, tag or commit hash (default: main).
     #[arg(long)]
     revision: Option<String>,
+    /// quick_gelu or gelu for both towers (default: what the checkpoint declares; an error
+    /// where it declares the other).
+    #[arg(long)]
+    activation: Option<ntlb_clip::config::Activation>,
     /// tokenizer.json (default: the one beside the model).
     #[arg(long)]
     tokenizer: Option<PathBuf>,
@@ -40,9 +45,14 @@ pub struct TrainArgs {
     /// Seed of the split, the initial context and the augmentation.
     #[arg(long)]
     seed: Option<u64>,
-    /// λ, the weight of the explainability loss (0 = plain CoOp).
-    #[arg(long)]
+    /// λ, the weight of the explainability loss (0 = plain CoOp): `loss.expl_weight`.
+    #[arg(long, visible_alias = "expl-weight", allow_negative_numbers = true)]
     lambda: Option<f64>,
+    /// How the explainability score aggregates the relevance over the class-name tokens: max
+    /// (the paper's), mean or min.
+    #[arg(long, value_parser = clap::builder::TypedValueParser::map(clap::builder::PossibleValuesParser::new(NameScore::NAMES),
+        |s| s.parse::<NameScore>().expect("a listed name parses")))]
+    name_score: Option<NameScore>,
     #[arg(long)]
     epochs: Option<usize>,
     #[arg(long)]
@@ -84,6 +94,9 @@ pub fn run(mut a: TrainArgs) -> Result<i32> {
     if let Some(v) = a.lambda {
         cfg.loss.expl_weight = v;
     }
+    if let Some(v) = a.name_score {
+        cfg.loss.name_score = v;
+    }
     if let Some(v) = a.epochs {
         cfg.optim.epochs = v;
     }
@@ -99,11 +112,32 @@ pub fn run(mut a: TrainArgs) -> Result<i32> {
     if let Some(v) = a.position {
         cfg.prompt.class_position = v;
     }
-    if !cfg.loss.expl_weight.is_finite() || cfg.loss.expl_weight < 0.0 {
-        bail!("lambda must be a finite non-negative number, got {}", cfg.loss.expl_weight);
-    }
+    // Every setting checked at once, before any data is read or the dry run prints (the rules
+    // are TrainConfig::validate's), named where it was set: the flag, or the file and key.
+    cfg.validate().map_err(|e| {
+        let flag = match e.key {
+            "loss.expl_weight" if a.lambda.is_some() => Some("--lambda"),
+            "optim.epochs" if a.epochs.is_some() => Some("--epochs"),
+            "shots" if a.shots.is_some() => Some("--shots"),
+            "optim.batch_size" if a.batch_size.is_some() => Some("--batch-size"),
+            "prompt.n_ctx" if a.n_ctx.is_some() => Some("--n-ctx"),
+            _ => None,
+        };
+        match (flag, &a.config) {
+            (Some(f), _) => anyhow::anyhow!("{f} {}: {} (it sets `{}`)", e.value, e.rule, e.key),
+            (None, Some(p)) => anyhow::anyhow!("{}: {e}", p.display()),
+            (None, None) => anyhow::anyhow!("{e}"),
+        }
+    })?;
     let classes = ClassList::read(&a.classes)?;
     let folder = ImageFolder::imagenet(&a.data, "train", &classes)?;
+    if let Some((p, why)) = folder.unreadable.first() {
+        eprintln!(
+            "{} entries of the training folders cannot be read and are left out of the split (first: {}: {why})",
+            folder.unreadable.len(),
+            p.display()
+        );
+    }
     let split_path = a.split_file.clone().unwrap_or_else(|| a.out.join("split.json"));
     let split = FewShotSplit::load_or_draw(&split_path, &folder, cfg.shots, cfg.seed)?;
     let tok = ClipTokenizer::for_model(&a.model, a.tokenizer.as_deref())?;
@@ -121,7 +155,15 @@ pub fn run(mut a: TrainArgs) -> Result<i32> {
         return Ok(0);
     }
     let device = ntlb_clip::device::parse_device(&a.device)?.autodiff();
-    let clip = Clip::load(&a.model, None, &device)?;
+    let clip = Clip::load_with(
+        &a.model,
+        ntlb_clip::LoadOptions {
+            expected: None,
+            activation: a.activation,
+        },
+        &device,
+    )?;
+    eprintln!("model: {}", clip.numerics.describe());
     let weights = ntlb_clip::weights::weights_file(&a.model)?;
     let sha = ntlb_core::digest::sha256_file(&weights)?;
     let bar = ProgressBar::new(0);

@@ -11,3 +11,8 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     std::io::copy(&mut f, &mut h)?;
     Ok(format!("{:x}", h.finalize()))
 }
+
+/// Hex SHA-256 of bytes in memory (the same digest [`sha256_file`] gives for a file holding them).
+pub fn sha256_bytes(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}

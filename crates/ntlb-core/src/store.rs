@@ -18,6 +18,15 @@ pub fn write_tensors_with_metadata(
     tensors: &[(String, Vec<usize>, Vec<f32>)],
     metadata: Option<std::collections::HashMap<String, String>>,
 ) -> Result<()> {
+    let out = serialize_tensors(tensors, metadata)?;
+    crate::atomic::write_atomic(path, &out).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The bytes of a safetensors file of `tensors` (for callers that digest what they write).
+pub fn serialize_tensors(
+    tensors: &[(String, Vec<usize>, Vec<f32>)],
+    metadata: Option<std::collections::HashMap<String, String>>,
+) -> Result<Vec<u8>> {
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(n, s, d)| (n.clone(), s.clone(), d.iter().flat_map(|v| v.to_le_bytes()).collect()))
@@ -26,8 +35,7 @@ pub fn write_tensors_with_metadata(
         .iter()
         .map(|(n, s, d)| Ok((n.clone(), TensorView::new(Dtype::F32, s.clone(), d)?)))
         .collect::<Result<_, safetensors::SafeTensorError>>()?;
-    let out = safetensors::serialize(views, metadata)?;
-    crate::atomic::write_atomic(path, &out).with_context(|| format!("writing {}", path.display()))
+    Ok(safetensors::serialize(views, metadata)?)
 }
 
 /// Name -> (shape, values).
@@ -40,9 +48,14 @@ pub fn read_tensors(path: &Path) -> Result<NamedTensors> {
 /// The tensors and the file's string metadata (empty when it has none).
 pub fn read_tensors_with_metadata(path: &Path) -> Result<(NamedTensors, std::collections::HashMap<String, String>)> {
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    let (_, header) = SafeTensors::read_metadata(&bytes).with_context(|| format!("{}: not a safetensors file", path.display()))?;
+    parse_tensors(&bytes, path)
+}
+
+/// [`read_tensors_with_metadata`] of bytes already read (`path` names them in errors).
+pub fn parse_tensors(bytes: &[u8], path: &Path) -> Result<(NamedTensors, std::collections::HashMap<String, String>)> {
+    let (_, header) = SafeTensors::read_metadata(bytes).with_context(|| format!("{}: not a safetensors file", path.display()))?;
     let metadata = header.metadata().clone().unwrap_or_default();
-    let st = SafeTensors::deserialize(&bytes).with_context(|| format!("{}: not a safetensors file", path.display()))?;
+    let st = SafeTensors::deserialize(bytes).with_context(|| format!("{}: not a safetensors file", path.display()))?;
     let mut out = BTreeMap::new();
     for (name, v) in st.tensors() {
         if v.dtype() != Dtype::F32 {

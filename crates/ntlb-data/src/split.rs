@@ -45,11 +45,24 @@ impl FewShotSplit {
 
     /// Reuse `path` if it exists (it must be for the same classes, shots and seed), else draw
     /// and save it atomically. Files are saved relative to the folder's root, so a run resumed
-    /// on a node that mounts the data elsewhere reads the same images.
+    /// on a node that mounts the data elsewhere reads the same images. A file that does not
+    /// parse (truncated, damaged) is reported, moved aside to `<name>.damaged` and drawn again
+    /// (the same draw: it depends on the folder, shots and seed only).
     pub fn load_or_draw(path: &Path, folder: &ImageFolder, shots: usize, seed: u64) -> Result<FewShotSplit> {
-        if path.exists() {
-            let mut s: FewShotSplit =
-                serde_json::from_str(&std::fs::read_to_string(path)?).with_context(|| format!("{}: not a split file", path.display()))?;
+        let parsed = if path.exists() {
+            let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()));
+            match text.and_then(|t| serde_json::from_str::<FewShotSplit>(&t).with_context(|| format!("{}: not a split file", path.display()))) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    let to = ntlb_core::damaged::set_aside(path).with_context(|| format!("{}: cannot move the damaged split aside", path.display()))?;
+                    eprintln!("damaged split file ({e:#}): moved to {}; drawing it again", to.display());
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        if let Some(mut s) = parsed {
             if s.classes != folder.classes.ids || s.shots != shots || s.seed != seed {
                 bail!(
                     "{}: split file is for other classes, shots or seed (shots {}, seed {}); delete it or pick another path",
@@ -115,5 +128,11 @@ mod tests {
         for ((a, la), (b, lb)) in drawn.items.iter().zip(&again.items) {
             assert_eq!((a.strip_prefix(&fa.root).unwrap(), la), (b.strip_prefix(&fb.root).unwrap(), lb));
         }
+        // A truncated split file is moved aside and drawn again: the same split.
+        let whole = std::fs::read(&split).unwrap();
+        std::fs::write(&split, &whole[..whole.len() / 2]).unwrap();
+        assert_eq!(FewShotSplit::load_or_draw(&split, &fa, 2, 7).unwrap(), drawn);
+        assert_eq!(std::fs::read(tmp.path().join("split.json.damaged")).unwrap(), &whole[..whole.len() / 2]);
+        assert_eq!(std::fs::read(&split).unwrap(), whole);
     }
 }

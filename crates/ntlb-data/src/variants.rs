@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::classes::ClassList;
-use crate::folder::{is_image, ImageFolder};
+use crate::folder::{check_no_other_folders, list_images, ImageFolder, Unreadable};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
 #[serde(rename_all = "kebab-case")]
@@ -44,17 +44,11 @@ pub struct EvalSet {
     /// Class names of the label space (200 for -A/-R).
     pub classes: ClassList,
     pub items: Vec<(PathBuf, usize)>,
+    /// Class folders that hold no image ([`EvalSet::check_empty_classes`]).
     pub empty_classes: Vec<String>,
-}
-
-fn sorted_images(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("{}: cannot list", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && is_image(p))
-        .collect();
-    files.sort();
-    Ok(files)
+    /// Entries of the class folders that could not be read (counted with the images that fail
+    /// to decode).
+    pub unreadable: Vec<Unreadable>,
 }
 
 /// The first of `candidates` that is a folder.
@@ -73,6 +67,7 @@ impl EvalSet {
             classes: f.classes,
             items: f.items,
             empty_classes: f.empty_classes,
+            unreadable: f.unreadable,
         }
     }
 
@@ -103,6 +98,7 @@ impl EvalSet {
                 let dir = first_dir(root, &["imagenetv2-matched-frequency-format-val", ""]).expect("root exists");
                 let mut items = Vec::new();
                 let mut empty = Vec::new();
+                let mut unreadable = Vec::new();
                 // Folder i is class i: read by number, never sorted as strings.
                 for label in 0..imagenet.len() {
                     let cdir = dir.join(label.to_string());
@@ -113,18 +109,22 @@ impl EvalSet {
                             imagenet.len() - 1
                         );
                     }
-                    let files = sorted_images(&cdir)?;
+                    let (files, bad) = list_images(&cdir)?;
                     if files.is_empty() {
                         empty.push(label.to_string());
                     }
                     items.extend(files.into_iter().map(|f| (f, label)));
+                    unreadable.extend(bad);
                 }
+                let n = imagenet.len();
+                check_no_other_folders(&dir, n, |f| f.parse::<usize>().is_ok_and(|i| i < n && i.to_string() == f))?;
                 EvalSet {
                     kind,
                     root: dir,
                     classes: imagenet.clone(),
                     items,
                     empty_classes: empty,
+                    unreadable,
                 }
             }
             DatasetKind::ImagenetA | DatasetKind::ImagenetR => {
@@ -164,6 +164,33 @@ impl EvalSet {
         }
         Ok(set)
     }
+
+    /// An evaluation set that lost classes would be scored over the classes it kept, in silence:
+    /// an empty class folder is an error naming the folders unless `allowed`
+    /// (`allow_empty_classes = true` in the sweep's dataset entry).
+    pub fn check_empty_classes(&self, allowed: bool) -> Result<()> {
+        if self.empty_classes.is_empty() || allowed {
+            return Ok(());
+        }
+        let shown: Vec<String> = self
+            .empty_classes
+            .iter()
+            .take(10)
+            .map(|c| self.root.join(c).display().to_string())
+            .collect();
+        bail!(
+            "{}: {} of its {} class folders hold no image: {}{} (set `allow_empty_classes = true` in its dataset entry to evaluate without them)",
+            self.kind.name(),
+            self.empty_classes.len(),
+            self.classes.len(),
+            shown.join(", "),
+            if self.empty_classes.len() > shown.len() {
+                format!(" and {} more", self.empty_classes.len() - shown.len())
+            } else {
+                String::new()
+            }
+        );
+    }
 }
 
 /// Read a wnid list (one per line), as `datasets/imagenet_a_wnids.txt`.
@@ -174,4 +201,38 @@ pub fn read_wnids(path: &Path) -> Result<Vec<String>> {
         bail!("{}: no wnids", path.display());
     }
     Ok(w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn imagenet(n: usize) -> ClassList {
+        let ids: Vec<String> = (0..n).map(|i| format!("n{i:08}")).collect();
+        ClassList { names: ids.clone(), ids }
+    }
+
+    /// ImageNet-V2 folders beyond the class list are refused; empty class folders are refused
+    /// unless allowed, naming them.
+    #[test]
+    fn v2_with_other_folders_and_empty_classes() {
+        let d = tempfile::tempdir().unwrap();
+        for c in 0..4 {
+            let dir = d.path().join(c.to_string());
+            std::fs::create_dir_all(&dir).unwrap();
+            if c != 2 {
+                std::fs::write(dir.join("0.jpeg"), b"x").unwrap();
+            }
+        }
+        let set = EvalSet::open(DatasetKind::ImagenetV2, d.path(), &imagenet(4), None, None).unwrap();
+        assert_eq!(set.empty_classes, ["2"]);
+        set.check_empty_classes(true).unwrap();
+        let e = set.check_empty_classes(false).unwrap_err().to_string();
+        assert!(e.contains(&d.path().join("2").display().to_string()) && e.contains("allow_empty_classes"), "{e}");
+        let e = format!("{:#}", EvalSet::open(DatasetKind::ImagenetV2, d.path(), &imagenet(3), None, None).unwrap_err());
+        assert!(e.contains("folder `3` is not a class of the list (3 classes)"), "{e}");
+        std::fs::create_dir_all(d.path().join("04")).unwrap();
+        let e = format!("{:#}", EvalSet::open(DatasetKind::ImagenetV2, d.path(), &imagenet(4), None, None).unwrap_err());
+        assert!(e.contains("folder `04`"), "{e}");
+    }
 }

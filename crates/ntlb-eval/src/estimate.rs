@@ -55,6 +55,26 @@ pub fn image_macs(c: &ClipConfig) -> u64 {
     }
 }
 
+/// Modelled matmul FLOP of one prompt-learning step (not counted ones), the one model the dry
+/// run and `ntlb bench train-step` share: `batch` image encodings, the all-class logits (one text
+/// forward per class, skipped by the shared pass 1 when the classes fit in one chunk), pass 2 (C
+/// prompts forward + backward) and, with λ ≠ 0, pass 1: replicated, B·C prompts forward +
+/// backward; shared (the default), the B cotangents through the activation-only backward of
+/// pass 2's forward. The weights are frozen, so a backward computes input gradients only: about
+/// one forward. `text_tokens`: the mean prompt length the encoder runs over.
+pub fn coop_step_flop(c: &ClipConfig, batch: usize, classes: usize, chunk: usize, text_tokens: usize, expl: bool, pass1: ntlb_prompt::objective::Pass1) -> f64 {
+    use ntlb_prompt::objective::Pass1;
+    let text = 2.0 * c.text_macs(text_tokens) as f64;
+    let img = 2.0 * image_macs(c) as f64;
+    let pass1_work = match pass1 {
+        Pass1::Replicated => 2.0 * batch as f64,
+        Pass1::Shared => batch as f64,
+    };
+    let relevance_passes = if expl { pass1_work + 2.0 } else { 2.0 };
+    let logits_pass = if pass1 == Pass1::Shared && classes <= chunk { 0.0 } else { 1.0 };
+    img * batch as f64 + text * classes as f64 * (logits_pass + relevance_passes)
+}
+
 /// The architecture of a model entry: its name or file name when it names a preset, else
 /// `None` (the caller says it assumed one).
 pub fn architecture(m: &ModelEntry) -> Option<ClipConfig> {
@@ -126,13 +146,12 @@ pub fn estimate(jobs: &[&Job], w: &Workload) -> Vec<(String, ModelCost)> {
                 t += n_templates as f64 * distinct_lists.iter().sum::<usize>() as f64 * f_txt(TEMPLATE_TOKENS) + score(classifiers);
             }
             Job::Coop { train, .. } => {
-                let b = train.optim.batch_size as f64;
-                let c = w.train_classes as f64;
-                let steps = (c * train.shots as f64 / b).ceil() * train.optim.epochs as f64;
-                // λ > 0: the relevance passes (a forward and backward per image in pass 1 and
-                // again through the loss in pass 2) on top of the CE step's forward and backward.
-                let relevance = if train.loss.expl_weight != 0.0 { 2.0 * b + 2.0 } else { 2.0 };
-                t += steps * (b * f_img + c * f_txt(PROMPT_TOKENS) * (1.0 + relevance));
+                let b = train.optim.batch_size.max(1);
+                let c = w.train_classes;
+                let steps = (c * train.shots).div_ceil(b).max(1) as f64 * train.optim.epochs as f64;
+                // The trainer's pass 1 is the shared one (`Pass1::default()`).
+                let step = coop_step_flop(&cfg, b, c, train.chunk, PROMPT_TOKENS, train.loss.expl_weight != 0.0, Default::default());
+                t += steps * step;
                 t += distinct_lists.iter().sum::<usize>() as f64 * f_txt(PROMPT_TOKENS) + score(1.0);
             }
         }
@@ -148,9 +167,9 @@ pub fn estimate(jobs: &[&Job], w: &Workload) -> Vec<(String, ModelCost)> {
     out
 }
 
-/// Effective f32 matmul rate assumed for the GPU-hour figure (an A100/H100-class card runs
-/// these shapes well below its peak); half precision is faster.
-pub const ASSUMED_GPU_TFLOPS: f64 = 25.0;
+/// Effective f32 rate assumed for the GPU-hour figure: the shared-pass-1 step at 1000 classes ×
+/// batch 32 measured 33 modelled TFLOP/s on an H200 (docs/, GPU check); half precision is faster.
+pub const ASSUMED_GPU_TFLOPS: f64 = 33.0;
 /// Two busy CPU cores (measured: burn-flex matmuls at ~50 GFLOP/s on a quiet pair).
 pub const ASSUMED_CPU_TFLOPS: f64 = 0.05;
 
@@ -251,6 +270,7 @@ mod tests {
                 templates: templates.to_path_buf(),
                 per_template: true,
                 ensembles: Default::default(),
+                allow_duplicate_names: false,
             },
         }
     }

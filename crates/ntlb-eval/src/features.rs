@@ -80,6 +80,10 @@ pub struct FeatureManifest {
     pub failed: Vec<(PathBuf, String)>,
     pub seconds: f64,
     pub images_per_second: f64,
+    /// SHA-256 of the `.features.safetensors` file this manifest describes, checked on every
+    /// read: an entry whose bytes changed is recomputed, never used.
+    #[serde(default)]
+    pub features_sha256: Option<String>,
 }
 
 /// Normalised features `[N, E]` (row-major) with their labels.
@@ -105,30 +109,74 @@ impl Features {
 /// quarter of it while encoding).
 pub const LOCK_STALE_AFTER: Duration = Duration::from_secs(300);
 
-/// The cached features of `key` in `dir`, if a finished entry is there.
-pub fn read_cached(dir: &Path, key: &FeatureKey) -> Result<Option<Features>> {
-    let id = key.id();
-    let mpath = dir.join(format!("{id}.manifest.json"));
+/// What the cache holds for a key.
+#[allow(clippy::large_enum_variant)] // one per dataset and read
+pub enum Cached {
+    Hit(Features),
+    /// No finished entry (or one for another key).
+    Miss,
+    /// An entry that fails its checks (unparseable manifest, truncated file, a digest that does
+    /// not match, shapes that disagree): why, and the files to set aside.
+    Damaged { why: String, files: Vec<PathBuf> },
+}
+
+fn entry_paths(dir: &Path, id: &str) -> (PathBuf, PathBuf) {
+    (
+        dir.join(format!("{id}.manifest.json")),
+        dir.join(format!("{id}.features.safetensors")),
+    )
+}
+
+/// The cached features of `key` in `dir`, checked against the manifest's digest.
+pub fn read_cached(dir: &Path, key: &FeatureKey) -> Result<Cached> {
+    let (mpath, fpath) = entry_paths(dir, &key.id());
     if !mpath.exists() {
-        return Ok(None);
+        return Ok(Cached::Miss);
     }
-    let manifest: FeatureManifest =
-        serde_json::from_str(&std::fs::read_to_string(&mpath)?).with_context(|| format!("{}: bad cache manifest", mpath.display()))?;
+    let both = vec![mpath.clone(), fpath.clone()];
+    let damaged = |why: String| Ok(Cached::Damaged { why, files: both.clone() });
+    let manifest: FeatureManifest = match std::fs::read_to_string(&mpath)
+        .map_err(anyhow::Error::from)
+        .and_then(|t| Ok(serde_json::from_str(&t)?))
+    {
+        Ok(m) => m,
+        Err(e) => return damaged(format!("{}: not a cache manifest ({e})", mpath.display())),
+    };
     if manifest.key != *key {
-        return Ok(None);
+        return Ok(Cached::Miss);
     }
-    let mut t = ntlb_core::store::read_tensors(&dir.join(format!("{id}.features.safetensors")))?;
-    let (fs, data) = t.remove("features").context("cache without features")?;
-    let (_, labels) = t.remove("labels").context("cache without labels")?;
-    if fs != [manifest.n_features, manifest.dim] {
-        bail!(
-            "{}: cached features have shape {fs:?}, manifest says [{}, {}]",
-            mpath.display(),
+    let Some(want) = &manifest.features_sha256 else {
+        // Nothing to keep: an entry that cannot be checked is encoded again in its place.
+        return Ok(Cached::Damaged {
+            why: format!("{}: no digest of its features (written before digests were kept)", mpath.display()),
+            files: Vec::new(),
+        });
+    };
+    let bytes = match std::fs::read(&fpath) {
+        Ok(b) => b,
+        Err(e) => return damaged(format!("{}: cannot read ({e})", fpath.display())),
+    };
+    let got = ntlb_core::digest::sha256_bytes(&bytes);
+    if got != *want {
+        return damaged(format!("{}: SHA-256 {got}, its manifest says {want}", fpath.display()));
+    }
+    let mut t = match ntlb_core::store::parse_tensors(&bytes, &fpath) {
+        Ok((t, _)) => t,
+        Err(e) => return damaged(format!("{e:#}")),
+    };
+    let (Some((fs, data)), Some((_, labels))) = (t.remove("features"), t.remove("labels")) else {
+        return damaged(format!("{}: no `features` or no `labels` tensor", fpath.display()));
+    };
+    if fs != [manifest.n_features, manifest.dim] || labels.len() != manifest.n_features {
+        return damaged(format!(
+            "{}: features {fs:?} and {} labels, its manifest says [{}, {}]",
+            fpath.display(),
+            labels.len(),
             manifest.n_features,
             manifest.dim
-        );
+        ));
     }
-    Ok(Some(Features {
+    Ok(Cached::Hit(Features {
         data,
         dim: manifest.dim,
         labels: labels.iter().map(|&l| l as usize).collect(),
@@ -136,22 +184,23 @@ pub fn read_cached(dir: &Path, key: &FeatureKey) -> Result<Option<Features>> {
     }))
 }
 
-fn write_cached(dir: &Path, f: &Features) -> Result<()> {
+fn write_cached(dir: &Path, f: &mut Features) -> Result<()> {
     let id = f.manifest.key.id();
     std::fs::create_dir_all(dir)?;
     let lab: Vec<f32> = f.labels.iter().map(|&l| l as f32).collect();
-    ntlb_core::store::write_tensors(
-        &dir.join(format!("{id}.features.safetensors")),
+    let bytes = ntlb_core::store::serialize_tensors(
         &[
             ("features".into(), vec![f.labels.len(), f.dim], f.data.clone()),
             ("labels".into(), vec![f.labels.len()], lab),
         ],
+        None,
     )?;
-    // The manifest is written last: a run killed before this point leaves no readable cache.
-    ntlb_core::atomic::write_atomic(
-        &dir.join(format!("{id}.manifest.json")),
-        serde_json::to_string_pretty(&f.manifest)?.as_bytes(),
-    )?;
+    f.manifest.features_sha256 = Some(ntlb_core::digest::sha256_bytes(&bytes));
+    let (mpath, fpath) = entry_paths(dir, &id);
+    ntlb_core::atomic::write_atomic(&fpath, &bytes).with_context(|| format!("writing {}", fpath.display()))?;
+    // The manifest (with the digest) is written last: a run killed before this point leaves no
+    // readable cache, and a reader between the two writes sees a digest mismatch.
+    ntlb_core::atomic::write_atomic(&mpath, serde_json::to_string_pretty(&f.manifest)?.as_bytes())?;
     // One line per encoding: who did the work (and the test that each dataset is encoded once).
     let mut log = std::fs::OpenOptions::new()
         .create(true)
@@ -202,12 +251,22 @@ fn try_keyed(
     strict: bool,
     progress: bool,
 ) -> Result<Attempt> {
-    let Some(dir) = cache_dir else {
-        return encode(clip, set, key, batch, strict, progress).map(Attempt::Ready);
-    };
-    if let Some(f) = read_cached(dir, &key)? {
-        return Ok(Attempt::Ready(f));
+    // Entries of the walk that could not be read are counted with the images that fail to
+    // decode (they are in no cache entry: the file list they would change is of readable files).
+    if let (true, Some((p, why))) = (strict, set.unreadable.first()) {
+        bail!("{}: {why} (--strict)", p.display());
     }
+    let with_unreadable = |mut f: Features| {
+        f.manifest.failed.splice(0..0, set.unreadable.iter().cloned());
+        Attempt::Ready(f)
+    };
+    let Some(dir) = cache_dir else {
+        return encode(clip, set, key, batch, strict, progress).map(with_unreadable);
+    };
+    if let Cached::Hit(f) = read_cached(dir, &key)? {
+        return Ok(with_unreadable(f));
+    }
+    // A miss, or a damaged entry (perhaps one being rewritten): under the entry's lock.
     let lock_path = dir.join(format!("{}.lock", key.id()));
     let Some(_lock) = crate::lock::try_lock(&lock_path, LOCK_STALE_AFTER)? else {
         return Ok(Attempt::Busy {
@@ -215,12 +274,29 @@ fn try_keyed(
         });
     };
     // The previous holder may have finished between our read and our lock.
-    if let Some(f) = read_cached(dir, &key)? {
-        return Ok(Attempt::Ready(f));
+    match read_cached(dir, &key)? {
+        Cached::Hit(f) => return Ok(with_unreadable(f)),
+        Cached::Miss => {}
+        Cached::Damaged { why, files } => {
+            let mut kept = Vec::new();
+            for p in files.iter().filter(|p| p.exists()) {
+                kept.push(ntlb_core::damaged::set_aside(p).with_context(|| format!("{}: cannot move the damaged entry aside", p.display()))?);
+            }
+            let kept: Vec<String> = kept.iter().map(|p| p.display().to_string()).collect();
+            if kept.is_empty() {
+                eprintln!("{}: unverifiable feature cache entry ({why}); encoding it again in its place", set.kind.name());
+            } else {
+                eprintln!(
+                    "{}: damaged feature cache entry ({why}); moved aside to {}, encoding it again",
+                    set.kind.name(),
+                    kept.join(", ")
+                );
+            }
+        }
     }
-    let f = encode(clip, set, key, batch, strict, progress)?;
-    write_cached(dir, &f)?;
-    Ok(Attempt::Ready(f))
+    let mut f = encode(clip, set, key, batch, strict, progress)?;
+    write_cached(dir, &mut f)?;
+    Ok(with_unreadable(f))
 }
 
 /// Encode every image of `set`, or read the cache in `cache_dir`; when another process is
@@ -331,6 +407,7 @@ fn encode(clip: &Clip, set: &EvalSet, key: FeatureKey, batch: usize, strict: boo
         failed,
         seconds,
         images_per_second: set.items.len() as f64 / seconds.max(1e-9),
+        features_sha256: None,
     };
     Ok(Features {
         data,
@@ -408,6 +485,7 @@ mod tests {
             },
             items: vec![(file, 0)],
             empty_classes: vec![],
+            unreadable: vec![],
         };
         let numerics = Numerics::from_config("cpu", "f32").unwrap();
         let openai = ntlb_clip::checkpoint::numerics(dir.path(), None).unwrap();

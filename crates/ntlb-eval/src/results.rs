@@ -7,6 +7,8 @@ use anyhow::{bail, Context, Result};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use ntlb_prompt::objective::NameScore;
+
 use crate::relevance_maps::RelevanceMap;
 use crate::sweep::Job;
 
@@ -16,7 +18,8 @@ pub struct ResultRow {
     pub run_key: String,
     pub model: String,
     /// `zero-shot`, `zero-shot-ensemble-<name>`, `coop` (the learned context) or `coop-init`
-    /// (the context CoOp starts from, before any step).
+    /// (the context CoOp starts from, before any step); CoOp's with ` name_score=<mean|min>`
+    /// after it when trained with that aggregation ([`coop_method`]).
     pub method: String,
     pub template: Option<String>,
     pub lambda: Option<f64>,
@@ -27,10 +30,31 @@ pub struct ResultRow {
     pub mean_per_class: f64,
     pub n_images: usize,
     pub n_failed: usize,
-    /// CoOp rows: the paper's class-name score of the true class, mean over held-out ImageNet
+    /// CoOp rows: the paper's class-name score (the max over the name, whatever aggregation the
+    /// run trained with, so that runs compare) of the true class, mean over held-out ImageNet
     /// val images (the same value on every dataset row of a run; `coop-init`: before training).
     #[serde(default)]
     pub name_score: Option<f64>,
+}
+
+/// The `method` of a CoOp row, `base` being `coop` or `coop-init`: `base` itself for the paper's
+/// aggregation of the class-name score (max), `<base> name_score=<agg>` otherwise, so rows of
+/// different aggregations never mix where rows are picked by method.
+pub fn coop_method(base: &str, agg: NameScore) -> String {
+    match agg {
+        NameScore::Max => base.to_string(),
+        agg => format!("{base} name_score={agg}"),
+    }
+}
+
+/// The inverse of [`coop_method`]: (`coop` or `coop-init`, the aggregation), `None` for the
+/// methods of other jobs.
+pub fn parse_coop_method(method: &str) -> Option<(&str, NameScore)> {
+    let (base, agg) = match method.split_once(" name_score=") {
+        Some((b, a)) => (b, a.parse().ok()?),
+        None => (method, NameScore::Max),
+    };
+    matches!(base, "coop" | "coop-init").then_some((base, agg))
 }
 
 #[cfg(test)]
@@ -114,6 +138,10 @@ pub struct RunRecord {
     /// The model's activations and normalisation, and where each was read.
     #[serde(default)]
     pub model_numerics: Option<ntlb_clip::checkpoint::ModelNumerics>,
+    /// Dataset -> its class folders that hold no image, evaluated without them because its
+    /// entry says `allow_empty_classes = true` (absent when none).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub empty_classes: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 pub fn read_runs(results: &Path) -> Result<Vec<RunRecord>> {

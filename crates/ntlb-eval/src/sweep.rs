@@ -13,5 +13,5 @@ mod plan;
 mod run;
 
 pub use config::{open_datasets, CoopSweep, DatasetEntry, ModelEntry, SweepConfig, ZeroShotSweep};
-pub use plan::{plan, run_path, Job};
-pub use run::{run_sweep, SweepOptions};
+pub use plan::{job_state, plan, run_path, Job, JobState};
+pub use run::{dry_run, run_sweep, SweepOptions};

@@ -65,6 +65,25 @@ fn imagenet_configs_plan_the_paper_comparison() {
     assert!(r.datasets[0].root.starts_with("data") && r.models[0].path.starts_with("checkpoints"));
 }
 
+/// CLIP's ImageNet list repeats two names (`missile`, `sunglasses`): zero-shot refuses repeats
+/// unless `zero_shot.allow_duplicate_names`, which the paper's configs set (CoOp's through
+/// `prompt.allow_duplicate_names`), so the reference's list keeps working.
+#[test]
+fn the_clip_class_list_needs_and_has_allow_duplicate_names() {
+    let names = ntlb_data::classes::ClassList::read(&read("imagenet.toml").classes).unwrap().names;
+    let e = ntlb_prompt::prompt::check_classnames(&names, false).unwrap_err().to_string();
+    assert!(e.contains("\"missile\"") || e.contains("\"sunglasses\""), "{e}");
+    ntlb_prompt::prompt::check_classnames(&names, true).unwrap();
+    for name in ["imagenet.toml", "imagenet-full.toml"] {
+        let c = read(name);
+        assert!(c.zero_shot.as_ref().unwrap().allow_duplicate_names, "{name}");
+        assert!(plan(&c).unwrap().iter().all(|j| match j {
+            Job::Coop { train, .. } => train.prompt.allow_duplicate_names,
+            Job::ZeroShot { .. } => true,
+        }));
+    }
+}
+
 #[test]
 fn dry_run_plans_without_the_data_but_a_real_run_refuses() {
     let mut c = read("imagenet.toml");

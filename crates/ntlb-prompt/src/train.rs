@@ -107,6 +107,68 @@ impl Default for TrainConfig {
     }
 }
 
+/// A setting no training can run with: its key as a config file spells it, its value and the
+/// rule it breaks. [`TrainConfig::validate`] returns it; callers add where the value came from
+/// (the file, or the flag that set it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InvalidSetting {
+    pub key: &'static str,
+    pub value: String,
+    pub rule: &'static str,
+}
+
+impl std::fmt::Display for InvalidSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{}` = {}: {}", self.key, self.value, self.rule)
+    }
+}
+
+impl std::error::Error for InvalidSetting {}
+
+impl TrainConfig {
+    /// The one check of every training setting, before any work (`ntlb train`, the sweep plan
+    /// and both dry runs call it): what would panic, fail at a late step, or train something
+    /// other than what the config says.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        fn bad(key: &'static str, value: impl std::fmt::Display, rule: &'static str) -> Result<(), InvalidSetting> {
+            Err(InvalidSetting {
+                key,
+                value: value.to_string(),
+                rule,
+            })
+        }
+        let finite_at_least_0 = |key, v: f64| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(())
+            } else {
+                bad(key, v, "must be a finite number ≥ 0")
+            }
+        };
+        let at_least_1 = |key, v: usize| if v >= 1 { Ok(()) } else { bad(key, v, "must be at least 1") };
+        finite_at_least_0("loss.expl_weight", self.loss.expl_weight)?;
+        finite_at_least_0("loss.ce_weight", self.loss.ce_weight)?;
+        if !(self.optim.lr.is_finite() && self.optim.lr > 0.0) {
+            return bad("optim.lr", self.optim.lr, "must be a finite number > 0");
+        }
+        finite_at_least_0("optim.momentum", self.optim.momentum)?;
+        finite_at_least_0("optim.weight_decay", self.optim.weight_decay)?;
+        finite_at_least_0("optim.warmup_lr", self.optim.warmup_lr)?;
+        at_least_1("optim.epochs", self.optim.epochs)?;
+        at_least_1("optim.batch_size", self.optim.batch_size)?;
+        at_least_1("shots", self.shots)?;
+        at_least_1("chunk", self.chunk)?;
+        match &self.prompt.init_words {
+            Some(w) if w.replace('_', " ").trim().is_empty() => bad("prompt.init_words", format!("{w:?}"), "must hold at least one word")?,
+            Some(_) => {}
+            None => at_least_1("prompt.n_ctx", self.prompt.n_ctx)?,
+        }
+        if !(self.crop_min_scale > 0.0 && self.crop_min_scale <= 1.0) {
+            return bad("crop_min_scale", self.crop_min_scale, "must be in (0, 1]");
+        }
+        Ok(())
+    }
+}
+
 /// torch's SGD step (dampening 0, no Nesterov): d = g + wd·p; buf = d on the first step, else
 /// momentum·buf + d; p -= lr·buf.
 pub fn sgd_update(params: &mut [f32], grad: &[f32], buf: &mut Option<Vec<f32>>, lr: f64, momentum: f64, weight_decay: f64) {
@@ -148,6 +210,9 @@ pub struct Manifest {
     /// The loss scaler's state when scaling is on (steps skipped, current scale).
     #[serde(default)]
     pub loss_scaler: Option<LossScaler>,
+    /// The model's activations and normalisation, and where each was read.
+    #[serde(default)]
+    pub model_numerics: Option<ntlb_clip::checkpoint::ModelNumerics>,
 }
 
 /// A learned context and how it was made.
@@ -296,9 +361,24 @@ pub fn train(
     let norm = &clip.numerics.normalization;
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
 
-    let mut state = if out.join(STATE_FILE).exists() {
-        let s = LearnedPrompt::read_state(out)?;
-        if s.manifest.config != *cfg || s.manifest.classes != classes || s.manifest.ctx_shape != ctx_shape {
+    // A state that does not read back (truncated, damaged) is reported and moved aside, and the
+    // training starts again: it is deterministic, so it ends where the lost run would have.
+    let resumed = if out.join(STATE_FILE).exists() {
+        match LearnedPrompt::read_state(out) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                let path = out.join(STATE_FILE);
+                let to = ntlb_core::damaged::set_aside(&path).with_context(|| format!("{}: cannot move the damaged state aside", path.display()))?;
+                eprintln!("damaged trainer state ({e:#}): moved to {}; training from the first epoch", to.display());
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let mut state = if let Some(s) = resumed {
+        let numerics_differ = s.manifest.model_numerics.as_ref().is_some_and(|n| n.identity() != clip.numerics.identity());
+        if s.manifest.config != *cfg || s.manifest.classes != classes || s.manifest.ctx_shape != ctx_shape || numerics_differ {
             bail!(
                 "{}: holds a run with another configuration or class list; use a new output folder",
                 out.display()
@@ -306,7 +386,9 @@ pub fn train(
         }
         s
     } else {
-        initial_state(cfg, classes, layout.initial_context(clip, cfg.seed), ctx_shape, checkpoint)
+        let mut s = initial_state(cfg, classes, layout.initial_context(clip, cfg.seed), ctx_shape, checkpoint);
+        s.manifest.model_numerics = Some(clip.numerics.clone());
+        s
     };
 
     let pictures = if data.len() <= 4096 {
@@ -534,6 +616,7 @@ pub fn initial_state(cfg: &TrainConfig, classes: &[String], ctx: Vec<f32>, ctx_s
             loss_curve: Vec::new(),
             split: None,
             loss_scaler: None,
+            model_numerics: None,
         },
     }
 }

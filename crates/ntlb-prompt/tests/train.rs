@@ -266,6 +266,66 @@ fn resume_after_interruption_gives_the_same_context() {
     assert_ne!(full.ctx, lay.initial_context(&clip, cfg.seed), "training moved the context");
 }
 
+/// A trainer state that does not read back (here: cut in half) is reported, moved aside to
+/// `state.safetensors.damaged`, and the training runs again from the first epoch, ending on the
+/// context of an uninterrupted run (not an error that needs the file deleted by hand).
+#[test]
+fn a_damaged_state_is_set_aside_and_trained_again() {
+    let Run {
+        clip,
+        lay,
+        tmp,
+        data,
+        classes,
+        ..
+    } = Run::new(ClassPosition::Middle);
+    let cfg = small_config();
+    let run = |out: &Path, stop| train(&clip, &lay, &classes, &data, &cfg, out, ("m", "sha"), stop, |_, _| {});
+    let full = run(&tmp.path().join("full"), StopAt::default()).unwrap();
+    let out = tmp.path().join("damaged");
+    run(&out, StopAt { after_epochs: Some(1) }).unwrap();
+    let state = out.join("state.safetensors");
+    let bytes = std::fs::read(&state).unwrap();
+    std::fs::write(&state, &bytes[..bytes.len() / 2]).unwrap();
+    let again = run(&out, StopAt::default()).unwrap();
+    assert_eq!(again.ctx, full.ctx);
+    assert_eq!(again.manifest.loss_curve, full.manifest.loss_curve);
+    assert_eq!(std::fs::read(out.join("state.safetensors.damaged")).unwrap(), &bytes[..bytes.len() / 2]);
+}
+
+/// One check of every training setting, each error naming its key as a config file spells it.
+#[test]
+fn every_training_setting_is_checked_by_key() {
+    TrainConfig::default().validate().unwrap();
+    small_config().validate().unwrap();
+    let cases: Vec<(&str, Box<dyn Fn(&mut TrainConfig)>)> = vec![
+        ("loss.expl_weight", Box::new(|c| c.loss.expl_weight = -1.0)),
+        ("loss.expl_weight", Box::new(|c| c.loss.expl_weight = f64::NAN)),
+        ("loss.expl_weight", Box::new(|c| c.loss.expl_weight = f64::INFINITY)),
+        ("optim.lr", Box::new(|c| c.optim.lr = f64::NAN)),
+        ("optim.lr", Box::new(|c| c.optim.lr = 0.0)),
+        ("optim.lr", Box::new(|c| c.optim.lr = -0.1)),
+        ("optim.momentum", Box::new(|c| c.optim.momentum = -0.9)),
+        ("optim.momentum", Box::new(|c| c.optim.momentum = f64::NAN)),
+        ("optim.weight_decay", Box::new(|c| c.optim.weight_decay = f64::NEG_INFINITY)),
+        ("optim.epochs", Box::new(|c| c.optim.epochs = 0)),
+        ("optim.batch_size", Box::new(|c| c.optim.batch_size = 0)),
+        ("shots", Box::new(|c| c.shots = 0)),
+        ("prompt.n_ctx", Box::new(|c| c.prompt.n_ctx = 0)),
+    ];
+    for (key, break_it) in cases {
+        let mut c = TrainConfig::default();
+        break_it(&mut c);
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.key, key, "{e}");
+        assert!(e.to_string().starts_with(&format!("`{key}` = ")), "{e}");
+    }
+    let mut zero_ctx_from_words = TrainConfig::default();
+    zero_ctx_from_words.prompt.n_ctx = 0;
+    zero_ctx_from_words.prompt.init_words = Some("a photo of a".into());
+    zero_ctx_from_words.validate().unwrap();
+}
+
 #[test]
 fn saved_prompt_loads_and_gives_identical_logits() {
     let Run {

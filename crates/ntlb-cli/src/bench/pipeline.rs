@@ -96,6 +96,7 @@ pub fn run(a: PipelineArgs) -> Result<i32> {
         },
         items: files.iter().map(|p| (p.clone(), 0)).collect(),
         empty_classes: vec![],
+        unreadable: vec![],
     };
     let t = Instant::now();
     ntlb_eval::features::dataset_features(

@@ -72,18 +72,23 @@ pub(crate) fn lambdas_of(rows: &[ResultRow], model: &str) -> Vec<f64> {
     l
 }
 
-/// The summary-table name of a row's method.
+const COOP_START: &str = "CoOp start: random context, before training";
+
+/// The summary-table name of a row's method; a CoOp run's class-name score aggregation when it
+/// is not the paper's max (its start is the same whatever the aggregation: one line).
 fn method_label(r: &ResultRow) -> String {
+    if let Some((base, agg)) = crate::results::parse_coop_method(&r.method) {
+        let tag = if agg.is_max() { String::new() } else { format!(", name score = {agg}") };
+        let l = r.lambda.unwrap_or(0.0);
+        return if base == "coop-init" {
+            COOP_START.to_string()
+        } else if l == 0.0 {
+            format!("CoOp{tag} (λ = 0)")
+        } else {
+            format!("CoOp + explainability{tag} (λ = {l})")
+        };
+    }
     match r.method.as_str() {
-        "coop-init" => "CoOp start: random context, before training".to_string(),
-        "coop" => {
-            let l = r.lambda.unwrap_or(0.0);
-            if l == 0.0 {
-                "CoOp (λ = 0)".to_string()
-            } else {
-                format!("CoOp + explainability (λ = {l})")
-            }
-        }
         "zero-shot" => "zero-shot, single template: mean".to_string(),
         m => m.replace("zero-shot-ensemble-", "zero-shot, ensemble of ") + " templates",
     }
@@ -137,12 +142,13 @@ fn stats(df: &DataFrame) -> PolarsResult<Vec<Stat>> {
 /// start and CoOp per λ (mean ± std over seeds), in that order per model.
 pub(crate) fn summarize(rows: &[ResultRow]) -> Result<Vec<SummaryLine>> {
     let lf = frame(rows)?;
-    // The starting context depends on the seed only: count it once per seed, not once per λ.
+    // The starting context depends on the seed only: count it once per seed, not once per λ
+    // (or name-score aggregation).
     let init = lf
         .clone()
-        .filter(col("method").eq(lit("coop-init")))
+        .filter(col("label").eq(lit(COOP_START)))
         .unique_stable_generic(Some(vec![col("model"), col("seed"), col("dataset")]), UniqueKeepStrategy::First);
-    let counted = concat([lf.filter(col("method").neq(lit("coop-init"))), init], UnionArgs::default())?;
+    let counted = concat([lf.filter(col("label").neq(lit(COOP_START))), init], UnionArgs::default())?;
     let mut groups: BTreeMap<(String, String), BTreeMap<String, Stat>> = BTreeMap::new();
     let cells = mean_std_by(counted.clone(), &["model", "label", "dataset"], "top1")?;
     let (model, label, dataset) = (strs(&cells, "model")?, strs(&cells, "label")?, strs(&cells, "dataset")?);
@@ -326,13 +332,17 @@ pub(crate) fn over_seeds(rows: &[ResultRow], model: &str, method: &str, value: &
         .collect())
 }
 
-/// A model's CoOp training curves, mean over seeds per λ and epoch; λ in the order of its
-/// `{:08.3}` text, each with its epochs ascending.
+/// A model's CoOp training curves (the paper's max name score), mean over seeds per λ and
+/// epoch; λ in the order of its `{:08.3}` text, each with its epochs ascending.
 pub(crate) fn mean_curves(runs: &[RunRecord], model: &str) -> Result<Vec<(f64, Vec<EpochPoint>)>> {
     let points: Vec<(f64, &EpochPoint)> = runs
         .iter()
         .filter_map(|r| match (&r.job, &r.curve) {
-            (crate::sweep::Job::Coop { model: m, lambda, .. }, Some(curve)) if m.name == model => Some((*lambda, curve)),
+            (crate::sweep::Job::Coop { model: m, lambda, train, .. }, Some(curve))
+                if m.name == model && train.loss.name_score.is_max() =>
+            {
+                Some((*lambda, curve))
+            }
             _ => None,
         })
         .flat_map(|(l, curve)| curve.iter().map(move |p| (l, p)))
@@ -457,6 +467,40 @@ mod tests {
         assert!(lines[0].name_score.is_none());
     }
 
+    /// Runs trained with another class-name score: their own line, the start still counted
+    /// once per seed, and the max runs' gaps as they were.
+    #[test]
+    fn other_name_scores_get_their_own_line() {
+        let mut r = rows();
+        for (seed, top1) in [(1, 42.0), (2, 46.0)] {
+            let init = 30.0 + seed as f64;
+            r.push(row("coop-init name_score=mean", Some(3.0), Some(seed), "imagenet", init, Some(0.125 * seed as f64)));
+            r.push(row("coop name_score=mean", Some(3.0), Some(seed), "imagenet", top1, Some(0.5)));
+        }
+        let lines = summarize(&r).unwrap();
+        let methods: Vec<&str> = lines.iter().map(|l| l.method.as_str()).collect();
+        assert_eq!(
+            methods[3..],
+            [
+                "CoOp start: random context, before training",
+                "CoOp (λ = 0)",
+                "CoOp + explainability (λ = 3)",
+                "CoOp + explainability, name score = mean (λ = 3)",
+                "CoOp + explainability (λ = 10)",
+            ]
+        );
+        assert_eq!((lines[3].cells["imagenet"].0, lines[3].cells["imagenet"].2), (31.5, 2));
+        assert_eq!((lines[6].cells["imagenet"].0, lines[6].cells["imagenet"].2), (44.0, 2));
+        let gaps = |r: &[ResultRow]| -> Vec<(String, Vec<(String, Stat)>)> {
+            effects(r).unwrap()[0]
+                .gaps
+                .iter()
+                .map(|g| (g.label.clone(), g.top1.clone().into_iter().collect()))
+                .collect()
+        };
+        assert_eq!(gaps(&r), gaps(&rows()));
+    }
+
     #[test]
     fn effects_pair_runs_by_seed() {
         let e = effects(&rows()).unwrap();
@@ -515,6 +559,7 @@ mod tests {
             failed_images: Vec::new(),
             relevance: None,
             model_numerics: None,
+            empty_classes: Default::default(),
             curve: Some(
                 losses
                     .iter()

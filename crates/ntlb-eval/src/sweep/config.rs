@@ -55,6 +55,10 @@ pub struct DatasetEntry {
     /// The 200-wnid list of -A / -R.
     #[serde(default)]
     pub wnids: Option<PathBuf>,
+    /// Evaluate although some class folders hold no image (scored over the classes left; the
+    /// empty ones are printed and written in every run record). Off: an error naming them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_empty_classes: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,6 +71,11 @@ pub struct ZeroShotSweep {
     /// Named ensembles: name -> template file.
     #[serde(default)]
     pub ensembles: BTreeMap<String, PathBuf>,
+    /// Accept repeated class names, as CoOp's `prompt.allow_duplicate_names` (CLIP's ImageNet
+    /// list repeats `missile` and `sunglasses`; the reference uses it as is). Off: an error
+    /// naming the repeated name. Not in the job key (it moves no number).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_duplicate_names: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,6 +87,11 @@ pub struct CoopSweep {
     #[serde(default)]
     pub config: Option<PathBuf>,
     pub lambdas: Vec<f64>,
+    /// Class-name score aggregations (`max`, `mean`, `min`) crossed with every λ > 0, each its
+    /// own job and key (λ = 0 runs once: the score is not in its loss). Default: the base
+    /// config's `[loss] name_score`, `max` (the paper's) unless it says otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_scores: Option<Vec<ntlb_prompt::objective::NameScore>>,
     #[serde(default = "default_seeds")]
     pub seeds: Vec<u64>,
     #[serde(default)]
@@ -120,12 +134,22 @@ pub struct SweepConfig {
     pub zero_shot: Option<ZeroShotSweep>,
     #[serde(default)]
     pub coop: Option<CoopSweep>,
+    /// The file it was read from (errors name it), when read from one.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 impl SweepConfig {
     pub fn read(path: &Path) -> Result<SweepConfig> {
         let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read sweep config", path.display()))?;
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+        let mut c: SweepConfig = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        c.source = Some(path.to_path_buf());
+        Ok(c)
+    }
+
+    /// How errors name the sweep config: its file, or `sweep config` when built in memory.
+    pub fn source_name(&self) -> String {
+        self.source.as_ref().map_or("sweep config".into(), |p| p.display().to_string())
     }
 
     /// Point relative dataset and model paths at new roots (`--data`, `--checkpoints`).
@@ -239,7 +263,10 @@ pub fn open_datasets(cfg: &SweepConfig) -> Result<(ClassList, Vec<EvalSet>)> {
             Some(p) => Some(read_wnids(p)?),
             None => None,
         };
-        sets.push(EvalSet::open(d.kind, &d.root, &classes, wnids.as_deref(), d.max_per_class)?);
+        let set = EvalSet::open(d.kind, &d.root, &classes, wnids.as_deref(), d.max_per_class)?;
+        set.check_empty_classes(d.allow_empty_classes)
+            .map_err(|e| anyhow::anyhow!("{}: {e:#}", cfg.source_name()))?;
+        sets.push(set);
     }
     Ok((classes, sets))
 }

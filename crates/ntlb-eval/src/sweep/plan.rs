@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use ntlb_data::classes::ClassList;
 use ntlb_data::variants::EvalSet;
-use ntlb_prompt::train::TrainConfig;
+use ntlb_prompt::objective::NameScore;
+use ntlb_prompt::train::{InvalidSetting, TrainConfig};
 use serde::{Deserialize, Serialize};
 
-use super::{ModelEntry, SweepConfig, ZeroShotSweep};
+use super::{CoopSweep, ModelEntry, SweepConfig, ZeroShotSweep};
 use crate::identity::SweepIdentity;
 
 /// One unit of work.
@@ -39,13 +40,54 @@ impl Job {
     pub fn label(&self) -> String {
         match self {
             Job::ZeroShot { model, .. } => format!("{} zero-shot", model.name),
-            Job::Coop { model, lambda, seed, .. } => format!("{} coop λ={lambda} seed={seed}", model.name),
+            Job::Coop {
+                model, lambda, seed, train, ..
+            } => match train.loss.name_score {
+                NameScore::Max => format!("{} coop λ={lambda} seed={seed}", model.name),
+                agg => format!("{} coop λ={lambda} name_score={agg} seed={seed}", model.name),
+            },
         }
     }
 }
 
-/// The plan: every job of the sweep, in a fixed order.
+/// A training setting of the sweep that [`TrainConfig::validate`] refuses, named where it was
+/// set: the sweep's own keys (`coop.lambdas`, `coop.epochs`, `coop.shots`) in the sweep file,
+/// the others in the base training config.
+fn invalid(cfg: &SweepConfig, c: &CoopSweep, e: &InvalidSetting) -> anyhow::Error {
+    let sweep = cfg.source_name();
+    let from_sweep = match e.key {
+        "loss.expl_weight" => Some("coop.lambdas"),
+        "optim.epochs" if c.epochs.is_some() => Some("coop.epochs"),
+        "shots" if c.shots.is_some() => Some("coop.shots"),
+        _ => None,
+    };
+    match (from_sweep, &c.config) {
+        (Some(key), _) => anyhow::anyhow!("{sweep}: `{key}` holds {}: {} (it sets `{}`)", e.value, e.rule, e.key),
+        (None, Some(p)) => anyhow::anyhow!("{} (the base training config of {sweep}): {e}", p.display()),
+        (None, None) => anyhow::anyhow!("{sweep}: default training config: {e}"),
+    }
+}
+
+/// A list of the sweep that must name each value once (a repeat would run one job twice).
+fn check_once<T: PartialEq + std::fmt::Display>(cfg: &SweepConfig, key: &str, values: &[T]) -> Result<()> {
+    if values.is_empty() {
+        anyhow::bail!("{}: `{key}` is empty", cfg.source_name());
+    }
+    for (i, v) in values.iter().enumerate() {
+        if values[..i].contains(v) {
+            anyhow::bail!("{}: `{key}` lists {v} twice (each value is one job)", cfg.source_name());
+        }
+    }
+    Ok(())
+}
+
+/// The plan: every job of the sweep, in a fixed order. Every setting is checked here, before any
+/// work or `--dry-run` listing: each job's training config by [`TrainConfig::validate`], the
+/// λ and seed lists for repeats.
 pub fn plan(cfg: &SweepConfig) -> Result<Vec<Job>> {
+    if cfg.batch_size == 0 {
+        anyhow::bail!("{}: `batch_size` = 0: must be at least 1", cfg.source_name());
+    }
     let mut jobs = Vec::new();
     for m in &cfg.models {
         if let Some(z) = &cfg.zero_shot {
@@ -68,28 +110,81 @@ pub fn plan(cfg: &SweepConfig) -> Result<Vec<Job>> {
             if let Some(s) = c.shots {
                 base.shots = s;
             }
+            let aggs = name_scores(c.name_scores.as_deref(), base.loss.name_score)?;
             for &lambda in &c.lambdas {
-                for &seed in &c.seeds {
-                    let mut t = base.clone();
-                    t.loss.expl_weight = lambda;
-                    t.seed = seed;
-                    jobs.push(Job::Coop {
-                        model: m.clone(),
-                        lambda,
-                        seed,
-                        train: t,
-                        train_root: c.train_root.clone(),
-                    });
+                // At λ = 0 the score is not in the loss: one job (the max one, plain CoOp's key).
+                let aggs = if lambda == 0.0 { &[NameScore::Max][..] } else { &aggs[..] };
+                for &agg in aggs {
+                    for &seed in &c.seeds {
+                        let mut t = base.clone();
+                        t.loss.expl_weight = lambda;
+                        t.loss.name_score = agg;
+                        t.seed = seed;
+                        t.validate().map_err(|e| invalid(cfg, c, &e))?;
+                        jobs.push(Job::Coop {
+                            model: m.clone(),
+                            lambda,
+                            seed,
+                            train: t,
+                            train_root: c.train_root.clone(),
+                        });
+                    }
                 }
             }
         }
     }
+    if let Some(c) = &cfg.coop {
+        check_once(cfg, "coop.lambdas", &c.lambdas)?;
+        check_once(cfg, "coop.seeds", &c.seeds)?;
+    }
     Ok(jobs)
 }
 
-/// The result record of the job with this key; a job whose record exists is done.
+/// The aggregations a CoOp sweep crosses with λ: `coop.name_scores` in its order without
+/// repeats, or the base config's one when the sweep names none.
+fn name_scores(listed: Option<&[NameScore]>, base: NameScore) -> Result<Vec<NameScore>> {
+    let Some(listed) = listed else {
+        return Ok(vec![base]);
+    };
+    if listed.is_empty() {
+        anyhow::bail!("coop.name_scores is empty: name at least one of {}", NameScore::NAMES.join(", "));
+    }
+    let mut out: Vec<NameScore> = Vec::new();
+    for &a in listed {
+        if !out.contains(&a) {
+            out.push(a);
+        }
+    }
+    Ok(out)
+}
+
+/// The result record of the job with this key; a job whose record reads back is done.
 pub fn run_path(cfg: &SweepConfig, key: &str) -> PathBuf {
     cfg.results.join("runs").join(format!("{key}.json"))
+}
+
+/// What a job's record says of it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobState {
+    Todo,
+    Done,
+    /// A record that does not read back as this job's (truncated, unparseable, another key):
+    /// why. The job runs again (the record is moved aside first, [`ntlb_core::damaged`]).
+    Damaged(String),
+}
+
+/// The state of the job with this key, from its record.
+pub fn job_state(cfg: &SweepConfig, key: &str) -> JobState {
+    let path = run_path(cfg, key);
+    match std::fs::read_to_string(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => JobState::Todo,
+        Err(e) => JobState::Damaged(format!("{}: cannot read ({e})", path.display())),
+        Ok(text) => match serde_json::from_str::<crate::results::RunRecord>(&text) {
+            Ok(r) if r.key == key => JobState::Done,
+            Ok(r) => JobState::Damaged(format!("{}: holds the record of job {}", path.display(), r.key)),
+            Err(e) => JobState::Damaged(format!("{}: not a run record ({e})", path.display())),
+        },
+    }
 }
 
 /// The key of every job. Keys hash the data, so they exist only once the data is readable:
@@ -115,7 +210,15 @@ pub(super) fn job_keys(
 }
 
 /// The `--dry-run` listing: counts, every job of this shard with its key and state, the datasets.
-pub(super) fn print_plan(cfg: &SweepConfig, jobs: &[Job], keys: Option<&[String]>, mine: &[(usize, &Job)], todo: usize, sets: &[EvalSet]) {
+pub(super) fn print_plan(
+    cfg: &SweepConfig,
+    jobs: &[Job],
+    keys: Option<&[String]>,
+    states: Option<&[JobState]>,
+    mine: &[(usize, &Job)],
+    todo: usize,
+    sets: &[EvalSet],
+) {
     println!(
         "sweep `{}`: {} jobs in all, {} in this shard, {} to run",
         cfg.name,
@@ -124,23 +227,100 @@ pub(super) fn print_plan(cfg: &SweepConfig, jobs: &[Job], keys: Option<&[String]
         if keys.is_some() { todo } else { mine.len() }
     );
     println!("results folder: {}", cfg.results.display());
-    for (i, j) in mine {
-        match keys.map(|k| &k[*i]) {
-            Some(k) => println!(
+    for (n, (i, j)) in mine.iter().enumerate() {
+        match (keys.map(|k| &k[*i]), states.map(|s| &s[n])) {
+            (Some(k), Some(state)) => println!(
                 "  [{i:>3}] {:<40} key {k} {}",
                 j.label(),
-                if run_path(cfg, k).exists() { "done" } else { "todo" }
+                match state {
+                    JobState::Done => "done".to_string(),
+                    JobState::Todo => "todo".to_string(),
+                    JobState::Damaged(why) => format!("todo: damaged record, run again ({why})"),
+                }
             ),
-            None => println!("  [{i:>3}] {:<40} key ? (data not readable) todo", j.label()),
+            _ => println!("  [{i:>3}] {:<40} key ? (data not readable) todo", j.label()),
         }
     }
     for s in sets {
         println!(
-            "  dataset {:<16} {:>7} images, {} classes, root {}",
+            "  dataset {:<16} {:>7} images, {} classes, root {}{}{}",
             s.kind.name(),
             s.items.len(),
             s.classes.len(),
-            s.root.display()
+            s.root.display(),
+            if s.empty_classes.is_empty() {
+                String::new()
+            } else {
+                format!(", {} empty class folder(s) allowed", s.empty_classes.len())
+            },
+            if s.unreadable.is_empty() {
+                String::new()
+            } else {
+                format!(", {} unreadable entries", s.unreadable.len())
+            }
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::{Numerics, SweepIdentity};
+
+    fn config(coop_extra: &str) -> SweepConfig {
+        toml::from_str(&format!(
+            "name = \"t\"\nresults = \"r\"\nclasses = \"c\"\ndatasets = []\n\
+             [[models]]\nname = \"m\"\npath = \"m.safetensors\"\n\
+             [coop]\ntrain_root = \"train\"\nlambdas = [0.0, 1.0]\nseeds = [1, 2]\n{coop_extra}"
+        ))
+        .unwrap()
+    }
+
+    fn identity() -> SweepIdentity {
+        SweepIdentity {
+            numerics: Numerics::from_config("cpu", "f32").unwrap(),
+            strict: false,
+            convert_order: Default::default(),
+            classes: "classes".into(),
+            datasets: vec![],
+            models: [("m".to_string(), "checkpoint".to_string())].into(),
+            model_numerics: [("m".to_string(), "numerics".to_string())].into(),
+            templates: Default::default(),
+            train: Some("train".into()),
+        }
+    }
+
+    /// `name_scores` crosses λ > 0 (λ = 0 once: the score is not in its loss); every job has its
+    /// own key, and the max jobs keep the keys of a sweep that does not name the setting.
+    #[test]
+    fn name_scores_cross_lambda_with_their_own_keys() {
+        let plain = plan(&config("")).unwrap();
+        let crossed = plan(&config("name_scores = [\"max\", \"mean\", \"min\", \"mean\"]\n")).unwrap();
+        let labels: Vec<String> = crossed.iter().map(Job::label).collect();
+        assert_eq!(
+            labels,
+            [
+                "m coop λ=0 seed=1",
+                "m coop λ=0 seed=2",
+                "m coop λ=1 seed=1",
+                "m coop λ=1 seed=2",
+                "m coop λ=1 name_score=mean seed=1",
+                "m coop λ=1 name_score=mean seed=2",
+                "m coop λ=1 name_score=min seed=1",
+                "m coop λ=1 name_score=min seed=2",
+            ]
+        );
+        let ident = identity();
+        let keys = ident.keys(&crossed).unwrap();
+        assert_eq!(keys.iter().collect::<std::collections::BTreeSet<_>>().len(), keys.len());
+        assert_eq!(ident.keys(&plain).unwrap(), keys[..4]);
+        assert_eq!(plan(&config("name_scores = [\"max\"]\n")).unwrap(), plain);
+        let only_mean = plan(&config("name_scores = [\"mean\"]\n")).unwrap();
+        assert!(matches!(&only_mean[0], Job::Coop { train, .. } if train.loss.name_score == NameScore::Max));
+        assert!(matches!(&only_mean[2], Job::Coop { train, .. } if train.loss.name_score == NameScore::Mean));
+        let e = plan(&config("name_scores = []\n")).unwrap_err().to_string();
+        assert!(e.contains("name_scores is empty"), "{e}");
+        let bad = "train_root = \"t\"\nlambdas = [1.0]\nname_scores = [\"median\"]\n";
+        assert!(toml::from_str::<crate::sweep::CoopSweep>(bad).is_err());
     }
 }

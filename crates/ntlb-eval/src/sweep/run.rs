@@ -18,7 +18,7 @@ use ntlb_prompt::class_text::ClassTextEncoder;
 use ntlb_prompt::prompt::PromptLayout;
 use ntlb_prompt::train::{train, StopAt, TrainConfig};
 
-use super::plan::{job_keys, print_plan};
+use super::plan::{job_keys, job_state, print_plan, JobState};
 use super::{open_datasets, plan, run_path, Job, ModelEntry, SweepConfig, ZeroShotSweep};
 use crate::features::{model_features, Features};
 use crate::relevance_maps::RelevanceMap;
@@ -158,6 +158,13 @@ fn zero_shot_job(x: &JobInputs, zero_shot: &ZeroShotSweep) -> Result<JobOutput> 
 fn coop_job(x: &JobInputs, label: &str, lambda: f64, seed: u64, tcfg: &TrainConfig, train_root: &Path) -> Result<JobOutput> {
     let (l, m, classes) = (x.loaded, x.model, x.classes);
     let folder = ImageFolder::imagenet(train_root, "train", classes)?;
+    if let Some((p, why)) = folder.unreadable.first() {
+        eprintln!(
+            "{label}: {} entries of the training folders cannot be read and are left out of the split (first: {}: {why})",
+            folder.unreadable.len(),
+            p.display()
+        );
+    }
     let dir = x.cfg.results.join("runs").join(x.key);
     let split = FewShotSplit::load_or_draw(&dir.join("split.json"), &folder, tcfg.shots, tcfg.seed)?;
     let layout = PromptLayout::new(&l.tok, &classes.names, &tcfg.prompt)?;
@@ -181,7 +188,8 @@ fn coop_job(x: &JobInputs, label: &str, lambda: f64, seed: u64, tcfg: &TrainConf
     )?;
     let shape = learned.manifest.ctx_shape;
     let initial = layout.initial_context(&l.clip, tcfg.seed);
-    // The class-name score on held-out ImageNet val images, before and after training.
+    // The class-name score on held-out ImageNet val images, before and after training: the
+    // paper's (max over the name) whatever `name_score` trained with, so runs compare.
     let (mut score_init, mut score) = (None, None);
     if let Some((_, f)) = x.sets.iter().zip(x.feats).find(|(s, _)| s.kind == DatasetKind::Imagenet) {
         let rows = crate::relevance_maps::held_out_subset(&f.labels, crate::relevance_maps::NAME_SCORE_PER_CLASS);
@@ -209,7 +217,8 @@ fn coop_job(x: &JobInputs, label: &str, lambda: f64, seed: u64, tcfg: &TrainConf
         let device = l.clip.text.token_embedding.device();
         let feats = DeviceFeatures::from_features(f, &device);
         let enc = ClassTextEncoder::new(&l.clip, &lay);
-        for (method, ctx, name_score) in [("coop-init", &initial, score_init), ("coop", &learned.ctx, score)] {
+        for (base, ctx, name_score) in [("coop-init", &initial, score_init), ("coop", &learned.ctx, score)] {
+            let method = crate::results::coop_method(base, tcfg.loss.name_score);
             let ctx = Tensor::<2>::from_data(TensorData::new(ctx.clone(), shape), &device);
             let a = feats.accuracy(&enc.features(ctx, tcfg.chunk), s.classes.len());
             rows.push(ResultRow {
@@ -221,7 +230,7 @@ fn coop_job(x: &JobInputs, label: &str, lambda: f64, seed: u64, tcfg: &TrainConf
                 n_images: a.n,
                 n_failed: f.manifest.failed.len(),
                 name_score,
-                ..x.row(s.kind.name(), method)
+                ..x.row(s.kind.name(), &method)
             });
         }
     }
@@ -238,8 +247,46 @@ fn coop_job(x: &JobInputs, label: &str, lambda: f64, seed: u64, tcfg: &TrainConf
     Ok(JobOutput { rows, relevance, curve })
 }
 
-/// Run (or plan) the sweep; returns the number of jobs run.
-pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
+/// What a sweep is about to do: the resolved config, its plan, its data, the job keys and the
+/// state of this shard's jobs (`mine`: indices into `jobs`).
+struct Prepared {
+    cfg: SweepConfig,
+    jobs: Vec<Job>,
+    classes: ClassList,
+    sets: Vec<EvalSet>,
+    keys: Option<Vec<String>>,
+    mine: Vec<usize>,
+    states: Option<Vec<JobState>>,
+}
+
+/// Repeated class names are refused by zero-shot and CoOp alike unless the method's setting
+/// allows them (CLIP's ImageNet list repeats two names: `zero_shot.allow_duplicate_names`,
+/// `prompt.allow_duplicate_names`).
+fn check_class_names(cfg: &SweepConfig, sets: &[EvalSet], jobs: &[Job]) -> Result<()> {
+    let zero_shot = cfg.zero_shot.as_ref().map(|z| z.allow_duplicate_names);
+    let coop = jobs.iter().find_map(|j| match j {
+        Job::Coop { train, .. } => Some(train.prompt.allow_duplicate_names),
+        _ => None,
+    });
+    for s in sets {
+        if let Some(allow) = zero_shot {
+            ntlb_prompt::prompt::check_classnames(&s.classes.names, allow).map_err(|e| {
+                anyhow::anyhow!("{}: zero-shot on {}: {e:#} (`zero_shot.allow_duplicate_names = true`)", cfg.source_name(), s.kind.name())
+            })?;
+        }
+        if let Some(allow) = coop {
+            ntlb_prompt::prompt::check_classnames(&s.classes.names, allow).map_err(|e| {
+                let file = cfg.coop.as_ref().and_then(|c| c.config.as_ref()).map_or(cfg.source_name(), |p| p.display().to_string());
+                anyhow::anyhow!("{file}: CoOp on {}: {e:#} (`prompt.allow_duplicate_names = true`)", s.kind.name())
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn prepare(cfg: &SweepConfig, opts: &SweepOptions) -> Result<Prepared> {
+    // Every setting is checked before anything is resolved, read or listed.
+    plan(cfg)?;
     // Model names are looked up in the Hugging Face cache here, once; a dry run plans without
     // the downloads.
     let resolved = match cfg.resolved_checked() {
@@ -250,10 +297,10 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
         }
         Err(e) => return Err(e),
     };
-    let cfg = &resolved;
-    let jobs = plan(cfg)?;
+    let cfg = resolved;
+    let jobs = plan(&cfg)?;
     // A dry run plans without the data (it may not be downloaded yet); a real run checks it all up front.
-    let opened = open_datasets(cfg);
+    let opened = open_datasets(&cfg);
     if opts.dry_run {
         if let Err(e) = &opened {
             println!("datasets not readable yet ({e:#}); the estimate uses the published sizes");
@@ -270,27 +317,107 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
         ),
         Err(e) => return Err(e),
     };
-    let keys = job_keys(cfg, &classes, &sets, &jobs, opts.dry_run)?;
+    check_class_names(&cfg, &sets, &jobs)?;
+    for s in &sets {
+        if !s.empty_classes.is_empty() {
+            eprintln!(
+                "{}: {} of {} class folders hold no image, evaluated without them (allow_empty_classes): {}",
+                s.kind.name(),
+                s.empty_classes.len(),
+                s.classes.len(),
+                s.empty_classes.join(", ")
+            );
+        }
+        if !s.unreadable.is_empty() {
+            eprintln!(
+                "{}: {} entries of its class folders cannot be read, counted as failed images (first: {} {})",
+                s.kind.name(),
+                s.unreadable.len(),
+                s.unreadable[0].0.display(),
+                s.unreadable[0].1
+            );
+        }
+    }
+    let keys = job_keys(&cfg, &classes, &sets, &jobs, opts.dry_run)?;
     let range = opts.shard.map_or(0..jobs.len(), |s| crate::shard::shard_range(jobs.len(), s));
-    let mine: Vec<(usize, &Job)> = jobs.iter().enumerate().filter(|(i, _)| range.contains(i)).collect();
-    let todo: Vec<(String, &Job)> = match &keys {
-        Some(k) => mine
-            .iter()
-            .map(|&(i, j)| (k[i].clone(), j))
-            .filter(|(k, _)| !run_path(cfg, k).exists())
-            .collect(),
-        None => Vec::new(),
+    let mine: Vec<usize> = range.filter(|i| *i < jobs.len()).collect();
+    let states = keys.as_ref().map(|k| mine.iter().map(|&i| job_state(&cfg, &k[i])).collect());
+    Ok(Prepared {
+        cfg,
+        jobs,
+        classes,
+        sets,
+        keys,
+        mine,
+        states,
+    })
+}
+
+/// `--dry-run`: print the plan, what is done and the cost estimate; run nothing. Returns how
+/// many jobs of this shard are left to run (a damaged record's job among them).
+pub fn dry_run(cfg: &SweepConfig, shard: Option<(usize, usize)>) -> Result<usize> {
+    let opts = SweepOptions {
+        shard,
+        dry_run: true,
+        progress: false,
+        max_jobs: None,
     };
+    let Prepared {
+        cfg,
+        jobs,
+        classes,
+        sets,
+        keys,
+        mine,
+        states,
+    } = prepare(cfg, &opts)?;
+    let mine: Vec<(usize, &Job)> = mine.iter().map(|&i| (i, &jobs[i])).collect();
+    let todo_jobs: Vec<&Job> = match &states {
+        Some(st) => mine.iter().zip(st).filter(|(_, s)| **s != JobState::Done).map(|((_, j), _)| *j).collect(),
+        None => mine.iter().map(|(_, j)| *j).collect(),
+    };
+    print_plan(&cfg, &jobs, keys.as_deref(), states.as_deref(), &mine, todo_jobs.len(), &sets);
+    crate::estimate::print_estimate(&cfg, &classes, &sets, &todo_jobs, jobs.len());
+    Ok(todo_jobs.len())
+}
+
+/// Run (or plan) the sweep; returns the number of jobs run.
+pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
     if opts.dry_run {
-        print_plan(cfg, &jobs, keys.as_deref(), &mine, todo.len(), &sets);
-        let todo_jobs: Vec<&Job> = if keys.is_some() {
-            todo.iter().map(|(_, j)| *j).collect()
-        } else {
-            mine.iter().map(|(_, j)| *j).collect()
-        };
-        crate::estimate::print_estimate(cfg, &classes, &sets, &todo_jobs, jobs.len());
+        dry_run(cfg, opts.shard)?;
         return Ok(0);
     }
+    let Prepared {
+        cfg,
+        jobs,
+        classes,
+        sets,
+        keys,
+        mine,
+        states,
+    } = prepare(cfg, opts)?;
+    let cfg = &cfg;
+    let keys = keys.expect("a real run has keys");
+    let states = states.expect("a real run has keys");
+    // A record that does not read back is moved aside (never deleted) and its job runs again.
+    let mut todo: Vec<(String, &Job)> = Vec::new();
+    for (&i, state) in mine.iter().zip(&states) {
+        match state {
+            JobState::Done => continue,
+            JobState::Todo => {}
+            JobState::Damaged(why) => {
+                let path = run_path(cfg, &keys[i]);
+                let to = ntlb_core::damaged::set_aside(&path).with_context(|| format!("{}: cannot move the damaged record aside", path.display()))?;
+                eprintln!("damaged run record ({why}): moved to {}; {} runs again", to.display(), jobs[i].label());
+            }
+        }
+        todo.push((keys[i].clone(), &jobs[i]));
+    }
+    let empty_classes: std::collections::BTreeMap<String, Vec<String>> = sets
+        .iter()
+        .filter(|s| !s.empty_classes.is_empty())
+        .map(|s| (s.kind.name().to_string(), s.empty_classes.clone()))
+        .collect();
     let device = ntlb_clip::device::parse_device_with(&cfg.device, &cfg.precision)?;
     let mut loaded: HashMap<String, Loaded> = HashMap::new();
     let mut feature_memo: HashMap<(String, usize), Features> = HashMap::new();
@@ -369,11 +496,11 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
                 .into_iter()
                 .collect(),
             model_numerics: Some(l.clip.numerics.clone()),
+            empty_classes: empty_classes.clone(),
         };
         ntlb_core::atomic::write_atomic(&run_path(cfg, &key), serde_json::to_string_pretty(&record)?.as_bytes())?;
         ran += 1;
     }
-    let keys = keys.expect("a real run has keys");
     let plan = crate::results::Plan {
         sweep: cfg.name.clone(),
         jobs: jobs.iter().zip(&keys).map(|(j, k)| (k.clone(), j.label())).collect(),
