@@ -21,6 +21,7 @@ fn loss_from(changes: &Value, base: LossConfig) -> LossConfig {
         expl_weight: changes.get("EXPL_WEIGHT").and_then(Value::as_f64).unwrap_or(base.expl_weight),
         also_minimize: changes.get("ALSO_MINIMIZE").and_then(Value::as_bool).unwrap_or(base.also_minimize),
         ce_weight: 1.0,
+        ..base
     }
 }
 
@@ -69,6 +70,8 @@ pub fn compute_coop_case_with(
         expl_weight: cfg(case, "TRAINER.COOP.EXPL_WEIGHT")?.as_f64().unwrap_or(1.0),
         also_minimize: cfg(case, "TRAINER.COOP.ALSO_MINIMIZE")?.as_bool().unwrap_or(true),
         ce_weight: 1.0,
+        // The reference's score: the maximum over the name.
+        ..LossConfig::default()
     };
     let layout = PromptLayout::new(tok, &classnames, &pconf)?;
     let ctx = tensor_at(case, "inputs.ctx")?;

@@ -57,6 +57,7 @@ fn train_config(case: &Value, n_batch: usize) -> Result<TrainConfig> {
             expl_weight: num(l, "expl_weight").context("inputs.loss")?,
             also_minimize: l.get("also_minimize").and_then(Value::as_bool).unwrap_or(true),
             ce_weight: l.get("ce_weight").and_then(Value::as_f64).unwrap_or(1.0),
+            ..LossConfig::default()
         },
         optim: OptimConfig {
             lr: num(o, "lr").context("inputs.optim")?,

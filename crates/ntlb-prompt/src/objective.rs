@@ -1,7 +1,9 @@
 //! The training objective and its gradient with respect to the context:
 //! loss = w_ce·CE(logits, y) + λ·L_expl, with
 //! L_expl = −mean_b score(x_b, y_b) [+ Σ_{c≠y_b} score(x_b, c) / (B·C) when `also_minimize`],
-//! the reference's normalisation (over all B·C entries, not B·(C−1)).
+//! the reference's normalisation (over all B·C entries, not B·(C−1)). score(x, c) aggregates the
+//! relevance over c's name positions by `LossConfig::name_score` (the paper's max, or mean /
+//! min); its gradient treats the pass-1 gradients G as constants, as the reference does.
 //!
 //! Classes are processed in chunks so that 1000 classes fit in bounded memory. The cross-entropy
 //! couples all classes through its softmax, so its gradient enters each chunk as the linear term
@@ -17,7 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::class_text::{ClassChunk, ClassTextEncoder};
 use crate::prompt::PromptLayout;
-use crate::relevance::{attention_gradients, attention_gradients_shared, name_scores, relevance_rows};
+use crate::relevance::{attention_gradients, attention_gradients_shared, name_scores_with, relevance_rows};
+pub use crate::relevance::NameScore;
 
 /// Loss settings; defaults are the reference's (`EXPL_WEIGHT` = 1, `ALSO_MINIMIZE` = true).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -28,6 +31,11 @@ pub struct LossConfig {
     pub also_minimize: bool,
     /// Weight of the cross-entropy (1; 0 isolates the explainability gradient).
     pub ce_weight: f64,
+    /// How score(x, c) aggregates the relevance over the class-name positions: `max` (the
+    /// paper's), `mean` or `min`. Left out of the serialised config at `max`, so the job keys
+    /// and records made before it existed still match.
+    #[serde(skip_serializing_if = "NameScore::is_max")]
+    pub name_score: NameScore,
 }
 
 impl Default for LossConfig {
@@ -36,6 +44,7 @@ impl Default for LossConfig {
             expl_weight: 1.0,
             also_minimize: true,
             ce_weight: 1.0,
+            name_score: NameScore::Max,
         }
     }
 }
@@ -49,7 +58,9 @@ pub struct StepResult {
     pub logits: Vec<f32>,
     /// `[B·C]` explainability scores (empty when neither λ ≠ 0 nor scores were asked for).
     pub scores: Vec<f32>,
-    /// `[B·C]` position of each score's maximum.
+    /// `[B·C]` the name position each score comes from: that of the maximum (`max`, and `mean`,
+    /// where it is the most relevant name token, for reporting) or of the minimum (`min`), the
+    /// first of equal values.
     pub score_positions: Vec<usize>,
     /// `[B·C·77]` normalised relevance rows, zero past each end-of-text (when asked for).
     pub relevance: Vec<f32>,
@@ -145,9 +156,22 @@ struct ScoreTables {
 }
 
 /// Copy a chunk's scores `[B, K]` and relevance rows `[B, K, len]` (host values) into their
-/// places of the tables, with the position of each score's maximum (the first of equal maxima).
-fn record_chunk(t: &mut ScoreTables, ch: &ClassChunk, s: &[f32], rows: &[f32], name_mask: &[Vec<f32>], b: usize, c_total: usize) {
+/// places of the tables, with the position of each score's maximum (the first of equal maxima;
+/// with `min`, of its minimum).
+#[allow(clippy::too_many_arguments)]
+fn record_chunk(
+    t: &mut ScoreTables,
+    ch: &ClassChunk,
+    s: &[f32],
+    rows: &[f32],
+    name_mask: &[Vec<f32>],
+    agg: NameScore,
+    b: usize,
+    c_total: usize,
+) {
     let (k, len) = (ch.classes.len(), ch.len);
+    // `q` stays the pick over `p` (later) when it is at least as good.
+    let keep = |q: f32, p: f32| if agg == NameScore::Min { q <= p } else { q >= p };
     for bi in 0..b {
         for (ki, &c) in ch.classes.iter().enumerate() {
             let entry = bi * c_total + c;
@@ -156,7 +180,7 @@ fn record_chunk(t: &mut ScoreTables, ch: &ClassChunk, s: &[f32], rows: &[f32], n
             t.positions[entry] = (0..len)
                 .filter(|&p| name_mask[c][p] > 0.0)
                 .fold(None, |best: Option<usize>, p| match best {
-                    Some(q) if r[q] >= r[p] => Some(q),
+                    Some(q) if keep(r[q], r[p]) => Some(q),
                     _ => Some(p),
                 })
                 .unwrap_or(0);
@@ -286,9 +310,9 @@ pub fn step(
             if let Some(grads) = grads {
                 let rows = relevance_rows(&out.attention, &grads, eot, b);
                 let chunk_mask: Vec<Vec<f32>> = chunk.iter().map(|&c| name_mask[c].clone()).collect();
-                let s = name_scores(rows.clone(), &chunk_mask, &device);
+                let s = name_scores_with(rows.clone(), &chunk_mask, loss.name_score, &device);
                 let (s_vals, rows_vals) = (to_f32_vec(s.clone()), to_f32_vec(rows.clone()));
-                record_chunk(&mut tables, ch, &s_vals, &rows_vals, &name_mask, b, c_total);
+                record_chunk(&mut tables, ch, &s_vals, &rows_vals, &name_mask, loss.name_score, b, c_total);
                 if loss.expl_weight != 0.0 {
                     let wts = expl_entry_weights(chunk, labels, loss, c_total);
                     let wts = Tensor::<2>::from_data(TensorData::new(wts, [b, k]), &device);

@@ -5,7 +5,8 @@
 //! A_l are the prompts' attention probabilities and G_l = ∂S/∂A_l (a constant: the reference
 //! takes it with `autograd.grad` without a graph). Ā_l = mean_heads max(G_l ⊙ A_l, 0);
 //! R = I, R ← R + Ā_l R for l = 1..L; r_c = row of R at c's end-of-text position with that entry
-//! zeroed, divided by its sum; score(x, c) = max of r_c over c's class-name positions.
+//! zeroed, divided by its sum; score(x, c) = max of r_c over c's class-name positions (the paper's;
+//! [`NameScore`] also offers their mean and minimum, which make the encoder read every token).
 //!
 //! Two passes, both exact:
 //! - pass 1 gets G for all images and classes of a chunk. [`attention_gradients_shared`] (the
@@ -18,9 +19,10 @@
 //!   and needs only the end-of-text row of R: e_eotᵀ R = e_eotᵀ (I + Ā_L) … (I + Ā_1), a
 //!   row-vector recursion from the last layer down (O(L²) per layer instead of O(L³)).
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Bool, Device, Tensor, TensorData};
 use ntlb_clip::model::{Probe, TextCache};
 use ntlb_clip::{l2_normalize, Clip};
+use serde::{Deserialize, Serialize};
 
 /// G_l for every (image, class) pair: `[B, K, heads, len, len]` per layer, by replicating the
 /// prompts per image. `prompts` `[K, len, W]` are treated as constants; `image_feats` `[B, E]`
@@ -94,11 +96,82 @@ pub fn relevance_rows(attn: &[Tensor<4>], grads: &[Tensor<5>], eot: &[usize], b:
     v.reshape([b, k, len])
 }
 
-/// Score per (image, class): the maximum relevance over the class-name positions, and where.
+/// How a class's score aggregates the normalised end-of-text relevance row over the class-name
+/// positions (`[loss] name_score`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NameScore {
+    /// The paper's: the maximum over the name's positions (one token of the name suffices).
+    #[default]
+    Max,
+    /// The average over the name's positions (mask-weighted sum / number of name positions).
+    Mean,
+    /// The minimum over the name's positions (every token of the name must be relevant).
+    Min,
+}
+
+impl NameScore {
+    /// The spellings configs and the command line use.
+    pub const NAMES: [&'static str; 3] = ["max", "mean", "min"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            NameScore::Max => "max",
+            NameScore::Mean => "mean",
+            NameScore::Min => "min",
+        }
+    }
+
+    /// The paper's aggregation (left out of serialised configs, so older keys hold).
+    pub fn is_max(&self) -> bool {
+        *self == NameScore::Max
+    }
+}
+
+impl std::fmt::Display for NameScore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for NameScore {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        serde_json::from_value(serde_json::Value::String(s.into()))
+            .map_err(|_| anyhow::anyhow!("name score `{s}`: expected one of {}", Self::NAMES.join(", ")))
+    }
+}
+
+/// Score per (image, class): the maximum relevance over the class-name positions (the paper's).
 pub fn name_scores(rows: Tensor<3>, name_mask: &[Vec<f32>], device: &Device) -> Tensor<2> {
+    name_scores_with(rows, name_mask, NameScore::Max, device)
+}
+
+/// Score per (image, class) `[B, K]` from the relevance rows `[B, K, len]`, aggregated over
+/// each class's name positions (`name_mask[k]`, 0/1, at least one position per class) by `agg`.
+/// The gradient is burn's: max/min route it to the one selected position (on `flex`, the first
+/// of equal extrema), mean spreads it evenly over the name.
+pub fn name_scores_with(rows: Tensor<3>, name_mask: &[Vec<f32>], agg: NameScore, device: &Device) -> Tensor<2> {
     let [b, k, len] = rows.dims();
     let mask: Vec<f32> = name_mask.iter().flat_map(|m| m[..len].to_vec()).collect();
-    let mask = Tensor::<2>::from_data(TensorData::new(mask, [k, len]), device).unsqueeze::<3>();
-    // Relevance is non-negative, so masking by multiplication keeps the maximum on the name.
-    (rows * mask).max_dim(2).reshape([b, k])
+    match agg {
+        NameScore::Max => {
+            let mask = Tensor::<2>::from_data(TensorData::new(mask, [k, len]), device).unsqueeze::<3>();
+            // Relevance is non-negative, so masking by multiplication keeps the maximum on the name.
+            (rows * mask).max_dim(2).reshape([b, k])
+        }
+        NameScore::Mean => {
+            let counts: Vec<f32> = mask.chunks(len).map(|m| m.iter().sum::<f32>().max(1.0)).collect();
+            let mask = Tensor::<2>::from_data(TensorData::new(mask, [k, len]), device).unsqueeze::<3>();
+            let counts = Tensor::<2>::from_data(TensorData::new(counts, [1, k]), device);
+            (rows * mask).sum_dim(2).reshape([b, k]) / counts
+        }
+        NameScore::Min => {
+            // Multiplying by the mask would put zeros (the smallest relevance) outside the name:
+            // +∞ there instead, which the minimum never picks (mask_fill passes no gradient to it).
+            let outside: Vec<bool> = (0..b).flat_map(|_| mask.iter().map(|&m| m == 0.0)).collect();
+            let outside = Tensor::<3, Bool>::from_data(TensorData::new(outside, [b, k, len]), device);
+            rows.mask_fill(outside, f32::INFINITY).min_dim(2).reshape([b, k])
+        }
+    }
 }
