@@ -5,7 +5,7 @@ SHARED ?= ../shared
 GOLDEN := $(SHARED)/golden
 CASES := tokenize encode_text encode_image coop_middle coop_end coop_trajectory
 
-.PHONY: all build test parity bench bench-encode bench-train-step demo regress mutants pretrain-synth
+.PHONY: all build test parity bench bench-encode bench-train-step demo demo-study regress mutants pretrain-synth
 
 all: demo
 
@@ -14,6 +14,11 @@ all: demo
 # five datasets) with the committed tiny CLIP, and write tables and figures to results/demo/report/.
 demo: build
 	$(NTLB) demo --config configs/demo.toml
+
+# The with/without-λ study on the demo world (configs/demo-study.toml: 8 seeds, λ ∈ {0, 1, 3} ×
+# class-name score max/mean/min, paired effects with 95 % intervals in the report); ~30 min on 2 cores.
+demo-study: build
+	$(NTLB) demo --config configs/demo-study.toml
 
 # Rerun a short demo (zero-shot, CoOp seed 1 with λ = 0 and 1) and fail when a top-1/top-5, a
 # class-name score, the CoOp − start gap or the λ > 0 − λ = 0 score gap moves past its measured

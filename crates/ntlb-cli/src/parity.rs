@@ -21,6 +21,10 @@ pub struct ParityArgs {
     /// Revision of a model name: branch, tag or commit hash (default: main).
     #[arg(long)]
     revision: Option<String>,
+    /// quick_gelu or gelu for both towers (default: what the checkpoint declares; an error
+    /// where it declares the other).
+    #[arg(long)]
+    activation: Option<ntlb_clip::config::Activation>,
     /// tokenizer.json (default: the one beside the model).
     #[arg(long)]
     tokenizer: Option<PathBuf>,
@@ -51,7 +55,15 @@ pub fn run(mut a: ParityArgs) -> Result<i32> {
     } else {
         device
     };
-    let clip = Clip::load(&a.model, None, &device)?;
+    let clip = Clip::load_with(
+        &a.model,
+        ntlb_clip::LoadOptions {
+            expected: None,
+            activation: a.activation,
+        },
+        &device,
+    )?;
+    eprintln!("model: {}", clip.numerics.describe());
     // The computation sees the case without its outputs, except the variants' settings.
     let inputs_only = strip_outputs(&case);
     let ours: Map<String, Value> = match compute_clip_case(&inputs_only, &clip, Some(&tok), &device)? {
@@ -68,7 +80,7 @@ pub fn run(mut a: ParityArgs) -> Result<i32> {
     written.insert("outputs".into(), Value::Object(ours.clone()));
     written.insert(
         "provenance".into(),
-        serde_json::json!({"generator": "ntlb parity", "version": env!("CARGO_PKG_VERSION"), "model": a.model.display().to_string(), "device": a.device}),
+        serde_json::json!({"generator": "ntlb parity", "version": env!("CARGO_PKG_VERSION"), "model": a.model.display().to_string(), "device": a.device, "model_numerics": clip.numerics}),
     );
     ntlb_core::atomic::write_atomic(&a.out, serde_json::to_string(&Value::Object(written))?.as_bytes())
         .with_context(|| format!("writing {}", a.out.display()))?;

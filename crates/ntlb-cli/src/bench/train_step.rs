@@ -194,22 +194,9 @@ fn one_path(a: &TrainStepArgs) -> Result<Value> {
     }
     times.sort_by(|x, y| x.partial_cmp(y).expect("finite"));
     let secs = times[times.len() / 2];
-    // Modelled matmul FLOPs (not counted ones): image encodings, all-class logits (1 text forward
-    // per class, unless shared and one chunk), pass 2 (C prompts, forward + backward) and pass 1: replicated, B·C prompts
-    // forward + backward; shared, the B cotangents through the activation-only backward of pass
-    // 2's forward. The weights are frozen, so a backward computes input gradients only: about one
-    // forward.
+    // Modelled matmul FLOPs, the dry run's model (`ntlb_eval::estimate::coop_step_flop`).
     let mean_len = layout.eot.iter().map(|&e| e + 1).sum::<usize>() as f64 / a.classes as f64;
-    let text = 2.0 * config.text_macs(mean_len.round() as usize) as f64;
-    let img = 2.0 * config.image_macs() as f64;
-    let pass1_work = match pass1 {
-        Pass1::Replicated => 2.0 * a.batch as f64,
-        Pass1::Shared => a.batch as f64,
-    };
-    let relevance_passes = if a.lambda != 0.0 { pass1_work + 2.0 } else { 2.0 };
-    // The logits' own forward, skipped by the shared path when the classes fit in one chunk.
-    let logits_pass = if pass1 == Pass1::Shared && a.classes <= a.chunk { 0.0 } else { 1.0 };
-    let flops = img * a.batch as f64 + text * a.classes as f64 * (logits_pass + relevance_passes);
+    let flops = ntlb_eval::estimate::coop_step_flop(&config, a.batch, a.classes, a.chunk, mean_len.round() as usize, a.lambda != 0.0, pass1);
     Ok(json!({
         "impl": "ntlb", "pass1": a.pass1, "preset": a.preset, "classes": a.classes, "batch": a.batch, "lambda": a.lambda,
         "seconds_per_step": secs, "modelled_gflop_per_step": flops / 1e9, "modelled_gflops_per_second": flops / 1e9 / secs,

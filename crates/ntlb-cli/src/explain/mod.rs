@@ -23,6 +23,10 @@ pub struct ExplainArgs {
     /// Revision of a model name: branch, tag or commit hash (default: main).
     #[arg(long)]
     revision: Option<String>,
+    /// quick_gelu or gelu for both towers (default: what the checkpoint declares; an error
+    /// where it declares the other).
+    #[arg(long)]
+    activation: Option<ntlb_clip::config::Activation>,
     #[arg(long)]
     tokenizer: Option<PathBuf>,
     /// Image file (JPEG or PNG).
@@ -47,7 +51,15 @@ pub struct ExplainArgs {
 pub fn run(mut a: ExplainArgs) -> Result<i32> {
     a.model = ntlb_clip::hub::resolve_path(&a.model, a.revision.as_deref())?;
     let device = ntlb_clip::device::parse_device(&a.device)?.autodiff();
-    let clip = Clip::load(&a.model, None, &device)?;
+    let clip = Clip::load_with(
+        &a.model,
+        ntlb_clip::LoadOptions {
+            expected: None,
+            activation: a.activation,
+        },
+        &device,
+    )?;
+    eprintln!("model: {}", clip.numerics.describe());
     let tok = ClipTokenizer::for_model(&a.model, a.tokenizer.as_deref())?;
     let n = clip.config.vision.image_resolution();
     let pixels = ntlb_clip::preprocess::load_image_with(&a.image, n, Default::default(), &clip.numerics.normalization)?;
