@@ -7,7 +7,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ntlb_clip::tokenizer::ClipTokenizer;
 use ntlb_clip::Clip;
 use ntlb_data::classes::ClassList;
-use ntlb_data::folder::ImageFolder;
+use ntlb_data::source::{Format, Layout, TrainSet};
 use ntlb_data::split::FewShotSplit;
 use ntlb_prompt::objective::NameScore;
 use ntlb_prompt::prompt::{ClassPosition, PromptLayout};
@@ -30,9 +30,16 @@ pub struct TrainArgs {
     /// tokenizer.json (default: the one beside the model).
     #[arg(long)]
     tokenizer: Option<PathBuf>,
-    /// ImageNet root (`images/train/<wnid>/` or `train/<wnid>/`).
+    /// ImageNet root (`images/train/<wnid>/` or `train/<wnid>/`); with `--format wds` a
+    /// WebDataset root (`train/nshards.txt`, `train/{0..n-1}.tar`), with `--format parquet` a
+    /// Hugging Face dataset folder (`data/train-*.parquet`) or one parquet file.
     #[arg(long)]
     data: PathBuf,
+    /// How `--data` is stored: folder, wds or parquet (its index is kept in `--out`).
+    #[arg(long, default_value = "folder", value_parser = clap::builder::TypedValueParser::map(
+        clap::builder::PossibleValuesParser::new(["folder", "wds", "parquet"]),
+        |s: String| match s.as_str() { "wds" => Format::Wds, "parquet" => Format::Parquet, _ => Format::Folder }))]
+    format: Format,
     /// Class list: `wnid<TAB>name` lines (datasets/imagenet_classnames.tsv) or one name per line.
     #[arg(long)]
     classes: PathBuf,
@@ -130,7 +137,11 @@ pub fn run(mut a: TrainArgs) -> Result<i32> {
         }
     })?;
     let classes = ClassList::read(&a.classes)?;
-    let folder = ImageFolder::imagenet(&a.data, "train", &classes)?;
+    let layout = Layout {
+        format: a.format,
+        ..Layout::default()
+    };
+    let folder = TrainSet::open(&a.data, &layout, &classes, Some(&a.out))?;
     if let Some((p, why)) = folder.unreadable.first() {
         eprintln!(
             "{} entries of the training folders cannot be read and are left out of the split (first: {}: {why})",

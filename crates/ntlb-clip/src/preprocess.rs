@@ -22,6 +22,7 @@ mod resample;
 mod transform;
 
 use decode::{decode, decode_bytes};
+pub use ntlb_core::image::ImageBytes;
 pub use mode::{convert_rgb, crop_decoded, resize_decoded};
 pub use normalize::{to_normalized_chw, Normalization, CLIP_MEAN, CLIP_STD};
 pub use resample::{crop, resize_bicubic, resize_bicubic_window, resize_nearest};
@@ -83,6 +84,19 @@ pub fn load_image_with(path: &Path, n: usize, order: ConvertOrder, norm: &Normal
 /// convert in either order.
 pub fn load_decoded(path: &Path) -> Result<(Raster, Kind), PreprocessError> {
     decode(path)
+}
+
+/// An image of any source (a file, a shard member, a parquet row: [`ImageBytes`]) decoded as
+/// Pillow holds it, as [`load_decoded`] decodes a file (the same decoder, the same errors).
+pub fn load_decoded_from<S: ImageBytes + ?Sized>(src: &S) -> Result<(Raster, Kind), PreprocessError> {
+    let bytes = src.image_bytes().map_err(|msg| PreprocessError::Read { path: src.image_name(), msg })?;
+    decode_bytes(&bytes).map_err(|msg| PreprocessError::Decode { path: src.image_name(), msg })
+}
+
+/// [`load_image_with`] for an image of any source ([`ImageBytes`]).
+pub fn load_image_from<S: ImageBytes + ?Sized>(src: &S, n: usize, order: ConvertOrder, norm: &Normalization) -> Result<Vec<f32>, PreprocessError> {
+    let (raster, kind) = load_decoded_from(src)?;
+    Ok(to_normalized_chw(&test_rgb(raster, kind, n, order), norm))
 }
 
 /// [`load_image`] from bytes already in memory (`name` is used in errors).

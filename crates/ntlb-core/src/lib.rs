@@ -1,9 +1,10 @@
 //! What every ntlb crate shares and none owns: reading tensors back to the host, safetensors
-//! files of named float32 tensors, atomic file writes, file digests, and
-//! setting damaged files aside.
+//! files of named float32 tensors, atomic file writes, file digests,
+//! setting damaged files aside, and where an image's bytes come from.
 
 pub mod atomic;
 pub mod damaged;
 pub mod digest;
 pub mod host;
+pub mod image;
 pub mod store;

@@ -1,6 +1,12 @@
-//! Datasets on disk: class lists, ImageNet-style folders, few-shot splits.
+//! Datasets on disk: class lists, ImageNet-style folders, WebDataset shards and parquet files
+//! (one image reference type for all: [`image::ImageRef`]), few-shot splits.
 
 pub mod classes;
 pub mod folder;
+pub mod image;
+pub mod parquet;
+pub mod source;
 pub mod split;
 pub mod variants;
+pub mod wds;
+pub mod write;

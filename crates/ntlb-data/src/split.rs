@@ -1,30 +1,32 @@
 //! Few-shot splits: `shots` images per class drawn with a seed, saved as JSON and reused.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::folder::ImageFolder;
+use crate::image::ImageRef;
+use crate::source::TrainSet;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FewShotSplit {
     pub seed: u64,
     pub shots: usize,
     pub classes: Vec<String>,
-    /// (file, class index)
-    pub items: Vec<(PathBuf, usize)>,
+    /// (image, class index): a file, a shard member or a parquet row.
+    pub items: Vec<(ImageRef, usize)>,
 }
 
 impl FewShotSplit {
-    /// Draw `shots` files per class; every class needs at least that many.
-    pub fn draw(folder: &ImageFolder, shots: usize, seed: u64) -> Result<FewShotSplit> {
+    /// Draw `shots` images per class; every class needs at least that many. The draw depends on
+    /// the images' order within each class only, not on where they are stored.
+    pub fn draw(folder: &TrainSet, shots: usize, seed: u64) -> Result<FewShotSplit> {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let mut items = Vec::new();
         for (label, id) in folder.classes.ids.iter().enumerate() {
-            let mut files: Vec<&PathBuf> = folder.items.iter().filter(|(_, l)| *l == label).map(|(f, _)| f).collect();
+            let mut files: Vec<&ImageRef> = folder.items.iter().filter(|(_, l)| *l == label).map(|(f, _)| f).collect();
             if files.len() < shots {
                 bail!(
                     "{}: class `{id}` has {} image(s), {shots}-shot training needs {shots}",
@@ -48,7 +50,7 @@ impl FewShotSplit {
     /// on a node that mounts the data elsewhere reads the same images. A file that does not
     /// parse (truncated, damaged) is reported, moved aside to `<name>.damaged` and drawn again
     /// (the same draw: it depends on the folder, shots and seed only).
-    pub fn load_or_draw(path: &Path, folder: &ImageFolder, shots: usize, seed: u64) -> Result<FewShotSplit> {
+    pub fn load_or_draw(path: &Path, folder: &TrainSet, shots: usize, seed: u64) -> Result<FewShotSplit> {
         let parsed = if path.exists() {
             let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()));
             match text.and_then(|t| serde_json::from_str::<FewShotSplit>(&t).with_context(|| format!("{}: not a split file", path.display()))) {
@@ -73,18 +75,14 @@ impl FewShotSplit {
             }
             // Older split files hold absolute paths: kept as they are.
             for (p, _) in &mut s.items {
-                if p.is_relative() {
-                    *p = folder.root.join(&*p);
-                }
+                *p = p.under(&folder.root);
             }
             return Ok(s);
         }
         let s = FewShotSplit::draw(folder, shots, seed)?;
         let mut on_disk = s.clone();
         for (p, _) in &mut on_disk.items {
-            if let Ok(rel) = p.strip_prefix(&folder.root) {
-                *p = rel.to_path_buf();
-            }
+            *p = p.relative_to(&folder.root);
         }
         ntlb_core::atomic::write_atomic(path, serde_json::to_string_pretty(&on_disk)?.as_bytes())?;
         Ok(s)
@@ -110,7 +108,7 @@ mod tests {
                     std::fs::write(root.join(c).join(format!("{i}.jpg")), b"x").unwrap();
                 }
             }
-            ImageFolder::read(root, &classes).unwrap()
+            TrainSet::from(crate::folder::ImageFolder::read(root, &classes).unwrap())
         };
         let (fa, fb) = (
             folder_at(&tmp.path().join("node-a/train")),
@@ -118,7 +116,7 @@ mod tests {
         );
         let split = tmp.path().join("split.json");
         let drawn = FewShotSplit::load_or_draw(&split, &fa, 2, 7).unwrap();
-        assert!(drawn.items.iter().all(|(p, _)| p.starts_with(&fa.root)));
+        assert!(drawn.items.iter().all(|(p, _)| p.container().starts_with(&fa.root)));
         assert!(
             !std::fs::read_to_string(&split).unwrap().contains("node-a"),
             "saved relative to the root"
@@ -126,7 +124,7 @@ mod tests {
         let again = FewShotSplit::load_or_draw(&split, &fb, 2, 7).unwrap();
         assert_eq!(again.items.len(), 4);
         for ((a, la), (b, lb)) in drawn.items.iter().zip(&again.items) {
-            assert_eq!((a.strip_prefix(&fa.root).unwrap(), la), (b.strip_prefix(&fb.root).unwrap(), lb));
+            assert_eq!((a.relative_to(&fa.root), la), (b.relative_to(&fb.root), lb));
         }
         // A truncated split file is moved aside and drawn again: the same split.
         let whole = std::fs::read(&split).unwrap();

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::classes::ClassList;
 use crate::folder::{check_no_other_folders, list_images, ImageFolder, Unreadable};
+use crate::image::ImageRef;
+use crate::source::{Container, Format, Layout};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
 #[serde(rename_all = "kebab-case")]
@@ -43,12 +45,16 @@ pub struct EvalSet {
     pub root: PathBuf,
     /// Class names of the label space (200 for -A/-R).
     pub classes: ClassList,
-    pub items: Vec<(PathBuf, usize)>,
-    /// Class folders that hold no image ([`EvalSet::check_empty_classes`]).
+    /// (image, class index): files of a folder tree, members of shards, rows of parquet files.
+    pub items: Vec<(ImageRef, usize)>,
+    /// Class folders that hold no image ([`EvalSet::check_empty_classes`]); for a container, the
+    /// classes no sample is labelled with.
     pub empty_classes: Vec<String>,
     /// Entries of the class folders that could not be read (counted with the images that fail
     /// to decode).
     pub unreadable: Vec<Unreadable>,
+    /// The shards or parquet files the items are in, by content; `None` for a folder tree.
+    pub container: Option<Container>,
 }
 
 /// The first of `candidates` that is a folder.
@@ -65,10 +71,79 @@ impl EvalSet {
             kind,
             root: f.root,
             classes: f.classes,
-            items: f.items,
+            items: files(f.items),
             empty_classes: f.empty_classes,
             unreadable: f.unreadable,
+            container: None,
         }
+    }
+
+    /// A set of image files (a benchmark's folder, a test's list).
+    pub fn of_files(kind: DatasetKind, root: &Path, classes: ClassList, items: Vec<(PathBuf, usize)>) -> EvalSet {
+        EvalSet {
+            kind,
+            root: root.to_path_buf(),
+            classes,
+            items: files(items),
+            empty_classes: Vec::new(),
+            unreadable: Vec::new(),
+            container: None,
+        }
+    }
+
+    /// [`EvalSet::open`] for a set stored in `layout`: a folder tree, WebDataset shards or
+    /// parquet files (their indexes cached in `index_cache`). Labels of a container are in the
+    /// set's own class space (200-way for -A/-R, through the wnid list as the folders are).
+    #[allow(clippy::too_many_arguments)]
+    pub fn open_in(
+        kind: DatasetKind,
+        root: &Path,
+        layout: &Layout,
+        imagenet: &ClassList,
+        subset: Option<&[String]>,
+        max_per_class: Option<usize>,
+        index_cache: Option<&Path>,
+    ) -> Result<EvalSet> {
+        layout.check()?;
+        if layout.format == Format::Folder {
+            return EvalSet::open(kind, root, imagenet, subset, max_per_class);
+        }
+        if !root.exists() {
+            bail!("{}: {} {} not found", root.display(), kind.name(), layout.format.name());
+        }
+        let classes = match kind {
+            DatasetKind::ImagenetA | DatasetKind::ImagenetR => subset_classes(kind, imagenet, subset)?,
+            _ => imagenet.clone(),
+        };
+        let o = crate::source::open_container(root, layout, false, &classes, index_cache)?;
+        let mut seen = vec![false; classes.len()];
+        for (_, l) in &o.items {
+            seen[*l] = true;
+        }
+        let set = EvalSet {
+            kind,
+            root: root.to_path_buf(),
+            empty_classes: (0..classes.len()).filter(|&i| !seen[i]).map(|i| classes.ids[i].clone()).collect(),
+            classes,
+            items: o.items,
+            unreadable: Vec::new(),
+            container: Some(o.container),
+        };
+        set.finish(max_per_class)
+    }
+
+    fn finish(mut self, max_per_class: Option<usize>) -> Result<EvalSet> {
+        if let Some(m) = max_per_class {
+            let mut count = vec![0usize; self.classes.len()];
+            self.items.retain(|(_, l)| {
+                count[*l] += 1;
+                count[*l] <= m
+            });
+        }
+        if self.items.is_empty() {
+            bail!("{}: {} holds no images", self.root.display(), self.kind.name());
+        }
+        Ok(self)
     }
 
     /// Open `kind` at `root`. `imagenet` is the 1000-class list (wnid, name); `subset` the
@@ -84,7 +159,7 @@ impl EvalSet {
         if !root.is_dir() {
             bail!("{}: {} folder not found", root.display(), kind.name());
         }
-        let mut set = match kind {
+        let set = match kind {
             DatasetKind::Imagenet => {
                 let f = ImageFolder::imagenet(root, "val", imagenet)?;
                 EvalSet::from_folder(kind, f)
@@ -122,47 +197,20 @@ impl EvalSet {
                     kind,
                     root: dir,
                     classes: imagenet.clone(),
-                    items,
+                    items: files(items),
                     empty_classes: empty,
                     unreadable,
+                    container: None,
                 }
             }
             DatasetKind::ImagenetA | DatasetKind::ImagenetR => {
-                let wnids = subset.with_context(|| {
-                    format!(
-                        "{} needs its 200-wnid list (datasets/{}_wnids.txt)",
-                        kind.name(),
-                        kind.name().replace('-', "_")
-                    )
-                })?;
-                let mut ids = Vec::new();
-                let mut names = Vec::new();
-                for w in wnids {
-                    let i = imagenet
-                        .ids
-                        .iter()
-                        .position(|x| x == w)
-                        .with_context(|| format!("wnid {w} of {} is not in the ImageNet class list", kind.name()))?;
-                    ids.push(w.clone());
-                    names.push(imagenet.names[i].clone());
-                }
-                let sub = ClassList { ids, names };
+                let sub = subset_classes(kind, imagenet, subset)?;
                 let dir = first_dir(root, &[kind.name(), ""]).expect("root exists");
                 let f = ImageFolder::read(&dir, &sub)?;
                 EvalSet::from_folder(kind, f)
             }
         };
-        if let Some(m) = max_per_class {
-            let mut count = vec![0usize; set.classes.len()];
-            set.items.retain(|(_, l)| {
-                count[*l] += 1;
-                count[*l] <= m
-            });
-        }
-        if set.items.is_empty() {
-            bail!("{}: {} holds no images", set.root.display(), kind.name());
-        }
-        Ok(set)
+        set.finish(max_per_class)
     }
 
     /// An evaluation set that lost classes would be scored over the classes it kept, in silence:
@@ -176,13 +224,17 @@ impl EvalSet {
             .empty_classes
             .iter()
             .take(10)
-            .map(|c| self.root.join(c).display().to_string())
+            .map(|c| match &self.container {
+                None => self.root.join(c).display().to_string(),
+                Some(_) => c.clone(),
+            })
             .collect();
         bail!(
-            "{}: {} of its {} class folders hold no image: {}{} (set `allow_empty_classes = true` in its dataset entry to evaluate without them)",
+            "{}: {} of its {} {} hold no image: {}{} (set `allow_empty_classes = true` in its dataset entry to evaluate without them)",
             self.kind.name(),
             self.empty_classes.len(),
             self.classes.len(),
+            if self.container.is_some() { "classes" } else { "class folders" },
             shown.join(", "),
             if self.empty_classes.len() > shown.len() {
                 format!(" and {} more", self.empty_classes.len() - shown.len())
@@ -191,6 +243,33 @@ impl EvalSet {
             }
         );
     }
+}
+
+fn files(items: Vec<(PathBuf, usize)>) -> Vec<(ImageRef, usize)> {
+    items.into_iter().map(|(p, l)| (ImageRef::File(p), l)).collect()
+}
+
+/// The 200 classes of -A / -R: the wnids of `subset`, named as in the ImageNet list.
+fn subset_classes(kind: DatasetKind, imagenet: &ClassList, subset: Option<&[String]>) -> Result<ClassList> {
+    let wnids = subset.with_context(|| {
+        format!(
+            "{} needs its 200-wnid list (datasets/{}_wnids.txt)",
+            kind.name(),
+            kind.name().replace('-', "_")
+        )
+    })?;
+    let mut ids = Vec::new();
+    let mut names = Vec::new();
+    for w in wnids {
+        let i = imagenet
+            .ids
+            .iter()
+            .position(|x| x == w)
+            .with_context(|| format!("wnid {w} of {} is not in the ImageNet class list", kind.name()))?;
+        ids.push(w.clone());
+        names.push(imagenet.names[i].clone());
+    }
+    Ok(ClassList { ids, names })
 }
 
 /// Read a wnid list (one per line), as `datasets/imagenet_a_wnids.txt`.

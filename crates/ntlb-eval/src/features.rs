@@ -19,7 +19,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::identity::{files_sha256, Numerics};
+use crate::identity::{items_sha256, Numerics};
 use crate::progress::Progress;
 
 /// Everything the cached features depend on; no path, so nodes that mount the data elsewhere
@@ -28,7 +28,9 @@ use crate::progress::Progress;
 pub struct FeatureKey {
     pub checkpoint_sha256: String,
     pub dataset: String,
-    /// SHA-256 over the (file relative to the dataset root, label, size) list.
+    /// SHA-256 over the (file relative to the dataset root, label, size) list; for shards or
+    /// parquet files, over the files, the sample count and the (sample, label) list
+    /// (`ntlb_data::source::Container::sha256`).
     pub files_sha256: String,
     pub n_files: usize,
     pub preprocessing: String,
@@ -48,7 +50,7 @@ impl FeatureKey {
         Ok(FeatureKey {
             checkpoint_sha256: checkpoint_sha256.into(),
             dataset: set.kind.name().into(),
-            files_sha256: files_sha256(&set.root, &set.items)?,
+            files_sha256: items_sha256(set)?,
             n_files: set.items.len(),
             // v2: libjpeg-turbo decoding, tRNS kept out of alpha, Pillow 13's pass order.
             preprocessing: format!("clip-test:resize-bicubic-pillow,center-crop,{resolution}px,v2"),
@@ -354,7 +356,7 @@ fn encode(clip: &Clip, set: &EvalSet, key: FeatureKey, batch: usize, strict: boo
                 .map(|(j, (p, _))| {
                     (
                         ci * batch + j,
-                        ntlb_clip::preprocess::load_image_with(p, n, order, &norm).map_err(|e| e.to_string()),
+                        ntlb_clip::preprocess::load_image_from(p, n, order, &norm).map_err(|e| e.to_string()),
                     )
                 })
                 .collect();
@@ -380,7 +382,7 @@ fn encode(clip: &Clip, set: &EvalSet, key: FeatureKey, batch: usize, strict: boo
                         bail!("{e} (--strict)");
                     }
                     bar.note(&format!("skipping unreadable image: {e}"));
-                    failed.push((set.items[i].0.clone(), e));
+                    failed.push((ntlb_clip::preprocess::ImageBytes::image_name(&set.items[i].0), e));
                 }
             }
         }
@@ -476,17 +478,11 @@ mod tests {
         let file = dir.path().join("a/1.JPEG");
         std::fs::create_dir_all(file.parent().unwrap()).unwrap();
         std::fs::write(&file, b"x").unwrap();
-        let set = EvalSet {
-            kind: ntlb_data::variants::DatasetKind::Imagenet,
-            root: dir.path().into(),
-            classes: ntlb_data::classes::ClassList {
-                ids: vec!["a".into()],
-                names: vec!["a".into()],
-            },
-            items: vec![(file, 0)],
-            empty_classes: vec![],
-            unreadable: vec![],
+        let classes = ntlb_data::classes::ClassList {
+            ids: vec!["a".into()],
+            names: vec!["a".into()],
         };
+        let set = EvalSet::of_files(ntlb_data::variants::DatasetKind::Imagenet, dir.path(), classes, vec![(file, 0)]);
         let numerics = Numerics::from_config("cpu", "f32").unwrap();
         let openai = ntlb_clip::checkpoint::numerics(dir.path(), None).unwrap();
         let key = FeatureKey::new("sha", &numerics, &set, &openai, 224).unwrap();

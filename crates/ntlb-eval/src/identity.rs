@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use ntlb_data::classes::ClassList;
+use ntlb_data::image::ImageRef;
+use ntlb_data::source::TrainSet;
 use ntlb_data::variants::EvalSet;
 use ntlb_prompt::train::TrainConfig;
 use rayon::prelude::*;
@@ -74,6 +76,34 @@ pub fn files_sha256(root: &Path, items: &[(PathBuf, usize)]) -> Result<String> {
     Ok(hex(h))
 }
 
+/// The item list's hash of a set: [`files_sha256`] for a folder tree (so the keys of folder sets
+/// are those made before containers existed), the container's own for shards and parquet
+/// files (its files, sample count and (sample, label) list: no file is read).
+pub fn items_sha256(set: &EvalSet) -> Result<String> {
+    match &set.container {
+        Some(c) => Ok(c.sha256(&set.root, &set.items)),
+        None => files_sha256(&set.root, &as_files(&set.items)?),
+    }
+}
+
+fn as_files(items: &[(ImageRef, usize)]) -> Result<Vec<(PathBuf, usize)>> {
+    items
+        .iter()
+        .map(|(r, l)| match r.as_file() {
+            Some(p) => Ok((p.to_path_buf(), *l)),
+            None => bail!("{r}: a container's sample in a set of files"),
+        })
+        .collect()
+}
+
+/// The training images by content, as [`items_sha256`].
+pub fn train_set_sha256(set: &TrainSet) -> Result<String> {
+    match &set.container {
+        Some(c) => Ok(c.sha256(&set.root, &set.items)),
+        None => files_sha256(&set.root, &as_files(&set.items)?),
+    }
+}
+
 pub fn classes_sha256(c: &ClassList) -> String {
     let mut h = Sha256::new();
     for (id, name) in c.ids.iter().zip(&c.names) {
@@ -86,7 +116,7 @@ pub fn classes_sha256(c: &ClassList) -> String {
 pub fn eval_set_identity(set: &EvalSet) -> Result<String> {
     let mut h = Sha256::new();
     h.update(format!("{}\n{}\n", set.kind.name(), classes_sha256(&set.classes)).as_bytes());
-    h.update(files_sha256(&set.root, &set.items)?.as_bytes());
+    h.update(items_sha256(set)?.as_bytes());
     Ok(hex(h))
 }
 
@@ -195,8 +225,8 @@ impl SweepIdentity {
         }
         let train = match &cfg.coop {
             Some(c) => {
-                let folder = ntlb_data::folder::ImageFolder::imagenet(&c.train_root, "train", classes)?;
-                Some(files_sha256(&folder.root, &folder.items)?)
+                let set = TrainSet::open(&c.train_root, &c.train_layout(), classes, Some(&cfg.cache_dir()))?;
+                Some(train_set_sha256(&set)?)
             }
             None => None,
         };

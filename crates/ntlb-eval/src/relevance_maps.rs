@@ -29,7 +29,7 @@ pub fn before_after(
     tok: &ntlb_clip::tokenizer::ClipTokenizer,
     layout: &PromptLayout,
     classes: &[String],
-    items: &[(PathBuf, usize)],
+    items: &[(ntlb_data::image::ImageRef, usize)],
     learned: &LearnedPrompt,
     seed: u64,
 ) -> Result<Vec<RelevanceMap>> {
@@ -40,7 +40,7 @@ pub fn before_after(
     let enc = ClassTextEncoder::new(clip, layout);
     let mut out = Vec::new();
     for (path, label) in items.iter().take(3) {
-        let px = ntlb_clip::preprocess::load_image_with(path, n, ConvertOrder::default(), &clip.numerics.normalization)?;
+        let px = ntlb_clip::preprocess::load_image_from(path, n, ConvertOrder::default(), &clip.numerics.normalization)?;
         let img = l2_normalize(
             clip.encode_image(Tensor::<4>::from_data(TensorData::new(px, [1, 3, n, n]), &device))
                 .detach(),
@@ -54,7 +54,7 @@ pub fn before_after(
         };
         let tokens = layout.token_strings(tok, *label);
         out.push(RelevanceMap {
-            image: path.clone(),
+            image: ntlb_clip::preprocess::ImageBytes::image_name(path),
             class: classes[*label].clone(),
             tokens,
             before: rows(&initial)?,

@@ -38,7 +38,7 @@ fn datasets_open_in_every_layout_with_clear_errors() {
     let v2 = EvalSet::open(DatasetKind::ImagenetV2, &root.join("v2"), &classes, None, None).unwrap();
     assert_eq!(v2.items.len(), 18);
     assert!(
-        v2.items.iter().all(|(p, l)| p.parent().unwrap().ends_with(l.to_string())),
+        v2.items.iter().all(|(p, l)| p.container().parent().unwrap().ends_with(l.to_string())),
         "V2 folder = class index"
     );
     let v2_two = EvalSet::open(DatasetKind::ImagenetV2, &root.join("v2"), &classes, None, Some(2)).unwrap();

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use burn::tensor::{Tensor, TensorData};
-use ntlb_clip::preprocess::{convert_rgb, load_decoded, ConvertOrder, Kind, Raster};
+use ntlb_clip::preprocess::{convert_rgb, load_decoded_from, ConvertOrder, ImageBytes, Kind, Raster};
 use ntlb_clip::{l2_normalize, Clip};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -312,8 +312,8 @@ enum Pictures {
 
 /// A training picture as the augmentation takes it: converted to RGB at once in Dassl's order
 /// (so the cache holds 3 channels), as decoded in CLIP's.
-fn load_picture(p: &Path, order: ConvertOrder) -> Result<(Raster, Kind), ntlb_clip::preprocess::PreprocessError> {
-    let (img, kind) = load_decoded(p)?;
+fn load_picture<P: ImageBytes>(p: &P, order: ConvertOrder) -> Result<(Raster, Kind), ntlb_clip::preprocess::PreprocessError> {
+    let (img, kind) = load_decoded_from(p)?;
     Ok(match order {
         ConvertOrder::Dassl => (convert_rgb(img, &kind), Kind::Plain),
         ConvertOrder::Clip => (img, kind),
@@ -330,13 +330,14 @@ pub struct StopAt {
     pub after_epochs: Option<usize>,
 }
 
-/// Train (or resume) a prompt on `data` ((file, label) pairs) and save it in `out`.
+/// Train (or resume) a prompt on `data` ((image, label) pairs: files, or samples of shards or
+/// parquet files, [`ImageBytes`]) and save it in `out`.
 #[allow(clippy::too_many_arguments)]
-pub fn train(
+pub fn train<P: ImageBytes>(
     clip: &Clip,
     layout: &PromptLayout,
     classes: &[String],
-    data: &[(PathBuf, usize)],
+    data: &[(P, usize)],
     cfg: &TrainConfig,
     out: &Path,
     checkpoint: (&str, &str),

@@ -87,17 +87,15 @@ pub fn run(a: PipelineArgs) -> Result<i32> {
     // Files to features: the evaluation harness's own path (decoder thread + encoder).
     let device = ntlb_clip::device::parse_device(&a.device)?;
     let clip = Clip::random(&ClipConfig::preset("ViT-B/32").expect("preset"), 0, &device);
-    let set = ntlb_data::variants::EvalSet {
-        kind: ntlb_data::variants::DatasetKind::Imagenet,
-        root: files[0].parent().unwrap_or(std::path::Path::new(".")).to_path_buf(),
-        classes: ntlb_data::classes::ClassList {
+    let set = ntlb_data::variants::EvalSet::of_files(
+        ntlb_data::variants::DatasetKind::Imagenet,
+        files[0].parent().unwrap_or(std::path::Path::new(".")),
+        ntlb_data::classes::ClassList {
             ids: vec!["x".into()],
             names: vec!["x".into()],
         },
-        items: files.iter().map(|p| (p.clone(), 0)).collect(),
-        empty_classes: vec![],
-        unreadable: vec![],
-    };
+        files.iter().map(|p| (p.clone(), 0)).collect(),
+    );
     let t = Instant::now();
     ntlb_eval::features::dataset_features(
         &clip,

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use ntlb_data::classes::ClassList;
+use ntlb_data::source::{Format, Layout};
 use ntlb_data::variants::{read_wnids, DatasetKind, EvalSet};
 use serde::{Deserialize, Serialize};
 
@@ -59,6 +60,36 @@ pub struct DatasetEntry {
     /// empty ones are printed and written in every run record). Off: an error naming them.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_empty_classes: bool,
+    /// How the set is stored: `folder` (default), `wds` (CLIP_benchmark's WebDataset shards:
+    /// `root/<split>/{0..n-1}.tar`) or `parquet` (Hugging Face: `root/data/<split>-*.parquet`,
+    /// or one file).
+    #[serde(default, skip_serializing_if = "is_folder")]
+    pub format: Format,
+    /// wds / parquet: the split (default `test` / `validation`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<String>,
+    /// wds: the image extension (default: the first of webp, png, jpg, jpeg); parquet: the image
+    /// column (default `image`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_key: Option<String>,
+    /// wds: the label extension (default `cls`); parquet: the label column (default `label`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_key: Option<String>,
+}
+
+fn is_folder(f: &Format) -> bool {
+    *f == Format::Folder
+}
+
+impl DatasetEntry {
+    pub fn layout(&self) -> Layout {
+        Layout {
+            format: self.format,
+            split: self.split.clone(),
+            image_key: self.image_key.clone(),
+            label_key: self.label_key.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,6 +129,27 @@ pub struct CoopSweep {
     pub epochs: Option<usize>,
     #[serde(default)]
     pub shots: Option<usize>,
+    /// How the training set is stored, as a dataset entry's `format`, `split` (default `train`),
+    /// `image_key`, `label_key`.
+    #[serde(default, skip_serializing_if = "is_folder")]
+    pub train_format: Format,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_split: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_image_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_label_key: Option<String>,
+}
+
+impl CoopSweep {
+    pub fn train_layout(&self) -> Layout {
+        Layout {
+            format: self.train_format,
+            split: self.train_split.clone(),
+            image_key: self.train_image_key.clone(),
+            label_key: self.train_label_key.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -255,6 +307,7 @@ fn locate_model(m: &ModelEntry, joined: &Path, env: &ntlb_clip::hub::HubEnv) -> 
 }
 
 /// Open every dataset of the sweep (checked up front, so a bad path fails before any work).
+/// Shard and parquet indexes are cached in the feature cache folder.
 pub fn open_datasets(cfg: &SweepConfig) -> Result<(ClassList, Vec<EvalSet>)> {
     let classes = ClassList::read(&cfg.classes)?;
     let mut sets = Vec::new();
@@ -263,7 +316,16 @@ pub fn open_datasets(cfg: &SweepConfig) -> Result<(ClassList, Vec<EvalSet>)> {
             Some(p) => Some(read_wnids(p)?),
             None => None,
         };
-        let set = EvalSet::open(d.kind, &d.root, &classes, wnids.as_deref(), d.max_per_class)?;
+        let set = EvalSet::open_in(
+            d.kind,
+            &d.root,
+            &d.layout(),
+            &classes,
+            wnids.as_deref(),
+            d.max_per_class,
+            Some(&cfg.cache_dir()),
+        )
+        .map_err(|e| anyhow::anyhow!("{}: dataset {}: {e:#}", cfg.source_name(), d.kind.name()))?;
         set.check_empty_classes(d.allow_empty_classes)
             .map_err(|e| anyhow::anyhow!("{}: {e:#}", cfg.source_name()))?;
         sets.push(set);

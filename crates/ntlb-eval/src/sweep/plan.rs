@@ -243,11 +243,12 @@ pub(super) fn print_plan(
     }
     for s in sets {
         println!(
-            "  dataset {:<16} {:>7} images, {} classes, root {}{}{}",
+            "  dataset {:<16} {:>7} images, {} classes, root {}{}{}{}",
             s.kind.name(),
             s.items.len(),
             s.classes.len(),
             s.root.display(),
+            s.container.as_ref().map_or(String::new(), |c| format!(" ({})", c.describe())),
             if s.empty_classes.is_empty() {
                 String::new()
             } else {

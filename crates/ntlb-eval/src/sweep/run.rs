@@ -11,7 +11,7 @@ use burn::tensor::{Tensor, TensorData};
 use ntlb_clip::tokenizer::ClipTokenizer;
 use ntlb_clip::Clip;
 use ntlb_data::classes::ClassList;
-use ntlb_data::folder::ImageFolder;
+use ntlb_data::source::TrainSet;
 use ntlb_data::split::FewShotSplit;
 use ntlb_data::variants::{DatasetKind, EvalSet};
 use ntlb_prompt::class_text::ClassTextEncoder;
@@ -157,7 +157,8 @@ fn zero_shot_job(x: &JobInputs, zero_shot: &ZeroShotSweep) -> Result<JobOutput> 
 /// ImageNet val, the training curve and the relevance maps before and after.
 fn coop_job(x: &JobInputs, label: &str, lambda: f64, seed: u64, tcfg: &TrainConfig, train_root: &Path) -> Result<JobOutput> {
     let (l, m, classes) = (x.loaded, x.model, x.classes);
-    let folder = ImageFolder::imagenet(train_root, "train", classes)?;
+    let layout = x.cfg.coop.as_ref().map(|c| c.train_layout()).unwrap_or_default();
+    let folder = TrainSet::open(train_root, &layout, classes, Some(&x.cfg.cache_dir()))?;
     if let Some((p, why)) = folder.unreadable.first() {
         eprintln!(
             "{label}: {} entries of the training folders cannot be read and are left out of the split (first: {}: {why})",

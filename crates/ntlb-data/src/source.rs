@@ -1,0 +1,397 @@
+//! How a dataset is stored: a folder tree (CoOp's and torchvision's layouts), WebDataset shards
+//! (CLIP_benchmark's layout, [`crate::wds`]) or Hugging Face parquet files ([`crate::parquet`]).
+//! Containers are indexed once (member → shard, offset, size; row → file; labels), the index
+//! cached under the feature cache by the files' names, sizes and times; their samples are
+//! [`ImageRef`]s read in place.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::classes::ClassList;
+use crate::folder::{ImageFolder, Unreadable};
+use crate::image::ImageRef;
+use ntlb_core::image::ImageBytes;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    #[default]
+    Folder,
+    Wds,
+    Parquet,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Folder => "folder",
+            Format::Wds => "wds",
+            Format::Parquet => "parquet",
+        }
+    }
+}
+
+/// The storage settings of a dataset entry; every one has the layout's default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Layout {
+    pub format: Format,
+    /// The split to read: wds `test` / `train`, parquet `validation` / `train` by default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub split: Option<String>,
+    /// wds: the image extension (default: the first of webp, png, jpg, jpeg the sample holds);
+    /// parquet: the image column (default `image`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_key: Option<String>,
+    /// wds: the label extension (default `cls`); parquet: the label column (default `label`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label_key: Option<String>,
+}
+
+impl Layout {
+    pub fn is_folder(&self) -> bool {
+        *self == Layout::default()
+    }
+
+    /// Settings that a folder tree has no use for are refused rather than ignored.
+    pub fn check(&self) -> Result<()> {
+        if self.format == Format::Folder {
+            for (k, v) in [("split", &self.split), ("image_key", &self.image_key), ("label_key", &self.label_key)] {
+                if v.is_some() {
+                    bail!("`{k}` is set but the format is `folder` (it applies to format = \"wds\" or \"parquet\")");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn split(&self, train: bool) -> String {
+        if let Some(s) = &self.split {
+            return s.clone();
+        }
+        match (self.format, train) {
+            (_, true) => "train".into(),
+            (Format::Parquet, false) => crate::parquet::EVAL_SPLIT.into(),
+            _ => crate::wds::EVAL_SPLIT.into(),
+        }
+    }
+
+    fn image_keys(&self) -> Vec<String> {
+        match (&self.image_key, self.format) {
+            (Some(k), _) => vec![k.clone()],
+            (None, Format::Parquet) => vec![crate::parquet::IMAGE_KEY.into()],
+            (None, _) => crate::wds::IMAGE_KEYS.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn label_key(&self) -> String {
+        match (&self.label_key, self.format) {
+            (Some(k), _) => k.clone(),
+            (None, Format::Parquet) => crate::parquet::LABEL_KEY.into(),
+            (None, _) => crate::wds::LABEL_KEY.into(),
+        }
+    }
+}
+
+/// A sample's label as stored: a class index, or a class id (a wnid) to look up in the list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Label {
+    Index(i64),
+    Name(String),
+}
+
+/// One sample of an index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Which file of the index.
+    pub file: u32,
+    /// wds: the offset of the image member's data; parquet: the row.
+    pub at: u64,
+    /// wds: the image member's size (0 for a row).
+    pub size: u64,
+    /// wds: the image member's name (empty for a row).
+    pub name: String,
+    pub label: Label,
+}
+
+/// A file of a container set: its name relative to the dataset root, and its size.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct IndexedFile {
+    pub name: String,
+    pub size: u64,
+}
+
+/// Bumped when the index's content or rules change (older cached indexes are then rebuilt).
+const INDEX_SCHEME: u32 = 1;
+
+/// Every sample of a container set, in file order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Index {
+    pub scheme: u32,
+    pub format: Format,
+    pub files: Vec<IndexedFile>,
+    pub samples: Vec<Sample>,
+}
+
+/// A container set by content: its format, files (names relative to its root, sizes) and sample
+/// count. With the (sample, label) list it enters the feature-cache and job keys, so a
+/// re-sharded copy is never taken for another set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Container {
+    pub format: Format,
+    pub files: Vec<IndexedFile>,
+    pub samples: usize,
+}
+
+impl Container {
+    /// SHA-256 over the format, the files, the sample count, then every item (its name
+    /// relative to `root`, label, and a member's size), in order.
+    pub fn sha256(&self, root: &Path, items: &[(ImageRef, usize)]) -> String {
+        let mut text = format!("{}\n{} files\n", self.format.name(), self.files.len());
+        for f in &self.files {
+            text += &format!("{}\t{}\n", f.name, f.size);
+        }
+        text += &format!("{} samples\n", self.samples);
+        for (r, l) in items {
+            let name = r.relative_to(root).image_name();
+            let name: Vec<String> = name.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+            let size = match r {
+                ImageRef::Member { size, .. } => size.to_string(),
+                _ => "-".into(),
+            };
+            text += &format!("{}\t{l}\t{size}\n", name.join("/"));
+        }
+        ntlb_core::digest::sha256_bytes(text.as_bytes())
+    }
+
+    pub fn describe(&self) -> String {
+        let unit = if self.format == Format::Wds { "shard" } else { "file" };
+        format!("{} {} {unit}(s), {} samples", self.format.name(), self.files.len(), self.samples)
+    }
+}
+
+fn rel_name(root: &Path, p: &Path) -> String {
+    let rel = p.strip_prefix(root).unwrap_or(p);
+    rel.components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The index of `files` (under `root`), from the cache in `cache` when it holds one for these
+/// files (names, sizes, modification times) and settings, else built and saved atomically. A
+/// cached index that does not parse is reported, moved aside to `<name>.damaged` and rebuilt.
+pub fn load_index(root: &Path, files: &[PathBuf], layout: &Layout, cache: Option<&Path>) -> Result<Index> {
+    let image_keys = layout.image_keys();
+    let label_key = layout.label_key();
+    let mut stamp = Vec::new();
+    let mut indexed = Vec::new();
+    for f in files {
+        let m = std::fs::metadata(f).with_context(|| format!("{}: cannot read", f.display()))?;
+        let mtime = m
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        indexed.push(IndexedFile {
+            name: rel_name(root, f),
+            size: m.len(),
+        });
+        stamp.push(format!("{}\t{}\t{mtime}", rel_name(root, f), m.len()));
+    }
+    let id = ntlb_core::digest::sha256_bytes(
+        serde_json::to_string(&(INDEX_SCHEME, layout.format, &image_keys, &label_key, &stamp))?.as_bytes(),
+    );
+    let path = cache.map(|c| c.join(format!("{}.index.json", &id[..20])));
+    if let Some(p) = path.as_ref().filter(|p| p.exists()) {
+        let read = std::fs::read(p)
+            .map_err(anyhow::Error::from)
+            .and_then(|b| serde_json::from_slice::<Index>(&b).map_err(anyhow::Error::from));
+        match read {
+            Ok(ix) if ix.scheme == INDEX_SCHEME && ix.format == layout.format && ix.files == indexed => return Ok(ix),
+            Ok(_) => {}
+            Err(e) => {
+                let to = ntlb_core::damaged::set_aside(p).with_context(|| format!("{}: cannot move the damaged index aside", p.display()))?;
+                eprintln!(
+                    "{}: damaged dataset index ({e}); moved to {}, indexing {} again",
+                    p.display(),
+                    to.display(),
+                    root.display()
+                );
+            }
+        }
+    }
+    let per_file: Vec<Vec<Sample>> = files
+        .par_iter()
+        .enumerate()
+        .map(|(i, f)| match layout.format {
+            Format::Wds => crate::wds::index_shard(f, i as u32, &image_keys, &label_key),
+            Format::Parquet => crate::parquet::index_file(f, i as u32, &image_keys[0], &label_key),
+            Format::Folder => unreachable!("folders are walked, not indexed"),
+        })
+        .collect::<Result<_>>()?;
+    let ix = Index {
+        scheme: INDEX_SCHEME,
+        format: layout.format,
+        files: indexed,
+        samples: per_file.into_iter().flatten().collect(),
+    };
+    if let Some(p) = &path {
+        std::fs::create_dir_all(p.parent().expect("in the cache folder"))?;
+        ntlb_core::atomic::write_atomic(p, &serde_json::to_vec(&ix)?).with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(ix)
+}
+
+/// A container's `classnames.txt` (one name per line, label order) must be the class list's
+/// names, in count and order: a shard labelled in another order would be scored against the
+/// wrong classes. The error names the first line that differs.
+pub fn check_classnames(file: &Path, classes: &ClassList) -> Result<()> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("{}: cannot read", file.display()))?;
+    let names: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    if names.len() != classes.len() {
+        bail!(
+            "{}: {} class names, the class list has {} classes: the shards are labelled over another class list",
+            file.display(),
+            names.len(),
+            classes.len()
+        );
+    }
+    if let Some(i) = (0..names.len()).find(|&i| names[i] != classes.names[i]) {
+        bail!(
+            "{}:{}: class {i} is `{}`, the class list says `{}` ({}): labels and class list disagree",
+            file.display(),
+            i + 1,
+            names[i],
+            classes.names[i],
+            classes.ids[i]
+        );
+    }
+    Ok(())
+}
+
+/// The samples of a container set, labelled in the space of `classes`.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    pub items: Vec<(ImageRef, usize)>,
+    pub container: Container,
+}
+
+/// Open the `train` (or evaluation) split of a wds or parquet set at `root`, labels checked
+/// against `classes` (an index out of range, or a class id not in the list, is an error naming
+/// the shard or file and the member or row).
+pub fn open_container(root: &Path, layout: &Layout, train: bool, classes: &ClassList, cache: Option<&Path>) -> Result<Opened> {
+    let split = layout.split(train);
+    let files = match layout.format {
+        Format::Wds => crate::wds::shard_files(&root.join(&split))?,
+        Format::Parquet => crate::parquet::parquet_files(root, &split)?,
+        Format::Folder => bail!("{}: a folder tree is not a container", root.display()),
+    };
+    let base = if root.is_file() { root.parent().unwrap_or(Path::new("")) } else { root };
+    if layout.format == Format::Wds {
+        let names = root.join("classnames.txt");
+        if names.exists() {
+            check_classnames(&names, classes)?;
+        }
+    }
+    let ix = load_index(base, &files, layout, cache)?;
+    let column = layout.image_keys()[0].clone();
+    let label_key = layout.label_key();
+    let n = classes.len();
+    let mut items = Vec::with_capacity(ix.samples.len());
+    for s in &ix.samples {
+        let file = &files[s.file as usize];
+        let (r, what) = match layout.format {
+            Format::Wds => {
+                let key = crate::wds::split_name(&s.name).map_or(s.name.as_str(), |(k, _)| k);
+                (
+                    ImageRef::Member {
+                        shard: file.clone(),
+                        offset: s.at,
+                        size: s.size,
+                        name: s.name.clone(),
+                    },
+                    format!("member `{key}.{label_key}`"),
+                )
+            }
+            _ => (
+                ImageRef::Row {
+                    file: file.clone(),
+                    row: s.at,
+                    column: column.clone(),
+                },
+                format!("row {} (`{label_key}`)", s.at),
+            ),
+        };
+        let label = match &s.label {
+            Label::Index(i) if *i >= 0 && (*i as usize) < n => *i as usize,
+            Label::Index(i) => bail!(
+                "{}: {what} holds class {i}, the class list has {n} classes (0..{})",
+                file.display(),
+                n - 1
+            ),
+            Label::Name(id) => classes
+                .ids
+                .iter()
+                .position(|x| x == id)
+                .with_context(|| format!("{}: {what} holds `{id}`, which is no class id of the list ({n} classes)", file.display()))?,
+        };
+        items.push((r, label));
+    }
+    Ok(Opened {
+        container: Container {
+            format: layout.format,
+            files: ix.files.clone(),
+            samples: ix.samples.len(),
+        },
+        items,
+    })
+}
+
+/// The images one-shot (few-shot) training draws from: the `train` split of a folder tree or
+/// of a container set.
+#[derive(Debug, Clone)]
+pub struct TrainSet {
+    pub root: PathBuf,
+    pub classes: ClassList,
+    /// (image, class index), in folder order (class, then file name) or container order.
+    pub items: Vec<(ImageRef, usize)>,
+    /// Entries of the class folders that could not be read (folders only).
+    pub unreadable: Vec<Unreadable>,
+    /// The container's identity; `None` for a folder tree.
+    pub container: Option<Container>,
+}
+
+impl From<ImageFolder> for TrainSet {
+    fn from(f: ImageFolder) -> TrainSet {
+        TrainSet {
+            root: f.root,
+            classes: f.classes,
+            items: f.items.into_iter().map(|(p, l)| (ImageRef::File(p), l)).collect(),
+            unreadable: f.unreadable,
+            container: None,
+        }
+    }
+}
+
+impl TrainSet {
+    /// The ImageNet `train` split at `root` in `layout`; container indexes cached in `cache`.
+    pub fn open(root: &Path, layout: &Layout, classes: &ClassList, cache: Option<&Path>) -> Result<TrainSet> {
+        layout.check()?;
+        if layout.format == Format::Folder {
+            return Ok(ImageFolder::imagenet(root, "train", classes)?.into());
+        }
+        let o = open_container(root, layout, true, classes, cache)?;
+        Ok(TrainSet {
+            root: root.to_path_buf(),
+            classes: classes.clone(),
+            items: o.items,
+            unreadable: Vec::new(),
+            container: Some(o.container),
+        })
+    }
+}

@@ -1,0 +1,188 @@
+//! WebDataset shards in CLIP_benchmark's layout (`clip_benchmark/datasets/builder.py`,
+//! `build_wds_dataset`; written by `webdataset_builder.py`):
+//!
+//! ```text
+//! <root>/classnames.txt                       one class name per line, label order
+//! <root>/zeroshot_classification_templates.txt
+//! <root>/<split>/nshards.txt                  the number of shards, n
+//! <root>/<split>/{0..n-1}.tar                 samples `s0000000.webp` + `s0000000.cls`, ...
+//! ```
+//!
+//! A sample is the run of consecutive members sharing a key (WebDataset's rule: the member name
+//! up to the first `.` of its file name); its image is the first of `webp`, `png`, `jpg`, `jpeg`
+//! it holds (CLIP_benchmark's `to_tuple` order), its label the decimal class index in `cls`.
+//! Indexing reads the headers (seeking over the images) and the label members only.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::source::{Label, Sample};
+
+/// The image extensions CLIP_benchmark reads, in its order of preference.
+pub const IMAGE_KEYS: [&str; 4] = ["webp", "png", "jpg", "jpeg"];
+pub const LABEL_KEY: &str = "cls";
+/// CLIP_benchmark's evaluation split.
+pub const EVAL_SPLIT: &str = "test";
+
+/// The shards of `<root>/<split>`, as `nshards.txt` lists them: `0.tar .. n-1.tar`, every one
+/// present and no other `.tar` beside them.
+pub fn shard_files(split_dir: &Path) -> Result<Vec<PathBuf>> {
+    if !split_dir.is_dir() {
+        bail!("{}: shard folder not found (WebDataset layout: <root>/<split>/nshards.txt and {{0..n-1}}.tar)", split_dir.display());
+    }
+    let nfile = split_dir.join("nshards.txt");
+    let text = std::fs::read_to_string(&nfile).with_context(|| format!("{}: cannot read (the WebDataset layout needs it)", nfile.display()))?;
+    let n: usize = text
+        .trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{}: holds {:?}, not a number of shards", nfile.display(), text.trim()))?;
+    if n == 0 {
+        bail!("{}: says 0 shards", nfile.display());
+    }
+    let mut present: Vec<String> = std::fs::read_dir(split_dir)
+        .with_context(|| format!("{}: cannot list", split_dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|n| n.ends_with(".tar"))
+        .collect();
+    present.sort();
+    let expected: Vec<String> = (0..n).map(|i| format!("{i}.tar")).collect();
+    if let Some(missing) = expected.iter().find(|e| !present.contains(e)) {
+        bail!(
+            "{}: says {n} shards, but {missing} is not in {} ({} .tar files there)",
+            nfile.display(),
+            split_dir.display(),
+            present.len()
+        );
+    }
+    if let Some(extra) = present.iter().find(|p| !expected.contains(p)) {
+        bail!(
+            "{}: says {n} shards (0.tar .. {}.tar), but {} is also there: nshards.txt and the shards disagree",
+            nfile.display(),
+            n - 1,
+            split_dir.join(extra).display()
+        );
+    }
+    Ok(expected.into_iter().map(|e| split_dir.join(e)).collect())
+}
+
+/// WebDataset's split of a member name into sample key and extension: the key runs to the
+/// first `.` of the file name (directories included), the extension is the rest.
+pub fn split_name(name: &str) -> Option<(&str, &str)> {
+    let base = name.rfind('/').map_or(0, |i| i + 1);
+    let dot = name[base..].find('.')? + base;
+    Some((&name[..dot], &name[dot + 1..]))
+}
+
+struct Member {
+    ext: String,
+    name: String,
+    offset: u64,
+    size: u64,
+    /// The bytes of a label member.
+    content: Option<Vec<u8>>,
+}
+
+/// Every sample of one shard: its image member (offset and size of the data) and its label.
+/// `image_keys` in order of preference; `file` is the shard's number in the set.
+pub fn index_shard(path: &Path, file: u32, image_keys: &[String], label_key: &str) -> Result<Vec<Sample>> {
+    let len = std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?.len();
+    let f = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let mut ar = tar::Archive::new(std::io::BufReader::new(f));
+    let mut samples = Vec::new();
+    let mut current: Option<(String, Vec<Member>)> = None;
+    let mut last = String::from("(none: the first header)");
+    let finish = |key: String, members: Vec<Member>, samples: &mut Vec<Sample>| -> Result<()> {
+        let listed = || members.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ");
+        let Some(img) = image_keys.iter().find_map(|k| members.iter().find(|m| m.ext.eq_ignore_ascii_case(k))) else {
+            let wanted: Vec<String> = image_keys.iter().map(|k| format!("{key}.{k}")).collect();
+            bail!(
+                "{}: sample `{key}` has no image (none of {}; its members: {})",
+                path.display(),
+                wanted.join(", "),
+                listed()
+            );
+        };
+        let Some(lab) = members.iter().find(|m| m.ext.eq_ignore_ascii_case(label_key)) else {
+            bail!("{}: sample `{key}` has no label (no member {key}.{label_key}; its members: {})", path.display(), listed());
+        };
+        let text = String::from_utf8_lossy(lab.content.as_deref().unwrap_or_default()).trim().to_string();
+        let label: i64 = text
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{}: member `{}` holds {text:?}, not a class index", path.display(), lab.name))?;
+        samples.push(Sample {
+            file,
+            at: img.offset,
+            size: img.size,
+            name: img.name.clone(),
+            label: Label::Index(label),
+        });
+        Ok(())
+    };
+    let entries = ar
+        .entries_with_seek()
+        .with_context(|| format!("{}: not a tar file", path.display()))?;
+    for e in entries {
+        let mut e = e.map_err(|err| anyhow::anyhow!("{}: cannot read the tar after member `{last}`: {err} (truncated or damaged shard)", path.display()))?;
+        if !e.header().entry_type().is_file() {
+            continue;
+        }
+        let name = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+        let (offset, size) = (e.raw_file_position(), e.size());
+        if offset + size > len {
+            bail!(
+                "{}: truncated: member `{name}` holds {size} bytes at {offset}, the file ends at {len}",
+                path.display()
+            );
+        }
+        let Some((key, ext)) = split_name(&name) else {
+            bail!("{}: member `{name}` has no extension: no sample key and kind (WebDataset names members <key>.<ext>)", path.display());
+        };
+        let (key, ext) = (key.to_string(), ext.to_string());
+        let content = if ext.eq_ignore_ascii_case(label_key) {
+            let mut b = Vec::new();
+            e.read_to_end(&mut b)
+                .map_err(|err| anyhow::anyhow!("{}: cannot read member `{name}`: {err}", path.display()))?;
+            Some(b)
+        } else {
+            None
+        };
+        last = name.clone();
+        let m = Member {
+            ext,
+            name,
+            offset,
+            size,
+            content,
+        };
+        match &mut current {
+            Some((k, members)) if *k == key => members.push(m),
+            _ => {
+                if let Some((k, members)) = current.take() {
+                    finish(k, members, &mut samples)?;
+                }
+                current = Some((key, vec![m]));
+            }
+        }
+    }
+    if let Some((k, members)) = current.take() {
+        finish(k, members, &mut samples)?;
+    }
+    if samples.is_empty() {
+        bail!("{}: holds no sample", path.display());
+    }
+    Ok(samples)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn member_names_split_as_webdataset_does() {
+        assert_eq!(split_name("s0000001.webp"), Some(("s0000001", "webp")));
+        assert_eq!(split_name("dir.x/s1.seg.png"), Some(("dir.x/s1", "seg.png")));
+        assert_eq!(split_name("noext"), None);
+    }
+}
