@@ -6,10 +6,10 @@
 //! resized with NEAREST; RGBA/LA are resized premultiplied by alpha; 16-bit RGB(A) PNGs keep
 //! the high byte; the conversion to RGB happens after the crop.
 //!
-//! One role per file: `decode` (with `png`, `jpeg`) reads a file in its Pillow mode, `resample`
-//! holds Pillow's filters, `mode` the per-mode resize / crop / `convert("RGB")`, `transform` the
-//! Resize + CenterCrop geometry and the conversion order, `normalize` ToTensor + Normalize. This
-//! file chains them: a file to the model's input.
+//! One role per file: `decode` (with `png`, `jpeg`, `webp`) reads a file in its Pillow mode,
+//! `resample` holds Pillow's filters, `mode` the per-mode resize / crop / `convert("RGB")`,
+//! `transform` the Resize + CenterCrop geometry and the conversion order, `normalize` ToTensor +
+//! Normalize. This file chains them: a file to the model's input.
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +20,7 @@ mod normalize;
 mod png;
 mod resample;
 mod transform;
+mod webp;
 
 use decode::{decode, decode_bytes};
 pub use ntlb_core::image::ImageBytes;
@@ -27,6 +28,7 @@ pub use mode::{convert_rgb, crop_decoded, resize_decoded};
 pub use normalize::{to_normalized_chw, Normalization, CLIP_MEAN, CLIP_STD};
 pub use resample::{crop, resize_bicubic, resize_bicubic_window, resize_nearest};
 pub use transform::{clip_rgb, resized_size, test_rgb, ConvertOrder};
+pub use webp::encode as encode_webp;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PreprocessError {

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use crate::classes::ClassList;
 
 /// Extensions read as images (case-insensitive); other files (README.txt, …) are ignored.
-pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png"];
+pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp"];
 
 pub fn is_image(p: &Path) -> bool {
     p.extension()
@@ -164,6 +164,14 @@ mod tests {
             std::fs::create_dir_all(root.join(c)).unwrap();
             std::fs::write(root.join(c).join("0.jpg"), b"x").unwrap();
         }
+    }
+
+    #[test]
+    fn webp_files_are_images_as_jpeg_and_png_are() {
+        for name in ["a.webp", "b.WEBP", "c.jpg", "d.JPEG", "e.png"] {
+            assert!(is_image(Path::new(name)), "{name}");
+        }
+        assert!(!is_image(Path::new("README.txt")));
     }
 
     /// A class list shorter than the folders names the first folder it lacks; a longer one

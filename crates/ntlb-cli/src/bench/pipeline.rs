@@ -1,6 +1,6 @@
-//! `ntlb bench pipeline`: images/s from JPEG files to features (the evaluation harness's own
-//! path), and of decode + resize alone on one core and on all, with Pillow
-//! (scripts/bench_preprocess.py) alongside.
+//! `ntlb bench pipeline`: images/s from image files (JPEG, PNG, WebP) to features (the
+//! evaluation harness's own path), and of decode + resize alone on one core and on all, with
+//! Pillow (scripts/bench_preprocess.py) alongside.
 
 use std::time::Instant;
 
@@ -10,9 +10,14 @@ use serde_json::json;
 
 #[derive(clap::Args)]
 pub struct PipelineArgs {
-    /// Folder of JPEG files (default: 200 generated 500×375 photos in a temporary folder).
+    /// Folder of JPEG / PNG / WebP files (default: 200 generated 500×375 photos in a temporary
+    /// folder, in --format).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
+    /// The generated photos' format (without --dir): JPEG at quality 90, WebP lossy at Pillow's
+    /// default quality 80, or lossless WebP (CLIP_benchmark's shards' default).
+    #[arg(long, value_enum, default_value_t = PhotoFormat::Jpeg)]
+    format: PhotoFormat,
     #[arg(long, default_value_t = 200)]
     images: usize,
     #[arg(long, default_value_t = 64)]
@@ -25,8 +30,15 @@ pub struct PipelineArgs {
     json: bool,
 }
 
-/// Write `n` 500×375 photo-like JPEGs (smooth colour fields with noise and edges).
-fn write_photos(dir: &std::path::Path, n: usize) -> Result<Vec<std::path::PathBuf>> {
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum PhotoFormat {
+    Jpeg,
+    Webp,
+    WebpLossless,
+}
+
+/// Write `n` 500×375 photo-like images (smooth colour fields with noise and edges).
+fn write_photos(dir: &std::path::Path, n: usize, format: PhotoFormat) -> Result<Vec<std::path::PathBuf>> {
     use rand::{Rng, SeedableRng};
     (0..n)
         .map(|i| {
@@ -42,9 +54,25 @@ fn write_photos(dir: &std::path::Path, n: usize) -> Result<Vec<std::path::PathBu
                     (a[c] * (1.0 - t) + b[c] * t + edge + rng.random_range(-10.0..10.0)).clamp(0.0, 255.0) as u8
                 }))
             });
-            let p = dir.join(format!("photo{i:04}.jpg"));
-            let mut f = std::io::BufWriter::new(std::fs::File::create(&p)?);
-            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut f, 90).encode_image(&img)?;
+            let webp = |quality| {
+                let raster = ntlb_clip::preprocess::Raster {
+                    width: 500,
+                    height: 375,
+                    channels: 3,
+                    data: img.as_raw().clone(),
+                };
+                ntlb_clip::preprocess::encode_webp(&raster, quality).map_err(anyhow::Error::msg)
+            };
+            let (p, bytes) = match format {
+                PhotoFormat::Jpeg => {
+                    let mut b = Vec::new();
+                    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut b, 90).encode_image(&img)?;
+                    (dir.join(format!("photo{i:04}.jpg")), b)
+                }
+                PhotoFormat::Webp => (dir.join(format!("photo{i:04}.webp")), webp(Some(80.0))?),
+                PhotoFormat::WebpLossless => (dir.join(format!("photo{i:04}.webp")), webp(None)?),
+            };
+            std::fs::write(&p, bytes)?;
             Ok(p)
         })
         .collect()
@@ -63,7 +91,7 @@ pub fn run(a: PipelineArgs) -> Result<i32> {
             f.truncate(a.images);
             f
         }
-        None => write_photos(&tmp, a.images)?,
+        None => write_photos(&tmp, a.images, a.format)?,
     };
     if files.is_empty() {
         bail!("no images to read");
@@ -131,8 +159,14 @@ pub fn run(a: PipelineArgs) -> Result<i32> {
         )),
         Err(e) => Err(format!("Pillow comparison skipped: {}: {e}", a.python)),
     };
+    // Files by extension, lower-cased: what the figures are of.
+    let mut formats = std::collections::BTreeMap::<String, usize>::new();
+    for p in &files {
+        let e = p.extension().map(|e| e.to_string_lossy().to_lowercase()).unwrap_or_default();
+        *formats.entry(e).or_default() += 1;
+    }
     let out = json!({
-        "images": files.len(), "decode_resize_per_core": per_core, "decode_resize_all_cores": all_cores,
+        "images": files.len(), "formats": formats, "decode_resize_per_core": per_core, "decode_resize_all_cores": all_cores,
         "threads": all.current_num_threads(), "files_to_features_vit_b32": end_to_end, "device": a.device,
         "pillow_torchvision_per_core": pillow.as_ref().ok().map(|p| p.0), "baseline": pillow.as_ref().ok().map(|p| &p.1),
         "ratio_vs_pillow_per_core": pillow.as_ref().ok().map(|p| per_core / p.0),

@@ -1,9 +1,9 @@
-//! A file to the picture Pillow decodes, recognised by content (PNG or JPEG), in its own mode.
+//! A file to the picture Pillow decodes, recognised by content (PNG, JPEG or WebP), in its own mode.
 
 use std::io::Read;
 use std::path::Path;
 
-use super::{jpeg, png, Kind, PreprocessError, Raster};
+use super::{jpeg, png, webp, Kind, PreprocessError, Raster};
 
 /// Decode a file into Pillow's 8-bit view.
 pub(super) fn decode(path: &Path) -> Result<(Raster, Kind), PreprocessError> {
@@ -23,7 +23,9 @@ pub(super) fn decode_bytes(bytes: &[u8]) -> Result<(Raster, Kind), String> {
         png::decode(bytes)
     } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
         jpeg::decode(bytes)
+    } else if webp::is_webp(bytes) {
+        webp::decode(bytes)
     } else {
-        Err("unknown image format (expected JPEG or PNG)".into())
+        Err("unknown image format (expected JPEG, PNG or WebP)".into())
     }
 }
