@@ -168,3 +168,19 @@ fn the_benchmark_encoder_round_trips_losslessly() {
         assert_eq!((r.width, r.height, r.channels), (w, h, c));
     }
 }
+
+#[test]
+fn a_decompression_bomb_is_refused_before_decoding_as_by_pillow() {
+    // A VP8L header declaring 16383 x 16383 (268 M pixels, over Pillow's 2 x 89.5 M), no data.
+    let bits: u32 = 16382 | (16382 << 14);
+    let mut chunk = vec![0x2f];
+    chunk.extend_from_slice(&bits.to_le_bytes());
+    chunk.extend_from_slice(&[0; 16]);
+    let mut b = b"RIFF".to_vec();
+    b.extend_from_slice(&((4 + 8 + chunk.len()) as u32).to_le_bytes());
+    b.extend_from_slice(b"WEBPVP8L");
+    b.extend_from_slice(&(chunk.len() as u32).to_le_bytes());
+    b.extend_from_slice(&chunk);
+    let e = load_image_bytes(&b, Path::new("bomb.webp"), 32).unwrap_err().to_string();
+    assert!(e.contains("bomb.webp") && e.contains("decompression bomb"), "{e}");
+}
