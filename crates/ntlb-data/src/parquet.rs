@@ -249,9 +249,18 @@ pub fn read_row(path: &Path, row: u64, column: &str) -> std::result::Result<Vec<
             }
         }
     };
-    // Read outside the cache's lock: other groups load meanwhile; readers of this one wait.
+    // Read outside the cache's lock: other groups load meanwhile; readers of this one wait. The
+    // read runs on a thread of its own: polars works on its own pool, and a rayon worker waiting
+    // for it there would take other work of its pool meanwhile, such as another row of this
+    // group, and wait on this cell from inside its own initialisation.
     let group = cell
-        .get_or_init(|| read_group(path, column, starts[gi], starts[gi + 1] - starts[gi], meta.clone()))
+        .get_or_init(|| {
+            let (path, column, meta) = (path.to_path_buf(), column.to_string(), meta.clone());
+            let (start, len) = (starts[gi], starts[gi + 1] - starts[gi]);
+            std::thread::spawn(move || read_group(&path, &column, start, len, meta))
+                .join()
+                .unwrap_or_else(|_| Err("the parquet reader panicked".into()))
+        })
         .clone()?;
     match group.get((row - starts[gi]) as usize) {
         Some(Some(b)) => Ok(b.clone()),

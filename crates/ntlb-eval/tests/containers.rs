@@ -1,0 +1,191 @@
+//! Same numbers whatever the container: the generated world written as folder trees, as
+//! WebDataset shards (CLIP_benchmark's layout) and as Hugging Face parquet files gives the same
+//! result rows, zero-shot and CoOp, on all five sets; unreadable members are failed images
+//! (fatal with `strict`), and the containers' identities make their own keys.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use ntlb_data::classes::ClassList;
+use ntlb_data::source::{Layout, TrainSet};
+use ntlb_data::write::{write_parquet_split, write_wds, Written};
+use ntlb_eval::results::{read_table, ResultRow, RunRecord};
+use ntlb_eval::sweep::{open_datasets, run_sweep, SweepConfig, SweepOptions};
+
+fn opts() -> SweepOptions {
+    SweepOptions {
+        shard: None,
+        dry_run: false,
+        progress: false,
+        max_jobs: None,
+    }
+}
+
+fn written(items: &[(ntlb_data::image::ImageRef, usize)]) -> Vec<Written> {
+    items
+        .iter()
+        .map(|(r, l)| {
+            let p = r.as_file().expect("a folder's file");
+            let ext = p.extension().unwrap().to_string_lossy().to_ascii_lowercase().replace("jpeg", "jpg");
+            Written {
+                bytes: std::fs::read(p).unwrap(),
+                ext,
+                path: p.file_name().unwrap().to_string_lossy().into_owned(),
+                label: *l,
+            }
+        })
+        .collect()
+}
+
+/// The sets of the folder sweep, written as `<out>/wds/<kind>` and `<out>/hf/<kind>`; the
+/// ImageNet root of each holds its `train` split too.
+fn write_containers(folder_cfg: &SweepConfig, out: &Path) {
+    let cfg = folder_cfg.resolved();
+    let (classes, sets) = open_datasets(&cfg).unwrap();
+    for s in &sets {
+        let w = written(&s.items);
+        write_wds(&out.join("wds").join(s.kind.name()), "test", &w, Some(&s.classes.names), 4).unwrap();
+        write_parquet_split(&out.join("hf").join(s.kind.name()), "validation", &w, 5, 2).unwrap();
+    }
+    let train = TrainSet::open(&cfg.coop.as_ref().unwrap().train_root, &Layout::default(), &classes, None).unwrap();
+    let w = written(&train.items);
+    write_wds(&out.join("wds/imagenet"), "train", &w, None, 5).unwrap();
+    write_parquet_split(&out.join("hf/imagenet"), "train", &w, 7, 3).unwrap();
+}
+
+/// The folder sweep with its datasets (and training set) in `format` under `base`.
+fn container_sweep(folder_toml: &str, root: &Path, base: &Path, format: &str, results: &Path) -> SweepConfig {
+    let mut t = folder_toml
+        .replace(&format!("results = \"{}\"", root.join("folder-results").display()), &format!("results = \"{}\"", results.display()))
+        .replace(
+            &format!("train_root = \"{}/imagenet\"\n", root.display()),
+            &format!("train_root = \"{}/imagenet\"\ntrain_format = \"{format}\"\n", base.display()),
+        );
+    for (dir, kind) in [
+        ("imagenet", "imagenet"),
+        ("v2", "imagenet-v2"),
+        ("sketch", "imagenet-sketch"),
+        ("imagenet-a", "imagenet-a"),
+        ("imagenet-r", "imagenet-r"),
+    ] {
+        t = t.replace(
+            &format!("\nroot = \"{}/{dir}\"\n", root.display()),
+            &format!("\nroot = \"{}/{kind}\"\nformat = \"{format}\"\n", base.display()),
+        );
+    }
+    assert_eq!(t.matches(&format!("format = \"{format}\"")).count(), 6, "{t}");
+    let path = results.with_extension("toml");
+    std::fs::write(&path, t).unwrap();
+    SweepConfig::read(&path).unwrap()
+}
+
+/// Rows without their job key (it hashes the container), in a fixed order.
+fn rows(results: &Path) -> Vec<ResultRow> {
+    let mut r: Vec<ResultRow> = read_table(results)
+        .unwrap()
+        .into_iter()
+        .map(|r| ResultRow { run_key: String::new(), ..r })
+        .collect();
+    r.sort_by_key(|r| format!("{:?}", (&r.method, &r.template, r.lambda, r.seed, &r.dataset)));
+    r
+}
+
+fn records(results: &Path) -> Vec<RunRecord> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(results.join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    files.iter().map(|p| RunRecord::read(p).unwrap()).collect()
+}
+
+#[test]
+fn every_row_is_the_same_from_folders_shards_and_parquet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = common::make_world(tmp.path());
+    let model = common::synth_clip();
+    let folder_toml = common::sweep_toml(&root, &model, &root.join("folder-results"), true);
+    let path = root.join("folder.toml");
+    std::fs::write(&path, &folder_toml).unwrap();
+    let folder = SweepConfig::read(&path).unwrap();
+    write_containers(&folder, &root);
+    assert_eq!(run_sweep(&folder, &opts()).unwrap(), 3);
+    let reference = rows(&folder.results);
+    assert!(reference.iter().any(|r| r.method == "coop" && r.lambda == Some(1.0) && r.dataset == "imagenet-r"));
+    assert_eq!(reference.iter().map(|r| r.dataset.as_str()).collect::<std::collections::BTreeSet<_>>().len(), 5);
+    let folder_keys: Vec<String> = records(&folder.results).into_iter().map(|r| r.key).collect();
+    for (format, base) in [("wds", root.join("wds")), ("parquet", root.join("hf"))] {
+        let results = root.join(format!("{format}-results"));
+        let cfg = container_sweep(&folder_toml, &root, &base, format, &results);
+        assert_eq!(run_sweep(&cfg, &opts()).unwrap(), 3, "{format}");
+        let got = rows(&results);
+        assert_eq!(got.len(), reference.len(), "{format}");
+        for (a, b) in got.iter().zip(&reference) {
+            assert_eq!(a, b, "{format}");
+        }
+        // The containers are other sets by content: their own job keys and cache entries.
+        let recs = records(&results);
+        assert!(recs.iter().all(|r| !folder_keys.contains(&r.key)), "{format}");
+        // Relevance maps name the split's images in their container.
+        let coop = recs.iter().find(|r| r.relevance.is_some()).unwrap();
+        let img = coop.relevance.as_ref().unwrap()[0].image.display().to_string();
+        assert!(img.contains(if format == "wds" { ".tar/s" } else { ".parquet#" }), "{img}");
+        // The split file holds shard members or rows, relative to the training root.
+        let split = std::fs::read_to_string(results.join("runs").join(&coop.key).join("split.json")).unwrap();
+        assert!(split.contains(if format == "wds" { "\"shard\": \"train/" } else { "\"file\": \"data/train-" }), "{split}");
+        assert!(!split.contains(&root.display().to_string()));
+        // Indexes cached beside the features: 5 evaluation sets and the training set.
+        let indexes = std::fs::read_dir(cfg.cache_dir())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".index.json"))
+            .count();
+        assert_eq!(indexes, 6, "{format}");
+    }
+}
+
+/// A member that does not decode is a failed image named by shard and member, as an
+/// unreadable file is; `strict` makes it fatal.
+#[test]
+fn unreadable_members_are_failed_images() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = common::make_world(tmp.path());
+    let model = common::synth_clip();
+    let cl = ClassList::read(&root.join("classes.tsv")).unwrap();
+    let mut w: Vec<Written> = (0..cl.len())
+        .map(|c| Written {
+            bytes: std::fs::read(root.join("imagenet/images/val").join(&cl.ids[c]).join("img0.png")).unwrap(),
+            ext: "png".into(),
+            path: format!("{c}.png"),
+            label: c,
+        })
+        .collect();
+    w[2].bytes.truncate(40);
+    write_wds(&root.join("wds"), "test", &w, Some(&cl.names), 4).unwrap();
+    let templates = root.join("templates.txt");
+    std::fs::write(&templates, "a photo of a {}.\n").unwrap();
+    let toml = |strict: bool, results: &str| {
+        format!(
+            "name = \"t\"\nresults = \"{}\"\nclasses = \"{}\"\nbatch_size = 4\nstrict = {strict}\n\
+             [[models]]\nname = \"tiny\"\npath = \"{}\"\n\
+             [[datasets]]\nkind = \"imagenet\"\nroot = \"{}\"\nformat = \"wds\"\n\
+             [zero_shot]\ntemplates = \"{}\"\n",
+            root.join(results).display(),
+            root.join("classes.tsv").display(),
+            model.display(),
+            root.join("wds").display(),
+            templates.display()
+        )
+    };
+    let cfg: SweepConfig = toml::from_str(&toml(false, "lenient")).unwrap();
+    assert_eq!(run_sweep(&cfg, &opts()).unwrap(), 1);
+    let rec = &records(&cfg.results)[0];
+    let bad = root.join("wds/test/0.tar/s0000002.png");
+    assert_eq!(rec.failed_images.len(), 1, "{:?}", rec.failed_images);
+    assert_eq!(rec.failed_images[0].0, bad);
+    assert!(rec.rows.iter().all(|r| r.n_failed == 1 && r.n_images == 5));
+    let strict: SweepConfig = toml::from_str(&toml(true, "strict")).unwrap();
+    let e = format!("{:#}", run_sweep(&strict, &opts()).unwrap_err());
+    assert!(e.contains(&bad.display().to_string()) && e.contains("--strict"), "{e}");
+}
