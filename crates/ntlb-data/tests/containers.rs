@@ -273,6 +273,14 @@ fn a_resharded_copy_is_another_set() {
     };
     assert_eq!(id("a"), id("b"));
     assert_ne!(id("a"), id("c"));
+    // The same samples at the same offsets in a shard of another size (padded): another set.
+    let mut t = std::fs::OpenOptions::new().append(true).open(d.path().join("b/test/0.tar")).unwrap();
+    std::io::Write::write_all(&mut t, &[0u8; 10240]).unwrap();
+    assert_eq!(open(&d.path().join("b"), &wds(None), &cl).unwrap().items, {
+        let s = open(&d.path().join("a"), &wds(None), &cl).unwrap();
+        s.items.iter().map(|(r, l)| (r.relative_to(&d.path().join("a")).under(&d.path().join("b")), *l)).collect::<Vec<_>>()
+    });
+    assert_ne!(id("a"), id("b"));
 }
 
 /// The one-shot split draws from the train shards, reads only what it drew, and draws what the

@@ -115,7 +115,7 @@ fn every_row_is_the_same_from_folders_shards_and_parquet() {
     let reference = rows(&folder.results);
     assert!(reference.iter().any(|r| r.method == "coop" && r.lambda == Some(1.0) && r.dataset == "imagenet-r"));
     assert_eq!(reference.iter().map(|r| r.dataset.as_str()).collect::<std::collections::BTreeSet<_>>().len(), 5);
-    let folder_keys: Vec<String> = records(&folder.results).into_iter().map(|r| r.key).collect();
+    let mut keys_seen: Vec<String> = records(&folder.results).into_iter().map(|r| r.key).collect();
     for (format, base) in [("wds", root.join("wds")), ("parquet", root.join("hf"))] {
         let results = root.join(format!("{format}-results"));
         let cfg = container_sweep(&folder_toml, &root, &base, format, &results);
@@ -127,7 +127,8 @@ fn every_row_is_the_same_from_folders_shards_and_parquet() {
         }
         // The containers are other sets by content: their own job keys and cache entries.
         let recs = records(&results);
-        assert!(recs.iter().all(|r| !folder_keys.contains(&r.key)), "{format}");
+        assert!(recs.iter().all(|r| !keys_seen.contains(&r.key)), "{format}");
+        keys_seen.extend(recs.iter().map(|r| r.key.clone()));
         // Relevance maps name the split's images in their container.
         let coop = recs.iter().find(|r| r.relevance.is_some()).unwrap();
         let img = coop.relevance.as_ref().unwrap()[0].image.display().to_string();
@@ -188,4 +189,53 @@ fn unreadable_members_are_failed_images() {
     let strict: SweepConfig = toml::from_str(&toml(true, "strict")).unwrap();
     let e = format!("{:#}", run_sweep(&strict, &opts()).unwrap_err());
     assert!(e.contains(&bad.display().to_string()) && e.contains("--strict"), "{e}");
+}
+
+/// WebP members (CLIP_benchmark's default: lossless) and WebP bytes in parquet rows decode as
+/// the same WebP files do in a folder: the same features, to the bit, lossless, lossy and with
+/// alpha.
+#[test]
+fn webp_members_decode_as_webp_files() {
+    use burn::tensor::Device;
+    use ntlb_clip::preprocess::{encode_webp, Raster};
+    use ntlb_data::source::Format;
+    use ntlb_data::variants::{DatasetKind, EvalSet};
+    let tmp = tempfile::tempdir().unwrap();
+    let root = common::make_world(tmp.path());
+    let cl = ClassList::read(&root.join("classes.tsv")).unwrap();
+    let mut w = Vec::new();
+    for c in 0..cl.len() {
+        for (k, quality) in [None, Some(75.0), None].into_iter().enumerate() {
+            let channels = if k == 2 { 4 } else { 3 };
+            let (width, height) = (37 + 5 * c, 29 + 3 * k);
+            let data = (0..width * height * channels).map(|i| ((i * (c + 3) + k * 71) % 251) as u8).collect();
+            let r = Raster { width, height, channels, data };
+            w.push(Written {
+                bytes: encode_webp(&r, quality).unwrap(),
+                ext: "webp".into(),
+                path: format!("img{k}.webp"),
+                label: c,
+            });
+        }
+    }
+    for x in &w {
+        let dir = root.join("webp-folder/images/val").join(&cl.ids[x.label]);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(&x.path), &x.bytes).unwrap();
+    }
+    write_wds(&root.join("webp-wds"), "test", &w, Some(&cl.names), 5).unwrap();
+    write_parquet_split(&root.join("webp-hf"), "validation", &w, 8, 3).unwrap();
+    let clip = ntlb_clip::Clip::load(&common::synth_clip(), None, &Device::flex()).unwrap();
+    let numerics = ntlb_eval::identity::Numerics::from_config("cpu", "f32").unwrap();
+    let feats = |dir: &str, format: Format| {
+        let layout = Layout { format, ..Layout::default() };
+        let set = EvalSet::open_in(DatasetKind::Imagenet, &root.join(dir), &layout, &cl, None, None, None).unwrap();
+        assert_eq!(set.items.len(), 18);
+        let f = ntlb_eval::features::dataset_features(&clip, &set, "sha", &numerics, None, 4, true, false).unwrap();
+        (f.data, f.labels)
+    };
+    let folder = feats("webp-folder", Format::Folder);
+    assert_eq!(folder.1.len(), 18);
+    assert!(feats("webp-wds", Format::Wds) == folder, "wds members");
+    assert!(feats("webp-hf", Format::Parquet) == folder, "parquet rows");
 }
