@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ntlb_data::classes::ClassList;
 use ntlb_data::source::{Layout, TrainSet};
@@ -92,13 +92,7 @@ fn rows(results: &Path) -> Vec<ResultRow> {
 }
 
 fn records(results: &Path) -> Vec<RunRecord> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(results.join("runs"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    files.sort();
-    files.iter().map(|p| RunRecord::read(p).unwrap()).collect()
+    ntlb_eval::results::read_runs(results).unwrap()
 }
 
 #[test]
