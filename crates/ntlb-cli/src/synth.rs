@@ -135,6 +135,10 @@ pub struct RegressArgs {
     /// Instead of checking, copy RESULTS_OF_DEMO's rows into the baseline file.
     #[arg(long)]
     write_baseline_from: Option<PathBuf>,
+    /// cpu, cuda or cuda:N for the rerun (overrides the config). A baseline holds the numbers
+    /// of one device: compare a GPU rerun with a baseline made on a GPU.
+    #[arg(long)]
+    device: Option<String>,
 }
 
 pub fn regress(a: RegressArgs) -> Result<i32> {
@@ -150,6 +154,10 @@ pub fn regress(a: RegressArgs) -> Result<i32> {
     }
     let mut cfg = ntlb_eval::sweep::SweepConfig::read(&a.config)?;
     cfg.results = a.results.clone();
+    if let Some(d) = a.device {
+        ntlb_clip::device::parse_device(&d)?;
+        cfg.device = d;
+    }
     let world = cfg.data_root.clone().unwrap_or_else(|| PathBuf::from("datasets/synth"));
     if !world.join("world.json").exists() {
         generate(&world, &WorldSpec::default())?;
