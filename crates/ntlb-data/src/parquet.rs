@@ -196,7 +196,9 @@ fn file_layout(path: &Path) -> std::result::Result<Arc<(Vec<u64>, FileMetadataRe
 fn read_group(path: &Path, column: &str, start: u64, len: u64, meta: FileMetadataRef) -> std::result::Result<Group, String> {
     let mut r = ParquetReader::new(File::open(path).map_err(|e| e.to_string())?);
     r.set_metadata(meta);
+    // One group on this thread: the decoding threads read groups side by side.
     let df = r
+        .read_parallel(ParallelStrategy::None)
         .with_columns(Some(vec![column.to_string()]))
         .with_slice(Some((start as usize, len as usize)))
         .finish()

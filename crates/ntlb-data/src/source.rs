@@ -305,27 +305,13 @@ pub fn open_container(root: &Path, layout: &Layout, train: bool, classes: &Class
     let mut items = Vec::with_capacity(ix.samples.len());
     for s in &ix.samples {
         let file = &files[s.file as usize];
-        let (r, what) = match layout.format {
+        let r = sample_ref(s, file, layout.format, &column);
+        let what = match layout.format {
             Format::Wds => {
                 let key = crate::wds::split_name(&s.name).map_or(s.name.as_str(), |(k, _)| k);
-                (
-                    ImageRef::Member {
-                        shard: file.clone(),
-                        offset: s.at,
-                        size: s.size,
-                        name: s.name.clone(),
-                    },
-                    format!("member `{key}.{label_key}`"),
-                )
+                format!("member `{key}.{label_key}`")
             }
-            _ => (
-                ImageRef::Row {
-                    file: file.clone(),
-                    row: s.at,
-                    column: column.clone(),
-                },
-                format!("row {} (`{label_key}`)", s.at),
-            ),
+            _ => format!("row {} (`{label_key}`)", s.at),
         };
         let label = match &s.label {
             Label::Index(i) if *i >= 0 && (*i as usize) < n => *i as usize,
@@ -350,6 +336,37 @@ pub fn open_container(root: &Path, layout: &Layout, train: bool, classes: &Class
         },
         items,
     })
+}
+
+fn sample_ref(s: &Sample, file: &Path, format: Format, column: &str) -> ImageRef {
+    match format {
+        Format::Wds => ImageRef::Member {
+            shard: file.to_path_buf(),
+            offset: s.at,
+            size: s.size,
+            name: s.name.clone(),
+        },
+        _ => ImageRef::Row {
+            file: file.to_path_buf(),
+            row: s.at,
+            column: column.to_string(),
+        },
+    }
+}
+
+/// Every image of a container's split, unlabelled (for tools that read images only, as
+/// `ntlb bench pipeline`).
+pub fn container_images(root: &Path, layout: &Layout) -> Result<Vec<ImageRef>> {
+    let split = layout.split(false);
+    let files = match layout.format {
+        Format::Wds => crate::wds::shard_files(&root.join(&split))?,
+        Format::Parquet => crate::parquet::parquet_files(root, &split)?,
+        Format::Folder => bail!("{}: a folder tree is not a container", root.display()),
+    };
+    let base = if root.is_file() { root.parent().unwrap_or(Path::new("")) } else { root };
+    let ix = load_index(base, &files, layout, None)?;
+    let column = layout.image_keys()[0].clone();
+    Ok(ix.samples.iter().map(|s| sample_ref(s, &files[s.file as usize], layout.format, &column)).collect())
 }
 
 /// The images one-shot (few-shot) training draws from: the `train` split of a folder tree or
