@@ -74,6 +74,21 @@ pub struct Declaration {
     /// Normalisation with its source, and the declared resize/crop size when one is given.
     pub normalization: Option<(Normalization, String)>,
     pub size: Option<(usize, String)>,
+    /// The text context (rows of the position table), with where it was read.
+    pub context_length: Option<(usize, String)>,
+}
+
+/// The text context a config file declares at `pointer` (its library's default, 77, when
+/// absent).
+fn context_length(path: &Path, v: &Value, pointer: &str) -> Result<(usize, String), LoadError> {
+    let key = pointer.trim_start_matches('/').replace('/', ".");
+    match v.pointer(pointer) {
+        None | Some(Value::Null) => Ok((77, format!("{}: `{key}` absent: 77", path.display()))),
+        Some(n) => match n.as_u64() {
+            Some(c) if c > 0 => Ok((c as usize, format!("{}: `{key}` = {c}", path.display()))),
+            _ => Err(bad(path, format!("`{key}` = {n}: expected a positive integer"))),
+        },
+    }
 }
 
 fn bad(path: &Path, msg: String) -> LoadError {
@@ -84,9 +99,9 @@ fn bad(path: &Path, msg: String) -> LoadError {
 }
 
 fn read_json(path: &Path) -> Result<Value, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+    let text = std::fs::read_to_string(path).map_err(|error| LoadError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     serde_json::from_str(&text).map_err(|e| bad(path, format!("not valid JSON: {e}")))
 }
@@ -105,10 +120,14 @@ pub fn declared(path: &Path) -> Result<Declaration, LoadError> {
     let dir = folder_of(path);
     if path.is_dir() {
         let cfg_path = dir.join(HF_CONFIG);
-        let activation = if cfg_path.exists() {
-            Some(hf_activation(&cfg_path, &read_json(&cfg_path)?)?)
+        let (activation, context_length) = if cfg_path.exists() {
+            let v = read_json(&cfg_path)?;
+            (
+                Some(hf_activation(&cfg_path, &v)?),
+                Some(context_length(&cfg_path, &v, "/text_config/max_position_embeddings")?),
+            )
         } else {
-            None
+            (None, None)
         };
         let pre = dir.join(HF_PREPROCESSOR);
         let (normalization, size) = if pre.exists() {
@@ -120,6 +139,7 @@ pub fn declared(path: &Path) -> Result<Declaration, LoadError> {
             activation,
             normalization,
             size,
+            context_length,
         });
     }
     let oc = dir.join(OPEN_CLIP_CONFIG);
@@ -127,16 +147,19 @@ pub fn declared(path: &Path) -> Result<Declaration, LoadError> {
         let v = read_json(&oc)?;
         let activation = Some(open_clip_activation(&oc, &v)?);
         let (normalization, size) = open_clip_preprocess(&oc, &v)?;
+        let context_length = Some(context_length(&oc, &v, "/model_cfg/text_cfg/context_length")?);
         return Ok(Declaration {
             activation,
             normalization,
             size,
+            context_length,
         });
     }
     Ok(Declaration {
         activation: None,
         normalization: None,
         size: None,
+        context_length: None,
     })
 }
 

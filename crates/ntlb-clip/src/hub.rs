@@ -35,8 +35,9 @@ pub enum HubError {
     /// The cache holds the model, but not all of it (or not what its layout needs).
     #[error("{msg}\ndownload it again with: {command}")]
     Incomplete { msg: String, command: String },
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    /// `error` in the message, not as the source: printed with its chain it would read twice.
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
 }
 
 fn not_found(spec: &str, tried: &[(PathBuf, String)], command: &str) -> String {
@@ -249,7 +250,7 @@ pub fn resolve_name_in(spec: &str, revision: Option<&str>, env: &HubEnv, also_tr
                 tried.push((ref_file, why));
                 return Err(not_found(tried));
             }
-            Err(source) => return Err(HubError::Io { path: ref_file, source }),
+            Err(error) => return Err(HubError::Io { path: ref_file, error }),
         }
     };
     let snapshot = repo_dir.join("snapshots").join(&commit);

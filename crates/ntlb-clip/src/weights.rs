@@ -26,8 +26,10 @@ use crate::hub::probe;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("{path}: cannot read checkpoint: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    /// `error` is in the message, not the error's source: printed with its chain (`{:#}`) it
+    /// would read twice.
+    #[error("{path}: cannot read checkpoint: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
     #[error("{path}: not a valid safetensors file: {msg}")]
     Format { path: PathBuf, msg: String },
     #[error("{path}: tensor `{key}` has dtype {dtype}, expected a floating-point tensor")]
@@ -43,6 +45,13 @@ pub enum LoadError {
     },
     #[error("{path}: unexpected tensor(s) the model does not use: {}", keys.join(", "))]
     Unexpected { path: PathBuf, keys: Vec<String> },
+    /// Names the model lacks and names it does not use, together: a renamed tensor is both.
+    #[error("{path}: the tensor names do not match the model (a renamed tensor?): missing {}; unexpected tensor(s) the model does not use: {}", missing.join(", "), unexpected.join(", "))]
+    Names {
+        path: PathBuf,
+        missing: Vec<String>,
+        unexpected: Vec<String>,
+    },
     #[error("{path}: {msg}")]
     Layout { path: PathBuf, msg: String },
     #[error("{path}: not a readable PyTorch checkpoint: {msg}")]
@@ -70,7 +79,7 @@ pub fn weights_file(path: &Path) -> Result<PathBuf, LoadError> {
             Ok(false) => {}
             Err(target) => {
                 return Err(LoadError::Io {
-                    source: std::io::Error::new(
+                    error: std::io::Error::new(
                         std::io::ErrorKind::NotFound,
                         format!("a symlink to {}, which does not exist (an incomplete download?)", target.display()),
                     ),
@@ -81,7 +90,7 @@ pub fn weights_file(path: &Path) -> Result<PathBuf, LoadError> {
     }
     Err(LoadError::Io {
         path: path.into(),
-        source: std::io::Error::new(
+        error: std::io::Error::new(
             std::io::ErrorKind::NotFound,
             if ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
                 .iter()
@@ -121,6 +130,9 @@ pub struct WeightMap {
     pub layout: Layout,
     entries: BTreeMap<String, WeightEntry>,
     taken: BTreeSet<String>,
+    /// Names of the file that map to no tensor of any model (Hugging Face layout), refused by
+    /// [`WeightMap::finish`] or listed with what is missing ([`WeightMap::explain_missing`]).
+    unknown: Vec<String>,
 }
 
 /// The floating-point element types read (as f32).
@@ -243,7 +255,7 @@ fn is_safetensors(file: &Path) -> Result<bool, LoadError> {
     let mut head = Vec::with_capacity(9);
     std::fs::File::open(file)
         .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, 9), &mut head))
-        .map_err(|source| LoadError::Io { path: file.into(), source })?;
+        .map_err(|error| LoadError::Io { path: file.into(), error })?;
     Ok(head.len() == 9 && u64::from_le_bytes(head[..8].try_into().expect("8 bytes")) <= 100_000_000 && head[8] == b'{')
 }
 
@@ -259,7 +271,7 @@ pub fn torchscript_conversion_command(file: &Path) -> String {
 
 /// Refuse a TorchScript archive: a zip holding `code/` or `constants.pkl` beside `data.pkl`.
 fn refuse_torchscript(file: &Path) -> Result<(), LoadError> {
-    let mut f = std::fs::File::open(file).map_err(|source| LoadError::Io { path: file.into(), source })?;
+    let mut f = std::fs::File::open(file).map_err(|error| LoadError::Io { path: file.into(), error })?;
     let mut head = [0u8; 4];
     if std::io::Read::read_exact(&mut f, &mut head).is_err() || &head != b"PK\x03\x04" {
         return Ok(());
@@ -410,9 +422,9 @@ impl WeightMap {
         let file = weights_file(path)?;
         let bytes;
         let src = if is_safetensors(&file)? {
-            bytes = std::fs::read(&file).map_err(|source| LoadError::Io {
+            bytes = std::fs::read(&file).map_err(|error| LoadError::Io {
                 path: file.clone(),
-                source,
+                error,
             })?;
             Source::SafeTensors(SafeTensors::deserialize(&bytes).map_err(|e| LoadError::Format {
                 path: file.clone(),
@@ -511,14 +523,12 @@ impl WeightMap {
                 }
             }
         }
-        if !unknown.is_empty() {
-            return Err(LoadError::Unexpected { path: file, keys: unknown });
-        }
         Ok(WeightMap {
             path: file,
             layout,
             entries,
             taken: BTreeSet::new(),
+            unknown,
         })
     }
 
@@ -578,6 +588,52 @@ impl WeightMap {
         }
     }
 
+    /// The name a canonical key has in this file, with the shape the model expects there
+    /// (where known: not empty).
+    fn file_key(&self, key: &str, shape: &[usize]) -> String {
+        let (name, shape) = match (self.layout, canonical_to_hf(key)) {
+            (Layout::HuggingFace, Some((hf, transposed))) => {
+                let mut shape = shape.to_vec();
+                if transposed {
+                    shape.reverse();
+                }
+                (hf, shape)
+            }
+            _ => (self.source_name(key), shape.to_vec()),
+        };
+        if shape.is_empty() {
+            return format!("`{name}`");
+        }
+        format!("`{name}` {shape:?}")
+    }
+
+    /// A missing tensor (`e`, from loading `expected`'s tensors or reading the architecture)
+    /// where the file also holds names the model does not use: both lists in one error, so
+    /// that a renamed tensor shows its old and its new name. `expected`: every (key, shape) the
+    /// model takes, when known.
+    pub fn explain_missing(&self, e: LoadError, expected: Option<&[(String, Vec<usize>)]>) -> LoadError {
+        let LoadError::Missing { key, expected: shape, .. } = &e else { return e };
+        let mut unexpected = self.unknown.clone();
+        // Reading the architecture asks for canonical names.
+        let mut missing = vec![self.file_key(key, shape)];
+        if let Some(expected) = expected {
+            let keys: BTreeSet<&str> = expected.iter().map(|(k, _)| k.as_str()).collect();
+            unexpected.extend(self.entries.iter().filter(|(k, _)| !keys.contains(k.as_str())).map(|(_, e)| e.source_key.clone()));
+            missing = expected.iter().filter(|(k, _)| !self.entries.contains_key(k)).map(|(k, s)| self.file_key(k, s)).collect();
+            missing.dedup();
+        }
+        unexpected.sort();
+        unexpected.dedup();
+        if unexpected.is_empty() || missing.is_empty() {
+            return e;
+        }
+        LoadError::Names {
+            path: self.path.clone(),
+            missing,
+            unexpected,
+        }
+    }
+
     /// Refuse a checkpoint that holds tensors the model did not use.
     pub fn finish(self) -> Result<(), LoadError> {
         let mut left: Vec<String> = self
@@ -586,6 +642,8 @@ impl WeightMap {
             .filter(|(k, _)| !self.taken.contains(*k))
             .map(|(_, e)| e.source_key.clone())
             .collect();
+        left.extend(self.unknown.iter().cloned());
+        left.sort();
         left.dedup();
         if left.is_empty() {
             Ok(())

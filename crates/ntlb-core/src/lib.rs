@@ -7,4 +7,5 @@ pub mod damaged;
 pub mod digest;
 pub mod host;
 pub mod image;
+pub mod sealed;
 pub mod store;

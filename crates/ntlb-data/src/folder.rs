@@ -52,11 +52,14 @@ pub fn list_images(dir: &Path) -> Result<(Vec<PathBuf>, Vec<Unreadable>)> {
 /// Every folder in `dir` must be a class of the list (`is_class`): a class list shorter than
 /// the folders would leave a class out in silence. Hidden entries (`.name`) are not classes.
 pub fn check_no_other_folders(dir: &Path, n_classes: usize, is_class: impl Fn(&str) -> bool) -> Result<()> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .with_context(|| format!("{}: cannot list", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
-        .filter(|n| !n.starts_with('.') && !is_class(n))
-        .collect();
+    // An entry the listing cannot read might be a folder the list lacks: an error, not skipped.
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))? {
+        let n = e.with_context(|| format!("{}: cannot list an entry", dir.display()))?.file_name().to_string_lossy().into_owned();
+        if !n.starts_with('.') && !is_class(&n) {
+            names.push(n);
+        }
+    }
     names.sort();
     let mut other = Vec::new();
     for n in names {

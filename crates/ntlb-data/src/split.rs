@@ -46,23 +46,39 @@ impl FewShotSplit {
     }
 
     /// Reuse `path` if it exists (it must be for the same classes, shots and seed), else draw
-    /// and save it atomically. Files are saved relative to the folder's root, so a run resumed
-    /// on a node that mounts the data elsewhere reads the same images. A file that does not
-    /// parse (truncated, damaged) is reported, moved aside to `<name>.damaged` and drawn again
-    /// (the same draw: it depends on the folder, shots and seed only).
+    /// and save it atomically, sealed with the SHA-256 of its text (`ntlb_core::sealed`). Files
+    /// are saved relative to the folder's root, so a run resumed on a node that mounts the data
+    /// elsewhere reads the same images. A file whose text does not match its digest, or that
+    /// does not parse (truncated, damaged), is reported, moved aside to `<name>.damaged` and
+    /// drawn again (the same draw: it depends on the folder, shots and seed only). A file
+    /// without a digest is used only when it is that draw: anything else would be a split
+    /// nobody can tell from a damaged one.
     pub fn load_or_draw(path: &Path, folder: &TrainSet, shots: usize, seed: u64) -> Result<FewShotSplit> {
-        let parsed = if path.exists() {
-            let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()));
-            match text.and_then(|t| serde_json::from_str::<FewShotSplit>(&t).with_context(|| format!("{}: not a split file", path.display()))) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    let to = ntlb_core::damaged::set_aside(path).with_context(|| format!("{}: cannot move the damaged split aside", path.display()))?;
-                    eprintln!("damaged split file ({e:#}): moved to {}; drawing it again", to.display());
-                    None
+        let unsealed = |e: &anyhow::Error| e.to_string().contains(ntlb_core::sealed::NO_DIGEST);
+        let parsed = match ntlb_core::sealed::read_sealed_json::<FewShotSplit>(path) {
+            Ok(s) => Some(s),
+            Err(e) if ntlb_core::sealed::is_not_found(&e) => None,
+            Err(e) if unsealed(&e) => {
+                let plain = std::fs::read_to_string(path)
+                    .ok()
+                    .and_then(|t| serde_json::from_str::<FewShotSplit>(&t).ok())
+                    .map(|mut s| {
+                        for (p, _) in &mut s.items {
+                            *p = p.under(&folder.root);
+                        }
+                        s
+                    });
+                match plain {
+                    Some(s) if s == FewShotSplit::draw(folder, shots, seed)? => Some(s),
+                    Some(_) => bail!(
+                        "{}: a split file without a digest that is not the draw of this folder, {shots} shot(s) and seed {seed} \
+                         (edited, damaged, or for other images); delete it or pick another path",
+                        path.display()
+                    ),
+                    None => Self::set_aside(path, &e)?,
                 }
             }
-        } else {
-            None
+            Err(e) => Self::set_aside(path, &e)?,
         };
         if let Some(mut s) = parsed {
             if s.classes != folder.classes.ids || s.shots != shots || s.seed != seed {
@@ -73,7 +89,6 @@ impl FewShotSplit {
                     s.seed
                 );
             }
-            // Older split files hold absolute paths: kept as they are.
             for (p, _) in &mut s.items {
                 *p = p.under(&folder.root);
             }
@@ -84,8 +99,14 @@ impl FewShotSplit {
         for (p, _) in &mut on_disk.items {
             *p = p.relative_to(&folder.root);
         }
-        ntlb_core::atomic::write_atomic(path, serde_json::to_string_pretty(&on_disk)?.as_bytes())?;
+        ntlb_core::sealed::write_sealed_json(path, &on_disk)?;
         Ok(s)
+    }
+
+    fn set_aside(path: &Path, e: &anyhow::Error) -> Result<Option<FewShotSplit>> {
+        let to = ntlb_core::damaged::set_aside(path).with_context(|| format!("{}: cannot move the damaged split aside", path.display()))?;
+        eprintln!("damaged split file ({e:#}): moved to {}; drawing it again", to.display());
+        Ok(None)
     }
 }
 
@@ -132,5 +153,24 @@ mod tests {
         assert_eq!(FewShotSplit::load_or_draw(&split, &fa, 2, 7).unwrap(), drawn);
         assert_eq!(std::fs::read(tmp.path().join("split.json.damaged")).unwrap(), &whole[..whole.len() / 2]);
         assert_eq!(std::fs::read(&split).unwrap(), whole);
+        // Another image of the same class, the file still valid JSON: its digest tells.
+        let text = String::from_utf8(whole.clone()).unwrap();
+        let (a0, a1) = (r#""a/0.jpg""#, r#""a/1.jpg""#);
+        let swapped = if text.contains(a0) { text.replacen(a0, a1, 1) } else { text.replacen(a1, a0, 1) };
+        assert_ne!(swapped, text);
+        std::fs::remove_file(tmp.path().join("split.json.damaged")).unwrap();
+        std::fs::write(&split, &swapped).unwrap();
+        assert_eq!(FewShotSplit::load_or_draw(&split, &fa, 2, 7).unwrap(), drawn);
+        assert_eq!(std::fs::read(tmp.path().join("split.json.damaged")).unwrap(), swapped.as_bytes());
+        // Without a digest (written before digests were kept): used when it is the draw,
+        // refused by name when it is not.
+        let mut plain = drawn.clone();
+        plain.items.iter_mut().for_each(|(p, _)| *p = p.relative_to(&fa.root));
+        std::fs::write(&split, serde_json::to_string_pretty(&plain).unwrap()).unwrap();
+        assert_eq!(FewShotSplit::load_or_draw(&split, &fa, 2, 7).unwrap(), drawn);
+        plain.items.swap(0, 1);
+        std::fs::write(&split, serde_json::to_string_pretty(&plain).unwrap()).unwrap();
+        let e = FewShotSplit::load_or_draw(&split, &fa, 2, 7).unwrap_err().to_string();
+        assert!(e.contains("split.json") && e.contains("without a digest"), "{e}");
     }
 }

@@ -137,12 +137,12 @@ pub fn read_cached(dir: &Path, key: &FeatureKey) -> Result<Cached> {
     }
     let both = vec![mpath.clone(), fpath.clone()];
     let damaged = |why: String| Ok(Cached::Damaged { why, files: both.clone() });
-    let manifest: FeatureManifest = match std::fs::read_to_string(&mpath)
-        .map_err(anyhow::Error::from)
-        .and_then(|t| Ok(serde_json::from_str(&t)?))
-    {
+    // The manifest is sealed with the digest of its own text: a changed count of failed images
+    // would change the rows as surely as changed features.
+    let manifest: FeatureManifest = match ntlb_core::sealed::read_sealed_json(&mpath) {
         Ok(m) => m,
-        Err(e) => return damaged(format!("{}: not a cache manifest ({e})", mpath.display())),
+        Err(e) if ntlb_core::sealed::is_not_found(&e) => return Ok(Cached::Miss),
+        Err(e) => return damaged(format!("not a usable cache manifest: {e:#}")),
     };
     if manifest.key != *key {
         return Ok(Cached::Miss);
@@ -188,7 +188,7 @@ pub fn read_cached(dir: &Path, key: &FeatureKey) -> Result<Cached> {
 
 fn write_cached(dir: &Path, f: &mut Features) -> Result<()> {
     let id = f.manifest.key.id();
-    std::fs::create_dir_all(dir)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     let lab: Vec<f32> = f.labels.iter().map(|&l| l as f32).collect();
     let bytes = ntlb_core::store::serialize_tensors(
         &[
@@ -202,7 +202,7 @@ fn write_cached(dir: &Path, f: &mut Features) -> Result<()> {
     ntlb_core::atomic::write_atomic(&fpath, &bytes).with_context(|| format!("writing {}", fpath.display()))?;
     // The manifest (with the digest) is written last: a run killed before this point leaves no
     // readable cache, and a reader between the two writes sees a digest mismatch.
-    ntlb_core::atomic::write_atomic(&mpath, serde_json::to_string_pretty(&f.manifest)?.as_bytes())?;
+    ntlb_core::sealed::write_sealed_json(&mpath, &f.manifest)?;
     // One line per encoding: who did the work (and the test that each dataset is encoded once).
     let mut log = std::fs::OpenOptions::new()
         .create(true)
@@ -314,24 +314,13 @@ pub fn dataset_features(
     strict: bool,
     progress: bool,
 ) -> Result<Features> {
-    let start = Instant::now();
-    let mut said = None;
-    loop {
-        match try_dataset_features(clip, set, checkpoint_sha256, numerics, cache_dir, batch, strict, progress)? {
-            Attempt::Ready(f) => return Ok(f),
-            Attempt::Busy { holder } => {
-                if progress && said.is_none_or(|t: Instant| t.elapsed() > Duration::from_secs(60)) {
-                    eprintln!(
-                        "{}: waiting for {holder} to finish encoding it ({:.0} s so far)",
-                        set.kind.name(),
-                        start.elapsed().as_secs_f64()
-                    );
-                    said = Some(Instant::now());
-                }
-                std::thread::sleep(Duration::from_millis(250));
-            }
-        }
-    }
+    let mut got = crate::lock::each_when_free(1, progress, |_| {
+        Ok(match try_dataset_features(clip, set, checkpoint_sha256, numerics, cache_dir, batch, strict, progress)? {
+            Attempt::Ready(f) => crate::lock::Turn::Done(f),
+            Attempt::Busy { holder } => crate::lock::Turn::Busy(format!("the features of {} ({holder})", set.kind.name())),
+        })
+    })?;
+    Ok(got.pop().expect("one set"))
 }
 
 fn encode(clip: &Clip, set: &EvalSet, key: FeatureKey, batch: usize, strict: bool, progress: bool) -> Result<Features> {
@@ -439,33 +428,12 @@ pub fn model_features(
         .iter()
         .map(|s| Ok(FeatureKey::new(checkpoint_sha256, numerics, s, &clip.numerics, res)?.in_order(order)))
         .collect::<Result<Vec<_>>>()?;
-    let mut out: Vec<Option<Features>> = sets.iter().map(|_| None).collect();
-    let start = Instant::now();
-    let mut said: Option<Instant> = None;
-    loop {
-        let mut busy = Vec::new();
-        for (i, s) in sets.iter().enumerate() {
-            if out[i].is_some() {
-                continue;
-            }
-            match try_keyed(clip, s, keys[i].clone(), cache_dir, batch, strict, progress)? {
-                Attempt::Ready(f) => out[i] = Some(f),
-                Attempt::Busy { holder } => busy.push(format!("{} ({holder})", s.kind.name())),
-            }
-        }
-        if busy.is_empty() {
-            return Ok(out.into_iter().map(|f| f.expect("every set done")).collect());
-        }
-        if progress && said.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
-            eprintln!(
-                "waiting for other tasks encoding {} ({:.0} s so far)",
-                busy.join(", "),
-                start.elapsed().as_secs_f64()
-            );
-            said = Some(Instant::now());
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    crate::lock::each_when_free(sets.len(), progress, |i| {
+        Ok(match try_keyed(clip, &sets[i], keys[i].clone(), cache_dir, batch, strict, progress)? {
+            Attempt::Ready(f) => crate::lock::Turn::Done(f),
+            Attempt::Busy { holder } => crate::lock::Turn::Busy(format!("the features of {} ({holder})", sets[i].kind.name())),
+        })
+    })
 }
 
 #[cfg(test)]

@@ -3,6 +3,9 @@
 //! holder died on this host, or that was not refreshed for `stale_after`, is taken over.
 //! A takeover racing another takeover can at worst let two writers do the same work: every
 //! result is written by atomic rename, so readers still see one whole file.
+//!
+//! [`each_when_free`] is the one way work under such locks is waited for (feature-cache entries,
+//! sweep jobs): what another process holds is left for later while the rest is done.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -109,6 +112,47 @@ pub fn try_lock(path: &Path, stale_after: Duration) -> Result<Option<FileLock>> 
     Ok(None)
 }
 
+/// One try at a piece of work guarded by a lock.
+pub enum Turn<T> {
+    Done(T),
+    /// Another process holds its lock: what it is and who holds it, for the waiting message.
+    Busy(String),
+}
+
+/// Do items `0..n` with `attempt`, each once: an item whose lock another process holds is left
+/// for later while the others are done, then tried again every 250 ms until it is done (by us,
+/// or found done by the holder: `attempt` decides). With `progress`, who is waited for is
+/// printed every minute. Results come back in item order.
+pub fn each_when_free<T>(n: usize, progress: bool, mut attempt: impl FnMut(usize) -> Result<Turn<T>>) -> Result<Vec<T>> {
+    let mut out: Vec<Option<T>> = (0..n).map(|_| None).collect();
+    let start = std::time::Instant::now();
+    let mut said: Option<std::time::Instant> = None;
+    loop {
+        let mut busy = Vec::new();
+        for (i, slot) in out.iter_mut().enumerate() {
+            if slot.is_some() {
+                continue;
+            }
+            match attempt(i)? {
+                Turn::Done(t) => *slot = Some(t),
+                Turn::Busy(what) => busy.push(what),
+            }
+        }
+        if busy.is_empty() {
+            return Ok(out.into_iter().map(|t| t.expect("every item done")).collect());
+        }
+        if progress && said.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+            eprintln!(
+                "waiting for other processes working on {} ({:.0} s so far)",
+                busy.join(", "),
+                start.elapsed().as_secs_f64()
+            );
+            said = Some(std::time::Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,6 +174,29 @@ mod tests {
         std::fs::OpenOptions::new().write(true).open(&p).unwrap().set_modified(old).unwrap();
         assert!(try_lock(&p, Duration::from_secs(600)).unwrap().is_none(), "still fresh enough");
         assert!(try_lock(&p, Duration::from_secs(60)).unwrap().is_some(), "stale");
+    }
+
+    /// Free items are done first, busy ones after their holder lets go, each exactly once.
+    #[test]
+    fn busy_items_wait_for_their_holder_and_the_rest_go_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = |i: usize| dir.path().join(format!("{i}.lock"));
+        let held = try_lock(&lock(0), Duration::from_secs(60)).unwrap().unwrap();
+        let mut order = Vec::new();
+        let mut held = Some(held);
+        let got = each_when_free(3, false, |i| {
+            let Some(_l) = try_lock(&lock(i), Duration::from_secs(60))? else {
+                // The holder finishes once the others are done.
+                if order.len() == 2 {
+                    held.take();
+                }
+                return Ok(Turn::Busy(format!("item {i}")));
+            };
+            order.push(i);
+            Ok(Turn::Done(i * 10))
+        })
+        .unwrap();
+        assert_eq!((got, order), (vec![0, 10, 20], vec![1, 2, 0]));
     }
 
     #[test]

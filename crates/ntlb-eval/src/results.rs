@@ -144,19 +144,57 @@ pub struct RunRecord {
     pub empty_classes: std::collections::BTreeMap<String, Vec<String>>,
 }
 
-pub fn read_runs(results: &Path) -> Result<Vec<RunRecord>> {
+impl RunRecord {
+    /// Write the record atomically, sealed with the SHA-256 of its text
+    /// ([`ntlb_core::sealed`]): every reader checks it.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        ntlb_core::sealed::write_sealed_json(path, self)
+    }
+
+    /// Read a record and check its digest, and that it is the record of the job its file is
+    /// named after (`<key>.json`); errors name the file.
+    pub fn read(path: &Path) -> Result<RunRecord> {
+        let r: RunRecord = ntlb_core::sealed::read_sealed_json(path)?;
+        match path.file_stem().and_then(|s| s.to_str()) {
+            Some(stem) if stem == r.key => Ok(r),
+            _ => bail!("{}: holds the record of job {}", path.display(), r.key),
+        }
+    }
+}
+
+/// The record files of a results folder: (key, path) of every `runs/*.json`, sorted. An
+/// entry the listing cannot read is an error, not a record left out.
+pub fn record_files(results: &Path) -> Result<Vec<(String, PathBuf)>> {
     let dir = results.join("runs");
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
-        Ok(rd) => rd
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "json"))
-            .collect(),
-        Err(_) => Vec::new(),
+    let rd = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("{}: cannot list", dir.display())),
     };
+    let mut files = Vec::new();
+    for e in rd {
+        let p = e.with_context(|| format!("{}: cannot list an entry", dir.display()))?.path();
+        if p.extension().is_some_and(|e| e == "json") {
+            let key = p.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+            files.push((key, p));
+        }
+    }
     files.sort();
-    files
+    Ok(files)
+}
+
+/// Every run record of a results folder, each checked ([`RunRecord::read`]): a damaged one is
+/// an error naming it (`ntlb sweep` moves it aside and runs its job again).
+pub fn read_runs(results: &Path) -> Result<Vec<RunRecord>> {
+    record_files(results)?.iter().map(|(_, p)| RunRecord::read(p)).collect()
+}
+
+/// The records of the jobs `keys` only (records of other sweeps or edited plans are not read).
+pub fn read_runs_of(results: &Path, keys: &std::collections::BTreeSet<String>) -> Result<Vec<RunRecord>> {
+    record_files(results)?
         .iter()
-        .map(|p| serde_json::from_str(&std::fs::read_to_string(p)?).with_context(|| format!("{}: not a run record", p.display())))
+        .filter(|(k, _)| keys.contains(k))
+        .map(|(_, p)| RunRecord::read(p))
         .collect()
 }
 
@@ -191,10 +229,10 @@ fn frame(rows: &[ResultRow]) -> PolarsResult<DataFrame> {
 /// `keep`, only runs with those keys count: records of jobs no longer in the sweep (an edited
 /// config) stay on disk but never mix into its tables.
 pub fn write_tables(results: &Path, keep: Option<&std::collections::BTreeSet<String>>) -> Result<usize> {
-    let runs: Vec<RunRecord> = read_runs(results)?
-        .into_iter()
-        .filter(|r| keep.is_none_or(|k| k.contains(&r.key)))
-        .collect();
+    let runs: Vec<RunRecord> = match keep {
+        Some(k) => read_runs_of(results, k)?,
+        None => read_runs(results)?,
+    };
     let rows = rows_of(&runs);
     let mut df = frame(&rows)?;
     let mut buf = Vec::new();
@@ -267,30 +305,38 @@ impl Plan {
         results.join("plan.json")
     }
 
+    /// Written sealed ([`ntlb_core::sealed`]): a changed plan would change which runs a merge keeps.
     pub fn write(&self, results: &Path) -> Result<()> {
-        ntlb_core::atomic::write_atomic(&Plan::path(results), serde_json::to_string_pretty(self)?.as_bytes())
-            .with_context(|| format!("writing {}", Plan::path(results).display()))
+        ntlb_core::sealed::write_sealed_json(&Plan::path(results), self)
     }
 
+    /// The plan, checked against its digest; `None` where there is none. A damaged plan is an
+    /// error naming it (every `ntlb sweep` run writes it again).
     pub fn read(results: &Path) -> Result<Option<Plan>> {
         let p = Plan::path(results);
-        if !p.exists() {
-            return Ok(None);
+        match ntlb_core::sealed::read_sealed_json(&p) {
+            Ok(plan) => Ok(Some(plan)),
+            Err(e) if ntlb_core::sealed::is_not_found(&e) => Ok(None),
+            Err(e) => Err(e.context("not a usable sweep plan: rerun `ntlb sweep` on this folder to write it again")),
         }
-        let text = std::fs::read_to_string(&p).with_context(|| format!("{}: cannot read", p.display()))?;
-        Ok(Some(
-            serde_json::from_str(&text).with_context(|| format!("{}: not a sweep plan", p.display()))?,
-        ))
     }
 
     pub fn keys(&self) -> std::collections::BTreeSet<String> {
         self.jobs.iter().map(|(k, _)| k.clone()).collect()
     }
 
-    /// Run records in `results` that are not in this plan.
-    pub fn stale_runs(&self, results: &Path) -> Result<Vec<RunRecord>> {
+    /// Run records in `results` that are not in this plan: (key, the job's label, or why the
+    /// record does not read back). They are never read into tables, damaged or not.
+    pub fn stale_runs(&self, results: &Path) -> Result<Vec<(String, String)>> {
         let keys = self.keys();
-        Ok(read_runs(results)?.into_iter().filter(|r| !keys.contains(&r.key)).collect())
+        Ok(record_files(results)?
+            .into_iter()
+            .filter(|(k, _)| !keys.contains(k))
+            .map(|(k, p)| {
+                let what = RunRecord::read(&p).map_or_else(|e| format!("(damaged: {e:#})"), |r| r.job.label());
+                (k, what)
+            })
+            .collect())
     }
 }
 
@@ -352,19 +398,20 @@ pub fn merge_all(out: &Path, shards: &[PathBuf]) -> Result<MergeSummary> {
     let out_canon = out.canonicalize()?;
     for s in &folders {
         let same = s.canonicalize().is_ok_and(|c| c == out_canon);
-        for r in read_runs(s)? {
-            if keep.as_ref().is_some_and(|k| !k.contains(&r.key)) {
-                summary.stale.push((s.clone(), r.key.clone(), r.job.label()));
+        for (key, path) in record_files(s)? {
+            if keep.as_ref().is_some_and(|k| !k.contains(&key)) {
+                let what = RunRecord::read(&path).map_or_else(|e| format!("(damaged: {e:#})"), |r| r.job.label());
+                summary.stale.push((s.clone(), key, what));
                 continue;
             }
+            let r = RunRecord::read(&path)?;
             summary.runs += 1;
             if same {
                 continue;
             }
             let dest = out.join("runs").join(format!("{}.json", r.key));
             if dest.exists() {
-                let existing: RunRecord = serde_json::from_str(&std::fs::read_to_string(&dest)?)
-                    .with_context(|| format!("{}: not a run record", dest.display()))?;
+                let existing = RunRecord::read(&dest)?;
                 if existing.rows != r.rows {
                     bail!(
                         "run {} differs between {} and {}: refusing to merge",
@@ -374,7 +421,7 @@ pub fn merge_all(out: &Path, shards: &[PathBuf]) -> Result<MergeSummary> {
                     );
                 }
             } else {
-                ntlb_core::atomic::write_atomic(&dest, serde_json::to_string_pretty(&r)?.as_bytes())?;
+                r.write(&dest)?;
             }
             let dir = s.join("runs").join(&r.key);
             if dir.is_dir() {

@@ -181,18 +181,14 @@ fn shards_started_together_encode_each_dataset_once_and_merge_without_loss() {
     // A record outside the plan (an edited sweep's leftover) is listed and left out.
     let mut stale = coop.clone();
     stale.key = "0000000000000000".into();
-    std::fs::write(shards[0].join("runs/0000000000000000.json"), serde_json::to_string(&stale).unwrap()).unwrap();
+    stale.write(&shards[0].join("runs/0000000000000000.json")).unwrap();
     let m2 = merge_all(&tmp.path().join("merged2"), &shards).unwrap();
     assert_eq!(m2.stale.len(), 1);
     assert_eq!(read_table(&tmp.path().join("merged2")).unwrap().len(), rows.len());
     // A job whose rows differ between shards is refused.
     let mut bad = coop.clone();
     bad.rows[0].top1 += 1.0;
-    std::fs::write(
-        shards[0].join("runs").join(format!("{}.json", coop.key)),
-        serde_json::to_string(&bad).unwrap(),
-    )
-    .unwrap();
+    bad.write(&shards[0].join("runs").join(format!("{}.json", coop.key))).unwrap();
     let e = merge_all(&tmp.path().join("merged3"), &shards).unwrap_err().to_string();
     assert!(e.contains("differs"), "{e}");
     // Shards planned for different sweeps are refused.

@@ -99,3 +99,15 @@ fn dry_run_plans_without_the_data_but_a_real_run_refuses() {
     let e = ntlb_eval::sweep::run_sweep(&c, &real).unwrap_err().to_string();
     assert!(e.contains("ntlb-no-such-data"), "{e}");
 }
+
+/// The container example plans the same jobs as configs/imagenet.toml, its sets as shards and
+/// its training split as parquet.
+#[test]
+fn the_container_config_plans_the_same_comparison() {
+    use ntlb_data::source::Format;
+    let c = read("imagenet-containers.toml");
+    assert_eq!(plan(&c).unwrap().len(), plan(&read("imagenet.toml")).unwrap().len());
+    assert!(c.datasets.len() == 5 && c.datasets.iter().all(|d| d.format == Format::Wds && d.layout().split(false) == "test"));
+    let co = c.coop.as_ref().unwrap();
+    assert_eq!((co.train_format, co.train_layout().split(true).as_str()), (Format::Parquet, "train"));
+}

@@ -171,6 +171,13 @@ fn settings_are_checked_before_any_work() {
         let e = err(dry_run(&c, None).map(|_| 0));
         assert!(e.contains(&format!("`{key}` = ")) && e.contains("base.toml"), "{key}: {e}");
     }
+    // The device and precision are settings too: refused by the dry run, not only by the run.
+    for (line, want) in [("precision = \"f8\"", "unknown precision `f8`"), ("device = \"tpu\"", "unknown device `tpu`")] {
+        let c = sweep(&root, &results, false, |s| s.replacen("batch_size = 3\n", &format!("batch_size = 3\n{line}\n"), 1));
+        for e in [err(dry_run(&c, None).map(|_| 0)), err(run_sweep(&c, &opts()))] {
+            assert!(e.contains(want) && e.contains("sweep-v.toml") && e.contains("`device` / `precision`"), "{line}: {e}");
+        }
+    }
     assert!(!results.exists(), "a refused sweep wrote something");
 }
 
@@ -211,6 +218,10 @@ fn evaluation_sets_that_lost_classes() {
     assert_eq!(run_sweep(&c, &opts()).unwrap(), 1);
     let runs = read_runs(&c.results).unwrap();
     assert_eq!(runs[0].empty_classes.get("imagenet"), Some(&vec!["n00000003".to_string()]));
+    // ... and in the report, under the table.
+    ntlb_eval::report::run_report(&c.results, &tmp.path().join("e-report")).unwrap();
+    let md = std::fs::read_to_string(tmp.path().join("e-report/summary.md")).unwrap();
+    assert!(md.contains("imagenet: evaluated without 1 empty class folder(s) (allow_empty_classes): n00000003"), "{md}");
     std::fs::write(val.join("img0.png"), std::fs::read(root.join("imagenet/images/val/n00000001/img0.png")).unwrap()).unwrap();
     // One class fewer in the list than folders on disk.
     let tsv = std::fs::read_to_string(root.join("classes.tsv")).unwrap();
@@ -238,4 +249,79 @@ fn unreadable_walk_entries_are_failed_images() {
     let strict = sweep(&root, &tmp.path().join("s"), false, |s| s.replacen("batch_size = 3\n", "batch_size = 3\nstrict = true\n", 1));
     let e = err(run_sweep(&strict, &opts()));
     assert!(e.contains("loop.png") && e.contains("--strict"), "{e}");
+}
+
+/// Item 1 for run records: a record whose numbers changed but still parses (a digit of a
+/// top-1) is caught by its digest, counted to run by `--dry-run`, moved aside and run again; the
+/// table is the original one. The report refuses a table that disagrees with its records.
+#[test]
+fn a_run_record_with_other_numbers_is_run_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = common::make_world(tmp.path());
+    let c = sweep(&root, &tmp.path().join("n"), false, |s| s);
+    assert_eq!(run_sweep(&c, &opts()).unwrap(), 1);
+    let table = std::fs::read(c.results.join("results.csv")).unwrap();
+    let run = read_runs(&c.results).unwrap().remove(0);
+    let record = run_path(&c, &run.key);
+    let text = std::fs::read_to_string(&record).unwrap();
+    let top1 = format!("\"top1\": {}", run.rows[0].top1);
+    assert!(text.contains(&top1), "{top1} not in the record");
+    let changed = text.replacen(&top1, &format!("\"top1\": {}", run.rows[0].top1 + 10.0), 1);
+    std::fs::write(&record, &changed).unwrap();
+    let e = format!("{:#}", read_runs(&c.results).unwrap_err());
+    assert!(e.contains(&record.display().to_string()) && e.contains("SHA-256"), "{e}");
+    assert!(matches!(job_state(&c, &run.key), JobState::Damaged(why) if why.contains(&record.display().to_string())));
+    assert_eq!(dry_run(&c, None).unwrap(), 1, "a changed record's job is to run, not done");
+    assert_eq!(run_sweep(&c, &opts()).unwrap(), 1);
+    assert_eq!(std::fs::read(c.results.join("results.csv")).unwrap(), table);
+    assert_eq!(std::fs::read_to_string(format!("{}.damaged", record.display())).unwrap(), changed);
+
+    // A table that is not what its records hold (here: written from a changed record, the
+    // record then put back) is refused by the report, naming the table and the record.
+    let out = tmp.path().join("report");
+    ntlb_eval::report::run_report(&c.results, &out).unwrap();
+    let good = std::fs::read(&record).unwrap();
+    let mut other = run.clone();
+    other.rows[1].top1 += 1.0;
+    other.write(&record).unwrap();
+    ntlb_eval::results::write_tables(&c.results, None).unwrap();
+    std::fs::write(&record, good).unwrap();
+    let e = format!("{:#}", ntlb_eval::report::run_report(&c.results, &out).unwrap_err());
+    assert!(e.contains("results.parquet") && e.contains("row 1") && e.contains(&run.key), "{e}");
+}
+
+/// Item 8: two sweeps started at once into one results folder train each CoOp job once (a
+/// lock per job, as per cache entry) and write the table one sweep alone writes.
+#[test]
+fn concurrent_sweeps_into_one_folder_run_each_job_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = common::make_world(tmp.path());
+    let alone = sweep(&root, &tmp.path().join("alone"), true, |s| s);
+    let n_jobs = ntlb_eval::sweep::plan(&alone).unwrap().len();
+    assert_eq!(run_sweep(&alone, &opts()).unwrap(), n_jobs);
+    let shared = sweep(&root, &tmp.path().join("shared"), true, |s| s);
+    let start = std::sync::Barrier::new(2);
+    let ran: Vec<usize> = std::thread::scope(|s| {
+        let both: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    start.wait();
+                    run_sweep(&shared, &opts()).unwrap()
+                })
+            })
+            .collect();
+        both.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(ran.iter().sum::<usize>(), n_jobs, "jobs run by each sweep: {ran:?} for {n_jobs} jobs");
+    assert_eq!(
+        std::fs::read(shared.results.join("results.csv")).unwrap(),
+        std::fs::read(alone.results.join("results.csv")).unwrap()
+    );
+    let left: Vec<_> = std::fs::read_dir(shared.results.join("runs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".lock") || n.contains(".damaged"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }

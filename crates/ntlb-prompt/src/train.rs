@@ -19,7 +19,7 @@ use crate::augment::augment_decoded;
 use crate::objective::{step, LossConfig, StepOptions};
 use crate::prompt::{PromptConfig, PromptLayout};
 use crate::scaler::{LossScaleConfig, LossScaler};
-use ntlb_core::store::{read_tensors, read_tensors_with_metadata, write_tensors, write_tensors_with_metadata};
+use ntlb_core::store::{read_tensors, read_tensors_checked, write_tensors, write_tensors_with_metadata};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -258,7 +258,8 @@ impl LearnedPrompt {
 
     fn read_state(dir: &Path) -> Result<LearnedPrompt> {
         let path = dir.join(STATE_FILE);
-        let (mut tensors, meta) = read_tensors_with_metadata(&path)?;
+        // Checked against its digest: a changed byte would resume (and finish) another run.
+        let (mut tensors, meta) = read_tensors_checked(&path)?;
         let manifest: Manifest = serde_json::from_str(
             meta.get(STATE_KEY)
                 .with_context(|| format!("{}: no `{STATE_KEY}` in its metadata (not a resumable state)", path.display()))?,

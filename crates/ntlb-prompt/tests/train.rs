@@ -266,7 +266,7 @@ fn resume_after_interruption_gives_the_same_context() {
     assert_ne!(full.ctx, lay.initial_context(&clip, cfg.seed), "training moved the context");
 }
 
-/// A trainer state that does not read back (here: cut in half) is reported, moved aside to
+/// A trainer state that does not read back (cut in half, or a changed byte) is reported, moved aside to
 /// `state.safetensors.damaged`, and the training runs again from the first epoch, ending on the
 /// context of an uninterrupted run (not an error that needs the file deleted by hand).
 #[test]
@@ -291,6 +291,17 @@ fn a_damaged_state_is_set_aside_and_trained_again() {
     assert_eq!(again.ctx, full.ctx);
     assert_eq!(again.manifest.loss_curve, full.manifest.loss_curve);
     assert_eq!(std::fs::read(out.join("state.safetensors.damaged")).unwrap(), &bytes[..bytes.len() / 2]);
+    // A state whose bytes changed but still parse (the last value of the context or momentum):
+    // caught by its digest, set aside, trained again; never resumed from.
+    let out = tmp.path().join("flipped");
+    run(&out, StopAt { after_epochs: Some(1) }).unwrap();
+    let state = out.join("state.safetensors");
+    let mut b = std::fs::read(&state).unwrap();
+    *b.last_mut().unwrap() ^= 0x40;
+    std::fs::write(&state, &b).unwrap();
+    let again = run(&out, StopAt::default()).unwrap();
+    assert_eq!(again.ctx, full.ctx, "a changed state was resumed from");
+    assert_eq!(std::fs::read(out.join("state.safetensors.damaged")).unwrap(), b);
 }
 
 /// One check of every training setting, each error naming its key as a config file spells it.

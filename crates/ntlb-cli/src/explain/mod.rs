@@ -4,7 +4,7 @@ mod figure;
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use burn::tensor::{Tensor, TensorData};
 use ntlb_clip::tokenizer::ClipTokenizer;
 use ntlb_clip::{l2_normalize, Clip};
@@ -29,7 +29,7 @@ pub struct ExplainArgs {
     activation: Option<ntlb_clip::config::Activation>,
     #[arg(long)]
     tokenizer: Option<PathBuf>,
-    /// Image file (JPEG or PNG).
+    /// Image file (JPEG, PNG or WebP).
     #[arg(long)]
     image: PathBuf,
     /// Text prompts (repeat the flag for several).
@@ -49,6 +49,13 @@ pub struct ExplainArgs {
 }
 
 pub fn run(mut a: ExplainArgs) -> Result<i32> {
+    // Arguments that can only fail are refused before the model is read.
+    if let Some(p) = a.prompts.iter().find(|p| p.trim().is_empty()) {
+        bail!("--prompt {p:?}: an empty prompt has nothing to explain");
+    }
+    if a.out.exists() && !a.out.is_dir() {
+        bail!("--out {}: exists and is not a folder (the output folder for relevance.json and relevance.png)", a.out.display());
+    }
     a.model = ntlb_clip::hub::resolve_path(&a.model, a.revision.as_deref())?;
     let device = ntlb_clip::device::parse_device(&a.device)?.autodiff();
     let clip = Clip::load_with(
@@ -122,7 +129,7 @@ pub fn run(mut a: ExplainArgs) -> Result<i32> {
             });
         }
     }
-    std::fs::create_dir_all(&a.out)?;
+    std::fs::create_dir_all(&a.out).with_context(|| format!("--out {}: cannot create the folder", a.out.display()))?;
     let json = serde_json::json!({"image": a.image.display().to_string(), "model": a.model.display().to_string(), "prompts": items});
     ntlb_core::atomic::write_atomic(&a.out.join("relevance.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
     let name = a.image.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();

@@ -136,11 +136,16 @@ impl Clip {
         let declared = checkpoint::declared(path)?;
         let numerics = checkpoint::numerics_from(path, &declared, opts.activation)?;
         let mut w = WeightMap::open(path)?;
-        let config = match opts.expected {
+        let mut config = match opts.expected {
             Some(c) => c.clone(),
-            None => infer_config(&w)?,
+            None => infer_config(&w).map_err(|e| w.explain_missing(e, None))?,
         }
         .with_activations(numerics.text_activation, numerics.vision_activation);
+        // The declared context, not the position table's rows: a mis-shaped table is then
+        // reported against the shape the model expects.
+        if let Some((n, _)) = declared.context_length {
+            config.text.context_length = n;
+        }
         if let Some((n, source)) = &declared.size {
             let r = config.vision.image_resolution();
             if *n != r {
@@ -150,7 +155,7 @@ impl Clip {
                 });
             }
         }
-        let mut clip = Clip::from_source(&mut w, &config, device)?;
+        let mut clip = Clip::from_source(&mut w, &config, device).map_err(|e| w.explain_missing(e, Some(&Clip::parameter_shapes(&config))))?;
         w.finish()?;
         clip.numerics = numerics;
         Ok(clip)

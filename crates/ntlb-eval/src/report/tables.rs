@@ -74,7 +74,9 @@ fn effects_md(all: &[Effects], ds: &[String]) -> String {
 }
 
 /// Write `summary.md`, `summary.tex`, `summary.csv` of `lines`; returns the Markdown.
-pub(super) fn write_tables(out: &Path, rows: &[ResultRow], lines: &[SummaryLine]) -> Result<String> {
+/// `notes`: what the numbers were computed without (empty class folders, unreadable images),
+/// one line each under the table.
+pub(super) fn write_tables(out: &Path, rows: &[ResultRow], lines: &[SummaryLine], notes: &[String]) -> Result<String> {
     let ds = datasets_of(rows);
     let mut md = format!(
         "Top-1 accuracy (%), mean ± std over seeds where there are several; class-name score: the paper's \
@@ -122,6 +124,12 @@ pub(super) fn write_tables(out: &Path, rows: &[ResultRow], lines: &[SummaryLine]
         }
     }
     tex += "\\bottomrule\n\\end{tabular}\n";
+    if !notes.is_empty() {
+        md += "\n";
+        for n in notes {
+            md += &format!("Note: {n}.\n");
+        }
+    }
     let all = effects(rows)?;
     md += &effects_md(&all, &ds);
     ntlb_core::atomic::write_atomic(&out.join("effects.csv"), &effects_csv(&all)?)?;

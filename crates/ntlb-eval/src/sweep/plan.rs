@@ -88,6 +88,10 @@ pub fn plan(cfg: &SweepConfig) -> Result<Vec<Job>> {
     if cfg.batch_size == 0 {
         anyhow::bail!("{}: `batch_size` = 0: must be at least 1", cfg.source_name());
     }
+    // Checked here, not only when the real run opens the device: a dry run of a sweep that
+    // cannot run says so.
+    crate::identity::Numerics::from_config(&cfg.device, &cfg.precision)
+        .map_err(|e| anyhow::anyhow!("{}: `device` / `precision` (or --device / --precision): {e:#}", cfg.source_name()))?;
     let mut jobs = Vec::new();
     for m in &cfg.models {
         if let Some(z) = &cfg.zero_shot {
@@ -168,22 +172,17 @@ pub fn run_path(cfg: &SweepConfig, key: &str) -> PathBuf {
 pub enum JobState {
     Todo,
     Done,
-    /// A record that does not read back as this job's (truncated, unparseable, another key):
+    /// A record that does not read back as this job's (truncated, changed bytes, another key):
     /// why. The job runs again (the record is moved aside first, [`ntlb_core::damaged`]).
     Damaged(String),
 }
 
-/// The state of the job with this key, from its record.
+/// The state of the job with this key, from its record (checked against its digest).
 pub fn job_state(cfg: &SweepConfig, key: &str) -> JobState {
-    let path = run_path(cfg, key);
-    match std::fs::read_to_string(&path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => JobState::Todo,
-        Err(e) => JobState::Damaged(format!("{}: cannot read ({e})", path.display())),
-        Ok(text) => match serde_json::from_str::<crate::results::RunRecord>(&text) {
-            Ok(r) if r.key == key => JobState::Done,
-            Ok(r) => JobState::Damaged(format!("{}: holds the record of job {}", path.display(), r.key)),
-            Err(e) => JobState::Damaged(format!("{}: not a run record ({e})", path.display())),
-        },
+    match crate::results::RunRecord::read(&run_path(cfg, key)) {
+        Ok(_) => JobState::Done,
+        Err(e) if ntlb_core::sealed::is_not_found(&e) => JobState::Todo,
+        Err(e) => JobState::Damaged(format!("{e:#}")),
     }
 }
 

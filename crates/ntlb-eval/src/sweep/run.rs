@@ -21,6 +21,7 @@ use ntlb_prompt::train::{train, StopAt, TrainConfig};
 use super::plan::{job_keys, job_state, print_plan, JobState};
 use super::{open_datasets, plan, run_path, Job, ModelEntry, SweepConfig, ZeroShotSweep};
 use crate::features::{model_features, Features};
+use crate::lock::Turn;
 use crate::relevance_maps::RelevanceMap;
 use crate::results::{write_tables, EpochPoint, ResultRow, RunRecord};
 use crate::scores::DeviceFeatures;
@@ -167,7 +168,20 @@ fn coop_job(x: &JobInputs, label: &str, lambda: f64, seed: u64, tcfg: &TrainConf
         );
     }
     let dir = x.cfg.results.join("runs").join(x.key);
-    let split = FewShotSplit::load_or_draw(&dir.join("split.json"), &folder, tcfg.shots, tcfg.seed)?;
+    // The saved split must be the draw of this folder, shots and seed (the job's key covers all
+    // three): one that is refused, or that holds other images and still parses, was changed
+    // after it was written; it is moved aside and drawn again.
+    let split_file = dir.join("split.json");
+    let drawn = FewShotSplit::draw(&folder, tcfg.shots, tcfg.seed)?;
+    let split = match FewShotSplit::load_or_draw(&split_file, &folder, tcfg.shots, tcfg.seed) {
+        Ok(s) if s == drawn => s,
+        saved => {
+            let why = saved.map_or_else(|e| format!("{e:#}"), |_| "other images than the draw of this job's folder, shots and seed".into());
+            let to = ntlb_core::damaged::set_aside(&split_file).with_context(|| format!("{}: cannot move the damaged split aside", split_file.display()))?;
+            eprintln!("{label}: damaged split file {} ({why}): moved to {}, drawn again", split_file.display(), to.display());
+            FewShotSplit::load_or_draw(&split_file, &folder, tcfg.shots, tcfg.seed)?
+        }
+    };
     let layout = PromptLayout::new(&l.tok, &classes.names, &tcfg.prompt)?;
     let learned = train(
         &l.clip,
@@ -400,20 +414,15 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
     let cfg = &cfg;
     let keys = keys.expect("a real run has keys");
     let states = states.expect("a real run has keys");
-    // A record that does not read back is moved aside (never deleted) and its job runs again.
-    let mut todo: Vec<(String, &Job)> = Vec::new();
-    for (&i, state) in mine.iter().zip(&states) {
-        match state {
-            JobState::Done => continue,
-            JobState::Todo => {}
-            JobState::Damaged(why) => {
-                let path = run_path(cfg, &keys[i]);
-                let to = ntlb_core::damaged::set_aside(&path).with_context(|| format!("{}: cannot move the damaged record aside", path.display()))?;
-                eprintln!("damaged run record ({why}): moved to {}; {} runs again", to.display(), jobs[i].label());
-            }
-        }
-        todo.push((keys[i].clone(), &jobs[i]));
-    }
+    // Jobs whose record reads back are done; the others run under a lock per job
+    // (`runs/<key>.lock`), so sweeps started at once into one results folder share the training
+    // as they share the encoding.
+    let todo: Vec<(String, &Job)> = mine
+        .iter()
+        .zip(&states)
+        .filter(|(_, s)| **s != JobState::Done)
+        .map(|(&i, _)| (keys[i].clone(), &jobs[i]))
+        .collect();
     let empty_classes: std::collections::BTreeMap<String, Vec<String>> = sets
         .iter()
         .filter(|s| !s.empty_classes.is_empty())
@@ -424,9 +433,31 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
     let mut feature_memo: HashMap<(String, usize), Features> = HashMap::new();
     let mut ran = 0;
     let numerics = crate::identity::Numerics::from_config(&cfg.device, &cfg.precision)?;
-    for (key, job) in todo {
+    crate::lock::each_when_free(todo.len(), opts.progress, |t| {
+        let (key, job) = (todo[t].0.clone(), todo[t].1);
         if opts.max_jobs.is_some_and(|m| ran >= m) {
-            break;
+            return Ok(Turn::Done(()));
+        }
+        let lock_path = cfg.results.join("runs").join(format!("{key}.lock"));
+        let Some(_lock) = crate::lock::try_lock(&lock_path, crate::features::LOCK_STALE_AFTER)? else {
+            let holder = crate::lock::holder(&lock_path).unwrap_or_else(|| "another process".into());
+            return Ok(Turn::Busy(format!("{} ({holder})", job.label())));
+        };
+        // The record again, under the lock: another sweep may have finished the job meanwhile. A
+        // record that does not read back is moved aside (never deleted) and its job runs again.
+        match job_state(cfg, &key) {
+            JobState::Done => {
+                if opts.progress {
+                    eprintln!("== {}: done by another sweep meanwhile", job.label());
+                }
+                return Ok(Turn::Done(()));
+            }
+            JobState::Todo => {}
+            JobState::Damaged(why) => {
+                let path = run_path(cfg, &key);
+                let to = ntlb_core::damaged::set_aside(&path).with_context(|| format!("{}: cannot move the damaged record aside", path.display()))?;
+                eprintln!("damaged run record ({why}): moved to {}; {} runs again", to.display(), job.label());
+            }
         }
         let start = Instant::now();
         let m = job.model();
@@ -499,9 +530,10 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
             model_numerics: Some(l.clip.numerics.clone()),
             empty_classes: empty_classes.clone(),
         };
-        ntlb_core::atomic::write_atomic(&run_path(cfg, &key), serde_json::to_string_pretty(&record)?.as_bytes())?;
+        record.write(&run_path(cfg, &key))?;
         ran += 1;
-    }
+        Ok(Turn::Done(()))
+    })?;
     let plan = crate::results::Plan {
         sweep: cfg.name.clone(),
         jobs: jobs.iter().zip(&keys).map(|(j, k)| (k.clone(), j.label())).collect(),
@@ -514,8 +546,8 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
             stale.len(),
             cfg.results.join("runs").display()
         );
-        for r in &stale {
-            eprintln!("  {} {}", r.key, r.job.label());
+        for (key, what) in &stale {
+            eprintln!("  {key} {what}");
         }
     }
     // A shard writes no tables: with shards sharing a results folder the last one to finish
