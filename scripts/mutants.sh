@@ -23,6 +23,7 @@ MUTANTS=(
   "c@@crates/ntlb-prompt/src/prompt.rs@@'.map(|p| f32::from(p >= self.name_start && p < self.name_start + nl))'@@'.map(|p| f32::from(p >= 1 && p < self.name_start && nl > 0))'"
   "d@@crates/ntlb-data/src/variants.rs@@'                let f = ImageFolder::read(&dir, &sub)?;\n                EvalSet::from_folder(kind, f)'@@'                let f = ImageFolder::read(&dir, &sub)?;\n                let mut s = EvalSet::from_folder(kind, f);\n                let n = s.classes.len();\n                s.items.iter_mut().for_each(|(_, l)| *l = (*l + 1) % n);\n                s'"
   "e@@crates/ntlb-eval/src/zeroshot.rs@@'    l2_normalize(stacked.mean_dim(0).squeeze_dim(0))'@@'    stacked.mean_dim(0).squeeze_dim(0)'"
+  "f@@crates/ntlb-prompt/src/relevance.rs@@'            (rows * mask).sum_dim(2).reshape([b, k]) / counts'@@'            (rows * mask).sum_dim(2).reshape([b, k]) / (counts * 0.0 + 1.0)'"
 )
 declare -A WHAT=(
   [a]="the optimiser never updates the context"
@@ -30,6 +31,7 @@ declare -A WHAT=(
   [c]="the score is read at the context positions instead of the class name"
   [d]="-A/-R labels shifted by one"
   [e]="template ensemble without renormalisation"
+  [f]="name_score = mean sums the name's relevance instead of averaging it"
 )
 # A fresh copy of the sources per run, every file touched: cargo decides by mtime, and a copy
 # with older mtimes than a previous mutant's build would be taken as up to date.

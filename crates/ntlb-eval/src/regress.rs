@@ -5,6 +5,9 @@
 //! - the CoOp − start gap in top-1 per (λ, seed, dataset): what training bought;
 //! - the λ > 0 − λ = 0 gap in class-name score per seed: what the explainability loss bought.
 //!
+//! CoOp rows of every class-name score aggregation (`max`, `mean`, `min`) are checked alike,
+//! each against its own baseline rows (the method names the aggregation).
+//!
 //! The two gaps are differences of checked values, so a change that shifts both ends together
 //! still passes the first checks only if it leaves the method's effect alone.
 
@@ -13,9 +16,11 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::results::ResultRow;
+use ntlb_prompt::objective::NameScore;
 
-/// Allowed moves, set from measured noise (README, "Regression"). The rerun is deterministic
+use crate::results::{coop_method, parse_coop_method, ResultRow};
+
+/// Allowed moves, set from measured noise (docs/demo.md, "Regression check"). The rerun is deterministic
 /// on one machine; what another machine can change is float rounding. Measured on the demo's
 /// seed-1 rerun: 1 vs 2 threads moved nothing; a different float summation order in the
 /// objective (chunk 64 → 16, a stand-in for other CPUs' kernels) moved no top-1 or top-5 and
@@ -55,35 +60,74 @@ pub fn read_baseline(path: &Path) -> Result<Vec<ResultRow>> {
         .collect()
 }
 
+/// The rows of several results folders for one baseline, in folder order, each row once: a
+/// row (same identity) in two folders must be the same row, else the error names both.
+pub fn merge_baselines(dirs: &[std::path::PathBuf]) -> Result<Vec<ResultRow>> {
+    let tables = dirs
+        .iter()
+        .map(|d| Ok((d.as_path(), crate::results::read_table(d)?)))
+        .collect::<Result<Vec<_>>>()?;
+    merge_rows(tables)
+}
+
+fn merge_rows(tables: Vec<(&Path, Vec<ResultRow>)>) -> Result<Vec<ResultRow>> {
+    let mut out: Vec<ResultRow> = Vec::new();
+    let mut from: BTreeMap<Identity, (usize, &Path)> = BTreeMap::new();
+    for (dir, rows) in tables {
+        for r in rows {
+            match from.get(&identity(&r)) {
+                Some(&(i, first)) if out[i] != r => anyhow::bail!(
+                    "{:?}: {} and {} disagree ({:?} vs {:?}): not results of one code and machine",
+                    identity(&r),
+                    first.display(),
+                    dir.display(),
+                    out[i],
+                    r
+                ),
+                Some(_) => {}
+                None => {
+                    from.insert(identity(&r), (out.len(), dir));
+                    out.push(r);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn differs(a: f64, b: f64, tol: f64) -> bool {
     !(a - b).is_finite() || (a - b).abs() > tol
 }
 
-/// top-1 of CoOp minus its starting context, per (model, λ, seed, dataset).
-fn training_gaps(rows: &[ResultRow]) -> BTreeMap<(String, String, u64, String), f64> {
+/// top-1 of CoOp minus its starting context, per (model, method, λ, seed, dataset): the method
+/// names the class-name score aggregation, so each aggregation's training is checked.
+fn training_gaps(rows: &[ResultRow]) -> BTreeMap<(String, String, String, u64, String), f64> {
     let mut out = BTreeMap::new();
-    for r in rows.iter().filter(|r| r.method == "coop") {
+    for r in rows.iter() {
+        let Some(("coop", agg)) = parse_coop_method(&r.method) else { continue };
+        let init = coop_method("coop-init", agg);
         let start = rows
             .iter()
-            .find(|s| s.method == "coop-init" && s.model == r.model && s.lambda == r.lambda && s.seed == r.seed && s.dataset == r.dataset);
+            .find(|s| s.method == init && s.model == r.model && s.lambda == r.lambda && s.seed == r.seed && s.dataset == r.dataset);
         if let (Some(s), Some(l), Some(seed)) = (start, r.lambda, r.seed) {
-            out.insert((r.model.clone(), format!("{l}"), seed, r.dataset.clone()), r.top1 - s.top1);
+            out.insert((r.model.clone(), r.method.clone(), format!("{l}"), seed, r.dataset.clone()), r.top1 - s.top1);
         }
     }
     out
 }
 
-/// Class-name score of λ > 0 minus λ = 0, per (model, λ, seed) (ImageNet val rows).
-fn score_gaps(rows: &[ResultRow]) -> BTreeMap<(String, String, u64), f64> {
-    let coop = |r: &&ResultRow| r.method == "coop" && r.dataset == "imagenet";
+/// Class-name score of λ > 0 (each aggregation) minus λ = 0 (trained once, with no score in
+/// its loss), per (model, method, λ, seed) (ImageNet val rows).
+fn score_gaps(rows: &[ResultRow]) -> BTreeMap<(String, String, String, u64), f64> {
+    let trained = |r: &&ResultRow| r.dataset == "imagenet" && matches!(parse_coop_method(&r.method), Some(("coop", _)));
     let mut out = BTreeMap::new();
-    for r in rows.iter().filter(coop).filter(|r| r.lambda.is_some_and(|l| l > 0.0)) {
+    for r in rows.iter().filter(trained).filter(|r| r.lambda.is_some_and(|l| l > 0.0)) {
         let zero = rows
             .iter()
-            .filter(coop)
+            .filter(trained)
             .find(|z| z.model == r.model && z.seed == r.seed && z.lambda == Some(0.0));
         if let (Some(a), Some(b), Some(seed)) = (r.name_score, zero.and_then(|z| z.name_score), r.seed) {
-            out.insert((r.model.clone(), format!("{}", r.lambda.unwrap_or(0.0)), seed), a - b);
+            out.insert((r.model.clone(), r.method.clone(), format!("{}", r.lambda.unwrap_or(0.0)), seed), a - b);
         }
     }
     out
@@ -132,7 +176,8 @@ pub fn compare(baseline: &[ResultRow], rerun: &[ResultRow], tol: Tolerances) -> 
     }
     let base_scores = score_gaps(baseline);
     let rerun_scores = score_gaps(rerun);
-    if rerun.iter().any(|r| r.method == "coop" && r.lambda.is_some_and(|l| l > 0.0)) && rerun_scores.is_empty() {
+    let trained_with_score = |r: &ResultRow| matches!(parse_coop_method(&r.method), Some(("coop", _))) && r.lambda.is_some_and(|l| l > 0.0);
+    if rerun.iter().any(trained_with_score) && rerun_scores.is_empty() {
         problems.push("the rerun has CoOp with λ > 0 but no λ = 0 run to compare its class-name score with".into());
     }
     for (k, g) in rerun_scores {
@@ -147,12 +192,14 @@ pub fn compare(baseline: &[ResultRow], rerun: &[ResultRow], tol: Tolerances) -> 
     problems
 }
 
-/// The short rerun of `make regress`: the sweep `cfg` restricted to `seeds` and `lambdas`,
-/// written to `cfg.results`; returns its rows.
-pub fn rerun(mut cfg: crate::sweep::SweepConfig, seeds: &[u64], lambdas: &[f64], progress: bool) -> Result<Vec<ResultRow>> {
+/// The short rerun of `make regress`: the sweep `cfg` restricted to `seeds`, `lambdas` and the
+/// class-name score aggregations `name_scores` (crossed with λ > 0), written to `cfg.results`;
+/// returns its rows.
+pub fn rerun(mut cfg: crate::sweep::SweepConfig, seeds: &[u64], lambdas: &[f64], name_scores: &[NameScore], progress: bool) -> Result<Vec<ResultRow>> {
     if let Some(c) = &mut cfg.coop {
         c.seeds = seeds.to_vec();
         c.lambdas = lambdas.to_vec();
+        c.name_scores = Some(name_scores.to_vec());
     }
     crate::sweep::run_sweep(
         &cfg,
@@ -198,6 +245,40 @@ mod tests {
         r = base();
         r[0].method = "zero-shot".into();
         assert!(compare(&base(), &r, T).iter().any(|p| p.contains("no baseline row")));
+    }
+
+    /// Rows of another aggregation are checked against their own baseline rows, with their own
+    /// training and score gaps (λ = 0 is one run, whatever the aggregation).
+    #[test]
+    fn each_name_score_aggregation_is_checked_on_its_own() {
+        let mut b = base();
+        b.push(row("coop-init name_score=mean", 1.0, 40.0, Some(0.2)));
+        b.push(row("coop name_score=mean", 1.0, 62.0, Some(0.6)));
+        assert!(compare(&b, &b, T).is_empty());
+        assert_eq!(training_gaps(&b).len(), 3);
+        assert_eq!(score_gaps(&b).len(), 2);
+        // The mean run trains as the max run would: its rows move, the max rows do not.
+        let mut r = b.clone();
+        r[5].top1 = 60.0;
+        r[5].name_score = Some(0.5);
+        let p = compare(&b, &r, T);
+        assert!(p.iter().all(|p| p.contains("name_score=mean")) && p.iter().any(|p| p.contains("λ > 0 − λ = 0")), "{p:?}");
+        assert!(p.iter().any(|p| p.contains("CoOp − start")), "{p:?}");
+        // A rerun with an aggregation the baseline lacks fails by name.
+        assert!(compare(&base(), &b, T).iter().any(|p| p.contains("no baseline row") && p.contains("name_score=mean")));
+    }
+
+    #[test]
+    fn baselines_merge_each_row_once_and_refuse_disagreeing_copies() {
+        let (demo, rerun) = (Path::new("results/demo"), Path::new("results/regress"));
+        let mut more = base()[2..].to_vec();
+        more.push(row("coop name_score=min", 1.0, 59.0, Some(0.4)));
+        let merged = merge_rows(vec![(demo, base()), (rerun, more.clone())]).unwrap();
+        assert_eq!(merged.len(), 5);
+        assert_eq!(merged[4].method, "coop name_score=min");
+        more[0].top1 += 1e-9;
+        let e = merge_rows(vec![(demo, base()), (rerun, more)]).unwrap_err().to_string();
+        assert!(e.contains("results/demo and results/regress disagree"), "{e}");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `make regress` as a test: a short demo (zero-shot and CoOp seed 1 with λ = 0 and 1) on a
+//! `make regress` as a test: a short demo (zero-shot and CoOp seed 1 with λ = 0 and 1, λ = 1
+//! with each class-name score aggregation) on a
 //! freshly generated world with the committed tiny CLIP passes every check of
 //! `ntlb_eval::regress::compare` against the committed baseline `results/baselines/demo.csv`.
 
@@ -6,6 +7,7 @@ use std::path::PathBuf;
 
 use ntlb_eval::regress::{compare, read_baseline, rerun, DEFAULT_TOLERANCES};
 use ntlb_eval::sweep::SweepConfig;
+use ntlb_prompt::objective::NameScore;
 use ntlb_synth::world::{generate, n_classes, WorldSpec};
 
 fn repo() -> PathBuf {
@@ -55,11 +57,12 @@ fn short_demo_matches_the_committed_baseline() {
     let path = tmp.path().join("demo.toml");
     std::fs::write(&path, text).unwrap();
     let cfg = SweepConfig::read(&path).unwrap();
-    let rows = rerun(cfg, &[1], &[0.0, 1.0], false).unwrap();
+    let aggs = [NameScore::Max, NameScore::Mean, NameScore::Min];
+    let rows = rerun(cfg, &[1], &[0.0, 1.0], &aggs, false).unwrap();
     let baseline = read_baseline(&repo.join("results/baselines/demo.csv")).unwrap();
     let problems = compare(&baseline, &rows, DEFAULT_TOLERANCES);
     assert!(problems.is_empty(), "{} checks failed:\n{}", problems.len(), problems.join("\n"));
-    for method in ["coop", "coop-init", "zero-shot", "zero-shot-ensemble-all"] {
+    for method in ["coop", "coop-init", "zero-shot", "zero-shot-ensemble-all", "coop name_score=mean", "coop name_score=min"] {
         assert!(rows.iter().any(|r| r.method == method), "the rerun has no {method} rows");
     }
     assert!(rows

@@ -9,7 +9,9 @@ use anyhow::Result;
 use polars::prelude::*;
 use polars_lazy::prelude::*;
 
-use crate::results::{EpochPoint, ResultRow, RunRecord};
+use ntlb_prompt::objective::NameScore;
+
+use crate::results::{coop_method, parse_coop_method, EpochPoint, ResultRow, RunRecord};
 
 /// Mean, sample standard deviation (0 for a single value) and number of values.
 pub(crate) type Stat = (f64, f64, usize);
@@ -62,14 +64,33 @@ pub(crate) fn models_of(rows: &[ResultRow]) -> Vec<String> {
 
 /// The λ values of a model's CoOp runs, ascending.
 pub(crate) fn lambdas_of(rows: &[ResultRow], model: &str) -> Vec<f64> {
+    lambdas_of_method(rows, model, "coop")
+}
+
+/// The λ of one model's rows of `method`, ascending.
+fn lambdas_of_method(rows: &[ResultRow], model: &str, method: &str) -> Vec<f64> {
     let mut l: Vec<f64> = rows
         .iter()
-        .filter(|r| r.model == model && r.method == "coop")
+        .filter(|r| r.model == model && r.method == method)
         .filter_map(|r| r.lambda)
         .collect();
     l.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
     l.dedup();
     l
+}
+
+/// The class-name score aggregations one model's CoOp runs trained with, the paper's (max) first.
+fn aggregations_of(rows: &[ResultRow], model: &str) -> Vec<NameScore> {
+    let mut a: Vec<NameScore> = rows
+        .iter()
+        .filter(|r| r.model == model)
+        .filter_map(|r| parse_coop_method(&r.method))
+        .filter(|(base, _)| *base == "coop")
+        .map(|(_, agg)| agg)
+        .collect();
+    a.sort_by_key(|agg| NameScore::NAMES.iter().position(|n| *n == agg.name()));
+    a.dedup();
+    a
 }
 
 const COOP_START: &str = "CoOp start: random context, before training";
@@ -217,6 +238,8 @@ pub(crate) struct Gap {
     pub top1: BTreeMap<String, Stat>,
     /// Class-name score difference on ImageNet val.
     pub name_score: Option<Stat>,
+    /// The figure legend of a λ effect (λ and the aggregation).
+    pub legend: String,
 }
 
 /// The paper's premises and effects for one model.
@@ -265,9 +288,10 @@ fn gap(lf: &LazyFrame, model: &str, label: String, (l, mth): (f64, &str), (l0, m
     )?;
     Ok(Gap {
         label,
-        lambda_vs_zero: (mth == mth0 && l0 == 0.0 && l != 0.0).then_some(l),
+        lambda_vs_zero: (mth0 == "coop" && l0 == 0.0 && l != 0.0).then_some(l),
         top1: strs(&top1, "dataset")?.into_iter().zip(stats(&top1)?).collect(),
         name_score: stats(&score)?.into_iter().next(),
+        legend: format!("λ = {l}"),
     })
 }
 
@@ -284,25 +308,36 @@ pub(crate) fn effects(rows: &[ResultRow]) -> Result<Vec<Effects>> {
     let (s_model, s_dataset, s_value) = (strs(&spread, "model")?, strs(&spread, "dataset")?, f64s(&spread, "spread")?);
     let mut out = Vec::new();
     for model in models_of(rows) {
-        let lambdas = lambdas_of(rows, &model);
         let mut gaps = Vec::new();
-        for &l in &lambdas {
-            gaps.push(gap(
-                &lf,
-                &model,
-                format!("CoOp λ = {l}: trained − start"),
-                (l, "coop"),
-                (l, "coop-init"),
-            )?);
+        let aggs = aggregations_of(rows, &model);
+        // "", or the aggregation when it is not the paper's max.
+        let suffix = |agg: NameScore| if agg == NameScore::Max { String::new() } else { format!(", name_score = {agg}") };
+        for &agg in &aggs {
+            let (trained, start) = (coop_method("coop", agg), coop_method("coop-init", agg));
+            for l in lambdas_of_method(rows, &model, &trained) {
+                gaps.push(gap(
+                    &lf,
+                    &model,
+                    format!("CoOp λ = {l}{}: trained − start", suffix(agg)),
+                    (l, &trained),
+                    (l, &start),
+                )?);
+            }
         }
-        for &l in lambdas.iter().filter(|&&l| l > 0.0) {
-            gaps.push(gap(
-                &lf,
-                &model,
-                format!("λ = {l} − λ = 0 (same seed)"),
-                (l, "coop"),
-                (0.0, "coop"),
-            )?);
+        // λ = 0 has no class-name score in its loss: one run, the reference of every aggregation.
+        for &agg in &aggs {
+            let trained = coop_method("coop", agg);
+            for l in lambdas_of_method(rows, &model, &trained).into_iter().filter(|&l| l > 0.0) {
+                let mut g = gap(
+                    &lf,
+                    &model,
+                    format!("λ = {l}{} − λ = 0 (same seed)", suffix(agg)),
+                    (l, &trained),
+                    (0.0, "coop"),
+                )?;
+                g.legend = format!("λ = {l}{}", suffix(agg));
+                gaps.push(g);
+            }
         }
         let spread = (0..spread.height())
             .filter(|&i| s_model[i] == model)
@@ -498,7 +533,18 @@ mod tests {
                 .map(|g| (g.label.clone(), g.top1.clone().into_iter().collect()))
                 .collect()
         };
-        assert_eq!(gaps(&r), gaps(&rows()));
+        // The max runs' gaps as they were; the mean runs' own, paired with the one λ = 0 run.
+        let (with, without) = (gaps(&r), gaps(&rows()));
+        let (mean, max): (Vec<_>, Vec<_>) = with.into_iter().partition(|(l, _)| l.contains("name_score = mean"));
+        assert_eq!(max, without);
+        let labels: Vec<&str> = mean.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(labels, ["CoOp λ = 3, name_score = mean: trained − start", "λ = 3, name_score = mean − λ = 0 (same seed)"]);
+        // Trained − start: 42 − 31, 46 − 32; against λ = 0: 42 − 40, 46 − 50.
+        assert_eq!((mean[0].1[0].1 .0, mean[0].1[0].1 .2), (12.5, 2));
+        assert_eq!((mean[1].1[0].1 .0, mean[1].1[0].1 .2), (-1.0, 2));
+        let e = effects(&r).unwrap();
+        let g = e[0].gaps.iter().find(|g| g.label.starts_with("λ = 3, name_score = mean")).unwrap();
+        assert_eq!((g.lambda_vs_zero, g.legend.as_str()), (Some(3.0), "λ = 3, name_score = mean"));
     }
 
     #[test]

@@ -442,7 +442,7 @@ where
         let p = pts(g);
         chart
             .draw_series(p.iter().map(|&(i, m, _)| Circle::new((x(i), m), 4, color.filled())))?
-            .label(format!("λ = {}", g.lambda_vs_zero.unwrap_or(f64::NAN)))
+            .label(g.legend.clone())
             .legend(move |(x, y)| Circle::new((x + 6, y), 4, color.filled()));
         chart.draw_series(
             p.iter()
