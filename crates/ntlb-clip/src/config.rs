@@ -182,7 +182,8 @@ impl ClipConfig {
         per_layer * self.text.layers as u64 + w * self.embed_dim as u64
     }
 
-    /// Multiply-accumulate count of one image encoding (ViT: matmuls and the patch conv).
+    /// Multiply-accumulate count of one image encoding (ViT: matmuls and the patch conv;
+    /// ResNet: convolutions and projections).
     pub fn image_macs(&self) -> u64 {
         match &self.vision {
             VisionConfig::Vit {
@@ -199,9 +200,40 @@ impl ClipConfig {
                 let per_layer = l * w * 3 * w + 2 * l * l * w + l * w * w + 2 * l * w * 4 * w;
                 patch + per_layer * *layers as u64 + w * self.embed_dim as u64
             }
-            VisionConfig::ResNet { .. } => 0,
+            VisionConfig::ResNet {
+                layers,
+                width,
+                image_resolution,
+                ..
+            } => resnet_image_macs(*layers, *width, *image_resolution, self.embed_dim),
         }
     }
+}
+
+/// Multiply-accumulates of one image through CLIP's modified ResNet (3-conv stem, anti-aliased
+/// bottlenecks, attention pooling), convolutions and projections only.
+fn resnet_image_macs(layers: [usize; 4], width: usize, resolution: usize, embed_dim: usize) -> u64 {
+    let conv = |hw: usize, cin: usize, cout: usize, k: usize| (hw * hw * cin * cout * k * k) as u64;
+    let mut r = resolution / 2;
+    let mut macs = conv(r, 3, width / 2, 3) + conv(r, width / 2, width / 2, 3) + conv(r, width / 2, width, 3);
+    r /= 2;
+    let mut inplanes = width;
+    for (i, &blocks) in layers.iter().enumerate() {
+        let planes = width << i;
+        for b in 0..blocks {
+            let stride = if i > 0 && b == 0 { 2 } else { 1 };
+            let out = r / stride;
+            macs += conv(r, inplanes, planes, 1) + conv(r, planes, planes, 3) + conv(out, planes, planes * 4, 1);
+            if stride > 1 || inplanes != planes * 4 {
+                macs += conv(out, inplanes, planes * 4, 1);
+            }
+            inplanes = planes * 4;
+            r = out;
+        }
+    }
+    // Attention pooling over r² + 1 tokens of width 32·width: q, k, v, and the output projection.
+    let (t, e) = ((r * r + 1) as u64, (width * 32) as u64);
+    macs + 3 * t * e * e + 2 * t * t * e + t * e * embed_dim as u64
 }
 
 /// Read the architecture from canonical tensor shapes, as OpenAI's `build_model` does

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeSet;
 
-use ntlb_clip::config::VisionConfig;
 use ntlb_clip::ClipConfig;
 use ntlb_data::classes::ClassList;
 use ntlb_data::variants::{DatasetKind, EvalSet};
@@ -17,44 +16,6 @@ use crate::zeroshot::read_templates;
 const TEMPLATE_TOKENS: usize = 24;
 const PROMPT_TOKENS: usize = 24;
 
-/// Multiply-accumulates of one image through CLIP's modified ResNet (3-conv stem, anti-aliased
-/// bottlenecks, attention pooling), convolutions and projections only.
-pub fn resnet_image_macs(layers: [usize; 4], width: usize, resolution: usize, embed_dim: usize) -> u64 {
-    let conv = |hw: usize, cin: usize, cout: usize, k: usize| (hw * hw * cin * cout * k * k) as u64;
-    let mut r = resolution / 2;
-    let mut macs = conv(r, 3, width / 2, 3) + conv(r, width / 2, width / 2, 3) + conv(r, width / 2, width, 3);
-    r /= 2;
-    let mut inplanes = width;
-    for (i, &blocks) in layers.iter().enumerate() {
-        let planes = width << i;
-        for b in 0..blocks {
-            let stride = if i > 0 && b == 0 { 2 } else { 1 };
-            let out = r / stride;
-            macs += conv(r, inplanes, planes, 1) + conv(r, planes, planes, 3) + conv(out, planes, planes * 4, 1);
-            if stride > 1 || inplanes != planes * 4 {
-                macs += conv(out, inplanes, planes * 4, 1);
-            }
-            inplanes = planes * 4;
-            r = out;
-        }
-    }
-    // Attention pooling over r² + 1 tokens of width 32·width: q, k, v, and the output projection.
-    let (t, e) = ((r * r + 1) as u64, (width * 32) as u64);
-    macs + 3 * t * e * e + 2 * t * t * e + t * e * embed_dim as u64
-}
-
-pub fn image_macs(c: &ClipConfig) -> u64 {
-    match &c.vision {
-        VisionConfig::ResNet {
-            layers,
-            width,
-            image_resolution,
-            ..
-        } => resnet_image_macs(*layers, *width, *image_resolution, c.embed_dim),
-        VisionConfig::Vit { .. } => c.image_macs(),
-    }
-}
-
 /// Modelled matmul FLOP of one prompt-learning step (not counted ones), the one model the dry
 /// run and `ntlb bench train-step` share: `batch` image encodings, the all-class logits (one text
 /// forward per class, skipped by the shared pass 1 when the classes fit in one chunk), pass 2 (C
@@ -65,7 +26,7 @@ pub fn image_macs(c: &ClipConfig) -> u64 {
 pub fn coop_step_flop(c: &ClipConfig, batch: usize, classes: usize, chunk: usize, text_tokens: usize, expl: bool, pass1: ntlb_prompt::objective::Pass1) -> f64 {
     use ntlb_prompt::objective::Pass1;
     let text = 2.0 * c.text_macs(text_tokens) as f64;
-    let img = 2.0 * image_macs(c) as f64;
+    let img = 2.0 * c.image_macs() as f64;
     let pass1_work = match pass1 {
         Pass1::Replicated => 2.0 * batch as f64,
         Pass1::Shared => batch as f64,
@@ -110,7 +71,7 @@ pub fn estimate(jobs: &[&Job], w: &Workload) -> Vec<(String, ModelCost)> {
         let m = j.model();
         let arch = architecture(m);
         let cfg = arch.clone().unwrap_or_else(|| fallback.clone());
-        let (f_img, e) = (2.0 * image_macs(&cfg) as f64, cfg.embed_dim as f64);
+        let (f_img, e) = (2.0 * cfg.image_macs() as f64, cfg.embed_dim as f64);
         let f_txt = |l| 2.0 * cfg.text_macs(l) as f64;
         let mut t = 0.0;
         // The cache encodes each dataset once per model, whichever job gets there first.
@@ -288,7 +249,7 @@ mod tests {
         };
         let cost = |jobs: &[&Job]| estimate(jobs, &w).iter().map(|(_, c)| c.tflop).sum::<f64>();
         let (b32_2, b32_8) = (zero_shot("ViT-B/32", &t2), zero_shot("ViT-B/32", &t8));
-        let images = 57_500.0 * 2.0 * image_macs(&ClipConfig::preset("ViT-B/32").unwrap()) as f64 / 1e12;
+        let images = 57_500.0 * 2.0 * ClipConfig::preset("ViT-B/32").unwrap().image_macs() as f64 / 1e12;
         let per_template = (cost(&[&b32_8]) - cost(&[&b32_2])) / 6.0;
         assert!(per_template > 0.0);
         assert!(
@@ -306,10 +267,10 @@ mod tests {
 
     #[test]
     fn resnet_sizes_follow_depth_and_vit_b16_costs_about_four_b32() {
-        let rn50 = image_macs(&ClipConfig::preset("RN50").unwrap()) as f64 / 1e9;
-        let rn101 = image_macs(&ClipConfig::preset("RN101").unwrap()) as f64 / 1e9;
-        let b32 = image_macs(&ClipConfig::preset("ViT-B/32").unwrap()) as f64 / 1e9;
-        let b16 = image_macs(&ClipConfig::preset("ViT-B/16").unwrap()) as f64 / 1e9;
+        let rn50 = ClipConfig::preset("RN50").unwrap().image_macs() as f64 / 1e9;
+        let rn101 = ClipConfig::preset("RN101").unwrap().image_macs() as f64 / 1e9;
+        let b32 = ClipConfig::preset("ViT-B/32").unwrap().image_macs() as f64 / 1e9;
+        let b16 = ClipConfig::preset("ViT-B/16").unwrap().image_macs() as f64 / 1e9;
         // ResNet-50 is 4.1 GMAC; CLIP's 3-conv stem (+0.24), 3×3 convs before the stride in
         // each first block (+1.04) and attention pooling (+0.73) make ≈ 6.1. ViT-B/32 4.4, B/16 17.6.
         assert!((5.8..6.4).contains(&rn50), "RN50 {rn50}");
