@@ -4,7 +4,7 @@
 # and gpu/golden.tar.xz (the shared golden cases) in place. Prints one table; writes JSON to $OUT.
 # Any crash, timeout or missing output fails the check (non-zero exit status); only the
 # half-precision parity runs may miss their tolerance (exit 1) without failing it.
-# Measured on an H200: 105 s with GPU_CHECK_E2E=0; the end-to-end run adds about 3 minutes (README, GPU).
+# Measured on an H200: 105 s with GPU_CHECK_E2E=0; the end-to-end run adds about 3 minutes (docs/gpu.md).
 set -euo pipefail
 OUT=${OUT:-results/gpu-check}
 PY=${PYTHON:-python3}
@@ -64,7 +64,7 @@ for p in f32 bf16; do
   need "$OUT/encode_$p.json"
 done
 
-log "bench train-step (vit-b-32, 1000 classes x 32): replicated (old) vs shared (new) pass 1, each in its own process"
+log "bench train-step (vit-b-32, 1000 classes x 32): replicated vs shared (default) pass 1, each in its own process"
 for p in f32 bf16 f16; do
   timeout 420 $NTLB bench train-step --preset vit-b-32 --classes 1000 --batch 32 --chunk 250 --reps 1 --device cuda --precision $p \
     --pass1 both --json > "$OUT/train_$p.json" 2> "$OUT/train_$p.err"
