@@ -16,7 +16,7 @@ demo: build
 	$(NTLB) demo --config configs/demo.toml
 
 # The with/without-λ study on the demo world (configs/demo-study.toml: 8 seeds, λ ∈ {0, 1, 3} ×
-# class-name score max/mean/min, paired effects with 95 % intervals in the report); ~30 min on 2 cores.
+# class-name score max/mean/min, paired effects with 95 % intervals in the report); ~17 min on 2 cores.
 demo-study: build
 	$(NTLB) demo --config configs/demo-study.toml
 

@@ -79,7 +79,8 @@ pub enum Pass1 {
     /// One forward per chunk, the B images' cotangents through a batched activation-only backward.
     #[default]
     Shared,
-    /// Every prompt replicated B times through burn's autodiff forward and backward (the old path).
+    /// Every prompt replicated B times through burn's autodiff forward and backward: the reference's algorithm, what
+    /// `ntlb bench train-step` times the shared path against.
     Replicated,
 }
 
@@ -243,7 +244,7 @@ pub fn step(
 
     // Phase A: all logits (no graph), the cross-entropy and its gradient w.r.t. the logits. With
     // one chunk, pass 2's own forward gives the logits before its backward: no separate forward
-    // (the replicated path is kept as it was, to compare against).
+    // (the replicated path runs its own forward: it is the reference's algorithm, a baseline).
     let one_pass = chunks.len() == 1 && (need_scores || opts.want_grad) && opts.pass1 == Pass1::Shared;
     let mut logits = vec![0.0f32; b * c_total];
     if !one_pass {

@@ -32,7 +32,7 @@ pub struct TrainStepArgs {
     /// f32, bf16 or f16 (half precision on GPU).
     #[arg(long, default_value = "f32")]
     precision: String,
-    /// Pass 1: `both` times the replicated (old) and shared (new) paths, each in its own process
+    /// Pass 1: `both` times the replicated (the reference's algorithm) and shared (the default) paths, each in its own process
     /// so that each peak memory is its own; or one of `shared`, `replicated`.
     #[arg(long, default_value = "both", value_parser = ["both", "shared", "replicated"])]
     pass1: String,

@@ -449,7 +449,14 @@ where
                 .filter_map(|&(i, _, ci)| ci.map(|(lo, hi)| PathElement::new(vec![(x(i), lo), (x(i), hi)], color.stroke_width(2)))),
         )?;
     }
-    legend(&mut chart)?;
+    // Upper right: the intervals are symmetric about the axis and the top of the range holds
+    // only the widest (a legend in the middle would cover the last dataset's).
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
     Ok(())
 }
 

@@ -261,7 +261,7 @@ impl SweepConfig {
         self.cache.clone().unwrap_or_else(|| self.results.join("cache"))
     }
 
-    /// Overrides from the command line (`--set key=value` for the common ones).
+    /// Keep only the models named on the command line (`--models`), each of which must be in the config.
     pub fn apply_models(&mut self, models: &[String]) -> Result<()> {
         if models.is_empty() {
             return Ok(());
