@@ -1,4 +1,4 @@
-//! What the binary says when the user got something wrong (issue 19, item 10): the shape the
+//! What the binary says when the user got something wrong: the shape the
 //! model expects, both names of a renamed tensor, the path of an `--out` that is a file, the
 //! path of a missing model once, and an empty prompt refused.
 

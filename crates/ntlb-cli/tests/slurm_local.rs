@@ -1,7 +1,7 @@
 //! The Slurm path end to end on a real single-node Slurm: `scripts/slurm/test-local.sh` stands
 //! up munge + slurmctld + slurmd in a scratch folder, submits a demo-like sweep as one array task
 //! per job of its plan plus the dependent merge + report, compares the merged table with a
-//! single-machine run and checks that a failing array cancels its merge (issue 19, item 9).
+//! single-machine run and checks that a failing array cancels its merge.
 //!
 //! Under `CI` (CI runs `cargo test --release --workspace`, see `.ci/run`) a missing Slurm is
 //! installed from Debian's packages when running as root (about a minute), and a Slurm that is

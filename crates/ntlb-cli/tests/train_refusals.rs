@@ -1,5 +1,5 @@
 //! `ntlb train` refuses settings no training can run with before it reads any data or prints
-//! its dry run, naming the flag or the file and key (issue 19, items 4–6); a class list shorter
+//! its dry run, naming the flag or the file and key; a class list shorter
 //! than the training folders names the folder it lacks (item 2).
 
 use std::path::{Path, PathBuf};

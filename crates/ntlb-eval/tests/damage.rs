@@ -2,7 +2,7 @@
 //! manifests, run records, trainer states, few-shot splits), a fixed-seed stream of cases: never a different
 //! table in silence. After each damage the sweep either gives the original table byte for byte,
 //! having named the damaged file and moved it aside (`<name>.damaged*`, holding the damaged
-//! bytes), or fails with an error naming the file. Issue 19, Deliver 2.
+//! bytes), or fails with an error naming the file.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! No silent wrong number (issue 19): damaged cache entries and run records are named and
+//! No silent wrong number: damaged cache entries and run records are named and
 //! recomputed, settings are checked before any work, evaluation sets that lost classes or hold
 //! unreadable entries are refused or counted, repeated names are refused unless allowed.
 
