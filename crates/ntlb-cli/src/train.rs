@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use ntlb_clip::tokenizer::ClipTokenizer;
 use ntlb_clip::Clip;
@@ -85,10 +85,7 @@ pub struct TrainArgs {
 pub fn load_config(path: Option<&PathBuf>) -> Result<TrainConfig> {
     match path {
         None => Ok(TrainConfig::default()),
-        Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("{}: cannot read config", p.display()))?;
-            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
-        }
+        Some(p) => ntlb_core::toml_config::read_toml(p),
     }
 }
 

@@ -9,3 +9,4 @@ pub mod host;
 pub mod image;
 pub mod sealed;
 pub mod store;
+pub mod toml_config;

@@ -193,8 +193,7 @@ pub struct SweepConfig {
 
 impl SweepConfig {
     pub fn read(path: &Path) -> Result<SweepConfig> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read sweep config", path.display()))?;
-        let mut c: SweepConfig = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let mut c: SweepConfig = ntlb_core::toml_config::read_toml(path)?;
         c.source = Some(path.to_path_buf());
         Ok(c)
     }

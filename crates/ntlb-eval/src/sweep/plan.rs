@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use ntlb_data::classes::ClassList;
 use ntlb_data::variants::EvalSet;
 use ntlb_prompt::objective::NameScore;
@@ -102,10 +102,7 @@ pub fn plan(cfg: &SweepConfig) -> Result<Vec<Job>> {
         }
         if let Some(c) = &cfg.coop {
             let mut base = match &c.config {
-                Some(p) => {
-                    toml::from_str::<TrainConfig>(&std::fs::read_to_string(p).with_context(|| format!("{}: cannot read", p.display()))?)
-                        .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
-                }
+                Some(p) => ntlb_core::toml_config::read_toml::<TrainConfig>(p)?,
                 None => TrainConfig::default(),
             };
             if let Some(e) = c.epochs {
