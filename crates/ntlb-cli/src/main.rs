@@ -1,9 +1,11 @@
 //! `ntlb`: CLIP explainability-aided prompt learning, benchmarked.
 
 mod bench;
+mod demo;
 mod explain;
 mod inspect;
 mod parity;
+mod regress;
 mod sweep;
 mod synth;
 mod train;
@@ -41,9 +43,9 @@ enum Command {
     /// Tables and figures from a sweep's results.
     Report(sweep::ReportArgs),
     /// The embedded default: generate the synthetic world, run configs/demo.toml, report.
-    Demo(synth::DemoArgs),
+    Demo(demo::DemoArgs),
     /// Rerun a short demo and compare with the committed baseline.
-    Regress(synth::RegressArgs),
+    Regress(regress::RegressArgs),
     /// Write the synthetic ImageNet-shaped world (all five dataset layouts).
     GenerateSynth(synth::GenerateArgs),
     /// Pretrain the tiny CLIP of the synthetic world (contrastive, on CPU).
@@ -75,8 +77,8 @@ fn main() {
         Command::Train(a) => train::run(a),
         Command::Explain(a) => explain::run(a),
         Command::Sweep(a) => sweep::sweep(a),
-        Command::Demo(a) => synth::demo(a),
-        Command::Regress(a) => synth::regress(a),
+        Command::Demo(a) => demo::run(a),
+        Command::Regress(a) => regress::run(a),
         Command::GenerateSynth(a) => synth::generate_world(a),
         Command::PretrainSynth(a) => synth::pretrain_synth(a),
         Command::Merge(a) => sweep::merge(a),

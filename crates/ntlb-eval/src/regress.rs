@@ -39,9 +39,10 @@ pub const DEFAULT_TOLERANCES: Tolerances = Tolerances {
     name_score: 1e-4,
 };
 
-type Identity = (String, String, Option<String>, Option<String>, Option<u64>, String);
+/// What names a row across runs: (model, method, template, λ, seed, dataset).
+type RowIdentity = (String, String, Option<String>, Option<String>, Option<u64>, String);
 
-fn identity(r: &ResultRow) -> Identity {
+fn identity(r: &ResultRow) -> RowIdentity {
     (
         r.model.clone(),
         r.method.clone(),
@@ -72,7 +73,7 @@ pub fn merge_baselines(dirs: &[std::path::PathBuf]) -> Result<Vec<ResultRow>> {
 
 fn merge_rows(tables: Vec<(&Path, Vec<ResultRow>)>) -> Result<Vec<ResultRow>> {
     let mut out: Vec<ResultRow> = Vec::new();
-    let mut from: BTreeMap<Identity, (usize, &Path)> = BTreeMap::new();
+    let mut from: BTreeMap<RowIdentity, (usize, &Path)> = BTreeMap::new();
     for (dir, rows) in tables {
         for r in rows {
             match from.get(&identity(&r)) {
