@@ -4,6 +4,7 @@ pub mod estimate;
 pub mod features;
 pub mod identity;
 pub mod lock;
+pub mod method;
 pub mod metrics;
 pub mod progress;
 pub mod regress;

@@ -18,7 +18,8 @@ use anyhow::{Context, Result};
 
 use ntlb_prompt::objective::NameScore;
 
-use crate::results::{coop_method, parse_coop_method, ResultRow};
+use crate::method::Method;
+use crate::results::ResultRow;
 
 /// Allowed moves, set from measured noise (docs/demo.md, "Regression check"). The rerun is deterministic
 /// on one machine; what another machine can change is float rounding. Measured on the demo's
@@ -45,7 +46,7 @@ type RowIdentity = (String, String, Option<String>, Option<String>, Option<u64>,
 fn identity(r: &ResultRow) -> RowIdentity {
     (
         r.model.clone(),
-        r.method.clone(),
+        r.method.to_string(),
         r.template.clone(),
         r.lambda.map(|l| format!("{l}")),
         r.seed,
@@ -105,13 +106,13 @@ fn differs(a: f64, b: f64, tol: f64) -> bool {
 fn training_gaps(rows: &[ResultRow]) -> BTreeMap<(String, String, String, u64, String), f64> {
     let mut out = BTreeMap::new();
     for r in rows.iter() {
-        let Some(("coop", agg)) = parse_coop_method(&r.method) else { continue };
-        let init = coop_method("coop-init", agg);
+        let Method::Coop(agg) = r.method else { continue };
+        let init = Method::CoopInit(agg);
         let start = rows
             .iter()
             .find(|s| s.method == init && s.model == r.model && s.lambda == r.lambda && s.seed == r.seed && s.dataset == r.dataset);
         if let (Some(s), Some(l), Some(seed)) = (start, r.lambda, r.seed) {
-            out.insert((r.model.clone(), r.method.clone(), format!("{l}"), seed, r.dataset.clone()), r.top1 - s.top1);
+            out.insert((r.model.clone(), r.method.to_string(), format!("{l}"), seed, r.dataset.clone()), r.top1 - s.top1);
         }
     }
     out
@@ -120,7 +121,7 @@ fn training_gaps(rows: &[ResultRow]) -> BTreeMap<(String, String, String, u64, S
 /// Class-name score of λ > 0 (each aggregation) minus λ = 0 (trained once, with no score in
 /// its loss), per (model, method, λ, seed) (ImageNet val rows).
 fn score_gaps(rows: &[ResultRow]) -> BTreeMap<(String, String, String, u64), f64> {
-    let trained = |r: &&ResultRow| r.dataset == "imagenet" && matches!(parse_coop_method(&r.method), Some(("coop", _)));
+    let trained = |r: &&ResultRow| r.dataset == "imagenet" && matches!(r.method, Method::Coop(_));
     let mut out = BTreeMap::new();
     for r in rows.iter().filter(trained).filter(|r| r.lambda.is_some_and(|l| l > 0.0)) {
         let zero = rows
@@ -128,7 +129,7 @@ fn score_gaps(rows: &[ResultRow]) -> BTreeMap<(String, String, String, u64), f64
             .filter(trained)
             .find(|z| z.model == r.model && z.seed == r.seed && z.lambda == Some(0.0));
         if let (Some(a), Some(b), Some(seed)) = (r.name_score, zero.and_then(|z| z.name_score), r.seed) {
-            out.insert((r.model.clone(), r.method.clone(), format!("{}", r.lambda.unwrap_or(0.0)), seed), a - b);
+            out.insert((r.model.clone(), r.method.to_string(), format!("{}", r.lambda.unwrap_or(0.0)), seed), a - b);
         }
     }
     out
@@ -177,7 +178,7 @@ pub fn compare(baseline: &[ResultRow], rerun: &[ResultRow], tol: Tolerances) -> 
     }
     let base_scores = score_gaps(baseline);
     let rerun_scores = score_gaps(rerun);
-    let trained_with_score = |r: &ResultRow| matches!(parse_coop_method(&r.method), Some(("coop", _))) && r.lambda.is_some_and(|l| l > 0.0);
+    let trained_with_score = |r: &ResultRow| matches!(r.method, Method::Coop(_)) && r.lambda.is_some_and(|l| l > 0.0);
     if rerun.iter().any(trained_with_score) && rerun_scores.is_empty() {
         problems.push("the rerun has CoOp with λ > 0 but no λ = 0 run to compare its class-name score with".into());
     }
@@ -244,7 +245,7 @@ mod tests {
         r[1].top1 = f64::NAN;
         assert!(!compare(&base(), &r, T).is_empty());
         r = base();
-        r[0].method = "zero-shot".into();
+        r[0].method = Method::ZeroShot;
         assert!(compare(&base(), &r, T).iter().any(|p| p.contains("no baseline row")));
     }
 
@@ -276,7 +277,7 @@ mod tests {
         more.push(row("coop name_score=min", 1.0, 59.0, Some(0.4)));
         let merged = merge_rows(vec![(demo, base()), (rerun, more.clone())]).unwrap();
         assert_eq!(merged.len(), 5);
-        assert_eq!(merged[4].method, "coop name_score=min");
+        assert_eq!(merged[4].method.to_string(), "coop name_score=min");
         more[0].top1 += 1e-9;
         let e = merge_rows(vec![(demo, base()), (rerun, more)]).unwrap_err().to_string();
         assert!(e.contains("results/demo and results/regress disagree"), "{e}");

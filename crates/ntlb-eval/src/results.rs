@@ -7,8 +7,7 @@ use anyhow::{bail, Context, Result};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use ntlb_prompt::objective::NameScore;
-
+use crate::method::Method;
 use crate::relevance_maps::RelevanceMap;
 use crate::sweep::Job;
 
@@ -17,10 +16,9 @@ pub struct ResultRow {
     pub sweep: String,
     pub run_key: String,
     pub model: String,
-    /// `zero-shot`, `zero-shot-ensemble-<name>`, `coop` (the learned context) or `coop-init`
-    /// (the context CoOp starts from, before any step); CoOp's with ` name_score=<mean|min>`
-    /// after it when trained with that aggregation ([`coop_method`]).
-    pub method: String,
+    /// What produced the row, written as `zero-shot`, `zero-shot-ensemble-<name>`, `coop`,
+    /// `coop-init` (CoOp's with ` name_score=<mean|min>` after it).
+    pub method: Method,
     pub template: Option<String>,
     pub lambda: Option<f64>,
     pub seed: Option<u64>,
@@ -35,26 +33,6 @@ pub struct ResultRow {
     /// val images (the same value on every dataset row of a run; `coop-init`: before training).
     #[serde(default)]
     pub name_score: Option<f64>,
-}
-
-/// The `method` of a CoOp row, `base` being `coop` or `coop-init`: `base` itself for the paper's
-/// aggregation of the class-name score (max), `<base> name_score=<agg>` otherwise, so rows of
-/// different aggregations never mix where rows are picked by method.
-pub fn coop_method(base: &str, agg: NameScore) -> String {
-    match agg {
-        NameScore::Max => base.to_string(),
-        agg => format!("{base} name_score={agg}"),
-    }
-}
-
-/// The inverse of [`coop_method`]: (`coop` or `coop-init`, the aggregation), `None` for the
-/// methods of other jobs.
-pub fn parse_coop_method(method: &str) -> Option<(&str, NameScore)> {
-    let (base, agg) = match method.split_once(" name_score=") {
-        Some((b, a)) => (b, a.parse().ok()?),
-        None => (method, NameScore::Max),
-    };
-    matches!(base, "coop" | "coop-init").then_some((base, agg))
 }
 
 #[cfg(test)]
@@ -74,7 +52,7 @@ impl ResultRow {
             sweep: "s".into(),
             run_key: "k".into(),
             model: "m".into(),
-            method: method.into(),
+            method: Method::parse(method).expect("a method's string"),
             template: None,
             lambda,
             seed,
@@ -210,7 +188,7 @@ fn frame(rows: &[ResultRow]) -> PolarsResult<DataFrame> {
             Column::new("sweep".into(), s(|r| r.sweep.clone())),
             Column::new("run_key".into(), s(|r| r.run_key.clone())),
             Column::new("model".into(), s(|r| r.model.clone())),
-            Column::new("method".into(), s(|r| r.method.clone())),
+            Column::new("method".into(), s(|r| r.method.to_string())),
             Column::new("template".into(), rows.iter().map(|r| r.template.clone()).collect::<Vec<_>>()),
             Column::new("lambda".into(), rows.iter().map(|r| r.lambda).collect::<Vec<_>>()),
             Column::new("seed".into(), rows.iter().map(|r| r.seed).collect::<Vec<_>>()),
@@ -271,12 +249,20 @@ pub fn read_table(results: &Path) -> Result<Vec<ResultRow>> {
         vec![None; n]
     };
     let (seed, ni, nf) = (u64s("seed")?, u64s("n_images")?, u64s("n_failed")?);
+    let methods = method
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let m = m.as_deref().unwrap_or_default();
+            Method::parse(m).with_context(|| format!("{}: row {}: unknown method `{m}`", path.display(), i + 1))
+        })
+        .collect::<Result<Vec<Method>>>()?;
     Ok((0..n)
         .map(|i| ResultRow {
             sweep: sweep[i].clone().unwrap_or_default(),
             run_key: key[i].clone().unwrap_or_default(),
             model: model[i].clone().unwrap_or_default(),
-            method: method[i].clone().unwrap_or_default(),
+            method: methods[i].clone(),
             template: template[i].clone(),
             lambda: lambda[i],
             seed: seed[i],

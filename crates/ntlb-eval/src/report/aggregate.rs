@@ -11,7 +11,8 @@ use polars_lazy::prelude::*;
 
 use ntlb_prompt::objective::NameScore;
 
-use crate::results::{coop_method, parse_coop_method, EpochPoint, ResultRow, RunRecord};
+use crate::method::{Method, COOP_START};
+use crate::results::{EpochPoint, ResultRow, RunRecord};
 
 /// Mean, sample standard deviation (0 for a single value) and number of values.
 pub(crate) type Stat = (f64, f64, usize);
@@ -64,14 +65,14 @@ pub(crate) fn models_of(rows: &[ResultRow]) -> Vec<String> {
 
 /// The λ values of a model's CoOp runs, ascending.
 pub(crate) fn lambdas_of(rows: &[ResultRow], model: &str) -> Vec<f64> {
-    lambdas_of_method(rows, model, "coop")
+    lambdas_of_method(rows, model, &Method::COOP)
 }
 
 /// The λ of one model's rows of `method`, ascending.
-fn lambdas_of_method(rows: &[ResultRow], model: &str, method: &str) -> Vec<f64> {
+fn lambdas_of_method(rows: &[ResultRow], model: &str, method: &Method) -> Vec<f64> {
     let mut l: Vec<f64> = rows
         .iter()
-        .filter(|r| r.model == model && r.method == method)
+        .filter(|r| r.model == model && &r.method == method)
         .filter_map(|r| r.lambda)
         .collect();
     l.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
@@ -84,43 +85,22 @@ fn aggregations_of(rows: &[ResultRow], model: &str) -> Vec<NameScore> {
     let mut a: Vec<NameScore> = rows
         .iter()
         .filter(|r| r.model == model)
-        .filter_map(|r| parse_coop_method(&r.method))
-        .filter(|(base, _)| *base == "coop")
-        .map(|(_, agg)| agg)
+        .filter_map(|r| match r.method {
+            Method::Coop(agg) => Some(agg),
+            _ => None,
+        })
         .collect();
     a.sort_by_key(|agg| NameScore::NAMES.iter().position(|n| *n == agg.name()));
     a.dedup();
     a
 }
 
-const COOP_START: &str = "CoOp start: random context, before training";
-
-/// The summary-table name of a row's method; a CoOp run's class-name score aggregation when it
-/// is not the paper's max (its start is the same whatever the aggregation: one line).
-fn method_label(r: &ResultRow) -> String {
-    if let Some((base, agg)) = crate::results::parse_coop_method(&r.method) {
-        let tag = if agg.is_max() { String::new() } else { format!(", name score = {agg}") };
-        let l = r.lambda.unwrap_or(0.0);
-        return if base == "coop-init" {
-            COOP_START.to_string()
-        } else if l == 0.0 {
-            format!("CoOp{tag} (λ = 0)")
-        } else {
-            format!("CoOp + explainability{tag} (λ = {l})")
-        };
-    }
-    match r.method.as_str() {
-        "zero-shot" => "zero-shot, single template: mean".to_string(),
-        m => m.replace("zero-shot-ensemble-", "zero-shot, ensemble of ") + " templates",
-    }
-}
-
 /// The rows as a frame: the columns the aggregations read, and `label` (the summary method).
 fn frame(rows: &[ResultRow]) -> PolarsResult<LazyFrame> {
     let df = df!(
         "model" => rows.iter().map(|r| r.model.as_str()).collect::<Vec<_>>(),
-        "method" => rows.iter().map(|r| r.method.as_str()).collect::<Vec<_>>(),
-        "label" => rows.iter().map(method_label).collect::<Vec<_>>(),
+        "method" => rows.iter().map(|r| r.method.to_string()).collect::<Vec<_>>(),
+        "label" => rows.iter().map(|r| r.method.label(r.lambda)).collect::<Vec<_>>(),
         "dataset" => rows.iter().map(|r| r.dataset.as_str()).collect::<Vec<_>>(),
         "lambda" => rows.iter().map(|r| r.lambda).collect::<Vec<_>>(),
         "seed" => rows.iter().map(|r| r.seed).collect::<Vec<_>>(),
@@ -181,7 +161,7 @@ pub(crate) fn summarize(rows: &[ResultRow]) -> Result<Vec<SummaryLine>> {
     }
     let best = counted
         .clone()
-        .filter(col("method").eq(lit("zero-shot")))
+        .filter(col("method").eq(lit(Method::ZeroShot.to_string())))
         .group_by_stable([col("model"), col("dataset")])
         .agg([col("top1").max()])
         .collect()?;
@@ -208,17 +188,10 @@ pub(crate) fn summarize(rows: &[ResultRow]) -> Result<Vec<SummaryLine>> {
             cells,
         })
         .collect();
-    // Zero-shot first, then CoOp's start, then CoOp by increasing λ (numerically: 3 before 10).
-    let rank = |m: &str| -> (u8, f64) {
-        if m.starts_with("zero-shot") {
-            (0, 0.0)
-        } else if m.starts_with("CoOp start") {
-            (1, 0.0)
-        } else {
-            let l = m.rsplit("λ = ").next().and_then(|t| t.trim_end_matches(')').parse::<f64>().ok());
-            (2, l.unwrap_or(f64::MAX))
-        }
-    };
+    // Each line's place from the method and λ of its rows ([`Method::order`]); the best single
+    // template is zero-shot.
+    let order: BTreeMap<String, (u8, f64)> = rows.iter().map(|r| (r.method.label(r.lambda), r.method.order(r.lambda))).collect();
+    let rank = |m: &str| -> (u8, f64) { order.get(m).copied().unwrap_or((0, 0.0)) };
     lines.sort_by(|a, b| {
         let (ra, rb) = (rank(&a.method), rank(&b.method));
         (a.model.as_str(), ra.0)
@@ -253,12 +226,12 @@ pub(crate) struct Effects {
 
 /// The differences of (λ, method) and (λ0, method0) of one model, paired by seed and dataset,
 /// over seeds in ascending order.
-fn gap(lf: &LazyFrame, model: &str, label: String, (l, mth): (f64, &str), (l0, mth0): (f64, &str)) -> Result<Gap> {
-    let side = |l: f64, m: &str| {
+fn gap(lf: &LazyFrame, model: &str, label: String, (l, mth): (f64, &Method), (l0, mth0): (f64, &Method)) -> Result<Gap> {
+    let side = |l: f64, m: &Method| {
         lf.clone().filter(
             col("model")
                 .eq(lit(model))
-                .and(col("method").eq(lit(m)))
+                .and(col("method").eq(lit(m.to_string())))
                 .and(col("lambda").eq(lit(l))),
         )
     };
@@ -288,7 +261,7 @@ fn gap(lf: &LazyFrame, model: &str, label: String, (l, mth): (f64, &str), (l0, m
     )?;
     Ok(Gap {
         label,
-        lambda_vs_zero: (mth0 == "coop" && l0 == 0.0 && l != 0.0).then_some(l),
+        lambda_vs_zero: (*mth0 == Method::COOP && l0 == 0.0 && l != 0.0).then_some(l),
         top1: strs(&top1, "dataset")?.into_iter().zip(stats(&top1)?).collect(),
         name_score: stats(&score)?.into_iter().next(),
         legend: format!("λ = {l}"),
@@ -301,7 +274,7 @@ pub(crate) fn effects(rows: &[ResultRow]) -> Result<Vec<Effects>> {
     let lf = frame(rows)?;
     let spread = lf
         .clone()
-        .filter(col("method").eq(lit("zero-shot")))
+        .filter(col("method").eq(lit(Method::ZeroShot.to_string())))
         .group_by_stable([col("model"), col("dataset")])
         .agg([(col("top1").max() - col("top1").min()).alias("spread")])
         .collect()?;
@@ -313,7 +286,7 @@ pub(crate) fn effects(rows: &[ResultRow]) -> Result<Vec<Effects>> {
         // "", or the aggregation when it is not the paper's max.
         let suffix = |agg: NameScore| if agg == NameScore::Max { String::new() } else { format!(", name_score = {agg}") };
         for &agg in &aggs {
-            let (trained, start) = (coop_method("coop", agg), coop_method("coop-init", agg));
+            let (trained, start) = (Method::Coop(agg), Method::CoopInit(agg));
             for l in lambdas_of_method(rows, &model, &trained) {
                 gaps.push(gap(
                     &lf,
@@ -326,14 +299,14 @@ pub(crate) fn effects(rows: &[ResultRow]) -> Result<Vec<Effects>> {
         }
         // λ = 0 has no class-name score in its loss: one run, the reference of every aggregation.
         for &agg in &aggs {
-            let trained = coop_method("coop", agg);
+            let trained = Method::Coop(agg);
             for l in lambdas_of_method(rows, &model, &trained).into_iter().filter(|&l| l > 0.0) {
                 let mut g = gap(
                     &lf,
                     &model,
                     format!("λ = {l}{} − λ = 0 (same seed)", suffix(agg)),
                     (l, &trained),
-                    (0.0, "coop"),
+                    (0.0, &Method::COOP),
                 )?;
                 g.legend = format!("λ = {l}{}", suffix(agg));
                 gaps.push(g);
@@ -350,11 +323,11 @@ pub(crate) fn effects(rows: &[ResultRow]) -> Result<Vec<Effects>> {
 
 /// Mean ± std over seeds of `value` ("top1" or "name_score") for one model's rows of
 /// `method`, per dataset and λ: (dataset, λ) → (mean, std).
-pub(crate) fn over_seeds(rows: &[ResultRow], model: &str, method: &str, value: &str) -> Result<BTreeMap<(String, u64), (f64, f64)>> {
+pub(crate) fn over_seeds(rows: &[ResultRow], model: &str, method: &Method, value: &str) -> Result<BTreeMap<(String, u64), (f64, f64)>> {
     let lf = frame(rows)?.filter(
         col("model")
             .eq(lit(model))
-            .and(col("method").eq(lit(method)))
+            .and(col("method").eq(lit(method.to_string())))
             .and(col("lambda").is_not_null())
             .and(col(value).is_not_null()),
     );
@@ -578,7 +551,7 @@ mod tests {
 
     #[test]
     fn over_seeds_and_curves_average_per_lambda() {
-        let s = over_seeds(&rows(), "m", "coop", "top1").unwrap();
+        let s = over_seeds(&rows(), "m", &Method::COOP, "top1").unwrap();
         assert_eq!(s[&("imagenet".to_string(), 0f64.to_bits())].0, 45.0);
         assert_eq!(s[&("imagenet".to_string(), 10f64.to_bits())], (20.0, 0.0));
         assert!(!s.contains_key(&("imagenet-a".to_string(), 3f64.to_bits())));

@@ -7,6 +7,10 @@ use anyhow::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
+use ntlb_prompt::objective::NameScore;
+
+use crate::method::Method;
+
 use super::aggregate::{effects, lambdas_of, mean_curves, models_of, over_seeds, t_interval95, Gap, SummaryLine};
 use crate::results::{EpochPoint, ResultRow, RunRecord};
 use crate::sweep::Job;
@@ -123,7 +127,7 @@ fn draw_templates<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, model: &str
 where
     DB::ErrorType: 'static,
 {
-    let single: Vec<&ResultRow> = rows.iter().filter(|r| r.model == model && r.method == "zero-shot").collect();
+    let single: Vec<&ResultRow> = rows.iter().filter(|r| r.model == model && r.method == Method::ZeroShot).collect();
     let ymax = single.iter().map(|r| r.top1).fold(1.0f64, f64::max) * 1.15;
     let mut chart = dataset_axes(
         root,
@@ -143,7 +147,7 @@ where
         }))?;
         for (k, e) in rows
             .iter()
-            .filter(|r| r.model == model && &r.dataset == d && r.method.starts_with("zero-shot-ensemble"))
+            .filter(|r| r.model == model && &r.dataset == d && matches!(r.method, Method::Ensemble(_)))
             .enumerate()
         {
             let c = PALETTE[(k + 1) % PALETTE.len()];
@@ -229,7 +233,7 @@ where
     let lambdas = lambdas_of(rows, model);
     let ymax = rows
         .iter()
-        .filter(|r| r.model == model && r.method == "coop")
+        .filter(|r| r.model == model && r.method == Method::COOP)
         .map(|r| r.top1)
         .fold(1.0f64, f64::max)
         * 1.15;
@@ -240,7 +244,7 @@ where
         0f64..ymax,
         "top-1 (%)",
     )?;
-    let stats = over_seeds(rows, model, "coop", "top1")?;
+    let stats = over_seeds(rows, model, &Method::COOP, "top1")?;
     for (i, d) in ds.iter().enumerate() {
         let pts: Vec<(f64, f64, f64)> = lambdas
             .iter()
@@ -260,7 +264,7 @@ where
     DB::ErrorType: 'static,
 {
     let lambdas = lambdas_of(rows, model);
-    let of = |method: &str| -> Result<Vec<(f64, f64, f64)>> {
+    let of = |method: &Method| -> Result<Vec<(f64, f64, f64)>> {
         let stats = over_seeds(rows, model, method, "name_score")?;
         Ok(lambdas
             .iter()
@@ -268,7 +272,7 @@ where
             .filter_map(|(x, &l)| stats.get(&("imagenet".to_string(), l.to_bits())).map(|&(m, s)| (x as f64, m, s)))
             .collect())
     };
-    let (before, after) = (of("coop-init")?, of("coop")?);
+    let (before, after) = (of(&Method::CoopInit(NameScore::Max))?, of(&Method::COOP)?);
     let ymax = before.iter().chain(&after).map(|p| p.1 + p.2).fold(0.05f64, f64::max) * 1.2;
     let mut chart = lambda_axes(
         root,
@@ -486,7 +490,7 @@ pub(super) fn write_figures(
             |r| draw_methods(r, model, &ml, ds),
             |r| draw_methods(r, model, &ml, ds),
         )?);
-        if rows.iter().any(|r| &r.model == model && r.method == "zero-shot") {
+        if rows.iter().any(|r| &r.model == model && r.method == Method::ZeroShot) {
             files.extend(render(
                 out,
                 &format!("{slug}_template_sensitivity"),
@@ -495,7 +499,7 @@ pub(super) fn write_figures(
                 |r| draw_templates(r, model, rows, ds),
             )?);
         }
-        if rows.iter().any(|r| &r.model == model && r.method == "coop") {
+        if rows.iter().any(|r| &r.model == model && r.method == Method::COOP) {
             files.extend(render(
                 out,
                 &format!("{slug}_accuracy_vs_lambda"),

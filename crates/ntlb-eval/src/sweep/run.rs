@@ -22,6 +22,7 @@ use super::plan::{job_keys, job_state, print_plan, JobState};
 use super::{open_datasets, plan, run_path, Job, ModelEntry, SweepConfig, ZeroShotSweep};
 use crate::features::{model_features, Features};
 use crate::lock::Turn;
+use crate::method::Method;
 use crate::relevance_maps::RelevanceMap;
 use crate::results::{write_tables, EpochPoint, ResultRow, RunRecord};
 use crate::scores::DeviceFeatures;
@@ -77,12 +78,12 @@ struct JobInputs<'a> {
 
 impl JobInputs<'_> {
     /// A result row of this job with the accuracy fields still zero.
-    fn row(&self, dataset: &str, method: &str) -> ResultRow {
+    fn row(&self, dataset: &str, method: Method) -> ResultRow {
         ResultRow {
             sweep: self.cfg.name.clone(),
             run_key: self.key.to_string(),
             model: self.model.name.clone(),
-            method: method.into(),
+            method,
             template: None,
             lambda: None,
             seed: None,
@@ -129,7 +130,7 @@ fn zero_shot_job(x: &JobInputs, zero_shot: &ZeroShotSweep) -> Result<JobOutput> 
                     mean_per_class: a.mean_per_class,
                     n_images: a.n,
                     n_failed: f.manifest.failed.len(),
-                    ..x.row(s.kind.name(), "zero-shot")
+                    ..x.row(s.kind.name(), Method::ZeroShot)
                 });
             }
         }
@@ -143,7 +144,7 @@ fn zero_shot_job(x: &JobInputs, zero_shot: &ZeroShotSweep) -> Result<JobOutput> 
                 mean_per_class: a.mean_per_class,
                 n_images: a.n,
                 n_failed: f.manifest.failed.len(),
-                ..x.row(s.kind.name(), &format!("zero-shot-ensemble-{name}"))
+                ..x.row(s.kind.name(), Method::Ensemble(name.clone()))
             });
         }
     }
@@ -232,8 +233,8 @@ fn coop_job(x: &JobInputs, label: &str, lambda: f64, seed: u64, tcfg: &TrainConf
         let device = l.clip.text.token_embedding.device();
         let feats = DeviceFeatures::from_features(f, &device);
         let enc = ClassTextEncoder::new(&l.clip, &lay);
-        for (base, ctx, name_score) in [("coop-init", &initial, score_init), ("coop", &learned.ctx, score)] {
-            let method = crate::results::coop_method(base, tcfg.loss.name_score);
+        let agg = tcfg.loss.name_score;
+        for (method, ctx, name_score) in [(Method::CoopInit(agg), &initial, score_init), (Method::Coop(agg), &learned.ctx, score)] {
             let ctx = Tensor::<2>::from_data(TensorData::new(ctx.clone(), shape), &device);
             let a = feats.accuracy(&enc.features(ctx, tcfg.chunk), s.classes.len());
             rows.push(ResultRow {
@@ -245,7 +246,7 @@ fn coop_job(x: &JobInputs, label: &str, lambda: f64, seed: u64, tcfg: &TrainConf
                 n_images: a.n,
                 n_failed: f.manifest.failed.len(),
                 name_score,
-                ..x.row(s.kind.name(), &method)
+                ..x.row(s.kind.name(), method)
             });
         }
     }
