@@ -19,7 +19,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::identity::{items_sha256, Numerics};
+use crate::identity::{items_sha256, Numerics, PIPELINE_VERSION};
 use crate::progress::Progress;
 
 /// Everything the cached features depend on; no path, so nodes that mount the data elsewhere
@@ -46,18 +46,19 @@ pub struct FeatureKey {
 }
 
 impl FeatureKey {
-    pub fn new(checkpoint_sha256: &str, numerics: &Numerics, set: &EvalSet, model: &ModelNumerics, resolution: usize) -> Result<FeatureKey> {
-        Ok(FeatureKey {
+    /// The key of `set`'s features, `items` being its [`items_sha256`] (the sweep's identity
+    /// hashed it already: each file list is hashed once).
+    pub fn new(checkpoint_sha256: &str, numerics: &Numerics, set: &EvalSet, items: &str, model: &ModelNumerics, resolution: usize) -> FeatureKey {
+        FeatureKey {
             checkpoint_sha256: checkpoint_sha256.into(),
             dataset: set.kind.name().into(),
-            files_sha256: items_sha256(set)?,
+            files_sha256: items.into(),
             n_files: set.items.len(),
-            // v2: libjpeg-turbo decoding, tRNS kept out of alpha, Pillow 13's pass order.
-            preprocessing: format!("clip-test:resize-bicubic-pillow,center-crop,{resolution}px,v2"),
+            preprocessing: format!("clip-test:resize-bicubic-pillow,center-crop,{resolution}px,v{PIPELINE_VERSION}"),
             numerics: numerics.clone(),
             convert_order: ConvertOrder::default().name().into(),
             model: model.identity(),
-        })
+        }
     }
 
     /// The same key for pictures converted to RGB in `order`.
@@ -240,7 +241,7 @@ pub fn try_dataset_features(
     strict: bool,
     progress: bool,
 ) -> Result<Attempt> {
-    let key = FeatureKey::new(checkpoint_sha256, numerics, set, &clip.numerics, clip.config.vision.image_resolution())?;
+    let key = FeatureKey::new(checkpoint_sha256, numerics, set, &items_sha256(set)?, &clip.numerics, clip.config.vision.image_resolution());
     try_keyed(clip, set, key, cache_dir, batch, strict, progress)
 }
 
@@ -415,6 +416,7 @@ fn encode(clip: &Clip, set: &EvalSet, key: FeatureKey, batch: usize, strict: boo
 pub fn model_features(
     clip: &Clip,
     sets: &[EvalSet],
+    set_items: &[String],
     checkpoint_sha256: &str,
     numerics: &Numerics,
     cache_dir: Option<&Path>,
@@ -424,10 +426,11 @@ pub fn model_features(
     order: ConvertOrder,
 ) -> Result<Vec<Features>> {
     let res = clip.config.vision.image_resolution();
-    let keys = sets
+    let keys: Vec<FeatureKey> = sets
         .iter()
-        .map(|s| Ok(FeatureKey::new(checkpoint_sha256, numerics, s, &clip.numerics, res)?.in_order(order)))
-        .collect::<Result<Vec<_>>>()?;
+        .zip(set_items)
+        .map(|(s, items)| FeatureKey::new(checkpoint_sha256, numerics, s, items, &clip.numerics, res).in_order(order))
+        .collect();
     crate::lock::each_when_free(sets.len(), progress, |i| {
         Ok(match try_keyed(clip, &sets[i], keys[i].clone(), cache_dir, batch, strict, progress)? {
             Attempt::Ready(f) => crate::lock::Turn::Done(f),
@@ -453,9 +456,13 @@ mod tests {
         let set = EvalSet::of_files(ntlb_data::variants::DatasetKind::Imagenet, dir.path(), classes, vec![(file, 0)]);
         let numerics = Numerics::from_config("cpu", "f32").unwrap();
         let openai = ntlb_clip::checkpoint::numerics(dir.path(), None).unwrap();
-        let key = FeatureKey::new("sha", &numerics, &set, &openai, 224).unwrap();
+        let items = items_sha256(&set).unwrap();
+        let key = FeatureKey::new("sha", &numerics, &set, &items, &openai, 224);
         assert_eq!(key.convert_order, ConvertOrder::Dassl.name());
         assert!(key.preprocessing.ends_with("v2"));
+        // The id entries are stored under: caches written before may not be orphaned by a
+        // change of how the key is assembled (only by a change of what it holds).
+        assert_eq!(key.id(), "718285cc4f382fcd6552");
         let other = FeatureKey {
             convert_order: ConvertOrder::Clip.name().into(),
             ..key.clone()
@@ -465,11 +472,11 @@ mod tests {
             text_activation: ntlb_clip::config::Activation::Gelu,
             ..openai.clone()
         };
-        assert_ne!(key.id(), FeatureKey::new("sha", &numerics, &set, &gelu, 224).unwrap().id());
+        assert_ne!(key.id(), FeatureKey::new("sha", &numerics, &set, &items, &gelu, 224).id());
         let norm = ModelNumerics {
             normalization: ntlb_clip::preprocess::Normalization { mean: [0.5; 3], std: [0.5; 3] },
             ..openai
         };
-        assert_ne!(key.id(), FeatureKey::new("sha", &numerics, &set, &norm, 224).unwrap().id());
+        assert_ne!(key.id(), FeatureKey::new("sha", &numerics, &set, &items, &norm, 224).id());
     }
 }

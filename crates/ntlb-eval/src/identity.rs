@@ -22,6 +22,17 @@ use crate::zeroshot::read_templates;
 /// Bumped when a code change moves results (keys of older records then stop matching).
 pub const KEY_SCHEME: u32 = 3;
 
+/// The version of the image pipeline (decoding, resampling, cropping, normalisation): in every
+/// feature-cache key and in every job key, so a change of the pixels the model sees is one bump
+/// here and invalidates both. 2: libjpeg-turbo decoding, tRNS kept out of alpha, Pillow 13's
+/// pass order.
+pub const PIPELINE_VERSION: u32 = 2;
+
+/// Job keys made at pipeline 2 carry no pipeline field (they predate it): left out there, so they hold.
+fn is_first_pipeline(v: &u32) -> bool {
+    *v == 2
+}
+
 fn hex(h: Sha256) -> String {
     format!("{:x}", h.finalize())
 }
@@ -112,12 +123,13 @@ pub fn classes_sha256(c: &ClassList) -> String {
     hex(h)
 }
 
-/// An evaluation set by content: kind, its label space and its files relative to its root.
-pub fn eval_set_identity(set: &EvalSet) -> Result<String> {
+/// An evaluation set by content: kind, its label space and its items (`items`: the set's
+/// [`items_sha256`], hashed once per sweep for this and its feature-cache key).
+pub fn eval_set_identity(set: &EvalSet, items: &str) -> String {
     let mut h = Sha256::new();
     h.update(format!("{}\n{}\n", set.kind.name(), classes_sha256(&set.classes)).as_bytes());
-    h.update(items_sha256(set)?.as_bytes());
-    Ok(hex(h))
+    h.update(items.as_bytes());
+    hex(h)
 }
 
 /// SHA-256 of a checkpoint, hashed once per process (the plan's keys and the model load both
@@ -151,6 +163,8 @@ pub struct SweepIdentity {
     pub convert_order: ntlb_clip::preprocess::ConvertOrder,
     pub classes: String,
     pub datasets: Vec<String>,
+    /// Each set's [`items_sha256`], in the order of `datasets`: the feature-cache keys use them.
+    pub set_items: Vec<String>,
     /// Model name -> checkpoint SHA-256 (and the tokenizer's, when one is named).
     pub models: HashMap<String, String>,
     /// Model name -> its activations and normalisation (`ModelNumerics::identity`).
@@ -191,6 +205,8 @@ struct KeyMaterial<'a> {
     /// Left out at the default (the reference's order), so keys made before it existed hold.
     #[serde(skip_serializing_if = "is_reference_order")]
     convert_order: ntlb_clip::preprocess::ConvertOrder,
+    #[serde(skip_serializing_if = "is_first_pipeline")]
+    pipeline: u32,
 }
 
 fn is_reference_order(o: &ntlb_clip::preprocess::ConvertOrder) -> bool {
@@ -201,7 +217,8 @@ impl SweepIdentity {
     /// Hash the checkpoints, templates, class list, datasets and (with CoOp) the training files.
     pub fn compute(cfg: &SweepConfig, classes: &ClassList, sets: &[EvalSet]) -> Result<SweepIdentity> {
         let numerics = Numerics::from_config(&cfg.device, &cfg.precision)?;
-        let datasets = sets.iter().map(eval_set_identity).collect::<Result<Vec<_>>>()?;
+        let set_items = sets.iter().map(items_sha256).collect::<Result<Vec<_>>>()?;
+        let datasets = sets.iter().zip(&set_items).map(|(s, i)| eval_set_identity(s, i)).collect();
         let mut models = HashMap::new();
         let mut model_numerics = HashMap::new();
         for m in &cfg.models {
@@ -236,6 +253,7 @@ impl SweepIdentity {
             convert_order: cfg.convert_order,
             classes: classes_sha256(classes),
             datasets,
+            set_items,
             models,
             model_numerics,
             templates,
@@ -289,6 +307,7 @@ impl SweepIdentity {
             numerics: &self.numerics,
             strict: self.strict,
             convert_order: self.convert_order,
+            pipeline: PIPELINE_VERSION,
         };
         let mut h = Sha256::new();
         h.update(serde_json::to_vec(&material)?);

@@ -47,9 +47,10 @@ fn keys(cfg: &SweepConfig) -> (Vec<String>, Vec<String>) {
     let numerics = Numerics::from_config(&cfg.device, &cfg.precision).unwrap();
     let features = sets
         .iter()
-        .map(|s| {
+        .zip(&ident.set_items)
+        .map(|(s, items)| {
             let model = ntlb_clip::checkpoint::numerics(&cfg.models[0].path, None).unwrap();
-            FeatureKey::new(&ident.models["tiny"], &numerics, s, &model, 32).unwrap().id()
+            FeatureKey::new(&ident.models["tiny"], &numerics, s, items, &model, 32).id()
         })
         .collect();
     (ident.keys(&jobs).unwrap(), features)

@@ -30,6 +30,7 @@ fn imagenet_configs_plan_the_paper_comparison() {
         convert_order: c.convert_order,
         classes: "classes".into(),
         datasets: vec!["d".into(); 5],
+        set_items: vec!["i".into(); 5],
         models: c.models.iter().map(|m| (m.name.clone(), "checkpoint".into())).collect(),
         model_numerics: c.models.iter().map(|m| (m.name.clone(), "numerics".into())).collect(),
         templates: std::iter::once(&z.templates)

@@ -183,19 +183,20 @@ pub fn job_state(cfg: &SweepConfig, key: &str) -> JobState {
     }
 }
 
-/// The key of every job. Keys hash the data, so they exist only once the data is readable:
-/// a dry run goes on without them (`None`), a real run fails.
+/// The key of every job, and each set's item hash (the feature-cache keys reuse it). Keys hash
+/// the data, so they exist only once the data is readable: a dry run goes on without them
+/// (`None`), a real run fails.
 pub(super) fn job_keys(
     cfg: &SweepConfig,
     classes: &ClassList,
     sets: &[EvalSet],
     jobs: &[Job],
     dry_run: bool,
-) -> Result<Option<Vec<String>>> {
+) -> Result<Option<(Vec<String>, Vec<String>)>> {
     if sets.is_empty() && !cfg.datasets.is_empty() {
         return Ok(None);
     }
-    match SweepIdentity::compute(cfg, classes, sets).and_then(|ident| ident.keys(jobs)) {
+    match SweepIdentity::compute(cfg, classes, sets).and_then(|ident| Ok((ident.keys(jobs)?, ident.set_items))) {
         Ok(k) => Ok(Some(k)),
         Err(e) if dry_run => {
             println!("job keys unknown until the inputs are readable: {e:#}");
@@ -280,6 +281,7 @@ mod tests {
             convert_order: Default::default(),
             classes: "classes".into(),
             datasets: vec![],
+            set_items: vec![],
             models: [("m".to_string(), "checkpoint".to_string())].into(),
             model_numerics: [("m".to_string(), "numerics".to_string())].into(),
             templates: Default::default(),

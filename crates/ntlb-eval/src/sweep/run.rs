@@ -271,6 +271,8 @@ struct Prepared {
     classes: ClassList,
     sets: Vec<EvalSet>,
     keys: Option<Vec<String>>,
+    /// Each set's item hash (`SweepIdentity::set_items`), with the keys.
+    set_items: Option<Vec<String>>,
     mine: Vec<usize>,
     states: Option<Vec<JobState>>,
 }
@@ -354,7 +356,7 @@ fn prepare(cfg: &SweepConfig, opts: &SweepOptions) -> Result<Prepared> {
             );
         }
     }
-    let keys = job_keys(&cfg, &classes, &sets, &jobs, opts.dry_run)?;
+    let (keys, set_items) = job_keys(&cfg, &classes, &sets, &jobs, opts.dry_run)?.unzip();
     let range = opts.shard.map_or(0..jobs.len(), |s| crate::shard::shard_range(jobs.len(), s));
     let mine: Vec<usize> = range.filter(|i| *i < jobs.len()).collect();
     let states = keys.as_ref().map(|k| mine.iter().map(|&i| job_state(&cfg, &k[i])).collect());
@@ -364,6 +366,7 @@ fn prepare(cfg: &SweepConfig, opts: &SweepOptions) -> Result<Prepared> {
         classes,
         sets,
         keys,
+        set_items,
         mine,
         states,
     })
@@ -386,6 +389,7 @@ pub fn dry_run(cfg: &SweepConfig, shard: Option<(usize, usize)>) -> Result<usize
         keys,
         mine,
         states,
+        ..
     } = prepare(cfg, &opts)?;
     let mine: Vec<(usize, &Job)> = mine.iter().map(|&i| (i, &jobs[i])).collect();
     let todo_jobs: Vec<&Job> = match &states {
@@ -409,11 +413,13 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
         classes,
         sets,
         keys,
+        set_items,
         mine,
         states,
     } = prepare(cfg, opts)?;
     let cfg = &cfg;
     let keys = keys.expect("a real run has keys");
+    let set_items = set_items.expect("a real run has keys");
     let states = states.expect("a real run has keys");
     // Jobs whose record reads back are done; the others run under a lock per job
     // (`runs/<key>.lock`), so sweeps started at once into one results folder share the training
@@ -478,6 +484,7 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
             None => model_features(
                 &l.clip,
                 &sets,
+                &set_items,
                 &l.sha,
                 &numerics,
                 Some(&cfg.cache_dir()),
