@@ -265,6 +265,12 @@ impl LearnedPrompt {
                 .with_context(|| format!("{}: no `{STATE_KEY}` in its metadata (not a resumable state)", path.display()))?,
         )
         .with_context(|| format!("{}: not a prompt manifest", path.display()))?;
+        Self::from_parts(&mut tensors, manifest, &path)
+    }
+
+    /// The prompt of `manifest` from the tensors of `path`: `ctx` of the manifest's shape, and
+    /// the momentum when the file holds one.
+    fn from_parts(tensors: &mut ntlb_core::store::NamedTensors, manifest: Manifest, path: &Path) -> Result<LearnedPrompt> {
         let (shape, ctx) = tensors
             .remove("ctx")
             .with_context(|| format!("{}: no `ctx` tensor", path.display()))?;
@@ -284,19 +290,8 @@ impl LearnedPrompt {
         let manifest: Manifest =
             serde_json::from_str(&std::fs::read_to_string(&mpath).with_context(|| format!("{}: cannot read", mpath.display()))?)
                 .with_context(|| format!("{}: not a prompt manifest", mpath.display()))?;
-        let mut tensors = read_tensors(&dir.join(tensors_file))?;
-        let (shape, ctx) = tensors
-            .remove("ctx")
-            .with_context(|| format!("{}: no `ctx` tensor", dir.join(tensors_file).display()))?;
-        if shape != manifest.ctx_shape.to_vec() {
-            bail!(
-                "{}: ctx has shape {shape:?}, manifest says {:?}",
-                dir.join(tensors_file).display(),
-                manifest.ctx_shape
-            );
-        }
-        let momentum = tensors.remove("momentum").map(|(_, m)| m);
-        Ok(LearnedPrompt { ctx, momentum, manifest })
+        let path = dir.join(tensors_file);
+        Self::from_parts(&mut read_tensors(&path)?, manifest, &path)
     }
 
     /// Load a learned prompt written by `ntlb train`.
