@@ -223,105 +223,105 @@ fn write_cached(dir: &Path, f: &mut Features) -> Result<()> {
 
 /// Features, or who is encoding them right now.
 #[allow(clippy::large_enum_variant)] // one per dataset and try: boxing buys nothing
-pub enum Attempt {
+enum Attempt {
     Ready(Features),
     Busy { holder: String },
 }
 
-/// Read the cache, or encode under the dataset's lock; `Busy` when another process holds it
-/// (the caller can do other work first, then wait with [`dataset_features`]).
-#[allow(clippy::too_many_arguments)]
-pub fn try_dataset_features(
-    clip: &Clip,
-    set: &EvalSet,
-    checkpoint_sha256: &str,
-    numerics: &Numerics,
-    cache_dir: Option<&Path>,
-    batch: usize,
-    strict: bool,
-    progress: bool,
-) -> Result<Attempt> {
-    let key = FeatureKey::new(checkpoint_sha256, numerics, set, &items_sha256(set)?, &clip.numerics, clip.config.vision.image_resolution());
-    try_keyed(clip, set, key, cache_dir, batch, strict, progress)
+/// Where and how features are encoded and cached: what every set of a run shares.
+pub struct FeatureCache<'a> {
+    /// The cache folder; `None` encodes every time.
+    pub dir: Option<&'a Path>,
+    pub numerics: &'a Numerics,
+    /// Images per batch through the image encoder.
+    pub batch: usize,
+    /// Any unreadable or undecodable image is an error.
+    pub strict: bool,
+    pub progress: bool,
 }
 
-fn try_keyed(
-    clip: &Clip,
-    set: &EvalSet,
-    key: FeatureKey,
-    cache_dir: Option<&Path>,
-    batch: usize,
-    strict: bool,
-    progress: bool,
-) -> Result<Attempt> {
-    // Entries of the walk that could not be read are counted with the images that fail to
-    // decode (they are in no cache entry: the file list they would change is of readable files).
-    if let (true, Some((p, why))) = (strict, set.unreadable.first()) {
-        bail!("{}: {why} (--strict)", p.display());
+impl FeatureCache<'_> {
+    /// `set`'s features: read from the cache, or encoded under the entry's lock; when another
+    /// process is encoding the same entry, wait for it rather than encode it twice.
+    pub fn dataset(&self, clip: &Clip, set: &EvalSet, checkpoint_sha256: &str) -> Result<Features> {
+        let key = FeatureKey::new(checkpoint_sha256, self.numerics, set, &items_sha256(set)?, &clip.numerics, clip.config.vision.image_resolution());
+        self.when_free(clip, std::slice::from_ref(set), vec![key]).map(|mut f| f.pop().expect("one set"))
     }
-    let with_unreadable = |mut f: Features| {
-        f.manifest.failed.splice(0..0, set.unreadable.iter().cloned());
-        Attempt::Ready(f)
-    };
-    let Some(dir) = cache_dir else {
-        return encode(clip, set, key, batch, strict, progress).map(with_unreadable);
-    };
-    if let Cached::Hit(f) = read_cached(dir, &key)? {
-        return Ok(with_unreadable(f));
+
+    /// Features of every set for one model (`set_items`: each set's item hash, from the
+    /// sweep's identity). Each array task first takes what is cached, then encodes the sets no
+    /// other task is encoding, and only then waits for the rest: tasks that start together on a
+    /// cold cache split the encoding instead of queueing behind one lock.
+    pub fn model(&self, clip: &Clip, sets: &[EvalSet], set_items: &[String], checkpoint_sha256: &str, order: ConvertOrder) -> Result<Vec<Features>> {
+        let res = clip.config.vision.image_resolution();
+        let keys: Vec<FeatureKey> = sets
+            .iter()
+            .zip(set_items)
+            .map(|(s, items)| FeatureKey::new(checkpoint_sha256, self.numerics, s, items, &clip.numerics, res).in_order(order))
+            .collect();
+        self.when_free(clip, sets, keys)
     }
-    // A miss, or a damaged entry (perhaps one being rewritten): under the entry's lock.
-    let lock_path = dir.join(format!("{}.lock", key.id()));
-    let Some(_lock) = crate::lock::try_lock(&lock_path, LOCK_STALE_AFTER)? else {
-        return Ok(Attempt::Busy {
-            holder: crate::lock::holder(&lock_path).unwrap_or_else(|| "another process".into()),
-        });
-    };
-    // The previous holder may have finished between our read and our lock.
-    match read_cached(dir, &key)? {
-        Cached::Hit(f) => return Ok(with_unreadable(f)),
-        Cached::Miss => {}
-        Cached::Damaged { why, files } => {
-            let mut kept = Vec::new();
-            for p in files.iter().filter(|p| p.exists()) {
-                kept.push(ntlb_core::damaged::set_aside(p).with_context(|| format!("{}: cannot move the damaged entry aside", p.display()))?);
-            }
-            let kept: Vec<String> = kept.iter().map(|p| p.display().to_string()).collect();
-            if kept.is_empty() {
-                eprintln!("{}: unverifiable feature cache entry ({why}); encoding it again in its place", set.kind.name());
-            } else {
-                eprintln!(
-                    "{}: damaged feature cache entry ({why}); moved aside to {}, encoding it again",
-                    set.kind.name(),
-                    kept.join(", ")
-                );
+
+    /// The one wait loop: each set tried in turn until all are ready.
+    fn when_free(&self, clip: &Clip, sets: &[EvalSet], keys: Vec<FeatureKey>) -> Result<Vec<Features>> {
+        crate::lock::each_when_free(sets.len(), self.progress, |i| {
+            Ok(match self.try_keyed(clip, &sets[i], keys[i].clone())? {
+                Attempt::Ready(f) => crate::lock::Turn::Done(f),
+                Attempt::Busy { holder } => crate::lock::Turn::Busy(format!("the features of {} ({holder})", sets[i].kind.name())),
+            })
+        })
+    }
+
+    /// Read the cache, or encode under the entry's lock; `Busy` when another process holds it.
+    fn try_keyed(&self, clip: &Clip, set: &EvalSet, key: FeatureKey) -> Result<Attempt> {
+        // Entries of the walk that could not be read are counted with the images that fail to
+        // decode (they are in no cache entry: the file list they would change is of readable files).
+        if let (true, Some((p, why))) = (self.strict, set.unreadable.first()) {
+            bail!("{}: {why} (--strict)", p.display());
+        }
+        let with_unreadable = |mut f: Features| {
+            f.manifest.failed.splice(0..0, set.unreadable.iter().cloned());
+            Attempt::Ready(f)
+        };
+        let Some(dir) = self.dir else {
+            return encode(clip, set, key, self.batch, self.strict, self.progress).map(with_unreadable);
+        };
+        if let Cached::Hit(f) = read_cached(dir, &key)? {
+            return Ok(with_unreadable(f));
+        }
+        // A miss, or a damaged entry (perhaps one being rewritten): under the entry's lock.
+        let lock_path = dir.join(format!("{}.lock", key.id()));
+        let Some(_lock) = crate::lock::try_lock(&lock_path, LOCK_STALE_AFTER)? else {
+            return Ok(Attempt::Busy {
+                holder: crate::lock::holder(&lock_path).unwrap_or_else(|| "another process".into()),
+            });
+        };
+        // The previous holder may have finished between our read and our lock.
+        match read_cached(dir, &key)? {
+            Cached::Hit(f) => return Ok(with_unreadable(f)),
+            Cached::Miss => {}
+            Cached::Damaged { why, files } => {
+                let mut kept = Vec::new();
+                for p in files.iter().filter(|p| p.exists()) {
+                    kept.push(ntlb_core::damaged::set_aside(p).with_context(|| format!("{}: cannot move the damaged entry aside", p.display()))?);
+                }
+                let kept: Vec<String> = kept.iter().map(|p| p.display().to_string()).collect();
+                if kept.is_empty() {
+                    eprintln!("{}: unverifiable feature cache entry ({why}); encoding it again in its place", set.kind.name());
+                } else {
+                    eprintln!(
+                        "{}: damaged feature cache entry ({why}); moved aside to {}, encoding it again",
+                        set.kind.name(),
+                        kept.join(", ")
+                    );
+                }
             }
         }
+        let mut f = encode(clip, set, key, self.batch, self.strict, self.progress)?;
+        write_cached(dir, &mut f)?;
+        Ok(with_unreadable(f))
     }
-    let mut f = encode(clip, set, key, batch, strict, progress)?;
-    write_cached(dir, &mut f)?;
-    Ok(with_unreadable(f))
-}
 
-/// Encode every image of `set`, or read the cache in `cache_dir`; when another process is
-/// encoding the same entry, wait for it rather than encode it twice.
-#[allow(clippy::too_many_arguments)]
-pub fn dataset_features(
-    clip: &Clip,
-    set: &EvalSet,
-    checkpoint_sha256: &str,
-    numerics: &Numerics,
-    cache_dir: Option<&Path>,
-    batch: usize,
-    strict: bool,
-    progress: bool,
-) -> Result<Features> {
-    let mut got = crate::lock::each_when_free(1, progress, |_| {
-        Ok(match try_dataset_features(clip, set, checkpoint_sha256, numerics, cache_dir, batch, strict, progress)? {
-            Attempt::Ready(f) => crate::lock::Turn::Done(f),
-            Attempt::Busy { holder } => crate::lock::Turn::Busy(format!("the features of {} ({holder})", set.kind.name())),
-        })
-    })?;
-    Ok(got.pop().expect("one set"))
 }
 
 fn encode(clip: &Clip, set: &EvalSet, key: FeatureKey, batch: usize, strict: bool, progress: bool) -> Result<Features> {
@@ -406,36 +406,6 @@ fn encode(clip: &Clip, set: &EvalSet, key: FeatureKey, batch: usize, strict: boo
         dim,
         labels,
         manifest,
-    })
-}
-
-/// Features of every set for one model. Each array task first takes what is cached, then
-/// encodes the sets no other task is encoding, and only then waits for the rest: tasks that
-/// start together on a cold cache split the encoding instead of queueing behind one lock.
-#[allow(clippy::too_many_arguments)]
-pub fn model_features(
-    clip: &Clip,
-    sets: &[EvalSet],
-    set_items: &[String],
-    checkpoint_sha256: &str,
-    numerics: &Numerics,
-    cache_dir: Option<&Path>,
-    batch: usize,
-    strict: bool,
-    progress: bool,
-    order: ConvertOrder,
-) -> Result<Vec<Features>> {
-    let res = clip.config.vision.image_resolution();
-    let keys: Vec<FeatureKey> = sets
-        .iter()
-        .zip(set_items)
-        .map(|(s, items)| FeatureKey::new(checkpoint_sha256, numerics, s, items, &clip.numerics, res).in_order(order))
-        .collect();
-    crate::lock::each_when_free(sets.len(), progress, |i| {
-        Ok(match try_keyed(clip, &sets[i], keys[i].clone(), cache_dir, batch, strict, progress)? {
-            Attempt::Ready(f) => crate::lock::Turn::Done(f),
-            Attempt::Busy { holder } => crate::lock::Turn::Busy(format!("the features of {} ({holder})", sets[i].kind.name())),
-        })
     })
 }
 

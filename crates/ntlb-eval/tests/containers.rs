@@ -5,6 +5,7 @@
 
 mod common;
 
+use ntlb_eval::features::FeatureCache;
 use std::path::Path;
 
 use ntlb_data::classes::ClassList;
@@ -225,7 +226,7 @@ fn webp_members_decode_as_webp_files() {
         let layout = Layout { format, ..Layout::default() };
         let set = EvalSet::open_in(DatasetKind::Imagenet, &root.join(dir), &layout, &cl, None, None, None).unwrap();
         assert_eq!(set.items.len(), 18);
-        let f = ntlb_eval::features::dataset_features(&clip, &set, "sha", &numerics, None, 4, true, false).unwrap();
+        let f = FeatureCache { dir: None, numerics: &numerics, batch: 4, strict: true, progress: false }.dataset(&clip, &set, "sha").unwrap();
         (f.data, f.labels)
     };
     let folder = feats("webp-folder", Format::Folder);

@@ -9,7 +9,7 @@ use burn::tensor::Device;
 use ntlb_clip::Clip;
 use ntlb_data::classes::ClassList;
 use ntlb_data::variants::{read_wnids, DatasetKind, EvalSet};
-use ntlb_eval::features::dataset_features;
+use ntlb_eval::features::FeatureCache;
 use ntlb_eval::identity::Numerics;
 use ntlb_eval::results::{merge, read_table};
 use ntlb_eval::sweep::{run_sweep, SweepConfig, SweepOptions};
@@ -85,7 +85,7 @@ fn pipeline_counts_bad_images_and_the_cache_follows_its_key() {
     let set = EvalSet::open(DatasetKind::Imagenet, &root.join("imagenet"), &classes, None, None).unwrap();
     let clip = Clip::load(&common::synth_clip(), None, &Device::flex()).unwrap();
     let cache = tmp.path().join("cache");
-    let f = dataset_features(&clip, &set, "sha-a", &cpu32(), Some(&cache), 4, false, false).unwrap();
+    let f = FeatureCache { dir: Some(&cache), numerics: &cpu32(), batch: 4, strict: false, progress: false }.dataset(&clip, &set, "sha-a").unwrap();
     assert_eq!(
         f.manifest.failed.len(),
         2,
@@ -94,7 +94,7 @@ fn pipeline_counts_bad_images_and_the_cache_follows_its_key() {
     );
     assert!(f.manifest.failed.iter().any(|(p, _)| p.ends_with("corrupt.png")));
     assert_eq!(f.len(), set.items.len() - 2, "the CMYK JPEG and the PNG named .JPEG decode");
-    let e = dataset_features(&clip, &set, "sha-a", &cpu32(), None, 4, true, false)
+    let e = FeatureCache { dir: None, numerics: &cpu32(), batch: 4, strict: true, progress: false }.dataset(&clip, &set, "sha-a")
         .unwrap_err()
         .to_string();
     assert!(
@@ -102,11 +102,11 @@ fn pipeline_counts_bad_images_and_the_cache_follows_its_key() {
         "{e}"
     );
     // Same key: read back from the cache, identical.
-    let g = dataset_features(&clip, &set, "sha-a", &cpu32(), Some(&cache), 4, false, false).unwrap();
+    let g = FeatureCache { dir: Some(&cache), numerics: &cpu32(), batch: 4, strict: false, progress: false }.dataset(&clip, &set, "sha-a").unwrap();
     assert_eq!((g.data.clone(), g.labels.clone()), (f.data.clone(), f.labels.clone()));
     assert_eq!(g.manifest.seconds, f.manifest.seconds, "second read came from the cache");
     // Another checkpoint, or a changed file: a new key, recomputed.
-    let h = dataset_features(&clip, &set, "sha-b", &cpu32(), Some(&cache), 4, false, false).unwrap();
+    let h = FeatureCache { dir: Some(&cache), numerics: &cpu32(), batch: 4, strict: false, progress: false }.dataset(&clip, &set, "sha-b").unwrap();
     assert_ne!(h.manifest.key.id(), f.manifest.key.id());
     std::fs::write(
         root.join("imagenet/images/val/n00000001/img0.png"),
@@ -114,13 +114,13 @@ fn pipeline_counts_bad_images_and_the_cache_follows_its_key() {
     )
     .unwrap();
     let set2 = EvalSet::open(DatasetKind::Imagenet, &root.join("imagenet"), &classes, None, None).unwrap();
-    let k = dataset_features(&clip, &set2, "sha-a", &cpu32(), Some(&cache), 4, false, false).unwrap();
+    let k = FeatureCache { dir: Some(&cache), numerics: &cpu32(), batch: 4, strict: false, progress: false }.dataset(&clip, &set2, "sha-a").unwrap();
     assert_ne!(k.manifest.key.id(), f.manifest.key.id());
     // A killed write (features without a manifest) is never read: it is recomputed.
     let id = k.manifest.key.id();
     std::fs::remove_file(cache.join(format!("{id}.manifest.json"))).unwrap();
     std::fs::write(cache.join(format!("{id}.features.safetensors")), b"half written").unwrap();
-    let again = dataset_features(&clip, &set2, "sha-a", &cpu32(), Some(&cache), 4, false, false).unwrap();
+    let again = FeatureCache { dir: Some(&cache), numerics: &cpu32(), batch: 4, strict: false, progress: false }.dataset(&clip, &set2, "sha-a").unwrap();
     assert_eq!(again.data, k.data);
 }
 

@@ -10,7 +10,7 @@ use burn::tensor::Device;
 use ntlb_clip::Clip;
 use ntlb_data::classes::ClassList;
 use ntlb_data::variants::{DatasetKind, EvalSet};
-use ntlb_eval::features::dataset_features;
+use ntlb_eval::features::FeatureCache;
 use ntlb_eval::identity::Numerics;
 use ntlb_eval::results::{read_runs, read_table};
 use ntlb_eval::sweep::{dry_run, job_state, run_path, run_sweep, JobState, SweepConfig, SweepOptions};
@@ -68,7 +68,7 @@ fn a_damaged_feature_cache_entry_is_recomputed_not_used() {
     let clip = Clip::load(&common::synth_clip(), None, &Device::flex()).unwrap();
     let cache = tmp.path().join("cache");
     let cpu = Numerics::from_config("cpu", "f32").unwrap();
-    let read = || dataset_features(&clip, &set, "sha", &cpu, Some(&cache), 4, false, false).unwrap();
+    let read = || FeatureCache { dir: Some(&cache), numerics: &cpu, batch: 4, strict: false, progress: false }.dataset(&clip, &set, "sha").unwrap();
     let f = read();
     assert!(f.manifest.features_sha256.is_some(), "the manifest holds the digest of its features");
     let file = features_files(&cache).pop().unwrap();

@@ -214,16 +214,14 @@ fn features_rate(format: Format, refs: &[ImageRef], clip: &Clip, a: &PipelineArg
         });
     }
     let t = Instant::now();
-    ntlb_eval::features::dataset_features(
-        clip,
-        &set,
-        "bench",
-        &ntlb_eval::identity::Numerics::from_config(&a.device, "f32")?,
-        None,
-        a.batch,
-        true,
-        false,
-    )?;
+    ntlb_eval::features::FeatureCache {
+        dir: None,
+        numerics: &ntlb_eval::identity::Numerics::from_config(&a.device, "f32")?,
+        batch: a.batch,
+        strict: true,
+        progress: false,
+    }
+    .dataset(clip, &set, "bench")?;
     Ok(n / t.elapsed().as_secs_f64())
 }
 

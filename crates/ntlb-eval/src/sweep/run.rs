@@ -20,7 +20,7 @@ use ntlb_prompt::train::{train, StopAt, TrainConfig};
 
 use super::plan::{job_keys, job_state, print_plan, JobState};
 use super::{open_datasets, plan, run_path, Job, ModelEntry, SweepConfig, ZeroShotSweep};
-use crate::features::{model_features, Features};
+use crate::features::{FeatureCache, Features};
 use crate::lock::Turn;
 use crate::method::Method;
 use crate::relevance_maps::RelevanceMap;
@@ -481,18 +481,14 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
         let memo: Option<Vec<Features>> = (0..sets.len()).map(|i| feature_memo.remove(&(m.name.clone(), i))).collect();
         let feats = match memo {
             Some(f) => f,
-            None => model_features(
-                &l.clip,
-                &sets,
-                &set_items,
-                &l.sha,
-                &numerics,
-                Some(&cfg.cache_dir()),
-                cfg.batch_size,
-                cfg.strict,
-                opts.progress,
-                cfg.convert_order,
-            )?,
+            None => FeatureCache {
+                dir: Some(&cfg.cache_dir()),
+                numerics: &numerics,
+                batch: cfg.batch_size,
+                strict: cfg.strict,
+                progress: opts.progress,
+            }
+            .model(&l.clip, &sets, &set_items, &l.sha, cfg.convert_order)?,
         };
         let inputs = JobInputs {
             cfg,
