@@ -1,6 +1,6 @@
 //! `ntlb train` refuses settings no training can run with before it reads any data or prints
 //! its dry run, naming the flag or the file and key; a class list shorter
-//! than the training folders names the folder it lacks (item 2).
+//! than the training folders names the folder it lacks.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

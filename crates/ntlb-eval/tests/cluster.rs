@@ -15,9 +15,7 @@ use ntlb_eval::sweep::{open_datasets, plan, run_sweep, SweepConfig, SweepOptions
 fn opts(shard: Option<(usize, usize)>) -> SweepOptions {
     SweepOptions {
         shard,
-        dry_run: false,
-        progress: false,
-        max_jobs: None,
+        ..Default::default()
     }
 }
 

@@ -14,15 +14,6 @@ use ntlb_data::write::{write_parquet_split, write_wds, Written};
 use ntlb_eval::results::{read_table, ResultRow, RunRecord};
 use ntlb_eval::sweep::{open_datasets, run_sweep, SweepConfig, SweepOptions};
 
-fn opts() -> SweepOptions {
-    SweepOptions {
-        shard: None,
-        dry_run: false,
-        progress: false,
-        max_jobs: None,
-    }
-}
-
 fn written(items: &[(ntlb_data::image::ImageRef, usize)]) -> Vec<Written> {
     items
         .iter()
@@ -106,7 +97,7 @@ fn every_row_is_the_same_from_folders_shards_and_parquet() {
     std::fs::write(&path, &folder_toml).unwrap();
     let folder = SweepConfig::read(&path).unwrap();
     write_containers(&folder, &root);
-    assert_eq!(run_sweep(&folder, &opts()).unwrap(), 3);
+    assert_eq!(run_sweep(&folder, &SweepOptions::default()).unwrap(), 3);
     let reference = rows(&folder.results);
     assert!(reference.iter().any(|r| r.method == "coop" && r.lambda == Some(1.0) && r.dataset == "imagenet-r"));
     assert_eq!(reference.iter().map(|r| r.dataset.as_str()).collect::<std::collections::BTreeSet<_>>().len(), 5);
@@ -114,7 +105,7 @@ fn every_row_is_the_same_from_folders_shards_and_parquet() {
     for (format, base) in [("wds", root.join("wds")), ("parquet", root.join("hf"))] {
         let results = root.join(format!("{format}-results"));
         let cfg = container_sweep(&folder_toml, &root, &base, format, &results);
-        assert_eq!(run_sweep(&cfg, &opts()).unwrap(), 3, "{format}");
+        assert_eq!(run_sweep(&cfg, &SweepOptions::default()).unwrap(), 3, "{format}");
         let got = rows(&results);
         assert_eq!(got.len(), reference.len(), "{format}");
         for (a, b) in got.iter().zip(&reference) {
@@ -175,14 +166,14 @@ fn unreadable_members_are_failed_images() {
         )
     };
     let cfg: SweepConfig = toml::from_str(&toml(false, "lenient")).unwrap();
-    assert_eq!(run_sweep(&cfg, &opts()).unwrap(), 1);
+    assert_eq!(run_sweep(&cfg, &SweepOptions::default()).unwrap(), 1);
     let rec = &records(&cfg.results)[0];
     let bad = root.join("wds/test/0.tar/s0000002.png");
     assert_eq!(rec.failed_images.len(), 1, "{:?}", rec.failed_images);
     assert_eq!(rec.failed_images[0].0, bad);
     assert!(rec.rows.iter().all(|r| r.n_failed == 1 && r.n_images == 5));
     let strict: SweepConfig = toml::from_str(&toml(true, "strict")).unwrap();
-    let e = format!("{:#}", run_sweep(&strict, &opts()).unwrap_err());
+    let e = format!("{:#}", run_sweep(&strict, &SweepOptions::default()).unwrap_err());
     assert!(e.contains(&bad.display().to_string()) && e.contains("--strict"), "{e}");
 }
 

@@ -11,15 +11,6 @@ use std::path::{Path, PathBuf};
 use ntlb_eval::sweep::{run_sweep, SweepConfig, SweepOptions};
 use rand::{Rng, SeedableRng};
 
-fn opts() -> SweepOptions {
-    SweepOptions {
-        shard: None,
-        dry_run: false,
-        progress: false,
-        max_jobs: None,
-    }
-}
-
 /// Every file under `dir` (recursively) whose name ends with one of `ends`.
 fn files(dir: &Path, ends: &[&str], out: &mut Vec<PathBuf>) {
     let Ok(rd) = std::fs::read_dir(dir) else { return };
@@ -93,7 +84,7 @@ fn random_damage_never_changes_the_table_in_silence() {
     std::fs::write(&path, toml).unwrap();
     let mut cfg = SweepConfig::read(&path).unwrap();
     cfg.cache = Some(cache.clone());
-    assert_eq!(run_sweep(&cfg, &opts()).unwrap(), 2);
+    assert_eq!(run_sweep(&cfg, &SweepOptions::default()).unwrap(), 2);
     let table = std::fs::read(results.join("results.csv")).unwrap();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(19);
     let (mut recomputed, mut refused, mut parsing_json) = (0, 0, 0);
@@ -137,7 +128,7 @@ fn random_damage_never_changes_the_table_in_silence() {
             let key = file.strip_prefix(results.join("runs")).unwrap().components().next().unwrap();
             std::fs::remove_file(results.join("runs").join(format!("{}.json", key.as_os_str().to_string_lossy()))).unwrap();
         }
-        match run_sweep(&c, &opts()) {
+        match run_sweep(&c, &SweepOptions::default()) {
             Ok(_) => {
                 assert_eq!(
                     std::fs::read(c.results.join("results.csv")).unwrap(),

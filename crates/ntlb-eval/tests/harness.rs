@@ -18,15 +18,6 @@ fn cpu32() -> Numerics {
     Numerics::from_config("cpu", "f32").unwrap()
 }
 
-fn opts() -> SweepOptions {
-    SweepOptions {
-        shard: None,
-        dry_run: false,
-        progress: false,
-        max_jobs: None,
-    }
-}
-
 #[test]
 fn datasets_open_in_every_layout_with_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
@@ -137,7 +128,7 @@ fn sweep_resumes_after_a_kill_and_shards_merge_to_the_same_table() {
     let model = common::synth_clip();
     // Uninterrupted.
     let full = config(&root, &model, &tmp.path().join("full"), true);
-    assert_eq!(run_sweep(&full, &opts()).unwrap(), 3, "zero-shot + CoOp λ=0 + CoOp λ=1");
+    assert_eq!(run_sweep(&full, &SweepOptions::default()).unwrap(), 3, "zero-shot + CoOp λ=0 + CoOp λ=1");
     // Row order too: a resumed or merged table is the uninterrupted one, byte for byte.
     let reference = read_table(&full.results).unwrap();
     let csv = |results: &Path| std::fs::read(results.join("results.csv")).unwrap();
@@ -154,14 +145,14 @@ fn sweep_resumes_after_a_kill_and_shards_merge_to_the_same_table() {
             &killed,
             &SweepOptions {
                 max_jobs: Some(1),
-                ..opts()
+                ..SweepOptions::default()
             }
         )
         .unwrap(),
         1
     );
-    assert_eq!(run_sweep(&killed, &opts()).unwrap(), 2);
-    assert_eq!(run_sweep(&killed, &opts()).unwrap(), 0, "nothing left to do");
+    assert_eq!(run_sweep(&killed, &SweepOptions::default()).unwrap(), 2);
+    assert_eq!(run_sweep(&killed, &SweepOptions::default()).unwrap(), 0, "nothing left to do");
     assert_eq!(read_table(&killed.results).unwrap(), reference);
     assert!(csv(&killed.results) == csv(&full.results), "resumed results.csv differs");
     // Two shards in separate folders, merged last shard first: the table does not follow the
@@ -173,7 +164,7 @@ fn sweep_resumes_after_a_kill_and_shards_merge_to_the_same_table() {
             &c,
             &SweepOptions {
                 shard: Some((i, 2)),
-                ..opts()
+                ..SweepOptions::default()
             },
         )
         .unwrap();
@@ -187,10 +178,10 @@ fn sweep_resumes_after_a_kill_and_shards_merge_to_the_same_table() {
     // An edited sweep (λ = 1 dropped) keeps the old run file but leaves it out of its tables.
     let mut edited = full.clone();
     edited.coop.as_mut().unwrap().lambdas = vec![0.0];
-    assert_eq!(run_sweep(&edited, &opts()).unwrap(), 0);
+    assert_eq!(run_sweep(&edited, &SweepOptions::default()).unwrap(), 0);
     let rows = read_table(&edited.results).unwrap();
     assert!(rows.iter().all(|r| r.lambda != Some(1.0)) && rows.iter().any(|r| r.lambda == Some(0.0)));
-    run_sweep(&full, &opts()).unwrap();
+    run_sweep(&full, &SweepOptions::default()).unwrap();
     // The report draws every table and figure.
     let files = ntlb_eval::report::run_report(&full.results, &tmp.path().join("report")).unwrap();
     for f in &files {

@@ -15,15 +15,6 @@ use ntlb_eval::identity::Numerics;
 use ntlb_eval::results::{read_runs, read_table};
 use ntlb_eval::sweep::{dry_run, job_state, run_path, run_sweep, JobState, SweepConfig, SweepOptions};
 
-fn opts() -> SweepOptions {
-    SweepOptions {
-        shard: None,
-        dry_run: false,
-        progress: false,
-        max_jobs: None,
-    }
-}
-
 /// The test world's sweep, zero-shot only unless `coop`, edited by `edit`, read from a file
 /// named after `results` (errors name it).
 fn sweep(root: &Path, results: &Path, coop: bool, edit: impl Fn(String) -> String) -> SweepConfig {
@@ -57,7 +48,7 @@ fn damage(path: &Path, n: usize) {
     std::fs::write(path, b).unwrap();
 }
 
-/// Item 1: a cache entry whose bytes changed (same size) is named, set aside and recomputed: the
+/// A cache entry whose bytes changed (same size) is named, set aside and recomputed: the
 /// features, and so the table, equal the original ones. A truncated entry or manifest too.
 #[test]
 fn a_damaged_feature_cache_entry_is_recomputed_not_used() {
@@ -93,25 +84,25 @@ fn a_damaged_feature_cache_entry_is_recomputed_not_used() {
     // Through a sweep: a second results folder on the damaged shared cache gives the same table.
     let cache_line = |s: String| s.replacen("batch_size = 3\n", &format!("batch_size = 3\ncache = {:?}\n", tmp.path().join("shared")), 1);
     let a = sweep(&root, &tmp.path().join("a"), false, cache_line);
-    assert_eq!(run_sweep(&a, &opts()).unwrap(), 1);
+    assert_eq!(run_sweep(&a, &SweepOptions::default()).unwrap(), 1);
     for f in features_files(&tmp.path().join("shared")) {
         damage(&f, 32);
     }
     let b = sweep(&root, &tmp.path().join("b"), false, cache_line);
-    assert_eq!(run_sweep(&b, &opts()).unwrap(), 1);
+    assert_eq!(run_sweep(&b, &SweepOptions::default()).unwrap(), 1);
     let (ta, tb) = (read_table(&a.results).unwrap(), read_table(&b.results).unwrap());
     let top1 = |t: &[ntlb_eval::results::ResultRow]| t.iter().map(|r| (r.dataset.clone(), r.template.clone(), r.top1)).collect::<Vec<_>>();
     assert_eq!(top1(&ta), top1(&tb), "a damaged cache changed the table");
 }
 
-/// Item 7: a truncated run record is counted to run by `--dry-run`, then moved aside and its
+/// A truncated run record is counted to run by `--dry-run`, then moved aside and its
 /// job run again: the same table, the damaged file kept.
 #[test]
 fn a_damaged_run_record_is_run_again() {
     let tmp = tempfile::tempdir().unwrap();
     let root = common::make_world(tmp.path());
     let c = sweep(&root, &tmp.path().join("r"), false, |s| s);
-    assert_eq!(run_sweep(&c, &opts()).unwrap(), 1);
+    assert_eq!(run_sweep(&c, &SweepOptions::default()).unwrap(), 1);
     let table = std::fs::read(c.results.join("results.csv")).unwrap();
     assert_eq!(dry_run(&c, None).unwrap(), 0, "done");
     let key = read_runs(&c.results).unwrap()[0].key.clone();
@@ -120,7 +111,7 @@ fn a_damaged_run_record_is_run_again() {
     std::fs::write(&record, &bytes[..bytes.len() - 40]).unwrap();
     assert!(matches!(job_state(&c, &key), JobState::Damaged(why) if why.contains(&record.display().to_string())));
     assert_eq!(dry_run(&c, None).unwrap(), 1, "a damaged record's job is to run, not done");
-    assert_eq!(run_sweep(&c, &opts()).unwrap(), 1);
+    assert_eq!(run_sweep(&c, &SweepOptions::default()).unwrap(), 1);
     assert_eq!(job_state(&c, &key), JobState::Done);
     assert_eq!(std::fs::read(c.results.join("results.csv")).unwrap(), table);
     assert_eq!(
@@ -129,7 +120,7 @@ fn a_damaged_run_record_is_run_again() {
     );
 }
 
-/// Items 4–6, 8: every λ and training setting is checked before any work or listing, each error
+/// Every λ and training setting is checked before any work or listing, each error
 /// naming the file and the key; repeated λ and seeds are refused.
 #[test]
 fn settings_are_checked_before_any_work() {
@@ -145,12 +136,12 @@ fn settings_are_checked_before_any_work() {
         ("[]", "`coop.lambdas` is empty"),
     ] {
         let c = sweep(&root, &results, true, lambdas(l));
-        for e in [err(dry_run(&c, None).map(|_| 0)), err(run_sweep(&c, &opts()))] {
+        for e in [err(dry_run(&c, None).map(|_| 0)), err(run_sweep(&c, &SweepOptions::default()))] {
             assert!(e.contains(want) && e.contains("sweep-v.toml"), "{l}: {e}");
         }
     }
     let c = sweep(&root, &results, true, |s| s.replace("seeds = [1]", "seeds = [2, 1, 2]"));
-    assert!(err(run_sweep(&c, &opts())).contains("`coop.seeds` lists 2 twice"));
+    assert!(err(run_sweep(&c, &SweepOptions::default())).contains("`coop.seeds` lists 2 twice"));
     for (line, want) in [("epochs = 0", "`coop.epochs` holds 0"), ("shots = 0", "`coop.shots` holds 0")] {
         let c = sweep(&root, &results, true, |s| s.replace("epochs = 1\n", &format!("{line}\n")));
         let e = err(dry_run(&c, None).map(|_| 0));
@@ -174,14 +165,14 @@ fn settings_are_checked_before_any_work() {
     // The device and precision are settings too: refused by the dry run, not only by the run.
     for (line, want) in [("precision = \"f8\"", "unknown precision `f8`"), ("device = \"tpu\"", "unknown device `tpu`")] {
         let c = sweep(&root, &results, false, |s| s.replacen("batch_size = 3\n", &format!("batch_size = 3\n{line}\n"), 1));
-        for e in [err(dry_run(&c, None).map(|_| 0)), err(run_sweep(&c, &opts()))] {
+        for e in [err(dry_run(&c, None).map(|_| 0)), err(run_sweep(&c, &SweepOptions::default()))] {
             assert!(e.contains(want) && e.contains("sweep-v.toml") && e.contains("`device` / `precision`"), "{line}: {e}");
         }
     }
     assert!(!results.exists(), "a refused sweep wrote something");
 }
 
-/// Item 8: repeated class names are refused by zero-shot as by CoOp, unless its
+/// Repeated class names are refused by zero-shot as by CoOp, unless its
 /// `allow_duplicate_names` is set (as the ImageNet configs do for CLIP's list).
 #[test]
 fn repeated_class_names_need_the_setting() {
@@ -190,17 +181,17 @@ fn repeated_class_names_need_the_setting() {
     let tsv = std::fs::read_to_string(root.join("classes.tsv")).unwrap();
     std::fs::write(root.join("classes.tsv"), tsv.replace("green square", "red circle")).unwrap();
     let c = sweep(&root, &tmp.path().join("d"), false, |s| s);
-    let e = err(run_sweep(&c, &opts()));
+    let e = err(run_sweep(&c, &SweepOptions::default()));
     assert!(e.contains("zero-shot") && e.contains("\"red circle\"") && e.contains("allow_duplicate_names"), "{e}");
     let allowed = |s: String| s.replace("[zero_shot]\n", "[zero_shot]\nallow_duplicate_names = true\n");
     let c = sweep(&root, &tmp.path().join("d"), true, allowed);
-    let e = err(run_sweep(&c, &opts()));
+    let e = err(run_sweep(&c, &SweepOptions::default()));
     assert!(e.contains("CoOp") && e.contains("prompt.allow_duplicate_names"), "{e}");
     let c = sweep(&root, &tmp.path().join("d"), false, allowed);
-    assert_eq!(run_sweep(&c, &opts()).unwrap(), 1);
+    assert_eq!(run_sweep(&c, &SweepOptions::default()).unwrap(), 1);
 }
 
-/// Item 2: an empty class folder is an error naming it unless the dataset entry allows it; then
+/// An empty class folder is an error naming it unless the dataset entry allows it; then
 /// it is in the run record. A class list shorter than the folders names the folder it lacks.
 #[test]
 fn evaluation_sets_that_lost_classes() {
@@ -211,11 +202,11 @@ fn evaluation_sets_that_lost_classes() {
         std::fs::remove_file(f.unwrap().path()).unwrap();
     }
     let c = sweep(&root, &tmp.path().join("e"), false, |s| s);
-    let e = err(run_sweep(&c, &opts()));
+    let e = err(run_sweep(&c, &SweepOptions::default()));
     assert!(e.contains(&val.display().to_string()) && e.contains("allow_empty_classes"), "{e}");
     let imagenet_entry = format!("root = \"{}/imagenet\"\n", root.display());
     let c = sweep(&root, &tmp.path().join("e"), false, |s| s.replace(&imagenet_entry, &format!("{imagenet_entry}allow_empty_classes = true\n")));
-    assert_eq!(run_sweep(&c, &opts()).unwrap(), 1);
+    assert_eq!(run_sweep(&c, &SweepOptions::default()).unwrap(), 1);
     let runs = read_runs(&c.results).unwrap();
     assert_eq!(runs[0].empty_classes.get("imagenet"), Some(&vec!["n00000003".to_string()]));
     // ... and in the report, under the table.
@@ -228,11 +219,11 @@ fn evaluation_sets_that_lost_classes() {
     let short: String = tsv.lines().take(5).map(|l| format!("{l}\n")).collect();
     std::fs::write(root.join("classes.tsv"), short).unwrap();
     let c = sweep(&root, &tmp.path().join("f"), false, |s| s);
-    let e = err(run_sweep(&c, &opts()));
+    let e = err(run_sweep(&c, &SweepOptions::default()));
     assert!(e.contains("folder `n00000006` is not a class of the list"), "{e}");
 }
 
-/// Item 3: a symlink loop in a class folder is a failed image (in the record and the rows), and
+/// A symlink loop in a class folder is a failed image (in the record and the rows), and
 /// fatal with `strict`.
 #[cfg(unix)]
 #[test]
@@ -242,16 +233,16 @@ fn unreadable_walk_entries_are_failed_images() {
     let lp = root.join("imagenet/images/val/n00000002/loop.png");
     std::os::unix::fs::symlink(&lp, &lp).unwrap();
     let c = sweep(&root, &tmp.path().join("u"), false, |s| s);
-    assert_eq!(run_sweep(&c, &opts()).unwrap(), 1);
+    assert_eq!(run_sweep(&c, &SweepOptions::default()).unwrap(), 1);
     let run = &read_runs(&c.results).unwrap()[0];
     assert!(run.failed_images.iter().any(|(p, _)| p == &lp), "{:?}", run.failed_images);
     assert!(run.rows.iter().filter(|r| r.dataset == "imagenet").all(|r| r.n_failed == 1));
     let strict = sweep(&root, &tmp.path().join("s"), false, |s| s.replacen("batch_size = 3\n", "batch_size = 3\nstrict = true\n", 1));
-    let e = err(run_sweep(&strict, &opts()));
+    let e = err(run_sweep(&strict, &SweepOptions::default()));
     assert!(e.contains("loop.png") && e.contains("--strict"), "{e}");
 }
 
-/// Item 1 for run records: a record whose numbers changed but still parses (a digit of a
+/// A run record whose numbers changed but still parses (a digit of a
 /// top-1) is caught by its digest, counted to run by `--dry-run`, moved aside and run again; the
 /// table is the original one. The report refuses a table that disagrees with its records.
 #[test]
@@ -259,7 +250,7 @@ fn a_run_record_with_other_numbers_is_run_again() {
     let tmp = tempfile::tempdir().unwrap();
     let root = common::make_world(tmp.path());
     let c = sweep(&root, &tmp.path().join("n"), false, |s| s);
-    assert_eq!(run_sweep(&c, &opts()).unwrap(), 1);
+    assert_eq!(run_sweep(&c, &SweepOptions::default()).unwrap(), 1);
     let table = std::fs::read(c.results.join("results.csv")).unwrap();
     let run = read_runs(&c.results).unwrap().remove(0);
     let record = run_path(&c, &run.key);
@@ -272,7 +263,7 @@ fn a_run_record_with_other_numbers_is_run_again() {
     assert!(e.contains(&record.display().to_string()) && e.contains("SHA-256"), "{e}");
     assert!(matches!(job_state(&c, &run.key), JobState::Damaged(why) if why.contains(&record.display().to_string())));
     assert_eq!(dry_run(&c, None).unwrap(), 1, "a changed record's job is to run, not done");
-    assert_eq!(run_sweep(&c, &opts()).unwrap(), 1);
+    assert_eq!(run_sweep(&c, &SweepOptions::default()).unwrap(), 1);
     assert_eq!(std::fs::read(c.results.join("results.csv")).unwrap(), table);
     assert_eq!(std::fs::read_to_string(format!("{}.damaged", record.display())).unwrap(), changed);
 
@@ -290,7 +281,7 @@ fn a_run_record_with_other_numbers_is_run_again() {
     assert!(e.contains("results.parquet") && e.contains("row 1") && e.contains(&run.key), "{e}");
 }
 
-/// Item 8: two sweeps started at once into one results folder train each CoOp job once (a
+/// Two sweeps started at once into one results folder train each CoOp job once (a
 /// lock per job, as per cache entry) and write the table one sweep alone writes.
 #[test]
 fn concurrent_sweeps_into_one_folder_run_each_job_once() {
@@ -298,7 +289,7 @@ fn concurrent_sweeps_into_one_folder_run_each_job_once() {
     let root = common::make_world(tmp.path());
     let alone = sweep(&root, &tmp.path().join("alone"), true, |s| s);
     let n_jobs = ntlb_eval::sweep::plan(&alone).unwrap().len();
-    assert_eq!(run_sweep(&alone, &opts()).unwrap(), n_jobs);
+    assert_eq!(run_sweep(&alone, &SweepOptions::default()).unwrap(), n_jobs);
     let shared = sweep(&root, &tmp.path().join("shared"), true, |s| s);
     let start = std::sync::Barrier::new(2);
     let ran: Vec<usize> = std::thread::scope(|s| {
@@ -306,7 +297,7 @@ fn concurrent_sweeps_into_one_folder_run_each_job_once() {
             .map(|_| {
                 s.spawn(|| {
                     start.wait();
-                    run_sweep(&shared, &opts()).unwrap()
+                    run_sweep(&shared, &SweepOptions::default()).unwrap()
                 })
             })
             .collect();

@@ -28,6 +28,8 @@ use crate::results::{write_tables, EpochPoint, ResultRow, RunRecord};
 use crate::scores::DeviceFeatures;
 use crate::zeroshot::{ensemble_on_device, read_templates, TemplateBank};
 
+/// How a sweep runs; the default is a whole, real, quiet run.
+#[derive(Debug, Clone, Default)]
 pub struct SweepOptions {
     pub shard: Option<(usize, usize)>,
     pub dry_run: bool,
