@@ -68,6 +68,9 @@ pub fn run(a: InspectArgs) -> Result<i32> {
     println!("embedding      {}", c.embed_dim);
     println!("activation     {}", clip.numerics.activation_source);
     let n = &clip.numerics.normalization;
-    println!("normalisation  mean {:?} std {:?} ({})", n.mean, n.std, clip.numerics.normalization_source);
+    println!(
+        "normalisation  mean {:?} std {:?} ({})",
+        n.mean, n.std, clip.numerics.normalization_source
+    );
     Ok(0)
 }

@@ -66,7 +66,12 @@ pub fn run(a: RegressArgs) -> Result<i32> {
             w.serialize(r)?;
         }
         ntlb_core::atomic::write_atomic(&a.baseline, &w.into_inner()?)?;
-        println!("wrote {} baseline rows ({} of the rerun) to {}", rows.len(), rerun.len(), a.baseline.display());
+        println!(
+            "wrote {} baseline rows ({} of the rerun) to {}",
+            rows.len(),
+            rerun.len(),
+            a.baseline.display()
+        );
         return Ok(0);
     }
     let baseline = ntlb_eval::regress::read_baseline(&a.baseline)?;

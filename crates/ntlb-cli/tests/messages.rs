@@ -75,7 +75,10 @@ fn a_renamed_tensor_is_named_as_missing_and_as_unexpected() {
         });
         let (rc, err) = explain(&model, &tmp.path().join("o"), &["--prompt", "a red circle"]);
         assert_eq!(rc, 2, "{err}");
-        assert!(err.contains(&format!("missing `{from}`")) && err.contains(&format!("unexpected tensor(s) the model does not use: {to}")), "{from}: {err}");
+        assert!(
+            err.contains(&format!("missing `{from}`")) && err.contains(&format!("unexpected tensor(s) the model does not use: {to}")),
+            "{from}: {err}"
+        );
     }
 }
 
@@ -101,7 +104,10 @@ fn a_missing_model_is_named_once() {
     let absent = tmp.path().join("absent");
     let empty = tmp.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    for (model, why) in [(&absent, "neither an existing file or folder"), (&empty, "the folder holds none of model.safetensors")] {
+    for (model, why) in [
+        (&absent, "neither an existing file or folder"),
+        (&empty, "the folder holds none of model.safetensors"),
+    ] {
         let (rc, err) = explain(model, &tmp.path().join("o"), &["--prompt", "a red circle"]);
         assert_eq!(rc, 2, "{err}");
         assert_eq!(err.matches(&model.display().to_string()).count(), 1, "the path, once: {err}");

@@ -37,7 +37,10 @@ fn bad_settings_are_named_before_any_work() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, classes) = (tmp.path().join("no-data"), tmp.path().join("no-classes.tsv"));
     for (args, want) in [
-        (&["--lambda", "-1"][..], "--lambda -1: must be a finite number ≥ 0 (it sets `loss.expl_weight`)"),
+        (
+            &["--lambda", "-1"][..],
+            "--lambda -1: must be a finite number ≥ 0 (it sets `loss.expl_weight`)",
+        ),
         (&["--expl-weight", "nan"][..], "--lambda NaN"),
         (&["--n-ctx", "0"][..], "--n-ctx 0: must be at least 1 (it sets `prompt.n_ctx`)"),
         (&["--batch-size", "0"][..], "--batch-size 0"),

@@ -54,7 +54,12 @@ impl ModelNumerics {
     pub fn describe(&self) -> String {
         format!(
             "activation text {} / vision {} ({}); normalisation mean {:?} std {:?} ({})",
-            self.text_activation, self.vision_activation, self.activation_source, self.normalization.mean, self.normalization.std, self.normalization_source
+            self.text_activation,
+            self.vision_activation,
+            self.activation_source,
+            self.normalization.mean,
+            self.normalization.std,
+            self.normalization_source
         )
     }
 }
@@ -175,11 +180,16 @@ fn hf_activation(path: &Path, v: &Value) -> Result<DeclaredActivation, LoadError
             }
         }
         match cfg.and_then(|c| c.get("hidden_act")) {
-            None => Ok((Activation::QuickGelu, format!("{section}.hidden_act absent: transformers' default quick_gelu"))),
-            Some(Value::String(s)) => s
-                .parse()
-                .map(|a| (a, format!("{section}.hidden_act = \"{s}\"")))
-                .map_err(|_| bad(path, format!("`{section}.hidden_act` = \"{s}\": ntlb implements \"quick_gelu\" and \"gelu\" (erf) only"))),
+            None => Ok((
+                Activation::QuickGelu,
+                format!("{section}.hidden_act absent: transformers' default quick_gelu"),
+            )),
+            Some(Value::String(s)) => s.parse().map(|a| (a, format!("{section}.hidden_act = \"{s}\""))).map_err(|_| {
+                bad(
+                    path,
+                    format!("`{section}.hidden_act` = \"{s}\": ntlb implements \"quick_gelu\" and \"gelu\" (erf) only"),
+                )
+            }),
             Some(other) => Err(bad(path, format!("`{section}.hidden_act` = {other}: expected a string"))),
         }
     };
@@ -202,8 +212,12 @@ const OPEN_CLIP_FIXED: &[(&str, &str, fn(&Value) -> bool)] = &[
     ("text_cfg", "proj_bias", |v| v.is_null() || v.as_bool() == Some(false)),
     ("text_cfg", "embed_cls", |v| v.is_null() || v.as_bool() == Some(false)),
     ("text_cfg", "mlp_ratio", |v| v.is_null() || v.as_f64() == Some(4.0)),
-    ("text_cfg", "norm_kwargs", |v| v.is_null() || v.as_object().is_some_and(|o| o.is_empty())),
-    ("text_cfg", "act_kwargs", |v| v.is_null() || v.as_object().is_some_and(|o| o.is_empty())),
+    ("text_cfg", "norm_kwargs", |v| {
+        v.is_null() || v.as_object().is_some_and(|o| o.is_empty())
+    }),
+    ("text_cfg", "act_kwargs", |v| {
+        v.is_null() || v.as_object().is_some_and(|o| o.is_empty())
+    }),
     ("vision_cfg", "timm_model_name", |v| v.is_null()),
     ("vision_cfg", "ls_init_value", |v| v.is_null()),
     ("vision_cfg", "mlp_ratio", |v| v.is_null() || v.as_f64() == Some(4.0)),
@@ -214,8 +228,12 @@ const OPEN_CLIP_FIXED: &[(&str, &str, fn(&Value) -> bool)] = &[
     ("vision_cfg", "input_patchnorm", |v| v.is_null() || v.as_bool() == Some(false)),
     ("vision_cfg", "no_ln_pre", |v| v.is_null() || v.as_bool() == Some(false)),
     ("vision_cfg", "pos_embed_type", |v| v.is_null() || v.as_str() == Some("learnable")),
-    ("vision_cfg", "norm_kwargs", |v| v.is_null() || v.as_object().is_some_and(|o| o.is_empty())),
-    ("vision_cfg", "act_kwargs", |v| v.is_null() || v.as_object().is_some_and(|o| o.is_empty())),
+    ("vision_cfg", "norm_kwargs", |v| {
+        v.is_null() || v.as_object().is_some_and(|o| o.is_empty())
+    }),
+    ("vision_cfg", "act_kwargs", |v| {
+        v.is_null() || v.as_object().is_some_and(|o| o.is_empty())
+    }),
 ];
 
 fn open_clip_activation(path: &Path, v: &Value) -> Result<DeclaredActivation, LoadError> {
@@ -227,15 +245,23 @@ fn open_clip_activation(path: &Path, v: &Value) -> Result<DeclaredActivation, Lo
         if !fine(value) {
             return Err(bad(
                 path,
-                format!("`model_cfg.{section}.{key}` = {value}: ntlb computes OpenAI's CLIP architecture and does not implement this setting"),
+                format!(
+                    "`model_cfg.{section}.{key}` = {value}: ntlb computes OpenAI's CLIP architecture and does not implement this setting"
+                ),
             ));
         }
     }
     if let Some(b) = cfg.get("init_logit_bias").filter(|b| !b.is_null()) {
-        return Err(bad(path, format!("`model_cfg.init_logit_bias` = {b}: a SigLIP model, which ntlb does not implement")));
+        return Err(bad(
+            path,
+            format!("`model_cfg.init_logit_bias` = {b}: a SigLIP model, which ntlb does not implement"),
+        ));
     }
     let (act, why) = match cfg.get("quick_gelu") {
-        None | Some(Value::Null) => (Activation::Gelu, "model_cfg.quick_gelu absent: open_clip builds nn.GELU".to_string()),
+        None | Some(Value::Null) => (
+            Activation::Gelu,
+            "model_cfg.quick_gelu absent: open_clip builds nn.GELU".to_string(),
+        ),
         Some(Value::Bool(true)) => (Activation::QuickGelu, "model_cfg.quick_gelu = true".to_string()),
         Some(Value::Bool(false)) => (Activation::Gelu, "model_cfg.quick_gelu = false: nn.GELU".to_string()),
         Some(other) => return Err(bad(path, format!("`model_cfg.quick_gelu` = {other}: expected true or false"))),
@@ -260,7 +286,13 @@ fn triple(path: &Path, key: &str, v: &Value) -> Result<[f32; 3], LoadError> {
     Ok([a[0] as f32, a[1] as f32, a[2] as f32])
 }
 
-fn normalization_from(path: &Path, mean: Option<&Value>, std: Option<&Value>, mk: &str, sk: &str) -> Result<Option<(Normalization, String)>, LoadError> {
+fn normalization_from(
+    path: &Path,
+    mean: Option<&Value>,
+    std: Option<&Value>,
+    mk: &str,
+    sk: &str,
+) -> Result<Option<(Normalization, String)>, LoadError> {
     match (mean, std) {
         (None, None) => Ok(None),
         (Some(m), Some(s)) => Ok(Some((
@@ -280,15 +312,24 @@ fn open_clip_preprocess(path: &Path, v: &Value) -> Result<Preprocess, LoadError>
     };
     // open_clip's test transform: Resize(shortest, bicubic) + CenterCrop, as ntlb's.
     if let Some(i) = p.get("interpolation").filter(|i| !i.is_null() && i.as_str() != Some("bicubic")) {
-        return Err(bad(path, format!("`preprocess_cfg.interpolation` = {i}: ntlb resizes with Pillow's bicubic only")));
+        return Err(bad(
+            path,
+            format!("`preprocess_cfg.interpolation` = {i}: ntlb resizes with Pillow's bicubic only"),
+        ));
     }
     if let Some(r) = p.get("resize_mode").filter(|r| !r.is_null() && r.as_str() != Some("shortest")) {
-        return Err(bad(path, format!("`preprocess_cfg.resize_mode` = {r}: ntlb implements \"shortest\" (resize, then centre crop) only")));
+        return Err(bad(
+            path,
+            format!("`preprocess_cfg.resize_mode` = {r}: ntlb implements \"shortest\" (resize, then centre crop) only"),
+        ));
     }
     let norm = normalization_from(path, p.get("mean"), p.get("std"), "preprocess_cfg.mean", "preprocess_cfg.std")?;
     let size = match p.get("size").filter(|s| !s.is_null()) {
         None => None,
-        Some(s) => Some((square(path, "preprocess_cfg.size", s)?, format!("{}: preprocess_cfg.size", path.display()))),
+        Some(s) => Some((
+            square(path, "preprocess_cfg.size", s)?,
+            format!("{}: preprocess_cfg.size", path.display()),
+        )),
     };
     Ok((norm, size))
 }
@@ -320,7 +361,10 @@ fn hf_preprocess(path: &Path, v: &Value) -> Result<Preprocess, LoadError> {
     if let Some(r) = v.get("resample").filter(|r| r.as_u64() != Some(3)) {
         return Err(bad(path, format!("`resample` = {r}: ntlb resizes with Pillow's bicubic (3) only")));
     }
-    if let Some(r) = v.get("rescale_factor").filter(|r| r.as_f64().is_none_or(|f| (f - 1.0 / 255.0).abs() > 1e-12)) {
+    if let Some(r) = v
+        .get("rescale_factor")
+        .filter(|r| r.as_f64().is_none_or(|f| (f - 1.0 / 255.0).abs() > 1e-12))
+    {
         return Err(bad(path, format!("`rescale_factor` = {r}: ntlb rescales by 1/255 only")));
     }
     let norm = normalization_from(path, v.get("image_mean"), v.get("image_std"), "image_mean", "image_std")?;

@@ -23,9 +23,9 @@ mod transform;
 mod webp;
 
 use decode::{decode, decode_bytes};
-pub use ntlb_core::image::ImageBytes;
 pub use mode::{convert_rgb, crop_decoded, resize_decoded};
 pub use normalize::{to_normalized_chw, Normalization, CLIP_MEAN, CLIP_STD};
+pub use ntlb_core::image::ImageBytes;
 pub use resample::{crop, resize_bicubic, resize_bicubic_window, resize_nearest};
 pub use transform::{clip_rgb, resized_size, test_rgb, ConvertOrder};
 pub use webp::encode as encode_webp;
@@ -91,12 +91,23 @@ pub fn load_decoded(path: &Path) -> Result<(Raster, Kind), PreprocessError> {
 /// An image of any source (a file, a shard member, a parquet row: [`ImageBytes`]) decoded as
 /// Pillow holds it, as [`load_decoded`] decodes a file (the same decoder, the same errors).
 pub fn load_decoded_from<S: ImageBytes + ?Sized>(src: &S) -> Result<(Raster, Kind), PreprocessError> {
-    let bytes = src.image_bytes().map_err(|msg| PreprocessError::Read { path: src.image_name(), msg })?;
-    decode_bytes(&bytes).map_err(|msg| PreprocessError::Decode { path: src.image_name(), msg })
+    let bytes = src.image_bytes().map_err(|msg| PreprocessError::Read {
+        path: src.image_name(),
+        msg,
+    })?;
+    decode_bytes(&bytes).map_err(|msg| PreprocessError::Decode {
+        path: src.image_name(),
+        msg,
+    })
 }
 
 /// [`load_image_with`] for an image of any source ([`ImageBytes`]).
-pub fn load_image_from<S: ImageBytes + ?Sized>(src: &S, n: usize, order: ConvertOrder, norm: &Normalization) -> Result<Vec<f32>, PreprocessError> {
+pub fn load_image_from<S: ImageBytes + ?Sized>(
+    src: &S,
+    n: usize,
+    order: ConvertOrder,
+    norm: &Normalization,
+) -> Result<Vec<f32>, PreprocessError> {
     let (raster, kind) = load_decoded_from(src)?;
     Ok(to_normalized_chw(&test_rgb(raster, kind, n, order), norm))
 }
@@ -104,5 +115,8 @@ pub fn load_image_from<S: ImageBytes + ?Sized>(src: &S, n: usize, order: Convert
 /// [`load_image`] from bytes already in memory (`name` is used in errors).
 pub fn load_image_bytes(bytes: &[u8], name: &Path, n: usize) -> Result<Vec<f32>, PreprocessError> {
     let (raster, kind) = decode_bytes(bytes).map_err(|msg| PreprocessError::Decode { path: name.into(), msg })?;
-    Ok(to_normalized_chw(&test_rgb(raster, kind, n, ConvertOrder::default()), &Normalization::OPENAI))
+    Ok(to_normalized_chw(
+        &test_rgb(raster, kind, n, ConvertOrder::default()),
+        &Normalization::OPENAI,
+    ))
 }

@@ -422,10 +422,7 @@ impl WeightMap {
         let file = weights_file(path)?;
         let bytes;
         let src = if is_safetensors(&file)? {
-            bytes = std::fs::read(&file).map_err(|error| LoadError::Io {
-                path: file.clone(),
-                error,
-            })?;
+            bytes = std::fs::read(&file).map_err(|error| LoadError::Io { path: file.clone(), error })?;
             Source::SafeTensors(SafeTensors::deserialize(&bytes).map_err(|e| LoadError::Format {
                 path: file.clone(),
                 msg: e.to_string(),
@@ -612,14 +609,25 @@ impl WeightMap {
     /// that a renamed tensor shows its old and its new name. `expected`: every (key, shape) the
     /// model takes, when known.
     pub fn explain_missing(&self, e: LoadError, expected: Option<&[(String, Vec<usize>)]>) -> LoadError {
-        let LoadError::Missing { key, expected: shape, .. } = &e else { return e };
+        let LoadError::Missing { key, expected: shape, .. } = &e else {
+            return e;
+        };
         let mut unexpected = self.unknown.clone();
         // Reading the architecture asks for canonical names.
         let mut missing = vec![self.file_key(key, shape)];
         if let Some(expected) = expected {
             let keys: BTreeSet<&str> = expected.iter().map(|(k, _)| k.as_str()).collect();
-            unexpected.extend(self.entries.iter().filter(|(k, _)| !keys.contains(k.as_str())).map(|(_, e)| e.source_key.clone()));
-            missing = expected.iter().filter(|(k, _)| !self.entries.contains_key(k)).map(|(k, s)| self.file_key(k, s)).collect();
+            unexpected.extend(
+                self.entries
+                    .iter()
+                    .filter(|(k, _)| !keys.contains(k.as_str()))
+                    .map(|(_, e)| e.source_key.clone()),
+            );
+            missing = expected
+                .iter()
+                .filter(|(k, _)| !self.entries.contains_key(k))
+                .map(|(k, s)| self.file_key(k, s))
+                .collect();
             missing.dedup();
         }
         unexpected.sort();

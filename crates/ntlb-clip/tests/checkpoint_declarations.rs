@@ -26,7 +26,15 @@ fn hf_with(edit: impl FnOnce(&mut Value)) -> tempfile::TempDir {
 }
 
 fn load(path: &Path, activation: Option<Activation>) -> Result<Clip, String> {
-    Clip::load_with(path, LoadOptions { expected: None, activation }, &Device::flex()).map_err(|e| e.to_string())
+    Clip::load_with(
+        path,
+        LoadOptions {
+            expected: None,
+            activation,
+        },
+        &Device::flex(),
+    )
+    .map_err(|e| e.to_string())
 }
 
 fn features(clip: &Clip) -> Vec<f32> {
@@ -45,7 +53,10 @@ fn the_hf_config_decides_the_activation_and_gelu_computes_other_features() {
         c["vision_config"]["hidden_act"] = json!("gelu");
     });
     let gelu = load(dir.path(), None).unwrap();
-    assert_eq!((gelu.numerics.text_activation, gelu.numerics.vision_activation), (Activation::Gelu, Activation::Gelu));
+    assert_eq!(
+        (gelu.numerics.text_activation, gelu.numerics.vision_activation),
+        (Activation::Gelu, Activation::Gelu)
+    );
     assert_eq!(gelu.config.text.activation, Activation::Gelu);
     assert_eq!(gelu.config.vision.activation(), Some(Activation::Gelu));
     let (a, b) = (features(&quick), features(&gelu));
@@ -59,7 +70,10 @@ fn the_hf_config_decides_the_activation_and_gelu_computes_other_features() {
 #[test]
 fn a_contradiction_with_the_file_is_an_error_naming_both() {
     let e = load(&synth(), Some(Activation::Gelu)).unwrap_err();
-    assert!(e.contains("set to gelu") && e.contains("config.json") && e.contains("quick_gelu"), "{e}");
+    assert!(
+        e.contains("set to gelu") && e.contains("config.json") && e.contains("quick_gelu"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -67,7 +81,10 @@ fn an_activation_ntlb_does_not_implement_is_refused_by_file_key_and_value() {
     for value in ["gelu_new", "gelu_pytorch_tanh", "relu"] {
         let dir = hf_with(|c| c["vision_config"]["hidden_act"] = json!(value));
         let e = load(dir.path(), None).unwrap_err();
-        assert!(e.contains("config.json") && e.contains("vision_config.hidden_act") && e.contains(value), "{e}");
+        assert!(
+            e.contains("config.json") && e.contains("vision_config.hidden_act") && e.contains(value),
+            "{e}"
+        );
     }
     let dir = hf_with(|c| c["text_config"]["layer_norm_eps"] = json!(1e-6));
     let e = load(dir.path(), None).unwrap_err();
@@ -81,7 +98,11 @@ fn an_absent_hidden_act_is_transformers_default() {
     });
     let clip = load(dir.path(), None).unwrap();
     assert_eq!(clip.numerics.text_activation, Activation::QuickGelu);
-    assert!(clip.numerics.activation_source.contains("absent"), "{}", clip.numerics.activation_source);
+    assert!(
+        clip.numerics.activation_source.contains("absent"),
+        "{}",
+        clip.numerics.activation_source
+    );
 }
 
 /// The synthetic weights in OpenAI naming, as an open_clip hub folder would hold them.
@@ -128,17 +149,29 @@ fn open_clip_configs_decide_the_activation_and_unimplemented_settings_are_refuse
     let (_bare_dir, bare) = open_clip_dir(None);
     let bare_clip = load(&bare, None).unwrap();
     assert_eq!(bare_clip.numerics.text_activation, Activation::QuickGelu);
-    assert!(bare_clip.numerics.activation_source.contains("OpenAI"), "{}", bare_clip.numerics.activation_source);
+    assert!(
+        bare_clip.numerics.activation_source.contains("OpenAI"),
+        "{}",
+        bare_clip.numerics.activation_source
+    );
     // The bare file is the HF folder's weights: same features.
     assert_eq!(features(&bare_clip), features(&load(&synth(), None).unwrap()));
     // An explicit setting where nothing is declared is taken, and said so.
     let set = load(&bare, Some(Activation::Gelu)).unwrap();
-    assert!(set.numerics.activation_source.contains("set explicitly"), "{}", set.numerics.activation_source);
+    assert!(
+        set.numerics.activation_source.contains("set explicitly"),
+        "{}",
+        set.numerics.activation_source
+    );
 
     let cfg = |model_cfg: Value| json!({"model_cfg": model_cfg, "preprocess_cfg": {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.5, 0.5]}});
     let (_d, f) = open_clip_dir(Some(cfg(json!({"embed_dim": 64}))));
     let c = load(&f, None).unwrap();
-    assert_eq!(c.numerics.text_activation, Activation::Gelu, "open_clip builds nn.GELU without quick_gelu");
+    assert_eq!(
+        c.numerics.text_activation,
+        Activation::Gelu,
+        "open_clip builds nn.GELU without quick_gelu"
+    );
     assert_eq!(c.numerics.normalization.mean, [0.5; 3]);
     assert_eq!(c.numerics.normalization.std, [0.25, 0.5, 0.5]);
     assert!(c.numerics.normalization_source.contains("preprocess_cfg.mean"));

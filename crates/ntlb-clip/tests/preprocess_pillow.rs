@@ -63,7 +63,10 @@ fn matches_pillow_in_dassls_order() {
 fn the_default_order_is_the_references() {
     assert_eq!(ConvertOrder::default(), ConvertOrder::Dassl);
     let p = dir().join("palette.png");
-    assert_eq!(load_image(&p, 32).unwrap(), load_image_with(&p, 32, ConvertOrder::Dassl, &Normalization::OPENAI).unwrap());
+    assert_eq!(
+        load_image(&p, 32).unwrap(),
+        load_image_with(&p, 32, ConvertOrder::Dassl, &Normalization::OPENAI).unwrap()
+    );
     // Palette images are where the two orders part (NEAREST vs bicubic): the setting matters.
     assert_ne!(
         load_image_with(&p, 32, ConvertOrder::Clip, &Normalization::OPENAI).unwrap(),

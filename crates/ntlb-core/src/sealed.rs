@@ -31,7 +31,10 @@ pub fn to_sealed_json<T: Serialize>(value: &T) -> Result<String> {
 /// Why a sealed file does not check.
 fn unseal(text: &str) -> std::result::Result<String, &'static str> {
     let Some(at) = text.rfind(MEMBER) else {
-        return Err(concat!("no digest of its text", " (written before digests were kept, or the digest was damaged)"));
+        return Err(concat!(
+            "no digest of its text",
+            " (written before digests were kept, or the digest was damaged)"
+        ));
     };
     let tail = &text[at + MEMBER.len()..];
     let Some(hex) = tail.strip_suffix("\"\n}") else {
@@ -65,8 +68,10 @@ pub fn read_sealed_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
 
 /// Whether `e` (from [`read_sealed_json`]) says the file does not exist.
 pub fn is_not_found(e: &anyhow::Error) -> bool {
-    e.chain()
-        .any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound))
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
+    })
 }
 
 #[cfg(test)]

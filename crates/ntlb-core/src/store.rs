@@ -50,7 +50,10 @@ pub const DIGEST_KEY: &str = "ntlb.sha256";
 
 /// SHA-256 over the tensors (name order: name, shape, little-endian bytes) and the metadata
 /// (key order), independent of how the file lays them out.
-fn content_digest<'a>(tensors: impl Iterator<Item = (&'a str, &'a [usize], &'a [u8])>, metadata: &std::collections::HashMap<String, String>) -> String {
+fn content_digest<'a>(
+    tensors: impl Iterator<Item = (&'a str, &'a [usize], &'a [u8])>,
+    metadata: &std::collections::HashMap<String, String>,
+) -> String {
     use sha2::{Digest, Sha256};
     let mut t: Vec<_> = tensors.collect();
     t.sort_by(|a, b| a.0.cmp(b.0));
@@ -94,7 +97,10 @@ pub fn read_tensors_checked(path: &Path) -> Result<(NamedTensors, std::collectio
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
     let (_, header) = SafeTensors::read_metadata(&bytes).with_context(|| format!("{}: not a safetensors file", path.display()))?;
     if !header.metadata().as_ref().is_some_and(|m| m.contains_key(DIGEST_KEY)) {
-        anyhow::bail!("{}: no digest of its tensors (`{DIGEST_KEY}`: written before digests were kept)", path.display());
+        anyhow::bail!(
+            "{}: no digest of its tensors (`{DIGEST_KEY}`: written before digests were kept)",
+            path.display()
+        );
     }
     parse_tensors(&bytes, path)
 }
@@ -109,7 +115,10 @@ pub fn parse_tensors(bytes: &[u8], path: &Path) -> Result<(NamedTensors, std::co
         let views = st.tensors();
         let got = content_digest(views.iter().map(|(n, v)| (n.as_str(), v.shape(), v.data())), &metadata);
         if got != want {
-            anyhow::bail!("{}: its tensors do not match their SHA-256 (the file changed after it was written)", path.display());
+            anyhow::bail!(
+                "{}: its tensors do not match their SHA-256 (the file changed after it was written)",
+                path.display()
+            );
         }
     }
     let mut out = BTreeMap::new();

@@ -39,7 +39,8 @@ fn resolve(path: &Path, mut table: toml::Table, chain: &mut Vec<PathBuf>) -> Res
         let names: Vec<String> = chain.iter().chain([&base_path]).map(|p| p.display().to_string()).collect();
         bail!("{}: `{EXTENDS}` makes a cycle: {}", path.display(), names.join(" → "));
     }
-    let text = std::fs::read_to_string(&base_path).with_context(|| format!("{}: `{EXTENDS} = {base:?}`: cannot read {}", path.display(), base_path.display()))?;
+    let text = std::fs::read_to_string(&base_path)
+        .with_context(|| format!("{}: `{EXTENDS} = {base:?}`: cannot read {}", path.display(), base_path.display()))?;
     let base_table: toml::Table = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", base_path.display()))?;
     chain.push(base_path.clone());
     let mut merged = resolve(&base_path, base_table, chain)?;
@@ -88,9 +89,17 @@ mod tests {
     #[test]
     fn a_file_takes_its_bases_keys_and_overrides_them() {
         let d = tempfile::tempdir().unwrap();
-        write(d.path(), "base.toml", "name = \"base\"\nlambdas = [0.0, 1.0]\n[optim]\nlr = 0.002\nepochs = 50\n");
+        write(
+            d.path(),
+            "base.toml",
+            "name = \"base\"\nlambdas = [0.0, 1.0]\n[optim]\nlr = 0.002\nepochs = 50\n",
+        );
         write(d.path(), "sub/mid.toml", "extends = \"../base.toml\"\n[optim]\nepochs = 20\n");
-        let top = write(d.path(), "sub/top.toml", "extends = \"mid.toml\"\nname = \"top\"\nlambdas = [3.0]\n");
+        let top = write(
+            d.path(),
+            "sub/top.toml",
+            "extends = \"mid.toml\"\nname = \"top\"\nlambdas = [3.0]\n",
+        );
         let c: Cfg = read_toml(&top).unwrap();
         assert_eq!(
             c,
@@ -101,7 +110,11 @@ mod tests {
             }
         );
         // Without `extends`: straight from the text (line and column in errors).
-        let plain = write(d.path(), "plain.toml", "name = \"p\"\nlambdas = []\n[optim]\nlr = 1.0\nepochs = \"x\"\n");
+        let plain = write(
+            d.path(),
+            "plain.toml",
+            "name = \"p\"\nlambdas = []\n[optim]\nlr = 1.0\nepochs = \"x\"\n",
+        );
         let e = read_toml::<Cfg>(&plain).unwrap_err().to_string();
         assert!(e.contains("plain.toml") && e.contains("line 5"), "{e}");
     }
@@ -121,7 +134,10 @@ mod tests {
         write(d.path(), "base.toml", "name = \"b\"\nlambdas = []\n[optim]\nlr = 0.1\nepochs = 1\n");
         let bad = write(d.path(), "bad.toml", "extends = \"base.toml\"\n[optim]\nlearning_rate = 0.1\n");
         let e = read_toml::<Cfg>(&bad).unwrap_err().to_string();
-        assert!(e.contains("bad.toml (extending ") && e.contains("base.toml") && e.contains("learning_rate"), "{e}");
+        assert!(
+            e.contains("bad.toml (extending ") && e.contains("base.toml") && e.contains("learning_rate"),
+            "{e}"
+        );
         let num = write(d.path(), "num.toml", "extends = 3\n");
         assert!(read_toml::<Cfg>(&num).unwrap_err().to_string().contains("must be a file name"));
     }

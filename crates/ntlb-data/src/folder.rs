@@ -55,7 +55,11 @@ pub fn check_no_other_folders(dir: &Path, n_classes: usize, is_class: impl Fn(&s
     // An entry the listing cannot read might be a folder the list lacks: an error, not skipped.
     let mut names = Vec::new();
     for e in std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))? {
-        let n = e.with_context(|| format!("{}: cannot list an entry", dir.display()))?.file_name().to_string_lossy().into_owned();
+        let n = e
+            .with_context(|| format!("{}: cannot list an entry", dir.display()))?
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
         if !n.starts_with('.') && !is_class(&n) {
             names.push(n);
         }

@@ -16,10 +16,19 @@ use serde::{Deserialize, Serialize};
 pub enum ImageRef {
     File(PathBuf),
     /// `size` bytes at `offset` of the tar file `shard`: the data of member `name`.
-    Member { shard: PathBuf, offset: u64, size: u64, name: String },
+    Member {
+        shard: PathBuf,
+        offset: u64,
+        size: u64,
+        name: String,
+    },
     /// Row `row` (from 0) of the parquet file `file`, image in `column` (binary, or a struct
     /// with a binary `bytes` field as Hugging Face writes images).
-    Row { file: PathBuf, row: u64, column: String },
+    Row {
+        file: PathBuf,
+        row: u64,
+        column: String,
+    },
 }
 
 impl From<PathBuf> for ImageRef {

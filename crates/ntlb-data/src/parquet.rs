@@ -98,7 +98,9 @@ fn check_numbering(dir: &Path, files: &[PathBuf]) -> Result<()> {
 }
 
 fn reader(path: &Path) -> Result<ParquetReader<File>> {
-    Ok(ParquetReader::new(File::open(path).with_context(|| format!("{}: cannot open", path.display()))?))
+    Ok(ParquetReader::new(
+        File::open(path).with_context(|| format!("{}: cannot open", path.display()))?,
+    ))
 }
 
 /// The polars schema of a parquet file; a file that is no parquet file is an error naming it.
@@ -232,7 +234,9 @@ pub fn read_row(path: &Path, row: u64, column: &str) -> std::result::Result<Vec<
     let (starts, meta) = &*layout;
     let total = *starts.last().unwrap_or(&0);
     if row >= total {
-        return Err(format!("row {row} is beyond the file's {total} rows (the file changed since it was indexed)"));
+        return Err(format!(
+            "row {row} is beyond the file's {total} rows (the file changed since it was indexed)"
+        ));
     }
     let gi = starts.partition_point(|&s| s <= row) - 1;
     let key = (path.to_path_buf(), gi, column.to_string());

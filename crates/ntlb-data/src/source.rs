@@ -59,7 +59,11 @@ impl Layout {
     /// Settings that a folder tree has no use for are refused rather than ignored.
     pub fn check(&self) -> Result<()> {
         if self.format == Format::Folder {
-            for (k, v) in [("split", &self.split), ("image_key", &self.image_key), ("label_key", &self.label_key)] {
+            for (k, v) in [
+                ("split", &self.split),
+                ("image_key", &self.image_key),
+                ("label_key", &self.label_key),
+            ] {
                 if v.is_some() {
                     bail!("`{k}` is set but the format is `folder` (it applies to format = \"wds\" or \"parquet\")");
                 }
@@ -203,9 +207,8 @@ pub fn load_index(root: &Path, files: &[PathBuf], layout: &Layout, cache: Option
         });
         stamp.push(format!("{}\t{}\t{mtime}", rel_name(root, f), m.len()));
     }
-    let id = ntlb_core::digest::sha256_bytes(
-        serde_json::to_string(&(INDEX_SCHEME, layout.format, &image_keys, &label_key, &stamp))?.as_bytes(),
-    );
+    let id =
+        ntlb_core::digest::sha256_bytes(serde_json::to_string(&(INDEX_SCHEME, layout.format, &image_keys, &label_key, &stamp))?.as_bytes());
     let path = cache.map(|c| c.join(format!("{}.index.json", &id[..20])));
     if let Some(p) = path.as_ref().filter(|p| p.exists()) {
         let read = std::fs::read(p)
@@ -215,7 +218,8 @@ pub fn load_index(root: &Path, files: &[PathBuf], layout: &Layout, cache: Option
             Ok(ix) if ix.scheme == INDEX_SCHEME && ix.format == layout.format && ix.files == indexed => return Ok(ix),
             Ok(_) => {}
             Err(e) => {
-                let to = ntlb_core::damaged::set_aside(p).with_context(|| format!("{}: cannot move the damaged index aside", p.display()))?;
+                let to =
+                    ntlb_core::damaged::set_aside(p).with_context(|| format!("{}: cannot move the damaged index aside", p.display()))?;
                 eprintln!(
                     "{}: damaged dataset index ({e}); moved to {}, indexing {} again",
                     p.display(),
@@ -291,7 +295,11 @@ pub fn open_container(root: &Path, layout: &Layout, train: bool, classes: &Class
         Format::Parquet => crate::parquet::parquet_files(root, &split)?,
         Format::Folder => bail!("{}: a folder tree is not a container", root.display()),
     };
-    let base = if root.is_file() { root.parent().unwrap_or(Path::new("")) } else { root };
+    let base = if root.is_file() {
+        root.parent().unwrap_or(Path::new(""))
+    } else {
+        root
+    };
     if layout.format == Format::Wds {
         let names = root.join("classnames.txt");
         if names.exists() {
@@ -320,11 +328,12 @@ pub fn open_container(root: &Path, layout: &Layout, train: bool, classes: &Class
                 file.display(),
                 n - 1
             ),
-            Label::Name(id) => classes
-                .ids
-                .iter()
-                .position(|x| x == id)
-                .with_context(|| format!("{}: {what} holds `{id}`, which is no class id of the list ({n} classes)", file.display()))?,
+            Label::Name(id) => classes.ids.iter().position(|x| x == id).with_context(|| {
+                format!(
+                    "{}: {what} holds `{id}`, which is no class id of the list ({n} classes)",
+                    file.display()
+                )
+            })?,
         };
         items.push((r, label));
     }
@@ -363,10 +372,18 @@ pub fn container_images(root: &Path, layout: &Layout) -> Result<Vec<ImageRef>> {
         Format::Parquet => crate::parquet::parquet_files(root, &split)?,
         Format::Folder => bail!("{}: a folder tree is not a container", root.display()),
     };
-    let base = if root.is_file() { root.parent().unwrap_or(Path::new("")) } else { root };
+    let base = if root.is_file() {
+        root.parent().unwrap_or(Path::new(""))
+    } else {
+        root
+    };
     let ix = load_index(base, &files, layout, None)?;
     let column = layout.image_keys()[0].clone();
-    Ok(ix.samples.iter().map(|s| sample_ref(s, &files[s.file as usize], layout.format, &column)).collect())
+    Ok(ix
+        .samples
+        .iter()
+        .map(|s| sample_ref(s, &files[s.file as usize], layout.format, &column))
+        .collect())
 }
 
 /// The images one-shot (few-shot) training draws from: the `train` split of a folder tree or

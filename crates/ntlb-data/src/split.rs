@@ -151,12 +151,19 @@ mod tests {
         let whole = std::fs::read(&split).unwrap();
         std::fs::write(&split, &whole[..whole.len() / 2]).unwrap();
         assert_eq!(FewShotSplit::load_or_draw(&split, &fa, 2, 7).unwrap(), drawn);
-        assert_eq!(std::fs::read(tmp.path().join("split.json.damaged")).unwrap(), &whole[..whole.len() / 2]);
+        assert_eq!(
+            std::fs::read(tmp.path().join("split.json.damaged")).unwrap(),
+            &whole[..whole.len() / 2]
+        );
         assert_eq!(std::fs::read(&split).unwrap(), whole);
         // Another image of the same class, the file still valid JSON: its digest tells.
         let text = String::from_utf8(whole.clone()).unwrap();
         let (a0, a1) = (r#""a/0.jpg""#, r#""a/1.jpg""#);
-        let swapped = if text.contains(a0) { text.replacen(a0, a1, 1) } else { text.replacen(a1, a0, 1) };
+        let swapped = if text.contains(a0) {
+            text.replacen(a0, a1, 1)
+        } else {
+            text.replacen(a1, a0, 1)
+        };
         assert_ne!(swapped, text);
         std::fs::remove_file(tmp.path().join("split.json.damaged")).unwrap();
         std::fs::write(&split, &swapped).unwrap();

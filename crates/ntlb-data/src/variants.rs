@@ -307,11 +307,20 @@ mod tests {
         assert_eq!(set.empty_classes, ["2"]);
         set.check_empty_classes(true).unwrap();
         let e = set.check_empty_classes(false).unwrap_err().to_string();
-        assert!(e.contains(&d.path().join("2").display().to_string()) && e.contains("allow_empty_classes"), "{e}");
-        let e = format!("{:#}", EvalSet::open(DatasetKind::ImagenetV2, d.path(), &imagenet(3), None, None).unwrap_err());
+        assert!(
+            e.contains(&d.path().join("2").display().to_string()) && e.contains("allow_empty_classes"),
+            "{e}"
+        );
+        let e = format!(
+            "{:#}",
+            EvalSet::open(DatasetKind::ImagenetV2, d.path(), &imagenet(3), None, None).unwrap_err()
+        );
         assert!(e.contains("folder `3` is not a class of the list (3 classes)"), "{e}");
         std::fs::create_dir_all(d.path().join("04")).unwrap();
-        let e = format!("{:#}", EvalSet::open(DatasetKind::ImagenetV2, d.path(), &imagenet(4), None, None).unwrap_err());
+        let e = format!(
+            "{:#}",
+            EvalSet::open(DatasetKind::ImagenetV2, d.path(), &imagenet(4), None, None).unwrap_err()
+        );
         assert!(e.contains("folder `04`"), "{e}");
     }
 }

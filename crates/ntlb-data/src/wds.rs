@@ -30,10 +30,14 @@ pub const EVAL_SPLIT: &str = "test";
 /// present and no other `.tar` beside them.
 pub fn shard_files(split_dir: &Path) -> Result<Vec<PathBuf>> {
     if !split_dir.is_dir() {
-        bail!("{}: shard folder not found (WebDataset layout: <root>/<split>/nshards.txt and {{0..n-1}}.tar)", split_dir.display());
+        bail!(
+            "{}: shard folder not found (WebDataset layout: <root>/<split>/nshards.txt and {{0..n-1}}.tar)",
+            split_dir.display()
+        );
     }
     let nfile = split_dir.join("nshards.txt");
-    let text = std::fs::read_to_string(&nfile).with_context(|| format!("{}: cannot read (the WebDataset layout needs it)", nfile.display()))?;
+    let text =
+        std::fs::read_to_string(&nfile).with_context(|| format!("{}: cannot read (the WebDataset layout needs it)", nfile.display()))?;
     let n: usize = text
         .trim()
         .parse()
@@ -87,7 +91,9 @@ struct Member {
 /// Every sample of one shard: its image member (offset and size of the data) and its label.
 /// `image_keys` in order of preference; `file` is the shard's number in the set.
 pub fn index_shard(path: &Path, file: u32, image_keys: &[String], label_key: &str) -> Result<Vec<Sample>> {
-    let len = std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?.len();
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("{}: cannot read", path.display()))?
+        .len();
     let f = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
     let mut ar = tar::Archive::new(std::io::BufReader::new(f));
     let mut samples = Vec::new();
@@ -95,7 +101,10 @@ pub fn index_shard(path: &Path, file: u32, image_keys: &[String], label_key: &st
     let mut last = String::from("(none: the first header)");
     let finish = |key: String, members: Vec<Member>, samples: &mut Vec<Sample>| -> Result<()> {
         let listed = || members.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ");
-        let Some(img) = image_keys.iter().find_map(|k| members.iter().find(|m| m.ext.eq_ignore_ascii_case(k))) else {
+        let Some(img) = image_keys
+            .iter()
+            .find_map(|k| members.iter().find(|m| m.ext.eq_ignore_ascii_case(k)))
+        else {
             let wanted: Vec<String> = image_keys.iter().map(|k| format!("{key}.{k}")).collect();
             bail!(
                 "{}: sample `{key}` has no image (none of {}; its members: {})",
@@ -105,9 +114,15 @@ pub fn index_shard(path: &Path, file: u32, image_keys: &[String], label_key: &st
             );
         };
         let Some(lab) = members.iter().find(|m| m.ext.eq_ignore_ascii_case(label_key)) else {
-            bail!("{}: sample `{key}` has no label (no member {key}.{label_key}; its members: {})", path.display(), listed());
+            bail!(
+                "{}: sample `{key}` has no label (no member {key}.{label_key}; its members: {})",
+                path.display(),
+                listed()
+            );
         };
-        let text = String::from_utf8_lossy(lab.content.as_deref().unwrap_or_default()).trim().to_string();
+        let text = String::from_utf8_lossy(lab.content.as_deref().unwrap_or_default())
+            .trim()
+            .to_string();
         let label: i64 = text
             .parse()
             .map_err(|_| anyhow::anyhow!("{}: member `{}` holds {text:?}, not a class index", path.display(), lab.name))?;
@@ -124,7 +139,12 @@ pub fn index_shard(path: &Path, file: u32, image_keys: &[String], label_key: &st
         .entries_with_seek()
         .with_context(|| format!("{}: not a tar file", path.display()))?;
     for e in entries {
-        let mut e = e.map_err(|err| anyhow::anyhow!("{}: cannot read the tar after member `{last}`: {err} (truncated or damaged shard)", path.display()))?;
+        let mut e = e.map_err(|err| {
+            anyhow::anyhow!(
+                "{}: cannot read the tar after member `{last}`: {err} (truncated or damaged shard)",
+                path.display()
+            )
+        })?;
         if !e.header().entry_type().is_file() {
             continue;
         }
@@ -137,7 +157,10 @@ pub fn index_shard(path: &Path, file: u32, image_keys: &[String], label_key: &st
             );
         }
         let Some((key, ext)) = split_name(&name) else {
-            bail!("{}: member `{name}` has no extension: no sample key and kind (WebDataset names members <key>.<ext>)", path.display());
+            bail!(
+                "{}: member `{name}` has no extension: no sample key and kind (WebDataset names members <key>.<ext>)",
+                path.display()
+            );
         };
         let (key, ext) = (key.to_string(), ext.to_string());
         let content = if ext.eq_ignore_ascii_case(label_key) {

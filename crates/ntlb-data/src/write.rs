@@ -47,7 +47,10 @@ pub fn write_wds(root: &Path, split: &str, images: &[Written], classnames: Optio
     }
     std::fs::write(dir.join("nshards.txt"), format!("{}\n", shards.len()))?;
     if let Some(names) = classnames {
-        std::fs::write(root.join("classnames.txt"), names.iter().map(|n| format!("{n}\n")).collect::<String>())?;
+        std::fs::write(
+            root.join("classnames.txt"),
+            names.iter().map(|n| format!("{n}\n")).collect::<String>(),
+        )?;
     }
     Ok(shards)
 }

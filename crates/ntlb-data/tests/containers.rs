@@ -82,7 +82,11 @@ fn shards_and_parquet_files_read_back_every_image_in_place() {
     let set = open(&d.path().join("wds"), &wds(None), &cl).unwrap();
     assert_eq!(set.items[1].0.image_name(), shards[0].join("s0000001.jpg"));
     let set = open(&d.path().join("hf"), &parquet(), &cl).unwrap();
-    assert!(set.items[6].0.image_name().ends_with("validation-00001-of-00002.parquet#1"), "{:?}", set.items[6].0);
+    assert!(
+        set.items[6].0.image_name().ends_with("validation-00001-of-00002.parquet#1"),
+        "{:?}",
+        set.items[6].0
+    );
     // One file given as the root.
     let one = d.path().join("hf/data/validation-00000-of-00002.parquet");
     assert_eq!(open(&one, &parquet(), &cl).unwrap().items.len(), 5);
@@ -105,10 +109,29 @@ fn subset_shards_are_labelled_over_the_wnid_list() {
     assert_eq!(set.items.len(), 3, "max_per_class");
     // Labelled over the whole list: the names disagree at line 2.
     std::fs::write(d.path().join("classnames.txt"), "class 1\nclass 2\nclass 3\n").unwrap();
-    let e = err(EvalSet::open_in(DatasetKind::ImagenetR, d.path(), &wds(None), &cl, Some(&wnids), None, None));
-    assert!(e.contains("classnames.txt:2: class 1 is `class 2`, the class list says `class 3` (n00000003)"), "{e}");
+    let e = err(EvalSet::open_in(
+        DatasetKind::ImagenetR,
+        d.path(),
+        &wds(None),
+        &cl,
+        Some(&wnids),
+        None,
+        None,
+    ));
+    assert!(
+        e.contains("classnames.txt:2: class 1 is `class 2`, the class list says `class 3` (n00000003)"),
+        "{e}"
+    );
     std::fs::write(d.path().join("classnames.txt"), "class 1\nclass 3\n").unwrap();
-    let e = err(EvalSet::open_in(DatasetKind::ImagenetR, d.path(), &wds(None), &cl, Some(&wnids), None, None));
+    let e = err(EvalSet::open_in(
+        DatasetKind::ImagenetR,
+        d.path(),
+        &wds(None),
+        &cl,
+        Some(&wnids),
+        None,
+        None,
+    ));
     assert!(e.contains("classnames.txt: 2 class names, the class list has 3 classes"), "{e}");
 }
 
@@ -137,7 +160,10 @@ fn bad_shards_are_refused_naming_the_shard_and_member() {
     let d = tempfile::tempdir().unwrap();
     let cl = classes(3);
     let root = d.path();
-    let shard = one_shard(root, &[("s1.png", b"png bytes"), ("s1.cls", b"1"), ("s2.webp", b"x"), ("s2.cls", b"2")]);
+    let shard = one_shard(
+        root,
+        &[("s1.png", b"png bytes"), ("s1.cls", b"1"), ("s2.webp", b"x"), ("s2.cls", b"2")],
+    );
     assert_eq!(open(root, &wds(None), &cl).unwrap().items.len(), 2);
     let shard_s = shard.display().to_string();
 
@@ -151,18 +177,33 @@ fn bad_shards_are_refused_naming_the_shard_and_member() {
     assert!(e.contains(&shard_s) && e.contains("after member `s1.png`"), "{e}");
 
     // A sample without an image, without a label; a label out of range, not a number.
-    one_shard(root, &[("s1.png", b"p"), ("s1.cls", b"1"), ("s2.txt", b"caption"), ("s2.cls", b"0")]);
+    one_shard(
+        root,
+        &[("s1.png", b"p"), ("s1.cls", b"1"), ("s2.txt", b"caption"), ("s2.cls", b"0")],
+    );
     let e = err(open(root, &wds(None), &cl));
-    assert!(e.contains(&shard_s) && e.contains("sample `s2` has no image") && e.contains("s2.webp, s2.png, s2.jpg, s2.jpeg"), "{e}");
+    assert!(
+        e.contains(&shard_s) && e.contains("sample `s2` has no image") && e.contains("s2.webp, s2.png, s2.jpg, s2.jpeg"),
+        "{e}"
+    );
     one_shard(root, &[("s1.png", b"p"), ("s1.cls", b"1"), ("s2.jpg", b"j")]);
     let e = err(open(root, &wds(None), &cl));
-    assert!(e.contains(&shard_s) && e.contains("sample `s2` has no label (no member s2.cls"), "{e}");
+    assert!(
+        e.contains(&shard_s) && e.contains("sample `s2` has no label (no member s2.cls"),
+        "{e}"
+    );
     one_shard(root, &[("s1.png", b"p"), ("s1.cls", b"3")]);
     let e = err(open(root, &wds(None), &cl));
-    assert!(e.contains(&shard_s) && e.contains("member `s1.cls` holds class 3, the class list has 3 classes"), "{e}");
+    assert!(
+        e.contains(&shard_s) && e.contains("member `s1.cls` holds class 3, the class list has 3 classes"),
+        "{e}"
+    );
     one_shard(root, &[("s1.png", b"p"), ("s1.cls", b"cat")]);
     let e = err(open(root, &wds(None), &cl));
-    assert!(e.contains(&shard_s) && e.contains("member `s1.cls` holds \"cat\", not a class index"), "{e}");
+    assert!(
+        e.contains(&shard_s) && e.contains("member `s1.cls` holds \"cat\", not a class index"),
+        "{e}"
+    );
     // The image key and label key are settable.
     one_shard(root, &[("s1.png", b"p"), ("s1.jpg", b"j"), ("s1.label", b"2")]);
     let custom = Layout {
@@ -186,7 +227,10 @@ fn nshards_txt_must_agree_with_the_shards_present() {
     assert!(e.contains("nshards.txt: says 4 shards, but 3.tar is not in"), "{e}");
     std::fs::write(&n, "2\n").unwrap();
     let e = err(open(d.path(), &wds(None), &cl));
-    assert!(e.contains("says 2 shards (0.tar .. 1.tar), but") && e.contains("2.tar is also there"), "{e}");
+    assert!(
+        e.contains("says 2 shards (0.tar .. 1.tar), but") && e.contains("2.tar is also there"),
+        "{e}"
+    );
     std::fs::remove_file(&n).unwrap();
     let e = err(open(d.path(), &wds(None), &cl));
     assert!(e.contains("nshards.txt: cannot read"), "{e}");
@@ -203,16 +247,43 @@ fn bad_parquet_files_are_refused_naming_the_file_and_row() {
     write_parquet(&f, &imgs, 10).unwrap();
     let fs = f.display().to_string();
     assert_eq!(open(&f, &parquet(), &cl).unwrap().items.len(), 3);
-    let e = err(open(&f, &Layout { label_key: Some("wnid".into()), ..parquet() }, &cl));
-    assert!(e.contains(&fs) && e.contains("no column `wnid` (its columns: image, label)") && e.contains("label_key"), "{e}");
-    let e = err(open(&f, &Layout { image_key: Some("jpg".into()), ..parquet() }, &cl));
+    let e = err(open(
+        &f,
+        &Layout {
+            label_key: Some("wnid".into()),
+            ..parquet()
+        },
+        &cl,
+    ));
+    assert!(
+        e.contains(&fs) && e.contains("no column `wnid` (its columns: image, label)") && e.contains("label_key"),
+        "{e}"
+    );
+    let e = err(open(
+        &f,
+        &Layout {
+            image_key: Some("jpg".into()),
+            ..parquet()
+        },
+        &cl,
+    ));
     assert!(e.contains(&fs) && e.contains("no column `jpg`") && e.contains("image_key"), "{e}");
-    let e = err(open(&f, &Layout { image_key: Some("label".into()), ..parquet() }, &cl));
+    let e = err(open(
+        &f,
+        &Layout {
+            image_key: Some("label".into()),
+            ..parquet()
+        },
+        &cl,
+    ));
     assert!(e.contains(&fs) && e.contains("column `label` holds i64, not image bytes"), "{e}");
     imgs[2].label = 5;
     write_parquet(&f, &imgs, 10).unwrap();
     let e = err(open(&f, &parquet(), &cl));
-    assert!(e.contains(&fs) && e.contains("row 2 (`label`) holds class 5, the class list has 3 classes"), "{e}");
+    assert!(
+        e.contains(&fs) && e.contains("row 2 (`label`) holds class 5, the class list has 3 classes"),
+        "{e}"
+    );
     std::fs::write(&f, b"PAR1 but not really a parquet file").unwrap();
     let e = err(open(&f, &parquet(), &cl));
     assert!(e.contains(&fs) && e.contains("not a parquet file"), "{e}");
@@ -220,8 +291,18 @@ fn bad_parquet_files_are_refused_naming_the_file_and_row() {
     let files = write_parquet_split(&d.path().join("hf"), "validation", &images(3, 2), 2, 2).unwrap();
     std::fs::remove_file(&files[1]).unwrap();
     let e = err(open(&d.path().join("hf"), &parquet(), &cl));
-    assert!(e.contains("the files say there are 3 of them, 2 are here; file 00001-of-00003 is missing"), "{e}");
-    let e = err(open(&d.path().join("hf"), &Layout { split: Some("test".into()), ..parquet() }, &cl));
+    assert!(
+        e.contains("the files say there are 3 of them, 2 are here; file 00001-of-00003 is missing"),
+        "{e}"
+    );
+    let e = err(open(
+        &d.path().join("hf"),
+        &Layout {
+            split: Some("test".into()),
+            ..parquet()
+        },
+        &cl,
+    ));
     assert!(e.contains("no parquet files of split `test`"), "{e}");
 }
 
@@ -245,9 +326,13 @@ fn the_index_is_cached_and_a_damaged_one_rebuilt() {
     let rebuilt = EvalSet::open_in(DatasetKind::Imagenet, &root, &wds(None), &cl, None, None, Some(&cache)).unwrap();
     assert_eq!(rebuilt.items, first.items);
     assert_eq!(std::fs::read(&index[0]).unwrap(), text, "rebuilt in place");
-    assert!(index[0].with_file_name(format!("{}.damaged", index[0].file_name().unwrap().to_string_lossy())).exists());
+    assert!(index[0]
+        .with_file_name(format!("{}.damaged", index[0].file_name().unwrap().to_string_lossy()))
+        .exists());
     // A member read where the index says, in a shard that was rewritten: an error naming it.
-    let ImageRef::Member { shard, offset, size, name } = &first.items[1].0 else { panic!() };
+    let ImageRef::Member { shard, offset, size, name } = &first.items[1].0 else {
+        panic!()
+    };
     let moved = ImageRef::Member {
         shard: shard.clone(),
         offset: offset + 512,
@@ -274,11 +359,17 @@ fn a_resharded_copy_is_another_set() {
     assert_eq!(id("a"), id("b"));
     assert_ne!(id("a"), id("c"));
     // The same samples at the same offsets in a shard of another size (padded): another set.
-    let mut t = std::fs::OpenOptions::new().append(true).open(d.path().join("b/test/0.tar")).unwrap();
+    let mut t = std::fs::OpenOptions::new()
+        .append(true)
+        .open(d.path().join("b/test/0.tar"))
+        .unwrap();
     std::io::Write::write_all(&mut t, &[0u8; 10240]).unwrap();
     assert_eq!(open(&d.path().join("b"), &wds(None), &cl).unwrap().items, {
         let s = open(&d.path().join("a"), &wds(None), &cl).unwrap();
-        s.items.iter().map(|(r, l)| (r.relative_to(&d.path().join("a")).under(&d.path().join("b")), *l)).collect::<Vec<_>>()
+        s.items
+            .iter()
+            .map(|(r, l)| (r.relative_to(&d.path().join("a")).under(&d.path().join("b")), *l))
+            .collect::<Vec<_>>()
     });
     assert_ne!(id("a"), id("b"));
 }
@@ -300,7 +391,13 @@ fn the_split_draws_from_train_shards_as_from_folders() {
     let mut drawn = Vec::new();
     for (root, layout) in [
         ("folder", Layout::default()),
-        ("wds", Layout { format: Format::Wds, ..Layout::default() }),
+        (
+            "wds",
+            Layout {
+                format: Format::Wds,
+                ..Layout::default()
+            },
+        ),
         ("hf", parquet()),
     ] {
         let root = d.path().join(root);
@@ -309,7 +406,10 @@ fn the_split_draws_from_train_shards_as_from_folders() {
         let s = FewShotSplit::load_or_draw(&path, &set, 2, 7).unwrap();
         let again = FewShotSplit::load_or_draw(&path, &set, 2, 7).unwrap();
         assert_eq!(s, again, "saved and reused");
-        assert!(!std::fs::read_to_string(&path).unwrap().contains(&d.path().display().to_string()), "relative to the root");
+        assert!(
+            !std::fs::read_to_string(&path).unwrap().contains(&d.path().display().to_string()),
+            "relative to the root"
+        );
         drawn.push(s.items.iter().map(|(r, l)| (r.image_bytes().unwrap(), *l)).collect::<Vec<_>>());
     }
     assert_eq!(drawn[0], drawn[1]);

@@ -23,7 +23,15 @@ const PROMPT_TOKENS: usize = 24;
 /// backward; shared (the default), the B cotangents through the activation-only backward of
 /// pass 2's forward. The weights are frozen, so a backward computes input gradients only: about
 /// one forward. `text_tokens`: the mean prompt length the encoder runs over.
-pub fn coop_step_flop(c: &ClipConfig, batch: usize, classes: usize, chunk: usize, text_tokens: usize, expl: bool, pass1: ntlb_prompt::objective::Pass1) -> f64 {
+pub fn coop_step_flop(
+    c: &ClipConfig,
+    batch: usize,
+    classes: usize,
+    chunk: usize,
+    text_tokens: usize,
+    expl: bool,
+    pass1: ntlb_prompt::objective::Pass1,
+) -> f64 {
     use ntlb_prompt::objective::Pass1;
     let text = 2.0 * c.text_macs(text_tokens) as f64;
     let img = 2.0 * c.image_macs() as f64;
@@ -111,7 +119,15 @@ pub fn estimate(jobs: &[&Job], w: &Workload) -> Vec<(String, ModelCost)> {
                 let c = w.train_classes;
                 let steps = (c * train.shots).div_ceil(b).max(1) as f64 * train.optim.epochs as f64;
                 // The trainer's pass 1 is the shared one (`Pass1::default()`).
-                let step = coop_step_flop(&cfg, b, c, train.chunk, PROMPT_TOKENS, train.loss.expl_weight != 0.0, Default::default());
+                let step = coop_step_flop(
+                    &cfg,
+                    b,
+                    c,
+                    train.chunk,
+                    PROMPT_TOKENS,
+                    train.loss.expl_weight != 0.0,
+                    Default::default(),
+                );
                 t += steps * step;
                 t += distinct_lists.iter().sum::<usize>() as f64 * f_txt(PROMPT_TOKENS) + score(1.0);
             }

@@ -48,7 +48,14 @@ pub struct FeatureKey {
 impl FeatureKey {
     /// The key of `set`'s features, `items` being its [`items_sha256`] (the sweep's identity
     /// hashed it already: each file list is hashed once).
-    pub fn new(checkpoint_sha256: &str, numerics: &Numerics, set: &EvalSet, items: &str, model: &ModelNumerics, resolution: usize) -> FeatureKey {
+    pub fn new(
+        checkpoint_sha256: &str,
+        numerics: &Numerics,
+        set: &EvalSet,
+        items: &str,
+        model: &ModelNumerics,
+        resolution: usize,
+    ) -> FeatureKey {
         FeatureKey {
             checkpoint_sha256: checkpoint_sha256.into(),
             dataset: set.kind.name().into(),
@@ -120,7 +127,10 @@ pub enum Cached {
     Miss,
     /// An entry that fails its checks (unparseable manifest, truncated file, a digest that does
     /// not match, shapes that disagree): why, and the files to set aside.
-    Damaged { why: String, files: Vec<PathBuf> },
+    Damaged {
+        why: String,
+        files: Vec<PathBuf>,
+    },
 }
 
 fn entry_paths(dir: &Path, id: &str) -> (PathBuf, PathBuf) {
@@ -244,15 +254,30 @@ impl FeatureCache<'_> {
     /// `set`'s features: read from the cache, or encoded under the entry's lock; when another
     /// process is encoding the same entry, wait for it rather than encode it twice.
     pub fn dataset(&self, clip: &Clip, set: &EvalSet, checkpoint_sha256: &str) -> Result<Features> {
-        let key = FeatureKey::new(checkpoint_sha256, self.numerics, set, &items_sha256(set)?, &clip.numerics, clip.config.vision.image_resolution());
-        self.when_free(clip, std::slice::from_ref(set), vec![key]).map(|mut f| f.pop().expect("one set"))
+        let key = FeatureKey::new(
+            checkpoint_sha256,
+            self.numerics,
+            set,
+            &items_sha256(set)?,
+            &clip.numerics,
+            clip.config.vision.image_resolution(),
+        );
+        self.when_free(clip, std::slice::from_ref(set), vec![key])
+            .map(|mut f| f.pop().expect("one set"))
     }
 
     /// Features of every set for one model (`set_items`: each set's item hash, from the
     /// sweep's identity). Each array task first takes what is cached, then encodes the sets no
     /// other task is encoding, and only then waits for the rest: tasks that start together on a
     /// cold cache split the encoding instead of queueing behind one lock.
-    pub fn model(&self, clip: &Clip, sets: &[EvalSet], set_items: &[String], checkpoint_sha256: &str, order: ConvertOrder) -> Result<Vec<Features>> {
+    pub fn model(
+        &self,
+        clip: &Clip,
+        sets: &[EvalSet],
+        set_items: &[String],
+        checkpoint_sha256: &str,
+        order: ConvertOrder,
+    ) -> Result<Vec<Features>> {
         let res = clip.config.vision.image_resolution();
         let keys: Vec<FeatureKey> = sets
             .iter()
@@ -303,11 +328,17 @@ impl FeatureCache<'_> {
             Cached::Damaged { why, files } => {
                 let mut kept = Vec::new();
                 for p in files.iter().filter(|p| p.exists()) {
-                    kept.push(ntlb_core::damaged::set_aside(p).with_context(|| format!("{}: cannot move the damaged entry aside", p.display()))?);
+                    kept.push(
+                        ntlb_core::damaged::set_aside(p)
+                            .with_context(|| format!("{}: cannot move the damaged entry aside", p.display()))?,
+                    );
                 }
                 let kept: Vec<String> = kept.iter().map(|p| p.display().to_string()).collect();
                 if kept.is_empty() {
-                    eprintln!("{}: unverifiable feature cache entry ({why}); encoding it again in its place", set.kind.name());
+                    eprintln!(
+                        "{}: unverifiable feature cache entry ({why}); encoding it again in its place",
+                        set.kind.name()
+                    );
                 } else {
                     eprintln!(
                         "{}: damaged feature cache entry ({why}); moved aside to {}, encoding it again",
@@ -321,7 +352,6 @@ impl FeatureCache<'_> {
         write_cached(dir, &mut f)?;
         Ok(with_unreadable(f))
     }
-
 }
 
 fn encode(clip: &Clip, set: &EvalSet, key: FeatureKey, batch: usize, strict: bool, progress: bool) -> Result<Features> {
@@ -444,7 +474,10 @@ mod tests {
         };
         assert_ne!(key.id(), FeatureKey::new("sha", &numerics, &set, &items, &gelu, 224).id());
         let norm = ModelNumerics {
-            normalization: ntlb_clip::preprocess::Normalization { mean: [0.5; 3], std: [0.5; 3] },
+            normalization: ntlb_clip::preprocess::Normalization {
+                mean: [0.5; 3],
+                std: [0.5; 3],
+            },
             ..openai
         };
         assert_ne!(key.id(), FeatureKey::new("sha", &numerics, &set, &items, &norm, 224).id());

@@ -67,7 +67,11 @@ impl Method {
             Method::Ensemble(name) => format!("zero-shot, ensemble of {name} templates"),
             Method::CoopInit(_) => COOP_START.to_string(),
             Method::Coop(agg) => {
-                let tag = if agg.is_max() { String::new() } else { format!(", name score = {agg}") };
+                let tag = if agg.is_max() {
+                    String::new()
+                } else {
+                    format!(", name score = {agg}")
+                };
                 match lambda.unwrap_or(0.0) {
                     l if l == 0.0 => format!("CoOp{tag} (λ = 0)"),
                     l => format!("CoOp + explainability{tag} (λ = {l})"),
@@ -129,7 +133,15 @@ mod tests {
 
     #[test]
     fn methods_round_trip_through_the_strings_rows_hold() {
-        for s in ["zero-shot", "zero-shot-ensemble-all", "zero-shot-ensemble-80", "coop", "coop-init", "coop name_score=mean", "coop-init name_score=min"] {
+        for s in [
+            "zero-shot",
+            "zero-shot-ensemble-all",
+            "zero-shot-ensemble-80",
+            "coop",
+            "coop-init",
+            "coop name_score=mean",
+            "coop-init name_score=min",
+        ] {
             let m = Method::parse(s).unwrap_or_else(|| panic!("{s}"));
             assert_eq!(m.to_string(), s);
         }

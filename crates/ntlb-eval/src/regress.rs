@@ -112,7 +112,10 @@ fn training_gaps(rows: &[ResultRow]) -> BTreeMap<(String, String, String, u64, S
             .iter()
             .find(|s| s.method == init && s.model == r.model && s.lambda == r.lambda && s.seed == r.seed && s.dataset == r.dataset);
         if let (Some(s), Some(l), Some(seed)) = (start, r.lambda, r.seed) {
-            out.insert((r.model.clone(), r.method.to_string(), format!("{l}"), seed, r.dataset.clone()), r.top1 - s.top1);
+            out.insert(
+                (r.model.clone(), r.method.to_string(), format!("{l}"), seed, r.dataset.clone()),
+                r.top1 - s.top1,
+            );
         }
     }
     out
@@ -129,7 +132,10 @@ fn score_gaps(rows: &[ResultRow]) -> BTreeMap<(String, String, String, u64), f64
             .filter(trained)
             .find(|z| z.model == r.model && z.seed == r.seed && z.lambda == Some(0.0));
         if let (Some(a), Some(b), Some(seed)) = (r.name_score, zero.and_then(|z| z.name_score), r.seed) {
-            out.insert((r.model.clone(), r.method.to_string(), format!("{}", r.lambda.unwrap_or(0.0)), seed), a - b);
+            out.insert(
+                (r.model.clone(), r.method.to_string(), format!("{}", r.lambda.unwrap_or(0.0)), seed),
+                a - b,
+            );
         }
     }
     out
@@ -197,7 +203,13 @@ pub fn compare(baseline: &[ResultRow], rerun: &[ResultRow], tol: Tolerances) -> 
 /// The short rerun of `make regress`: the sweep `cfg` restricted to `seeds`, `lambdas` and the
 /// class-name score aggregations `name_scores` (crossed with λ > 0), written to `cfg.results`;
 /// returns its rows.
-pub fn rerun(mut cfg: crate::sweep::SweepConfig, seeds: &[u64], lambdas: &[f64], name_scores: &[NameScore], progress: bool) -> Result<Vec<ResultRow>> {
+pub fn rerun(
+    mut cfg: crate::sweep::SweepConfig,
+    seeds: &[u64],
+    lambdas: &[f64],
+    name_scores: &[NameScore],
+    progress: bool,
+) -> Result<Vec<ResultRow>> {
     if let Some(c) = &mut cfg.coop {
         c.seeds = seeds.to_vec();
         c.lambdas = lambdas.to_vec();
@@ -264,10 +276,15 @@ mod tests {
         r[5].top1 = 60.0;
         r[5].name_score = Some(0.5);
         let p = compare(&b, &r, T);
-        assert!(p.iter().all(|p| p.contains("name_score=mean")) && p.iter().any(|p| p.contains("λ > 0 − λ = 0")), "{p:?}");
+        assert!(
+            p.iter().all(|p| p.contains("name_score=mean")) && p.iter().any(|p| p.contains("λ > 0 − λ = 0")),
+            "{p:?}"
+        );
         assert!(p.iter().any(|p| p.contains("CoOp − start")), "{p:?}");
         // A rerun with an aggregation the baseline lacks fails by name.
-        assert!(compare(&base(), &b, T).iter().any(|p| p.contains("no baseline row") && p.contains("name_score=mean")));
+        assert!(compare(&base(), &b, T)
+            .iter()
+            .any(|p| p.contains("no baseline row") && p.contains("name_score=mean")));
     }
 
     #[test]

@@ -88,7 +88,10 @@ fn notes(runs: &[RunRecord]) -> Vec<String> {
         .collect();
     let failed: std::collections::BTreeSet<&Path> = runs.iter().flat_map(|r| r.failed_images.iter().map(|(p, _)| p.as_path())).collect();
     if !failed.is_empty() {
-        notes.push(format!("{} image(s) could not be read and are not counted (failed_images in the run records)", failed.len()));
+        notes.push(format!(
+            "{} image(s) could not be read and are not counted (failed_images in the run records)",
+            failed.len()
+        ));
     }
     notes
 }

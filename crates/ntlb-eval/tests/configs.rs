@@ -108,7 +108,15 @@ fn the_container_config_plans_the_same_comparison() {
     use ntlb_data::source::Format;
     let c = read("imagenet-containers.toml");
     assert_eq!(plan(&c).unwrap().len(), plan(&read("imagenet.toml")).unwrap().len());
-    assert!(c.datasets.len() == 5 && c.datasets.iter().all(|d| d.format == Format::Wds && d.layout().split(false) == "test"));
+    assert!(
+        c.datasets.len() == 5
+            && c.datasets
+                .iter()
+                .all(|d| d.format == Format::Wds && d.layout().split(false) == "test")
+    );
     let co = c.coop.as_ref().unwrap();
-    assert_eq!((co.train_format, co.train_layout().split(true).as_str()), (Format::Parquet, "train"));
+    assert_eq!(
+        (co.train_format, co.train_layout().split(true).as_str()),
+        (Format::Parquet, "train")
+    );
 }

@@ -49,7 +49,10 @@ fn write_containers(folder_cfg: &SweepConfig, out: &Path) {
 /// The folder sweep with its datasets (and training set) in `format` under `base`.
 fn container_sweep(folder_toml: &str, root: &Path, base: &Path, format: &str, results: &Path) -> SweepConfig {
     let mut t = folder_toml
-        .replace(&format!("results = \"{}\"", root.join("folder-results").display()), &format!("results = \"{}\"", results.display()))
+        .replace(
+            &format!("results = \"{}\"", root.join("folder-results").display()),
+            &format!("results = \"{}\"", results.display()),
+        )
         .replace(
             &format!("train_root = \"{}/imagenet\"\n", root.display()),
             &format!("train_root = \"{}/imagenet\"\ntrain_format = \"{format}\"\n", base.display()),
@@ -77,7 +80,10 @@ fn rows(results: &Path) -> Vec<ResultRow> {
     let mut r: Vec<ResultRow> = read_table(results)
         .unwrap()
         .into_iter()
-        .map(|r| ResultRow { run_key: String::new(), ..r })
+        .map(|r| ResultRow {
+            run_key: String::new(),
+            ..r
+        })
         .collect();
     r.sort_by_key(|r| format!("{:?}", (&r.method, &r.template, r.lambda, r.seed, &r.dataset)));
     r
@@ -99,8 +105,17 @@ fn every_row_is_the_same_from_folders_shards_and_parquet() {
     write_containers(&folder, &root);
     assert_eq!(run_sweep(&folder, &SweepOptions::default()).unwrap(), 3);
     let reference = rows(&folder.results);
-    assert!(reference.iter().any(|r| r.method == "coop" && r.lambda == Some(1.0) && r.dataset == "imagenet-r"));
-    assert_eq!(reference.iter().map(|r| r.dataset.as_str()).collect::<std::collections::BTreeSet<_>>().len(), 5);
+    assert!(reference
+        .iter()
+        .any(|r| r.method == "coop" && r.lambda == Some(1.0) && r.dataset == "imagenet-r"));
+    assert_eq!(
+        reference
+            .iter()
+            .map(|r| r.dataset.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        5
+    );
     let mut keys_seen: Vec<String> = records(&folder.results).into_iter().map(|r| r.key).collect();
     for (format, base) in [("wds", root.join("wds")), ("parquet", root.join("hf"))] {
         let results = root.join(format!("{format}-results"));
@@ -121,7 +136,14 @@ fn every_row_is_the_same_from_folders_shards_and_parquet() {
         assert!(img.contains(if format == "wds" { ".tar/s" } else { ".parquet#" }), "{img}");
         // The split file holds shard members or rows, relative to the training root.
         let split = std::fs::read_to_string(results.join("runs").join(&coop.key).join("split.json")).unwrap();
-        assert!(split.contains(if format == "wds" { "\"shard\": \"train/" } else { "\"file\": \"data/train-" }), "{split}");
+        assert!(
+            split.contains(if format == "wds" {
+                "\"shard\": \"train/"
+            } else {
+                "\"file\": \"data/train-"
+            }),
+            "{split}"
+        );
         assert!(!split.contains(&root.display().to_string()));
         // Indexes cached beside the features: 5 evaluation sets and the training set.
         let indexes = std::fs::read_dir(cfg.cache_dir())
@@ -194,8 +216,15 @@ fn webp_members_decode_as_webp_files() {
         for (k, quality) in [None, Some(75.0), None].into_iter().enumerate() {
             let channels = if k == 2 { 4 } else { 3 };
             let (width, height) = (37 + 5 * c, 29 + 3 * k);
-            let data = (0..width * height * channels).map(|i| ((i * (c + 3) + k * 71) % 251) as u8).collect();
-            let r = Raster { width, height, channels, data };
+            let data = (0..width * height * channels)
+                .map(|i| ((i * (c + 3) + k * 71) % 251) as u8)
+                .collect();
+            let r = Raster {
+                width,
+                height,
+                channels,
+                data,
+            };
             w.push(Written {
                 bytes: encode_webp(&r, quality).unwrap(),
                 ext: "webp".into(),
@@ -214,10 +243,21 @@ fn webp_members_decode_as_webp_files() {
     let clip = ntlb_clip::Clip::load(&common::synth_clip(), None, &Device::flex()).unwrap();
     let numerics = ntlb_eval::identity::Numerics::from_config("cpu", "f32").unwrap();
     let feats = |dir: &str, format: Format| {
-        let layout = Layout { format, ..Layout::default() };
+        let layout = Layout {
+            format,
+            ..Layout::default()
+        };
         let set = EvalSet::open_in(DatasetKind::Imagenet, &root.join(dir), &layout, &cl, None, None, None).unwrap();
         assert_eq!(set.items.len(), 18);
-        let f = FeatureCache { dir: None, numerics: &numerics, batch: 4, strict: true, progress: false }.dataset(&clip, &set, "sha").unwrap();
+        let f = FeatureCache {
+            dir: None,
+            numerics: &numerics,
+            batch: 4,
+            strict: true,
+            progress: false,
+        }
+        .dataset(&clip, &set, "sha")
+        .unwrap();
         (f.data, f.labels)
     };
     let folder = feats("webp-folder", Format::Folder);

@@ -103,7 +103,10 @@ fn random_damage_never_changes_the_table_in_silence() {
         }
         candidates.retain(|p| {
             !p.to_string_lossy().contains(".damaged")
-                && (!p.starts_with(results.join("runs")) || p.ends_with("state.safetensors") || p.ends_with("split.json") || p.parent() == Some(&results.join("runs")))
+                && (!p.starts_with(results.join("runs"))
+                    || p.ends_with("state.safetensors")
+                    || p.ends_with("split.json")
+                    || p.parent() == Some(&results.join("runs")))
         });
         candidates.sort();
         let file = candidates[rng.random_range(0..candidates.len())].clone();
@@ -136,7 +139,11 @@ fn random_damage_never_changes_the_table_in_silence() {
                     "case {case}: {name} {what}: another table, in silence"
                 );
                 let aside = set_aside(&file);
-                assert_eq!(aside.len(), before + 1, "case {case}: {name} {what}: the damage was not noticed (nothing set aside)");
+                assert_eq!(
+                    aside.len(),
+                    before + 1,
+                    "case {case}: {name} {what}: the damage was not noticed (nothing set aside)"
+                );
                 assert!(
                     aside.iter().any(|p| std::fs::read(p).unwrap() == bad),
                     "case {case}: {name} {what}: the damaged bytes were not kept aside"
@@ -146,7 +153,10 @@ fn random_damage_never_changes_the_table_in_silence() {
             }
             Err(e) => {
                 let e = format!("{e:#}");
-                assert!(e.contains(&file.display().to_string()), "case {case}: {name} {what}: an error that does not name the file: {e}");
+                assert!(
+                    e.contains(&file.display().to_string()),
+                    "case {case}: {name} {what}: an error that does not name the file: {e}"
+                );
                 // Put it back for the next case.
                 std::fs::write(&file, &good).unwrap();
                 refused += 1;

@@ -29,7 +29,9 @@ fn datasets_open_in_every_layout_with_clear_errors() {
     let v2 = EvalSet::open(DatasetKind::ImagenetV2, &root.join("v2"), &classes, None, None).unwrap();
     assert_eq!(v2.items.len(), 18);
     assert!(
-        v2.items.iter().all(|(p, l)| p.container().parent().unwrap().ends_with(l.to_string())),
+        v2.items
+            .iter()
+            .all(|(p, l)| p.container().parent().unwrap().ends_with(l.to_string())),
         "V2 folder = class index"
     );
     let v2_two = EvalSet::open(DatasetKind::ImagenetV2, &root.join("v2"), &classes, None, Some(2)).unwrap();
@@ -76,7 +78,15 @@ fn pipeline_counts_bad_images_and_the_cache_follows_its_key() {
     let set = EvalSet::open(DatasetKind::Imagenet, &root.join("imagenet"), &classes, None, None).unwrap();
     let clip = Clip::load(&common::synth_clip(), None, &Device::flex()).unwrap();
     let cache = tmp.path().join("cache");
-    let f = FeatureCache { dir: Some(&cache), numerics: &cpu32(), batch: 4, strict: false, progress: false }.dataset(&clip, &set, "sha-a").unwrap();
+    let f = FeatureCache {
+        dir: Some(&cache),
+        numerics: &cpu32(),
+        batch: 4,
+        strict: false,
+        progress: false,
+    }
+    .dataset(&clip, &set, "sha-a")
+    .unwrap();
     assert_eq!(
         f.manifest.failed.len(),
         2,
@@ -85,19 +95,42 @@ fn pipeline_counts_bad_images_and_the_cache_follows_its_key() {
     );
     assert!(f.manifest.failed.iter().any(|(p, _)| p.ends_with("corrupt.png")));
     assert_eq!(f.len(), set.items.len() - 2, "the CMYK JPEG and the PNG named .JPEG decode");
-    let e = FeatureCache { dir: None, numerics: &cpu32(), batch: 4, strict: true, progress: false }.dataset(&clip, &set, "sha-a")
-        .unwrap_err()
-        .to_string();
+    let e = FeatureCache {
+        dir: None,
+        numerics: &cpu32(),
+        batch: 4,
+        strict: true,
+        progress: false,
+    }
+    .dataset(&clip, &set, "sha-a")
+    .unwrap_err()
+    .to_string();
     assert!(
         e.contains("--strict") && (e.contains("corrupt.png") || e.contains("truncated.jpg")),
         "{e}"
     );
     // Same key: read back from the cache, identical.
-    let g = FeatureCache { dir: Some(&cache), numerics: &cpu32(), batch: 4, strict: false, progress: false }.dataset(&clip, &set, "sha-a").unwrap();
+    let g = FeatureCache {
+        dir: Some(&cache),
+        numerics: &cpu32(),
+        batch: 4,
+        strict: false,
+        progress: false,
+    }
+    .dataset(&clip, &set, "sha-a")
+    .unwrap();
     assert_eq!((g.data.clone(), g.labels.clone()), (f.data.clone(), f.labels.clone()));
     assert_eq!(g.manifest.seconds, f.manifest.seconds, "second read came from the cache");
     // Another checkpoint, or a changed file: a new key, recomputed.
-    let h = FeatureCache { dir: Some(&cache), numerics: &cpu32(), batch: 4, strict: false, progress: false }.dataset(&clip, &set, "sha-b").unwrap();
+    let h = FeatureCache {
+        dir: Some(&cache),
+        numerics: &cpu32(),
+        batch: 4,
+        strict: false,
+        progress: false,
+    }
+    .dataset(&clip, &set, "sha-b")
+    .unwrap();
     assert_ne!(h.manifest.key.id(), f.manifest.key.id());
     std::fs::write(
         root.join("imagenet/images/val/n00000001/img0.png"),
@@ -105,13 +138,29 @@ fn pipeline_counts_bad_images_and_the_cache_follows_its_key() {
     )
     .unwrap();
     let set2 = EvalSet::open(DatasetKind::Imagenet, &root.join("imagenet"), &classes, None, None).unwrap();
-    let k = FeatureCache { dir: Some(&cache), numerics: &cpu32(), batch: 4, strict: false, progress: false }.dataset(&clip, &set2, "sha-a").unwrap();
+    let k = FeatureCache {
+        dir: Some(&cache),
+        numerics: &cpu32(),
+        batch: 4,
+        strict: false,
+        progress: false,
+    }
+    .dataset(&clip, &set2, "sha-a")
+    .unwrap();
     assert_ne!(k.manifest.key.id(), f.manifest.key.id());
     // A killed write (features without a manifest) is never read: it is recomputed.
     let id = k.manifest.key.id();
     std::fs::remove_file(cache.join(format!("{id}.manifest.json"))).unwrap();
     std::fs::write(cache.join(format!("{id}.features.safetensors")), b"half written").unwrap();
-    let again = FeatureCache { dir: Some(&cache), numerics: &cpu32(), batch: 4, strict: false, progress: false }.dataset(&clip, &set2, "sha-a").unwrap();
+    let again = FeatureCache {
+        dir: Some(&cache),
+        numerics: &cpu32(),
+        batch: 4,
+        strict: false,
+        progress: false,
+    }
+    .dataset(&clip, &set2, "sha-a")
+    .unwrap();
     assert_eq!(again.data, k.data);
 }
 
@@ -128,7 +177,11 @@ fn sweep_resumes_after_a_kill_and_shards_merge_to_the_same_table() {
     let model = common::synth_clip();
     // Uninterrupted.
     let full = config(&root, &model, &tmp.path().join("full"), true);
-    assert_eq!(run_sweep(&full, &SweepOptions::default()).unwrap(), 3, "zero-shot + CoOp λ=0 + CoOp λ=1");
+    assert_eq!(
+        run_sweep(&full, &SweepOptions::default()).unwrap(),
+        3,
+        "zero-shot + CoOp λ=0 + CoOp λ=1"
+    );
     // Row order too: a resumed or merged table is the uninterrupted one, byte for byte.
     let reference = read_table(&full.results).unwrap();
     let csv = |results: &Path| std::fs::read(results.join("results.csv")).unwrap();

@@ -59,9 +59,22 @@ fn a_damaged_feature_cache_entry_is_recomputed_not_used() {
     let clip = Clip::load(&common::synth_clip(), None, &Device::flex()).unwrap();
     let cache = tmp.path().join("cache");
     let cpu = Numerics::from_config("cpu", "f32").unwrap();
-    let read = || FeatureCache { dir: Some(&cache), numerics: &cpu, batch: 4, strict: false, progress: false }.dataset(&clip, &set, "sha").unwrap();
+    let read = || {
+        FeatureCache {
+            dir: Some(&cache),
+            numerics: &cpu,
+            batch: 4,
+            strict: false,
+            progress: false,
+        }
+        .dataset(&clip, &set, "sha")
+        .unwrap()
+    };
     let f = read();
-    assert!(f.manifest.features_sha256.is_some(), "the manifest holds the digest of its features");
+    assert!(
+        f.manifest.features_sha256.is_some(),
+        "the manifest holds the digest of its features"
+    );
     let file = features_files(&cache).pop().unwrap();
     let size = std::fs::metadata(&file).unwrap().len();
     damage(&file, 64);
@@ -82,7 +95,13 @@ fn a_damaged_feature_cache_entry_is_recomputed_not_used() {
     assert_eq!(read().data, f.data);
 
     // Through a sweep: a second results folder on the damaged shared cache gives the same table.
-    let cache_line = |s: String| s.replacen("batch_size = 3\n", &format!("batch_size = 3\ncache = {:?}\n", tmp.path().join("shared")), 1);
+    let cache_line = |s: String| {
+        s.replacen(
+            "batch_size = 3\n",
+            &format!("batch_size = 3\ncache = {:?}\n", tmp.path().join("shared")),
+            1,
+        )
+    };
     let a = sweep(&root, &tmp.path().join("a"), false, cache_line);
     assert_eq!(run_sweep(&a, &SweepOptions::default()).unwrap(), 1);
     for f in features_files(&tmp.path().join("shared")) {
@@ -91,7 +110,11 @@ fn a_damaged_feature_cache_entry_is_recomputed_not_used() {
     let b = sweep(&root, &tmp.path().join("b"), false, cache_line);
     assert_eq!(run_sweep(&b, &SweepOptions::default()).unwrap(), 1);
     let (ta, tb) = (read_table(&a.results).unwrap(), read_table(&b.results).unwrap());
-    let top1 = |t: &[ntlb_eval::results::ResultRow]| t.iter().map(|r| (r.dataset.clone(), r.template.clone(), r.top1)).collect::<Vec<_>>();
+    let top1 = |t: &[ntlb_eval::results::ResultRow]| {
+        t.iter()
+            .map(|r| (r.dataset.clone(), r.template.clone(), r.top1))
+            .collect::<Vec<_>>()
+    };
     assert_eq!(top1(&ta), top1(&tb), "a damaged cache changed the table");
 }
 
@@ -163,10 +186,18 @@ fn settings_are_checked_before_any_work() {
         assert!(e.contains(&format!("`{key}` = ")) && e.contains("base.toml"), "{key}: {e}");
     }
     // The device and precision are settings too: refused by the dry run, not only by the run.
-    for (line, want) in [("precision = \"f8\"", "unknown precision `f8`"), ("device = \"tpu\"", "unknown device `tpu`")] {
-        let c = sweep(&root, &results, false, |s| s.replacen("batch_size = 3\n", &format!("batch_size = 3\n{line}\n"), 1));
+    for (line, want) in [
+        ("precision = \"f8\"", "unknown precision `f8`"),
+        ("device = \"tpu\"", "unknown device `tpu`"),
+    ] {
+        let c = sweep(&root, &results, false, |s| {
+            s.replacen("batch_size = 3\n", &format!("batch_size = 3\n{line}\n"), 1)
+        });
         for e in [err(dry_run(&c, None).map(|_| 0)), err(run_sweep(&c, &SweepOptions::default()))] {
-            assert!(e.contains(want) && e.contains("sweep-v.toml") && e.contains("`device` / `precision`"), "{line}: {e}");
+            assert!(
+                e.contains(want) && e.contains("sweep-v.toml") && e.contains("`device` / `precision`"),
+                "{line}: {e}"
+            );
         }
     }
     assert!(!results.exists(), "a refused sweep wrote something");
@@ -182,7 +213,10 @@ fn repeated_class_names_need_the_setting() {
     std::fs::write(root.join("classes.tsv"), tsv.replace("green square", "red circle")).unwrap();
     let c = sweep(&root, &tmp.path().join("d"), false, |s| s);
     let e = err(run_sweep(&c, &SweepOptions::default()));
-    assert!(e.contains("zero-shot") && e.contains("\"red circle\"") && e.contains("allow_duplicate_names"), "{e}");
+    assert!(
+        e.contains("zero-shot") && e.contains("\"red circle\"") && e.contains("allow_duplicate_names"),
+        "{e}"
+    );
     let allowed = |s: String| s.replace("[zero_shot]\n", "[zero_shot]\nallow_duplicate_names = true\n");
     let c = sweep(&root, &tmp.path().join("d"), true, allowed);
     let e = err(run_sweep(&c, &SweepOptions::default()));
@@ -205,15 +239,24 @@ fn evaluation_sets_that_lost_classes() {
     let e = err(run_sweep(&c, &SweepOptions::default()));
     assert!(e.contains(&val.display().to_string()) && e.contains("allow_empty_classes"), "{e}");
     let imagenet_entry = format!("root = \"{}/imagenet\"\n", root.display());
-    let c = sweep(&root, &tmp.path().join("e"), false, |s| s.replace(&imagenet_entry, &format!("{imagenet_entry}allow_empty_classes = true\n")));
+    let c = sweep(&root, &tmp.path().join("e"), false, |s| {
+        s.replace(&imagenet_entry, &format!("{imagenet_entry}allow_empty_classes = true\n"))
+    });
     assert_eq!(run_sweep(&c, &SweepOptions::default()).unwrap(), 1);
     let runs = read_runs(&c.results).unwrap();
     assert_eq!(runs[0].empty_classes.get("imagenet"), Some(&vec!["n00000003".to_string()]));
     // ... and in the report, under the table.
     ntlb_eval::report::run_report(&c.results, &tmp.path().join("e-report")).unwrap();
     let md = std::fs::read_to_string(tmp.path().join("e-report/summary.md")).unwrap();
-    assert!(md.contains("imagenet: evaluated without 1 empty class folder(s) (allow_empty_classes): n00000003"), "{md}");
-    std::fs::write(val.join("img0.png"), std::fs::read(root.join("imagenet/images/val/n00000001/img0.png")).unwrap()).unwrap();
+    assert!(
+        md.contains("imagenet: evaluated without 1 empty class folder(s) (allow_empty_classes): n00000003"),
+        "{md}"
+    );
+    std::fs::write(
+        val.join("img0.png"),
+        std::fs::read(root.join("imagenet/images/val/n00000001/img0.png")).unwrap(),
+    )
+    .unwrap();
     // One class fewer in the list than folders on disk.
     let tsv = std::fs::read_to_string(root.join("classes.tsv")).unwrap();
     let short: String = tsv.lines().take(5).map(|l| format!("{l}\n")).collect();
@@ -237,7 +280,9 @@ fn unreadable_walk_entries_are_failed_images() {
     let run = &read_runs(&c.results).unwrap()[0];
     assert!(run.failed_images.iter().any(|(p, _)| p == &lp), "{:?}", run.failed_images);
     assert!(run.rows.iter().filter(|r| r.dataset == "imagenet").all(|r| r.n_failed == 1));
-    let strict = sweep(&root, &tmp.path().join("s"), false, |s| s.replacen("batch_size = 3\n", "batch_size = 3\nstrict = true\n", 1));
+    let strict = sweep(&root, &tmp.path().join("s"), false, |s| {
+        s.replacen("batch_size = 3\n", "batch_size = 3\nstrict = true\n", 1)
+    });
     let e = err(run_sweep(&strict, &SweepOptions::default()));
     assert!(e.contains("loop.png") && e.contains("--strict"), "{e}");
 }
@@ -303,7 +348,11 @@ fn concurrent_sweeps_into_one_folder_run_each_job_once() {
             .collect();
         both.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    assert_eq!(ran.iter().sum::<usize>(), n_jobs, "jobs run by each sweep: {ran:?} for {n_jobs} jobs");
+    assert_eq!(
+        ran.iter().sum::<usize>(),
+        n_jobs,
+        "jobs run by each sweep: {ran:?} for {n_jobs} jobs"
+    );
     assert_eq!(
         std::fs::read(shared.results.join("results.csv")).unwrap(),
         std::fs::read(alone.results.join("results.csv")).unwrap()

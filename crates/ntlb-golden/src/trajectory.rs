@@ -24,7 +24,9 @@ fn input<'a>(case: &'a Value, key: &str) -> Result<&'a Value> {
 }
 
 fn num(v: &Value, key: &str) -> Result<f64> {
-    v.get(key).and_then(Value::as_f64).ok_or_else(|| anyhow!("`{key}` missing or not a number"))
+    v.get(key)
+        .and_then(Value::as_f64)
+        .ok_or_else(|| anyhow!("`{key}` missing or not a number"))
 }
 
 fn wrap(v: impl Into<Value>, description: &str) -> Value {
@@ -39,9 +41,15 @@ fn train_config(case: &Value, n_batch: usize) -> Result<TrainConfig> {
         .as_str()
         .ok_or_else(|| anyhow!("inputs.class_position is not a string"))?
         .parse()?;
-    let n_ctx = input(case, "n_ctx")?.as_u64().ok_or_else(|| anyhow!("inputs.n_ctx is not an integer"))? as usize;
+    let n_ctx = input(case, "n_ctx")?
+        .as_u64()
+        .ok_or_else(|| anyhow!("inputs.n_ctx is not an integer"))? as usize;
     let class_specific = match case.pointer("/inputs/csc") {
-        Some(v) => v.get("data").unwrap_or(v).as_bool().ok_or_else(|| anyhow!("inputs.csc is not a boolean"))?,
+        Some(v) => v
+            .get("data")
+            .unwrap_or(v)
+            .as_bool()
+            .ok_or_else(|| anyhow!("inputs.csc is not a boolean"))?,
         None => false,
     };
     let epochs = num(o, "epochs").context("inputs.optim")? as usize;
@@ -94,8 +102,8 @@ pub fn compute_trajectory_case(case: &Value, clip: &Clip, tok: &ClipTokenizer, d
     }
     let pool = images.f32s();
     let per_image = 3 * n * n;
-    let batches: Vec<(Vec<usize>, Vec<usize>)> = serde_json::from_value(input(case, "batches")?.clone())
-        .context("inputs.batches: expected [[image indices], [labels]] per step")?;
+    let batches: Vec<(Vec<usize>, Vec<usize>)> =
+        serde_json::from_value(input(case, "batches")?.clone()).context("inputs.batches: expected [[image indices], [labels]] per step")?;
     let steps_per_epoch = input(case, "steps_per_epoch")?
         .as_u64()
         .ok_or_else(|| anyhow!("inputs.steps_per_epoch is not an integer"))? as usize;
@@ -134,7 +142,10 @@ pub fn compute_trajectory_case(case: &Value, clip: &Clip, tok: &ClipTokenizer, d
     let fixed = |epoch: usize, s: usize| -> Result<Batch> {
         let (idx, labels) = &batches[epoch * steps_per_epoch + s];
         Ok(Batch {
-            pixels: idx.iter().flat_map(|&j| pool[j * per_image..(j + 1) * per_image].iter().copied()).collect(),
+            pixels: idx
+                .iter()
+                .flat_map(|&j| pool[j * per_image..(j + 1) * per_image].iter().copied())
+                .collect(),
             labels: labels.clone(),
         })
     };
@@ -161,12 +172,36 @@ pub fn compute_trajectory_case(case: &Value, clip: &Clip, tok: &ClipTokenizer, d
         .collect();
     let curve = &state.manifest.loss_curve;
     let mut out = Map::new();
-    out.insert("lr".into(), wrap(json!(curve.iter().map(|p| p.lr).collect::<Vec<_>>()), "learning rate used at each step"));
-    out.insert("loss".into(), wrap(json!(curve.iter().map(|p| p.loss).collect::<Vec<_>>()), "total loss at each step (before its update)"));
-    out.insert("ce".into(), wrap(json!(curve.iter().map(|p| p.ce).collect::<Vec<_>>()), "cross-entropy at each step"));
-    out.insert("expl".into(), wrap(json!(curve.iter().map(|p| p.expl).collect::<Vec<_>>()), "explainability loss at each step"));
+    out.insert(
+        "lr".into(),
+        wrap(
+            json!(curve.iter().map(|p| p.lr).collect::<Vec<_>>()),
+            "learning rate used at each step",
+        ),
+    );
+    out.insert(
+        "loss".into(),
+        wrap(
+            json!(curve.iter().map(|p| p.loss).collect::<Vec<_>>()),
+            "total loss at each step (before its update)",
+        ),
+    );
+    out.insert(
+        "ce".into(),
+        wrap(json!(curve.iter().map(|p| p.ce).collect::<Vec<_>>()), "cross-entropy at each step"),
+    );
+    out.insert(
+        "expl".into(),
+        wrap(
+            json!(curve.iter().map(|p| p.expl).collect::<Vec<_>>()),
+            "explainability loss at each step",
+        ),
+    );
     let shape = vec![steps, ctx_shape[0], ctx_shape[1]];
-    out.insert("ctx_after".into(), float_tensor(shape.clone(), &after).to_json("context after each step"));
+    out.insert(
+        "ctx_after".into(),
+        float_tensor(shape.clone(), &after).to_json("context after each step"),
+    );
     out.insert("displacement".into(), float_tensor(shape, &displacement).to_json("ctx_after − ctx"));
     out.insert(
         "momentum_final".into(),

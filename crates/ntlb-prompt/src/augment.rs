@@ -114,9 +114,27 @@ mod tests {
             channels: 3,
             data: (0..3600).map(|v| (v % 251) as u8).collect(),
         };
-        let a = augment(&img, 16, PAPER_MIN_SCALE, &Normalization::OPENAI, &mut rand_chacha::ChaCha8Rng::seed_from_u64(9));
-        let b = augment(&img, 16, PAPER_MIN_SCALE, &Normalization::OPENAI, &mut rand_chacha::ChaCha8Rng::seed_from_u64(9));
-        let c = augment(&img, 16, PAPER_MIN_SCALE, &Normalization::OPENAI, &mut rand_chacha::ChaCha8Rng::seed_from_u64(10));
+        let a = augment(
+            &img,
+            16,
+            PAPER_MIN_SCALE,
+            &Normalization::OPENAI,
+            &mut rand_chacha::ChaCha8Rng::seed_from_u64(9),
+        );
+        let b = augment(
+            &img,
+            16,
+            PAPER_MIN_SCALE,
+            &Normalization::OPENAI,
+            &mut rand_chacha::ChaCha8Rng::seed_from_u64(9),
+        );
+        let c = augment(
+            &img,
+            16,
+            PAPER_MIN_SCALE,
+            &Normalization::OPENAI,
+            &mut rand_chacha::ChaCha8Rng::seed_from_u64(10),
+        );
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_eq!(a.len(), 3 * 16 * 16);
@@ -144,7 +162,13 @@ mod tests {
         assert_eq!(view(&Kind::Plain, ConvertOrder::Clip), view(&Kind::Plain, ConvertOrder::Dassl));
         assert_eq!(
             view(&Kind::Plain, ConvertOrder::Dassl),
-            augment(&img, 16, PAPER_MIN_SCALE, &Normalization::OPENAI, &mut rand_chacha::ChaCha8Rng::seed_from_u64(4))
+            augment(
+                &img,
+                16,
+                PAPER_MIN_SCALE,
+                &Normalization::OPENAI,
+                &mut rand_chacha::ChaCha8Rng::seed_from_u64(4)
+            )
         );
         // A palette picture: NEAREST in CLIP's order, bicubic on RGB in Dassl's.
         assert_ne!(view(&Kind::Nearest, ConvertOrder::Clip), view(&Kind::Nearest, ConvertOrder::Dassl));

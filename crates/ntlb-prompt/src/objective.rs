@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::class_text::{ClassChunk, ClassTextEncoder};
 use crate::prompt::PromptLayout;
-use crate::relevance::{attention_gradients, attention_gradients_shared, name_scores_with, relevance_rows};
 pub use crate::relevance::NameScore;
+use crate::relevance::{attention_gradients, attention_gradients_shared, name_scores_with, relevance_rows};
 
 /// Loss settings; defaults are the reference's (`EXPL_WEIGHT` = 1, `ALSO_MINIMIZE` = true).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

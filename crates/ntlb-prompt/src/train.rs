@@ -365,8 +365,12 @@ pub fn train<P: ImageBytes>(
             Ok(s) => Some(s),
             Err(e) => {
                 let path = out.join(STATE_FILE);
-                let to = ntlb_core::damaged::set_aside(&path).with_context(|| format!("{}: cannot move the damaged state aside", path.display()))?;
-                eprintln!("damaged trainer state ({e:#}): moved to {}; training from the first epoch", to.display());
+                let to = ntlb_core::damaged::set_aside(&path)
+                    .with_context(|| format!("{}: cannot move the damaged state aside", path.display()))?;
+                eprintln!(
+                    "damaged trainer state ({e:#}): moved to {}; training from the first epoch",
+                    to.display()
+                );
                 None
             }
         }
@@ -374,7 +378,11 @@ pub fn train<P: ImageBytes>(
         None
     };
     let mut state = if let Some(s) = resumed {
-        let numerics_differ = s.manifest.model_numerics.as_ref().is_some_and(|n| n.identity() != clip.numerics.identity());
+        let numerics_differ = s
+            .manifest
+            .model_numerics
+            .as_ref()
+            .is_some_and(|n| n.identity() != clip.numerics.identity());
         if s.manifest.config != *cfg || s.manifest.classes != classes || s.manifest.ctx_shape != ctx_shape || numerics_differ {
             bail!(
                 "{}: holds a run with another configuration or class list; use a new output folder",
@@ -598,7 +606,13 @@ pub fn run_epochs(
 }
 
 /// A fresh training state: `ctx` as the initial context, nothing trained yet.
-pub fn initial_state(cfg: &TrainConfig, classes: &[String], ctx: Vec<f32>, ctx_shape: [usize; 2], checkpoint: (&str, &str)) -> LearnedPrompt {
+pub fn initial_state(
+    cfg: &TrainConfig,
+    classes: &[String],
+    ctx: Vec<f32>,
+    ctx_shape: [usize; 2],
+    checkpoint: (&str, &str),
+) -> LearnedPrompt {
     LearnedPrompt {
         ctx,
         momentum: None,

@@ -49,17 +49,27 @@ fn setup(position: ClassPosition) -> Setup {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/synth-clip");
     let clip = Clip::load(&dir, None, &device).unwrap();
     let tok = ClipTokenizer::for_model(&dir, None).unwrap();
-    let names: Vec<String> = ["red circle", "blue", "green star", "yellow heart square", "purple striped cross triangle"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let names: Vec<String> = [
+        "red circle",
+        "blue",
+        "green star",
+        "yellow heart square",
+        "purple striped cross triangle",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     let cfg = PromptConfig {
         n_ctx: 4,
         class_position: position,
         ..PromptConfig::default()
     };
     let layout = PromptLayout::new(&tok, &names, &cfg).unwrap();
-    assert!(layout.name_lens.contains(&1) && layout.name_lens.iter().filter(|&&n| n >= 2).count() >= 3, "{:?}", layout.name_lens);
+    assert!(
+        layout.name_lens.contains(&1) && layout.name_lens.iter().filter(|&&n| n >= 2).count() >= 3,
+        "{:?}",
+        layout.name_lens
+    );
     let ctx = layout.initial_context(&clip, 7);
     let shape = [4, clip.config.text.width];
     // Pictures are not the point: random unit features in the embedding space.
@@ -112,7 +122,13 @@ impl<'a> Frozen<'a> {
         let chunk = enc.chunk(&all);
         let device = s.img.device();
         let ctx = Tensor::<2>::from_data(TensorData::new(s.ctx.clone(), s.shape), &device);
-        let g = attention_gradients(&s.clip, enc.prompts(&chunk, ctx), &chunk.eot, s.img.clone(), s.clip.logit_scale_exp());
+        let g = attention_gradients(
+            &s.clip,
+            enc.prompts(&chunk, ctx),
+            &chunk.eot,
+            s.img.clone(),
+            s.clip.logit_scale_exp(),
+        );
         Frozen { s, chunk, g }
     }
 
@@ -126,7 +142,7 @@ impl<'a> Frozen<'a> {
         let ctx = Tensor::<2>::from_data(TensorData::new(ctx.to_vec(), s.shape), &device);
         let out = enc.encode(&self.chunk, ctx, Probe::Record);
         let tau = s.clip.logit_scale_exp() as f64;
-        let logits = f64s(s.img.clone().matmul(l2_normalize(out.features).transpose())) ;
+        let logits = f64s(s.img.clone().matmul(l2_normalize(out.features).transpose()));
         let (b, c) = (s.labels.len(), s.layout.n_classes());
         let rows = relevance_rows(&out.attention, &self.g, &self.chunk.eot, b);
         let mask = s.layout.name_mask();
@@ -179,7 +195,11 @@ fn gradients_match_finite_differences(position: ClassPosition) {
         let replicated = run_step(&s, agg, Pass1::Replicated);
         let (l0, picks0) = frozen.eval(&base, agg);
         // `step` reads logits and scores back as float32: its loss agrees to that rounding.
-        assert!((l0 - shared.total).abs() < 1e-6 * l0.abs().max(1.0), "{agg}: frozen objective {l0} vs step {}", shared.total);
+        assert!(
+            (l0 - shared.total).abs() < 1e-6 * l0.abs().max(1.0),
+            "{agg}: frozen objective {l0} vs step {}",
+            shared.total
+        );
         let g: Vec<f64> = shared.grad_ctx.iter().map(|&v| v as f64).collect();
         let gn = norm(&g);
         let mut dirs: Vec<Vec<f64>> = (0..3)
@@ -204,14 +224,20 @@ fn gradients_match_finite_differences(position: ClassPosition) {
             for (d, v) in dirs.iter().enumerate() {
                 let at = |t: f64| -> Vec<f64> { base.iter().zip(v).map(|(x, dv)| x + t * dv).collect() };
                 let ((lp, pp), (lm, pm)) = (frozen.eval(&at(h), agg), frozen.eval(&at(-h), agg));
-                assert!(pp == picks0 && pm == picks0, "{agg}: a selected position changes within ±h: no derivative to check");
+                assert!(
+                    pp == picks0 && pm == picks0,
+                    "{agg}: a selected position changes within ±h: no derivative to check"
+                );
                 let fd = (lp - lm) / (2.0 * h);
                 let an: f64 = gr.iter().zip(v).map(|(a, b)| a * b).sum();
                 let err = (fd - an).abs();
                 eprintln!("{position:?} {agg} {pass1:?} dir {d}: fd {fd:+.9e} grad {an:+.9e} |diff| {err:.2e} (|grad| {gn:.3e})");
                 // float64 throughout; what is left is the gradient's float32 read-back
                 // (6e-8 relative) and the differences' O(h²) truncation.
-                assert!(err <= 1e-6 * gn, "{position:?} {agg} {pass1:?} direction {d}: fd {fd} vs grad {an} (|grad| {gn})");
+                assert!(
+                    err <= 1e-6 * gn,
+                    "{position:?} {agg} {pass1:?} direction {d}: fd {fd} vs grad {an} (|grad| {gn})"
+                );
             }
         }
         grads.push(g);
@@ -256,9 +282,15 @@ fn scores_are_ordered_and_positions_point_at_them() {
             strict += 1;
         }
         let row = &mean.relevance[e * 77..(e + 1) * 77];
-        let avg = (0..77).filter(|&p| p < mask[k].len() && mask[k][p] > 0.0).map(|p| row[p] as f64).sum::<f64>()
+        let avg = (0..77)
+            .filter(|&p| p < mask[k].len() && mask[k][p] > 0.0)
+            .map(|p| row[p] as f64)
+            .sum::<f64>()
             / s.layout.name_lens[k] as f64;
-        assert!((avg - m as f64).abs() <= 1e-6 * avg.abs(), "entry {e}: mean {m} vs row average {avg}");
+        assert!(
+            (avg - m as f64).abs() <= 1e-6 * avg.abs(),
+            "entry {e}: mean {m} vs row average {avg}"
+        );
         for (res, name) in [(max, "max"), (min, "min")] {
             let p = res.score_positions[e];
             assert!(mask[k][p] > 0.0, "{name} entry {e}: position {p} is not on the name");
@@ -281,7 +313,9 @@ fn config_spellings() {
     assert!(toml::from_str::<LossConfig>("name_score = \"median\"\n").is_err());
     // Left out at max: serialised configs (and the job keys hashing them) are what they were.
     assert!(!serde_json::to_string(&LossConfig::default()).unwrap().contains("name_score"));
-    assert!(serde_json::to_string(&loss(NameScore::Min)).unwrap().contains("\"name_score\":\"min\""));
+    assert!(serde_json::to_string(&loss(NameScore::Min))
+        .unwrap()
+        .contains("\"name_score\":\"min\""));
     for n in NameScore::NAMES {
         assert_eq!(n.parse::<NameScore>().unwrap().to_string(), n);
     }

@@ -56,7 +56,10 @@ fn vjp_matches_autodiff() {
             let diff = r.iter().zip(&s).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
             eprintln!("{act} layers {layers} heads {heads} layer {l}: max |G| {scale:.3e}, max diff {diff:.3e}");
             assert!(scale > 1e-3, "layer {l}: gradient is trivially small ({scale})");
-            assert!(diff <= 2e-5 * scale, "{act} layer {l}: shared pass 1 differs by {diff} (max |G| {scale})");
+            assert!(
+                diff <= 2e-5 * scale,
+                "{act} layer {l}: shared pass 1 differs by {diff} (max |G| {scale})"
+            );
         }
     }
 }

@@ -290,7 +290,10 @@ fn a_damaged_state_is_set_aside_and_trained_again() {
     let again = run(&out, StopAt::default()).unwrap();
     assert_eq!(again.ctx, full.ctx);
     assert_eq!(again.manifest.loss_curve, full.manifest.loss_curve);
-    assert_eq!(std::fs::read(out.join("state.safetensors.damaged")).unwrap(), &bytes[..bytes.len() / 2]);
+    assert_eq!(
+        std::fs::read(out.join("state.safetensors.damaged")).unwrap(),
+        &bytes[..bytes.len() / 2]
+    );
     // A state whose bytes changed but still parse (the last value of the context or momentum):
     // caught by its digest, set aside, trained again; never resumed from.
     let out = tmp.path().join("flipped");

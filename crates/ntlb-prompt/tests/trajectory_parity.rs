@@ -15,8 +15,7 @@ fn run(model: &str) {
     let device = Device::flex().autodiff();
     let clip = Clip::load(&dir.join("tiny-clip").join(model), None, &device).unwrap();
     let tok = ClipTokenizer::from_file(&dir.join("tiny-clip/hf/tokenizer.json")).unwrap();
-    let case: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("coop_trajectory.json")).unwrap()).unwrap();
+    let case: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("coop_trajectory.json")).unwrap()).unwrap();
     let mut inputs = case.clone();
     inputs.as_object_mut().unwrap().remove("outputs");
     let ours = compute_trajectory_case(&inputs, &clip, &tok, &device).unwrap().unwrap();
@@ -25,8 +24,17 @@ fn run(model: &str) {
         assert!(checks.iter().any(|c| c.field == must), "{must} not compared");
     }
     for c in &checks {
-        eprintln!("{model} {}: max abs {:.2e} rel {:.2e} (tol {:.0e})", c.field, c.deviation.max_abs, c.deviation.rel, c.tolerance);
-        assert!(c.ok(), "trajectory via {model}: {} off: {:?} (tolerance {})", c.field, c.deviation, c.tolerance);
+        eprintln!(
+            "{model} {}: max abs {:.2e} rel {:.2e} (tol {:.0e})",
+            c.field, c.deviation.max_abs, c.deviation.rel, c.tolerance
+        );
+        assert!(
+            c.ok(),
+            "trajectory via {model}: {} off: {:?} (tolerance {})",
+            c.field,
+            c.deviation,
+            c.tolerance
+        );
     }
 }
 

@@ -62,7 +62,14 @@ fn short_demo_matches_the_committed_baseline() {
     let baseline = read_baseline(&repo.join("results/baselines/demo.csv")).unwrap();
     let problems = compare(&baseline, &rows, DEFAULT_TOLERANCES);
     assert!(problems.is_empty(), "{} checks failed:\n{}", problems.len(), problems.join("\n"));
-    for method in ["coop", "coop-init", "zero-shot", "zero-shot-ensemble-all", "coop name_score=mean", "coop name_score=min"] {
+    for method in [
+        "coop",
+        "coop-init",
+        "zero-shot",
+        "zero-shot-ensemble-all",
+        "coop name_score=mean",
+        "coop name_score=min",
+    ] {
         assert!(rows.iter().any(|r| r.method == method), "the rerun has no {method} rows");
     }
     assert!(rows

@@ -164,7 +164,16 @@ fn all_layouts(tmp: &Path, format: Format, refs: Vec<ImageRef>) -> Result<Vec<(F
     }
     if format != Format::Wds {
         write_wds(&tmp.join("wds"), "test", &written, None, 10_000)?;
-        out.push((Format::Wds, container_images(&tmp.join("wds"), &Layout { format: Format::Wds, ..Layout::default() })?));
+        out.push((
+            Format::Wds,
+            container_images(
+                &tmp.join("wds"),
+                &Layout {
+                    format: Format::Wds,
+                    ..Layout::default()
+                },
+            )?,
+        ));
     }
     if format != Format::Parquet {
         // Hugging Face's row groups for image sets: 100 rows.

@@ -196,7 +196,15 @@ fn one_path(a: &TrainStepArgs) -> Result<Value> {
     let secs = times[times.len() / 2];
     // Modelled matmul FLOPs, the dry run's model (`ntlb_eval::estimate::coop_step_flop`).
     let mean_len = layout.eot.iter().map(|&e| e + 1).sum::<usize>() as f64 / a.classes as f64;
-    let flops = ntlb_eval::estimate::coop_step_flop(&config, a.batch, a.classes, a.chunk, mean_len.round() as usize, a.lambda != 0.0, pass1);
+    let flops = ntlb_eval::estimate::coop_step_flop(
+        &config,
+        a.batch,
+        a.classes,
+        a.chunk,
+        mean_len.round() as usize,
+        a.lambda != 0.0,
+        pass1,
+    );
     Ok(json!({
         "impl": "ntlb", "pass1": a.pass1, "preset": a.preset, "classes": a.classes, "batch": a.batch, "lambda": a.lambda,
         "seconds_per_step": secs, "modelled_gflop_per_step": flops / 1e9, "modelled_gflops_per_second": flops / 1e9 / secs,

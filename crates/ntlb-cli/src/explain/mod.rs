@@ -54,7 +54,10 @@ pub fn run(mut a: ExplainArgs) -> Result<i32> {
         bail!("--prompt {p:?}: an empty prompt has nothing to explain");
     }
     if a.out.exists() && !a.out.is_dir() {
-        bail!("--out {}: exists and is not a folder (the output folder for relevance.json and relevance.png)", a.out.display());
+        bail!(
+            "--out {}: exists and is not a folder (the output folder for relevance.json and relevance.png)",
+            a.out.display()
+        );
     }
     a.model = ntlb_clip::hub::resolve_path(&a.model, a.revision.as_deref())?;
     let device = ntlb_clip::device::parse_device(&a.device)?.autodiff();

@@ -128,7 +128,14 @@ impl Clip {
     /// normalisation it declares. With `expected`, its shapes must match that architecture;
     /// otherwise the architecture is read from the shapes.
     pub fn load(path: &Path, expected: Option<&ClipConfig>, device: &Device) -> Result<Clip, LoadError> {
-        Clip::load_with(path, LoadOptions { expected, activation: None }, device)
+        Clip::load_with(
+            path,
+            LoadOptions {
+                expected,
+                activation: None,
+            },
+            device,
+        )
     }
 
     /// [`Clip::load`] with an explicit activation (checked against the checkpoint's declaration).
@@ -155,7 +162,8 @@ impl Clip {
                 });
             }
         }
-        let mut clip = Clip::from_source(&mut w, &config, device).map_err(|e| w.explain_missing(e, Some(&Clip::parameter_shapes(&config))))?;
+        let mut clip =
+            Clip::from_source(&mut w, &config, device).map_err(|e| w.explain_missing(e, Some(&Clip::parameter_shapes(&config))))?;
         w.finish()?;
         clip.numerics = numerics;
         Ok(clip)

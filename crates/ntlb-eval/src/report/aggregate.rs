@@ -284,7 +284,13 @@ pub(crate) fn effects(rows: &[ResultRow]) -> Result<Vec<Effects>> {
         let mut gaps = Vec::new();
         let aggs = aggregations_of(rows, &model);
         // "", or the aggregation when it is not the paper's max.
-        let suffix = |agg: NameScore| if agg == NameScore::Max { String::new() } else { format!(", name_score = {agg}") };
+        let suffix = |agg: NameScore| {
+            if agg == NameScore::Max {
+                String::new()
+            } else {
+                format!(", name_score = {agg}")
+            }
+        };
         for &agg in &aggs {
             let (trained, start) = (Method::Coop(agg), Method::CoopInit(agg));
             for l in lambdas_of_method(rows, &model, &trained) {
@@ -346,11 +352,12 @@ pub(crate) fn mean_curves(runs: &[RunRecord], model: &str) -> Result<Vec<(f64, V
     let points: Vec<(f64, &EpochPoint)> = runs
         .iter()
         .filter_map(|r| match (&r.job, &r.curve) {
-            (crate::sweep::Job::Coop { model: m, lambda, train, .. }, Some(curve))
-                if m.name == model && train.loss.name_score.is_max() =>
-            {
-                Some((*lambda, curve))
-            }
+            (
+                crate::sweep::Job::Coop {
+                    model: m, lambda, train, ..
+                },
+                Some(curve),
+            ) if m.name == model && train.loss.name_score.is_max() => Some((*lambda, curve)),
             _ => None,
         })
         .flat_map(|(l, curve)| curve.iter().map(move |p| (l, p)))
@@ -482,7 +489,14 @@ mod tests {
         let mut r = rows();
         for (seed, top1) in [(1, 42.0), (2, 46.0)] {
             let init = 30.0 + seed as f64;
-            r.push(row("coop-init name_score=mean", Some(3.0), Some(seed), "imagenet", init, Some(0.125 * seed as f64)));
+            r.push(row(
+                "coop-init name_score=mean",
+                Some(3.0),
+                Some(seed),
+                "imagenet",
+                init,
+                Some(0.125 * seed as f64),
+            ));
             r.push(row("coop name_score=mean", Some(3.0), Some(seed), "imagenet", top1, Some(0.5)));
         }
         let lines = summarize(&r).unwrap();
@@ -511,7 +525,13 @@ mod tests {
         let (mean, max): (Vec<_>, Vec<_>) = with.into_iter().partition(|(l, _)| l.contains("name_score = mean"));
         assert_eq!(max, without);
         let labels: Vec<&str> = mean.iter().map(|(l, _)| l.as_str()).collect();
-        assert_eq!(labels, ["CoOp λ = 3, name_score = mean: trained − start", "λ = 3, name_score = mean − λ = 0 (same seed)"]);
+        assert_eq!(
+            labels,
+            [
+                "CoOp λ = 3, name_score = mean: trained − start",
+                "λ = 3, name_score = mean − λ = 0 (same seed)"
+            ]
+        );
         // Trained − start: 42 − 31, 46 − 32; against λ = 0: 42 − 40, 46 − 50.
         assert_eq!((mean[0].1[0].1 .0, mean[0].1[0].1 .2), (12.5, 2));
         assert_eq!((mean[1].1[0].1 .0, mean[1].1[0].1 .2), (-1.0, 2));

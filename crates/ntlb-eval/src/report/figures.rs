@@ -438,7 +438,10 @@ where
         })
         .y_desc("paired difference (points of top-1)")
         .draw()?;
-    chart.draw_series(std::iter::once(PathElement::new(vec![(0.0, 0.0), (ds.len() as f64, 0.0)], BLACK.stroke_width(1))))?;
+    chart.draw_series(std::iter::once(PathElement::new(
+        vec![(0.0, 0.0), (ds.len() as f64, 0.0)],
+        BLACK.stroke_width(1),
+    )))?;
     let k = gaps.len().max(1) as f64;
     for (j, g) in gaps.iter().enumerate() {
         let color = PALETTE[j % PALETTE.len()];

@@ -33,13 +33,29 @@ fn signed(c: Option<&Stat>, p: usize) -> String {
 /// standard deviation, the number of seeds and the 95 % t interval (empty under two seeds).
 fn effects_csv(all: &[Effects]) -> Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(["model", "quantity", "dataset", "metric", "mean", "std", "seeds", "ci95_lo", "ci95_hi"])?;
+    w.write_record([
+        "model", "quantity", "dataset", "metric", "mean", "std", "seeds", "ci95_lo", "ci95_hi",
+    ])?;
     for e in all {
         for g in &e.gaps {
-            let cells = g.top1.iter().map(|(d, s)| (d.as_str(), "top1", s)).chain(g.name_score.iter().map(|s| ("imagenet", "name_score", s)));
+            let cells = g
+                .top1
+                .iter()
+                .map(|(d, s)| (d.as_str(), "top1", s))
+                .chain(g.name_score.iter().map(|s| ("imagenet", "name_score", s)));
             for (d, metric, s) in cells {
                 let (lo, hi) = t_interval95(s).map_or((String::new(), String::new()), |(l, h)| (format!("{l:.6}"), format!("{h:.6}")));
-                w.write_record([e.model.clone(), g.label.clone(), d.to_string(), metric.to_string(), format!("{:.6}", s.0), format!("{:.6}", s.1), s.2.to_string(), lo, hi])?;
+                w.write_record([
+                    e.model.clone(),
+                    g.label.clone(),
+                    d.to_string(),
+                    metric.to_string(),
+                    format!("{:.6}", s.0),
+                    format!("{:.6}", s.1),
+                    s.2.to_string(),
+                    lo,
+                    hi,
+                ])?;
             }
         }
     }

@@ -41,7 +41,11 @@ impl Job {
         match self {
             Job::ZeroShot { model, .. } => format!("{} zero-shot", model.name),
             Job::Coop {
-                model, lambda, seed, train, ..
+                model,
+                lambda,
+                seed,
+                train,
+                ..
             } => match train.loss.name_score {
                 NameScore::Max => format!("{} coop λ={lambda} seed={seed}", model.name),
                 agg => format!("{} coop λ={lambda} name_score={agg} seed={seed}", model.name),

@@ -179,9 +179,17 @@ fn coop_job(x: &JobInputs, label: &str, lambda: f64, seed: u64, tcfg: &TrainConf
     let split = match FewShotSplit::load_or_draw(&split_file, &folder, tcfg.shots, tcfg.seed) {
         Ok(s) if s == drawn => s,
         saved => {
-            let why = saved.map_or_else(|e| format!("{e:#}"), |_| "other images than the draw of this job's folder, shots and seed".into());
-            let to = ntlb_core::damaged::set_aside(&split_file).with_context(|| format!("{}: cannot move the damaged split aside", split_file.display()))?;
-            eprintln!("{label}: damaged split file {} ({why}): moved to {}, drawn again", split_file.display(), to.display());
+            let why = saved.map_or_else(
+                |e| format!("{e:#}"),
+                |_| "other images than the draw of this job's folder, shots and seed".into(),
+            );
+            let to = ntlb_core::damaged::set_aside(&split_file)
+                .with_context(|| format!("{}: cannot move the damaged split aside", split_file.display()))?;
+            eprintln!(
+                "{label}: damaged split file {} ({why}): moved to {}, drawn again",
+                split_file.display(),
+                to.display()
+            );
             FewShotSplit::load_or_draw(&split_file, &folder, tcfg.shots, tcfg.seed)?
         }
     };
@@ -236,7 +244,10 @@ fn coop_job(x: &JobInputs, label: &str, lambda: f64, seed: u64, tcfg: &TrainConf
         let feats = DeviceFeatures::from_features(f, &device);
         let enc = ClassTextEncoder::new(&l.clip, &lay);
         let agg = tcfg.loss.name_score;
-        for (method, ctx, name_score) in [(Method::CoopInit(agg), &initial, score_init), (Method::Coop(agg), &learned.ctx, score)] {
+        for (method, ctx, name_score) in [
+            (Method::CoopInit(agg), &initial, score_init),
+            (Method::Coop(agg), &learned.ctx, score),
+        ] {
             let ctx = Tensor::<2>::from_data(TensorData::new(ctx.clone(), shape), &device);
             let a = feats.accuracy(&enc.features(ctx, tcfg.chunk), s.classes.len());
             rows.push(ResultRow {
@@ -291,12 +302,20 @@ fn check_class_names(cfg: &SweepConfig, sets: &[EvalSet], jobs: &[Job]) -> Resul
     for s in sets {
         if let Some(allow) = zero_shot {
             ntlb_prompt::prompt::check_classnames(&s.classes.names, allow).map_err(|e| {
-                anyhow::anyhow!("{}: zero-shot on {}: {e:#} (`zero_shot.allow_duplicate_names = true`)", cfg.source_name(), s.kind.name())
+                anyhow::anyhow!(
+                    "{}: zero-shot on {}: {e:#} (`zero_shot.allow_duplicate_names = true`)",
+                    cfg.source_name(),
+                    s.kind.name()
+                )
             })?;
         }
         if let Some(allow) = coop {
             ntlb_prompt::prompt::check_classnames(&s.classes.names, allow).map_err(|e| {
-                let file = cfg.coop.as_ref().and_then(|c| c.config.as_ref()).map_or(cfg.source_name(), |p| p.display().to_string());
+                let file = cfg
+                    .coop
+                    .as_ref()
+                    .and_then(|c| c.config.as_ref())
+                    .map_or(cfg.source_name(), |p| p.display().to_string());
                 anyhow::anyhow!("{file}: CoOp on {}: {e:#} (`prompt.allow_duplicate_names = true`)", s.kind.name())
             })?;
         }
@@ -395,7 +414,12 @@ pub fn dry_run(cfg: &SweepConfig, shard: Option<(usize, usize)>) -> Result<usize
     } = prepare(cfg, &opts)?;
     let mine: Vec<(usize, &Job)> = mine.iter().map(|&i| (i, &jobs[i])).collect();
     let todo_jobs: Vec<&Job> = match &states {
-        Some(st) => mine.iter().zip(st).filter(|(_, s)| **s != JobState::Done).map(|((_, j), _)| *j).collect(),
+        Some(st) => mine
+            .iter()
+            .zip(st)
+            .filter(|(_, s)| **s != JobState::Done)
+            .map(|((_, j), _)| *j)
+            .collect(),
         None => mine.iter().map(|(_, j)| *j).collect(),
     };
     print_plan(&cfg, &jobs, keys.as_deref(), states.as_deref(), &mine, todo_jobs.len(), &sets);
@@ -464,7 +488,8 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
             JobState::Todo => {}
             JobState::Damaged(why) => {
                 let path = run_path(cfg, &key);
-                let to = ntlb_core::damaged::set_aside(&path).with_context(|| format!("{}: cannot move the damaged record aside", path.display()))?;
+                let to = ntlb_core::damaged::set_aside(&path)
+                    .with_context(|| format!("{}: cannot move the damaged record aside", path.display()))?;
                 eprintln!("damaged run record ({why}): moved to {}; {} runs again", to.display(), job.label());
             }
         }
