@@ -7,6 +7,7 @@ pub mod image;
 pub mod parquet;
 pub mod source;
 pub mod split;
+pub mod split_item;
 pub mod variants;
 pub mod wds;
 pub mod write;
