@@ -31,11 +31,11 @@ regress: build
 baseline: demo
 	$(NTLB) regress --config configs/demo.toml --baseline results/baselines/demo.csv --write-baseline-from results/demo
 
-# Retrain the tiny CLIP of the demo (about 22 minutes on 2 cores); the result is committed.
 # Apply each deliberate breakage of the method to a scratch copy; `ntlb regress` must fail on each.
 mutants:
 	scripts/mutants.sh
 
+# Retrain the tiny CLIP of the demo (about 22 minutes on 2 cores); the result is committed.
 pretrain-synth: build
 	$(NTLB) pretrain-synth --out models/synth-clip
 

@@ -2,7 +2,7 @@
 """Exact-GELU parity fixtures (crates/ntlb-clip/tests/fixtures/gelu/), from the libraries
 researchers load CLIP checkpoints with.
 
-Run: /work/venv-torch/bin/python scripts/make_gelu_fixtures.py [--golden ../shared/golden]
+Run: python3 scripts/make_gelu_fixtures.py [--golden ../shared/golden]
 (needs torch, transformers, open_clip_torch, safetensors; float32 on CPU; NTLB_GOLDEN also works).
 
 The golden tiny CLIP (../shared/golden/tiny-clip) has QuickGELU, as OpenAI's CLIP. Its weights are
