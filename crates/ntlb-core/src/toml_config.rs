@@ -4,7 +4,8 @@
 //! whole. A chain of any length is followed; a file met twice is a cycle, refused by name.
 //!
 //! A file without `extends` is deserialised straight from its text, so its errors keep their
-//! line and column; a merged one names every file of its chain.
+//! line and column; a merged one names every file of its chain, the key at fault and the file
+//! that set it.
 
 use std::path::{Path, PathBuf};
 
@@ -22,14 +23,77 @@ pub fn read_toml<T: DeserializeOwned>(path: &Path) -> Result<T> {
         return toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
     }
     let mut chain = vec![path.to_path_buf()];
-    let merged = resolve(path, table, &mut chain)?;
+    let mut layers = Vec::new();
+    let merged = resolve(path, table, &mut chain, &mut layers)?;
     let names: Vec<String> = chain.iter().map(|p| p.display().to_string()).collect();
-    T::deserialize(toml::Value::Table(merged)).map_err(|e| anyhow::anyhow!("{} (extending {}): {e}", names[0], names[1..].join(" → ")))
+    serde_path_to_error::deserialize(toml::Value::Table(merged)).map_err(|e| {
+        let mut key: Vec<serde_path_to_error::Segment> = e.path().iter().cloned().collect();
+        let inner = e.inner().to_string();
+        // An unknown key is reported at the table that holds it: the key itself is in the text.
+        if let Some(field) = inner.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
+            if !matches!(key.last(), Some(serde_path_to_error::Segment::Map { key }) if key == field) {
+                key.push(serde_path_to_error::Segment::Map { key: field.to_string() });
+            }
+        }
+        let shown = dotted(&key);
+        let at = match (shown.is_empty(), set_in(&layers, &key)) {
+            (true, _) => String::new(),
+            (false, Some(file)) => format!("`{shown}` (set in {}): ", file.display()),
+            (false, None) => format!("`{shown}`: "),
+        };
+        anyhow::anyhow!("{} (extending {}): {at}{inner}", names[0], names[1..].join(" → "))
+    })
 }
 
-/// `table` (read from `path`) on top of its base chain; `chain` gains each base file.
-fn resolve(path: &Path, mut table: toml::Table, chain: &mut Vec<PathBuf>) -> Result<toml::Table> {
-    let Some(base) = table.remove(EXTENDS) else { return Ok(table) };
+/// A key path as written in TOML: `optim.epochs`, `models[1].tokenizer`.
+fn dotted(key: &[serde_path_to_error::Segment]) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for s in key {
+        match s {
+            Segment::Seq { index } => out += &format!("[{index}]"),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out += key;
+            }
+            Segment::Unknown => {}
+        }
+    }
+    out
+}
+
+/// The file whose value of `key` the merge kept: the first of `layers` (the file itself, then
+/// its bases) holding it. Arrays are replaced whole, so the file holding an array holds every
+/// element of it.
+fn set_in<'a>(layers: &'a [(PathBuf, toml::Table)], key: &[serde_path_to_error::Segment]) -> Option<&'a Path> {
+    use serde_path_to_error::Segment;
+    'layers: for (file, table) in layers {
+        let mut at: Option<&toml::Value> = None;
+        for s in key {
+            let next = match (at, s) {
+                (None, Segment::Map { key }) => table.get(key),
+                (Some(toml::Value::Table(t)), Segment::Map { key }) => t.get(key),
+                (Some(toml::Value::Array(_)), _) => return Some(file),
+                _ => None,
+            };
+            match next {
+                Some(v) => at = Some(v),
+                None => continue 'layers,
+            }
+        }
+        return Some(file);
+    }
+    None
+}
+
+/// `table` (read from `path`) on top of its base chain; `chain` gains each base file, `layers`
+/// each file's own keys (the file first, then its bases).
+fn resolve(path: &Path, mut table: toml::Table, chain: &mut Vec<PathBuf>, layers: &mut Vec<(PathBuf, toml::Table)>) -> Result<toml::Table> {
+    let base = table.remove(EXTENDS);
+    layers.push((path.to_path_buf(), table.clone()));
+    let Some(base) = base else { return Ok(table) };
     let Some(base) = base.as_str() else {
         bail!("{}: `{EXTENDS}` must be a file name (a string), not {base}", path.display());
     };
@@ -43,7 +107,7 @@ fn resolve(path: &Path, mut table: toml::Table, chain: &mut Vec<PathBuf>) -> Res
         .with_context(|| format!("{}: `{EXTENDS} = {base:?}`: cannot read {}", path.display(), base_path.display()))?;
     let base_table: toml::Table = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", base_path.display()))?;
     chain.push(base_path.clone());
-    let mut merged = resolve(&base_path, base_table, chain)?;
+    let mut merged = resolve(&base_path, base_table, chain, layers)?;
     merge(&mut merged, table);
     Ok(merged)
 }
@@ -136,6 +200,36 @@ mod tests {
         let e = read_toml::<Cfg>(&bad).unwrap_err().to_string();
         assert!(
             e.contains("bad.toml (extending ") && e.contains("base.toml") && e.contains("learning_rate"),
+            "{e}"
+        );
+        // A value of the wrong type names its key and the file that set it, in the file itself
+        // or in a base.
+        let typed = write(d.path(), "typed.toml", "extends = \"base.toml\"\n[optim]\nepochs = \"ten\"\n");
+        let e = read_toml::<Cfg>(&typed).unwrap_err().to_string();
+        assert!(
+            e.contains("`optim.epochs` (set in ") && e.contains("typed.toml): invalid type: string \"ten\""),
+            "{e}"
+        );
+        write(
+            d.path(),
+            "wrong-base.toml",
+            "name = 3\nlambdas = [0.5, \"x\"]\n[optim]\nlr = 0.1\nepochs = 1\n",
+        );
+        let top = write(d.path(), "top.toml", "extends = \"wrong-base.toml\"\nlambdas = [1.0]\n");
+        let e = read_toml::<Cfg>(&top).unwrap_err().to_string();
+        assert!(
+            e.contains("`name` (set in ") && e.contains("wrong-base.toml): invalid type: integer"),
+            "{e}"
+        );
+        let arr = write(d.path(), "arr.toml", "extends = \"base.toml\"\nlambdas = [1.0, \"x\"]\n");
+        let e = read_toml::<Cfg>(&arr).unwrap_err().to_string();
+        assert!(
+            e.contains("`lambdas[1]` (set in ") && e.contains("arr.toml): invalid type: string"),
+            "{e}"
+        );
+        let e = read_toml::<Cfg>(&bad).unwrap_err().to_string();
+        assert!(
+            e.contains("`optim.learning_rate` (set in ") && e.contains("bad.toml): unknown field"),
             "{e}"
         );
         let num = write(d.path(), "num.toml", "extends = 3\n");
