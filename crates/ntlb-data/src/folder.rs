@@ -1,5 +1,6 @@
-//! Image folders in the ImageNet layouts: `<root>/images/<split>/<wnid>/` (CoOp) or
-//! `<root>/<split>/<wnid>/` (torchvision). Listing is sorted, so item order is reproducible.
+//! Image folders in the ImageNet layouts: `<root>/images/<split>/<wnid>/` (CoOp),
+//! `<root>/<split>/<wnid>/` (torchvision) or `<root>/data/raw/{training,validation}/<wnid>/`
+//! (the NTLB reference). Listing is sorted, so item order is reproducible.
 
 use std::path::{Path, PathBuf};
 
@@ -135,21 +136,38 @@ impl ImageFolder {
         })
     }
 
-    /// An ImageNet split in the CoOp layout (`images/<split>`) or the torchvision one (`<split>`).
+    /// An ImageNet split (`train` or `val`) in the layout it is found in: upstream CoOp's
+    /// `images/<split>`, torchvision's `<split>`, or the NTLB reference's
+    /// `data/raw/{training,validation}`. Two of them at one root are refused, naming both: which
+    /// one a run read would otherwise depend on an order of preference nobody sees.
     pub fn imagenet(root: &Path, split: &str, classes: &ClassList) -> Result<ImageFolder> {
-        let coop = root.join("images").join(split);
-        let plain = root.join(split);
-        let dir = if coop.is_dir() {
-            coop
-        } else if plain.is_dir() {
-            plain
-        } else {
-            bail!(
-                "{}: no ImageNet `{split}` split: expected {} (CoOp layout) or {} (torchvision layout)",
+        let reference = match split {
+            "train" => "training",
+            "val" => "validation",
+            other => other,
+        };
+        let candidates = [
+            (root.join("images").join(split), "upstream CoOp layout"),
+            (root.join(split), "torchvision layout"),
+            (root.join("data/raw").join(reference), "NTLB reference layout"),
+        ];
+        let found: Vec<&(PathBuf, &str)> = candidates.iter().filter(|(p, _)| p.is_dir()).collect();
+        let dir = match found.as_slice() {
+            [(p, _)] => p.clone(),
+            [] => bail!(
+                "{}: no ImageNet `{split}` split: expected {}",
                 root.display(),
-                coop.display(),
-                plain.display()
-            );
+                candidates
+                    .iter()
+                    .map(|(p, what)| format!("{} ({what})", p.display()))
+                    .collect::<Vec<_>>()
+                    .join(", or ")
+            ),
+            more => bail!(
+                "{}: the ImageNet `{split}` split is in more than one layout: {}; keep one (or point the root at one)",
+                root.display(),
+                more.iter().map(|(p, what)| format!("{} ({what})", p.display())).collect::<Vec<_>>().join(" and ")
+            ),
         };
         ImageFolder::read(&dir, classes)
     }

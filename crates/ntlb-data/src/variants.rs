@@ -1,42 +1,20 @@
-//! The evaluation sets of the paper: ImageNet val, ImageNet-V2, -Sketch, -A, -R. Each opens
-//! with a check that names the folder and what was expected.
+//! The evaluation sets: ImageNet val, ImageNet-V2, -Sketch, -A, -R from their class folders,
+//! and the sets of CoOp's benchmark from their split lists (their `test` split,
+//! [`crate::split_file`]). Each opens with a check that names the folder and what was expected.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
 
 use crate::classes::ClassList;
 use crate::folder::{check_no_other_folders, list_images, ImageFolder, Unreadable};
 use crate::image::ImageRef;
+use crate::registry::EVAL_SPLIT;
 use crate::source::{Container, Format, Layout};
+use crate::split_file::SplitSet;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
-#[serde(rename_all = "kebab-case")]
-pub enum DatasetKind {
-    /// ImageNet validation (`images/val/<wnid>/` or `val/<wnid>/`).
-    Imagenet,
-    /// ImageNet-V2 matched-frequency: folders `0..999` named by class index.
-    ImagenetV2,
-    /// ImageNet-Sketch: `<wnid>/` folders (also under `sketch/`).
-    ImagenetSketch,
-    /// ImageNet-A: 200 `<wnid>/` folders, 200-way.
-    ImagenetA,
-    /// ImageNet-R: 200 `<wnid>/` folders, 200-way.
-    ImagenetR,
-}
-
-impl DatasetKind {
-    pub fn name(&self) -> &'static str {
-        match self {
-            DatasetKind::Imagenet => "imagenet",
-            DatasetKind::ImagenetV2 => "imagenet-v2",
-            DatasetKind::ImagenetSketch => "imagenet-sketch",
-            DatasetKind::ImagenetA => "imagenet-a",
-            DatasetKind::ImagenetR => "imagenet-r",
-        }
-    }
-}
+/// The kinds and everything about them are in [`crate::registry`].
+pub use crate::registry::DatasetKind;
 
 /// A labelled evaluation set over its own class space.
 #[derive(Debug, Clone)]
@@ -107,6 +85,13 @@ impl EvalSet {
         layout.check()?;
         if layout.format == Format::Folder {
             return EvalSet::open(kind, root, imagenet, subset, max_per_class);
+        }
+        if kind.has_split_list() {
+            bail!(
+                "{}: {kind} is read from its download layout (its split list names the images); `format = \"{}\"` is for the class-folder sets",
+                root.display(),
+                layout.format.name()
+            );
         }
         if !root.exists() {
             bail!("{}: {} {} not found", root.display(), kind.name(), layout.format.name());
@@ -209,8 +194,30 @@ impl EvalSet {
                 let f = ImageFolder::read(&dir, &sub)?;
                 EvalSet::from_folder(kind, f)
             }
+            // The class-folder kinds each have their arm above; the rest are split-list sets.
+            _ => EvalSet::from_split_list(kind, root)?,
         };
         set.finish(max_per_class)
+    }
+
+    /// A split-list set's evaluation split ([`crate::registry::EVAL_SPLIT`]), in the split
+    /// file's order; its root is the folder the listed paths are relative to, and its classes
+    /// those of the split list (not the sweep's ImageNet list).
+    fn from_split_list(kind: DatasetKind, root: &Path) -> Result<EvalSet> {
+        let s = SplitSet::read(kind, root)?;
+        let listed = s.split(EVAL_SPLIT).expect("a split of every split-list set");
+        let classes = s.class_list();
+        let mut seen = vec![false; classes.len()];
+        listed.iter().for_each(|it| seen[it.label] = true);
+        Ok(EvalSet {
+            kind,
+            items: files(listed.iter().map(|it| (s.path_of(it), it.label)).collect()),
+            empty_classes: (0..classes.len()).filter(|&i| !seen[i]).map(|i| classes.ids[i].clone()).collect(),
+            root: s.image_dir,
+            classes,
+            unreadable: Vec::new(),
+            container: None,
+        })
     }
 
     /// An evaluation set that lost classes would be scored over the classes it kept, in silence:
@@ -225,8 +232,8 @@ impl EvalSet {
             .iter()
             .take(10)
             .map(|c| match &self.container {
-                None => self.root.join(c).display().to_string(),
-                Some(_) => c.clone(),
+                None if !self.kind.has_split_list() => self.root.join(c).display().to_string(),
+                _ => c.clone(),
             })
             .collect();
         bail!(
@@ -234,7 +241,11 @@ impl EvalSet {
             self.kind.name(),
             self.empty_classes.len(),
             self.classes.len(),
-            if self.container.is_some() { "classes" } else { "class folders" },
+            if self.container.is_some() || self.kind.has_split_list() {
+                "classes"
+            } else {
+                "class folders"
+            },
             shown.join(", "),
             if self.empty_classes.len() > shown.len() {
                 format!(" and {} more", self.empty_classes.len() - shown.len())
