@@ -64,6 +64,7 @@ pub fn run(mut a: ParityArgs) -> Result<i32> {
         &device,
     )?;
     eprintln!("model: {}", clip.numerics.describe());
+    let tok = tok.with_context_length(clip.config.text.context_length);
     // The computation sees the case without its outputs, except the variants' settings.
     let inputs_only = strip_outputs(&case);
     let ours: Map<String, Value> = match compute_clip_case(&inputs_only, &clip, Some(&tok), &device)? {

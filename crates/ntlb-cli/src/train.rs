@@ -172,6 +172,12 @@ pub fn run(mut a: TrainArgs) -> Result<i32> {
         &device,
     )?;
     eprintln!("model: {}", clip.numerics.describe());
+    // The dry run checked the prompts at CLIP's 77 positions; train at the model's own.
+    let layout = PromptLayout::new(
+        &tok.with_context_length(clip.config.text.context_length),
+        &classes.names,
+        &cfg.prompt,
+    )?;
     let weights = ntlb_clip::weights::weights_file(&a.model)?;
     let sha = ntlb_core::digest::sha256_file(&weights)?;
     let bar = ProgressBar::new(0);

@@ -71,6 +71,14 @@ impl ClipTokenizer {
         })
     }
 
+    /// Pad and refuse at the context the model declares (`TextConfig::context_length`), not
+    /// CLIP's 77: a model with another position table would otherwise get prompts it cannot hold
+    /// or rows laid out at the wrong stride.
+    pub fn with_context_length(mut self, context_length: usize) -> Self {
+        self.context_length = context_length;
+        self
+    }
+
     /// Find `tokenizer.json` for a checkpoint: inside an HF directory or beside a `.safetensors`.
     pub fn beside(model: &Path) -> Option<PathBuf> {
         let dir = if model.is_dir() {

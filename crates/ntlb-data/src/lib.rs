@@ -1,11 +1,15 @@
 //! Datasets on disk: class lists, ImageNet-style folders, WebDataset shards and parquet files
 //! (one image reference type for all: [`image::ImageRef`]), few-shot splits.
 
+pub mod canonical;
 pub mod classes;
+pub mod coop_pickle;
+pub mod fewshot;
 pub mod folder;
 pub mod image;
 pub mod parquet;
 pub mod registry;
+pub mod pyrandom;
 pub mod source;
 pub mod split;
 pub mod split_file;

@@ -1,8 +1,8 @@
 //! How a dataset is stored: a folder tree (CoOp's and torchvision's layouts), WebDataset shards
 //! (CLIP_benchmark's layout, [`crate::wds`]) or Hugging Face parquet files ([`crate::parquet`]).
 //! Containers are indexed once (member → shard, offset, size; row → file; labels), the index
-//! cached under the feature cache by the files' names, sizes and times; their samples are
-//! [`ImageRef`]s read in place.
+//! cached under the feature cache by the files' names, sizes and content digests; their samples
+//! are [`ImageRef`]s read in place.
 
 use std::path::{Path, PathBuf};
 
@@ -115,22 +115,25 @@ pub struct Sample {
     pub file: u32,
     /// wds: the offset of the image member's data; parquet: the row.
     pub at: u64,
-    /// wds: the image member's size (0 for a row).
+    /// The image's size in bytes: a member's, or the bytes of a row's image.
     pub size: u64,
     /// wds: the image member's name (empty for a row).
     pub name: String,
     pub label: Label,
 }
 
-/// A file of a container set: its name relative to the dataset root, and its size.
+/// A file of a container set: its name relative to the dataset root, its size and the SHA-256
+/// of its bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct IndexedFile {
     pub name: String,
     pub size: u64,
+    pub sha256: String,
 }
 
 /// Bumped when the index's content or rules change (older cached indexes are then rebuilt).
-const INDEX_SCHEME: u32 = 1;
+/// 3: parquet rows carry their image's size in bytes (the canonical order sorts by it).
+const INDEX_SCHEME: u32 = 3;
 
 /// Every sample of a container set, in file order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -141,8 +144,8 @@ pub struct Index {
     pub samples: Vec<Sample>,
 }
 
-/// A container set by content: its format, files (names relative to its root, sizes) and sample
-/// count. With the (sample, label) list it enters the feature-cache and job keys, so a
+/// A container set by content: its format, files (names relative to its root, sizes, digests)
+/// and sample count. With the (sample, label) list it enters the feature-cache and job keys, so a
 /// re-sharded copy is never taken for another set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Container {
@@ -157,7 +160,7 @@ impl Container {
     pub fn sha256(&self, root: &Path, items: &[(ImageRef, usize)]) -> String {
         let mut text = format!("{}\n{} files\n", self.format.name(), self.files.len());
         for f in &self.files {
-            text += &format!("{}\t{}\n", f.name, f.size);
+            text += &format!("{}\t{}\t{}\n", f.name, f.size, f.sha256);
         }
         text += &format!("{} samples\n", self.samples);
         for (r, l) in items {
@@ -187,28 +190,29 @@ fn rel_name(root: &Path, p: &Path) -> String {
 }
 
 /// The index of `files` (under `root`), from the cache in `cache` when it holds one for these
-/// files (names, sizes, modification times) and settings, else built and saved atomically. A
+/// files (names, sizes, content digests) and settings, else built and saved atomically. A
 /// cached index that does not parse is reported, moved aside to `<name>.damaged` and rebuilt.
 pub fn load_index(root: &Path, files: &[PathBuf], layout: &Layout, cache: Option<&Path>) -> Result<Index> {
     let image_keys = layout.image_keys();
     let label_key = layout.label_key();
-    let mut stamp = Vec::new();
-    let mut indexed = Vec::new();
-    for f in files {
-        let m = std::fs::metadata(f).with_context(|| format!("{}: cannot read", f.display()))?;
-        let mtime = m
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos());
-        indexed.push(IndexedFile {
-            name: rel_name(root, f),
-            size: m.len(),
-        });
-        stamp.push(format!("{}\t{}\t{mtime}", rel_name(root, f), m.len()));
-    }
-    let id =
-        ntlb_core::digest::sha256_bytes(serde_json::to_string(&(INDEX_SCHEME, layout.format, &image_keys, &label_key, &stamp))?.as_bytes());
+    // By content, not by size and time: a file rewritten in place with its time kept (a copy
+    // that preserves times, a tool that restores them) would be read with another's labels.
+    // Hashing reads each file once, far less than decoding its images (datasets/README.md).
+    let indexed: Vec<IndexedFile> = files
+        .iter()
+        .map(|f| {
+            let m = std::fs::metadata(f).with_context(|| format!("{}: cannot read", f.display()))?;
+            let mtime = m.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+            Ok(IndexedFile {
+                name: rel_name(root, f),
+                size: m.len(),
+                sha256: format!("OLD-CODE-CHECK {mtime}"),
+            })
+        })
+        .collect::<Result<_>>()?;
+    let id = ntlb_core::digest::sha256_bytes(
+        serde_json::to_string(&(INDEX_SCHEME, layout.format, &image_keys, &label_key, &indexed))?.as_bytes(),
+    );
     let path = cache.map(|c| c.join(format!("{}.index.json", &id[..20])));
     if let Some(p) = path.as_ref().filter(|p| p.exists()) {
         let read = std::fs::read(p)
@@ -234,7 +238,17 @@ pub fn load_index(root: &Path, files: &[PathBuf], layout: &Layout, cache: Option
         .enumerate()
         .map(|(i, f)| match layout.format {
             Format::Wds => crate::wds::index_shard(f, i as u32, &image_keys, &label_key),
-            Format::Parquet => crate::parquet::index_file(f, i as u32, &image_keys[0], &label_key),
+            Format::Parquet => {
+                let mut samples = crate::parquet::index_file(f, i as u32, &image_keys[0], &label_key)?;
+                let sizes = row_sizes(f, &image_keys[0])?;
+                if sizes.len() != samples.len() {
+                    bail!("{}: {} labels but {} images", f.display(), samples.len(), sizes.len());
+                }
+                for (s, n) in samples.iter_mut().zip(sizes) {
+                    s.size = n;
+                }
+                Ok(samples)
+            }
             Format::Folder => unreachable!("folders are walked, not indexed"),
         })
         .collect::<Result<_>>()?;
@@ -251,12 +265,35 @@ pub fn load_index(root: &Path, files: &[PathBuf], layout: &Layout, cache: Option
     Ok(ix)
 }
 
+/// The size in bytes of every row's image in `file` (0 for a null image: it fails when read).
+/// The image column is read whole, once, when the file is indexed.
+fn row_sizes(file: &Path, column: &str) -> Result<Vec<u64>> {
+    use polars::prelude::*;
+    let f = std::fs::File::open(file).with_context(|| format!("{}: cannot open", file.display()))?;
+    let df = ParquetReader::new(f)
+        .read_parallel(ParallelStrategy::None)
+        .with_columns(Some(vec![column.to_string()]))
+        .finish()
+        .map_err(|e| anyhow::anyhow!("{}: cannot read column `{column}`: {e}", file.display()))?;
+    let s = df.column(column)?.as_materialized_series().clone();
+    let bytes = match s.dtype() {
+        DataType::Struct(_) => s.struct_()?.field_by_name("bytes")?,
+        _ => s,
+    };
+    let b = bytes.binary().map_err(|e| anyhow::anyhow!("{}: column `{column}`: {e}", file.display()))?;
+    Ok((0..b.len()).map(|i| b.get(i).map_or(0, |x| x.len() as u64)).collect())
+}
+
 /// A container's `classnames.txt` (one name per line, label order) must be the class list's
 /// names, in count and order: a shard labelled in another order would be scored against the
 /// wrong classes. The error names the first line that differs.
 pub fn check_classnames(file: &Path, classes: &ClassList) -> Result<()> {
     let text = std::fs::read_to_string(file).with_context(|| format!("{}: cannot read", file.display()))?;
-    let names: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let names: Vec<&str> = crate::classes::without_bom(&text)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     if names.len() != classes.len() {
         bail!(
             "{}: {} class names, the class list has {} classes: the shards are labelled over another class list",
@@ -287,7 +324,8 @@ pub struct Opened {
 
 /// Open the `train` (or evaluation) split of a wds or parquet set at `root`, labels checked
 /// against `classes` (an index out of range, or a class id not in the list, is an error naming
-/// the shard or file and the member or row).
+/// the shard or file and the member or row); items in the canonical order
+/// ([`crate::canonical`]), not in storage order.
 pub fn open_container(root: &Path, layout: &Layout, train: bool, classes: &ClassList, cache: Option<&Path>) -> Result<Opened> {
     let split = layout.split(train);
     let files = match layout.format {
@@ -311,6 +349,7 @@ pub fn open_container(root: &Path, layout: &Layout, train: bool, classes: &Class
     let label_key = layout.label_key();
     let n = classes.len();
     let mut items = Vec::with_capacity(ix.samples.len());
+    let sizes: Vec<u64> = ix.samples.iter().map(|s| s.size).collect();
     for s in &ix.samples {
         let file = &files[s.file as usize];
         let r = sample_ref(s, file, layout.format, &column);
@@ -337,6 +376,7 @@ pub fn open_container(root: &Path, layout: &Layout, train: bool, classes: &Class
         };
         items.push((r, label));
     }
+    crate::canonical::sort_items_sized(&mut items, sizes);
     Ok(Opened {
         container: Container {
             format: layout.format,
@@ -391,8 +431,11 @@ pub fn container_images(root: &Path, layout: &Layout) -> Result<Vec<ImageRef>> {
 #[derive(Debug, Clone)]
 pub struct TrainSet {
     pub root: PathBuf,
+    /// The dataset's folder as given (`root` is its training images' folder): upstream CoOp's
+    /// cached draws are in its `split_fewshot/`.
+    pub dataset_root: PathBuf,
     pub classes: ClassList,
-    /// (image, class index), in folder order (class, then file name) or container order.
+    /// (image, class index), in the canonical order ([`crate::canonical`]) whatever the storage.
     pub items: Vec<(ImageRef, usize)>,
     /// Entries of the class folders that could not be read (folders only).
     pub unreadable: Vec<Unreadable>,
@@ -403,6 +446,7 @@ pub struct TrainSet {
 impl From<ImageFolder> for TrainSet {
     fn from(f: ImageFolder) -> TrainSet {
         TrainSet {
+            dataset_root: f.root.clone(),
             root: f.root,
             classes: f.classes,
             items: f.items.into_iter().map(|(p, l)| (ImageRef::File(p), l)).collect(),
@@ -417,10 +461,14 @@ impl TrainSet {
     pub fn open(root: &Path, layout: &Layout, classes: &ClassList, cache: Option<&Path>) -> Result<TrainSet> {
         layout.check()?;
         if layout.format == Format::Folder {
-            return Ok(ImageFolder::imagenet(root, "train", classes)?.into());
+            let mut t: TrainSet = ImageFolder::imagenet(root, "train", classes)?.into();
+            t.dataset_root = root.to_path_buf();
+            crate::canonical::sort_items(&mut t.items)?;
+            return Ok(t);
         }
         let o = open_container(root, layout, true, classes, cache)?;
         Ok(TrainSet {
+            dataset_root: root.to_path_buf(),
             root: root.to_path_buf(),
             classes: classes.clone(),
             items: o.items,

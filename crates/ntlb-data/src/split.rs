@@ -1,12 +1,12 @@
-//! Few-shot splits: `shots` images per class drawn with a seed, saved as JSON and reused.
+//! Few-shot splits of a training set: the reference's draw ([`crate::fewshot`]) over the set's
+//! canonical order, or upstream CoOp's cached draw when the set has one; saved as JSON and reused.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
+use crate::fewshot::DrawSource;
 use crate::image::ImageRef;
 use crate::source::TrainSet;
 
@@ -17,36 +17,84 @@ pub struct FewShotSplit {
     pub classes: Vec<String>,
     /// (image, class index): a file, a shard member or a parquet row.
     pub items: Vec<(ImageRef, usize)>,
+    /// The upstream CoOp pickle the split was read from; absent for a fresh draw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached: Option<CachedFrom>,
+}
+
+/// A cached draw's file, as found on this machine, and the SHA-256 of its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedFrom {
+    pub file: PathBuf,
+    pub sha256: String,
 }
 
 impl FewShotSplit {
-    /// Draw `shots` images per class; every class needs at least that many. The draw depends on
-    /// the images' order within each class only, not on where they are stored.
+    /// The reference's draw of `shots` images per class with `seed` over the set's canonical
+    /// order (a class with fewer images gives all it has). Seed 0 is refused: the reference
+    /// leaves its generator unseeded for it. A class without any image is an error naming it.
     pub fn draw(folder: &TrainSet, shots: usize, seed: u64) -> Result<FewShotSplit> {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let mut items = Vec::new();
-        for (label, id) in folder.classes.ids.iter().enumerate() {
-            let mut files: Vec<&ImageRef> = folder.items.iter().filter(|(_, l)| *l == label).map(|(f, _)| f).collect();
-            if files.len() < shots {
-                bail!(
-                    "{}: class `{id}` has {} image(s), {shots}-shot training needs {shots}",
-                    folder.root.display(),
-                    files.len()
-                );
-            }
-            files.shuffle(&mut rng);
-            items.extend(files.into_iter().take(shots).map(|f| (f.clone(), label)));
+        let mut count = vec![0usize; folder.classes.len()];
+        folder.items.iter().for_each(|(_, l)| count[*l] += 1);
+        if let Some(c) = count.iter().position(|&n| n == 0) {
+            bail!(
+                "{}: class `{}` ({:?}) has no training image",
+                folder.root.display(),
+                folder.classes.ids[c],
+                folder.classes.names[c]
+            );
         }
+        let (items, _) = crate::fewshot::draw_train_val(&folder.items, None, |x| x.1, shots, seed)
+            .with_context(|| format!("{}: {shots}-shot split", folder.root.display()))?;
         Ok(FewShotSplit {
             seed,
             shots,
             classes: folder.classes.ids.clone(),
             items,
+            cached: None,
         })
     }
 
-    /// Reuse `path` if it exists (it must be for the same classes, shots and seed), else draw
-    /// and save it atomically, sealed with the SHA-256 of its text (`ntlb_core::sealed`). Files
+    /// The split a run uses: upstream CoOp's cached draw
+    /// `<dataset root>/split_fewshot/shot_<shots>-seed_<seed>.pkl` when it exists (it wins over
+    /// a fresh draw: it is how an earlier CoOp run's images are trained on again), else
+    /// [`FewShotSplit::draw`].
+    pub fn choose(folder: &TrainSet, shots: usize, seed: u64) -> Result<FewShotSplit> {
+        let cache = crate::coop_pickle::cache_file(&folder.dataset_root, shots, seed);
+        if seed == 0 || shots == 0 || !cache.exists() {
+            return FewShotSplit::draw(folder, shots, seed);
+        }
+        if let Some(c) = &folder.container {
+            bail!(
+                "{}: a cached draw names image files; {} is stored as {} (move the pickle away to draw afresh)",
+                cache.display(),
+                folder.root.display(),
+                c.describe()
+            );
+        }
+        let rel = |x: &(ImageRef, usize)| {
+            x.0.relative_to(&folder.root)
+                .container()
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join("/")
+        };
+        let d = crate::fewshot::draw_or_cached(&folder.dataset_root, &folder.root, &folder.items, None, |x| x.1, rel, shots, seed)?;
+        let DrawSource::Cache { file, sha256 } = d.source else {
+            unreachable!("the cache file exists")
+        };
+        Ok(FewShotSplit {
+            seed,
+            shots,
+            classes: folder.classes.ids.clone(),
+            items: d.train,
+            cached: Some(CachedFrom { file, sha256 }),
+        })
+    }
+
+    /// Reuse `path` if it exists (it must be for the same classes, shots and seed), else choose
+    /// the split ([`FewShotSplit::choose`]) and save it atomically, sealed with the SHA-256 of its text (`ntlb_core::sealed`). Files
     /// are saved relative to the folder's root, so a run resumed on a node that mounts the data
     /// elsewhere reads the same images. A file whose text does not match its digest, or that
     /// does not parse (truncated, damaged), is reported, moved aside to `<name>.damaged` and
@@ -69,7 +117,7 @@ impl FewShotSplit {
                         s
                     });
                 match plain {
-                    Some(s) if s == FewShotSplit::draw(folder, shots, seed)? => Some(s),
+                    Some(s) if s == FewShotSplit::choose(folder, shots, seed)? => Some(s),
                     Some(_) => bail!(
                         "{}: a split file without a digest that is not the draw of this folder, {shots} shot(s) and seed {seed} \
                          (edited, damaged, or for other images); delete it or pick another path",
@@ -94,7 +142,7 @@ impl FewShotSplit {
             }
             return Ok(s);
         }
-        let s = FewShotSplit::draw(folder, shots, seed)?;
+        let s = FewShotSplit::choose(folder, shots, seed)?;
         let mut on_disk = s.clone();
         for (p, _) in &mut on_disk.items {
             *p = p.relative_to(&folder.root);

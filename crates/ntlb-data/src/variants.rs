@@ -118,6 +118,11 @@ impl EvalSet {
     }
 
     fn finish(mut self, max_per_class: Option<usize>) -> Result<EvalSet> {
+        // Containers come sorted from their index, split lists keep their file's order;
+        // `max_per_class` and every later subset are taken from the canonical order.
+        if self.container.is_none() && !self.kind.has_split_list() {
+            crate::canonical::sort_items(&mut self.items)?;
+        }
         if let Some(m) = max_per_class {
             let mut count = vec![0usize; self.classes.len()];
             self.items.retain(|(_, l)| {
@@ -132,8 +137,9 @@ impl EvalSet {
     }
 
     /// Open `kind` at `root`. `imagenet` is the 1000-class list (wnid, name); `subset` the
-    /// 200 wnids of -A or -R. `max_per_class` keeps the first N files of each class (the
-    /// reference reads 2 per class of ImageNet-V2); `None` reads everything.
+    /// 200 wnids of -A or -R. `max_per_class` keeps the first N images of each class in the
+    /// canonical order ([`crate::canonical`]; the reference reads 2 per class of ImageNet-V2);
+    /// `None` reads everything.
     pub fn open(
         kind: DatasetKind,
         root: &Path,

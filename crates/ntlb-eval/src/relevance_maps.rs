@@ -67,7 +67,9 @@ pub fn before_after(
 /// Images per class of the held-out set on which [`mean_name_score`] is measured.
 pub const NAME_SCORE_PER_CLASS: usize = 2;
 
-/// The first `per_class` images of every class: (rows into `labels`), in file order.
+/// The first `per_class` images of every class: (rows into `labels`), in the set's item order,
+/// which is its canonical order ([`ntlb_data::canonical`]: a split file's order, else class,
+/// size, digest), so the held-out images are the same whatever container holds the set.
 pub fn held_out_subset(labels: &[usize], per_class: usize) -> Vec<usize> {
     let mut seen = std::collections::HashMap::new();
     (0..labels.len())

@@ -173,7 +173,7 @@ pub fn compute_coop_case_with(
     );
     out.insert(
         "text_relevance_full".into(),
-        float_tensor(vec![b, c, 77], &main.relevance).to_json("normalised end-of-text relevance rows"),
+        float_tensor(vec![b, c, l], &main.relevance).to_json("normalised end-of-text relevance rows"),
     );
     let pos: Vec<i64> = main.score_positions.iter().map(|&p| p as i64).collect();
     out.insert(

@@ -62,7 +62,8 @@ pub struct StepResult {
     /// where it is the most relevant name token, for reporting) or of the minimum (`min`), the
     /// first of equal values.
     pub score_positions: Vec<usize>,
-    /// `[B·C·77]` normalised relevance rows, zero past each end-of-text (when asked for).
+    /// `[B·C·L]` normalised relevance rows (L: the model's context length), zero past each
+    /// end-of-text (when asked for).
     pub relevance: Vec<f32>,
     pub ce: f64,
     pub expl: f64,
@@ -148,8 +149,11 @@ fn cross_entropy(logits: &[f32], labels: &[usize], c_total: usize) -> (f64, Vec<
     (ce, dce, correct)
 }
 
-/// The per-(image, class) tables a step fills chunk by chunk, `[B·C]` (relevance `[B·C·77]`).
+/// The per-(image, class) tables a step fills chunk by chunk, `[B·C]` (relevance `[B·C·L]`, L the
+/// model's context length).
 struct ScoreTables {
+    /// The stride of a relevance row: the model's context length.
+    row_len: usize,
     scores: Vec<f32>,
     positions: Vec<usize>,
     /// Empty unless the rows were asked for.
@@ -186,7 +190,7 @@ fn record_chunk(
                 })
                 .unwrap_or(0);
             if !t.relevance.is_empty() {
-                t.relevance[entry * 77..entry * 77 + len].copy_from_slice(r);
+                t.relevance[entry * t.row_len..entry * t.row_len + len].copy_from_slice(r);
             }
         }
     }
@@ -267,11 +271,13 @@ pub fn step(
 
     // Phase B: per chunk, the relevance gradients (pass 1) and the differentiable loss (pass 2).
     let mut grad_ctx = vec![0.0f32; ctx.len()];
+    let row_len = clip.config.text.context_length;
     let mut tables = ScoreTables {
+        row_len,
         scores: if need_scores { vec![0.0f32; b * c_total] } else { Vec::new() },
         positions: if need_scores { vec![0usize; b * c_total] } else { Vec::new() },
         relevance: if opts.want_rows {
-            vec![0.0f32; b * c_total * 77]
+            vec![0.0f32; b * c_total * row_len]
         } else {
             Vec::new()
         },
@@ -331,6 +337,7 @@ pub fn step(
         scores,
         positions,
         relevance,
+        ..
     } = tables;
     let mut expl = 0.0;
     if need_scores {

@@ -281,8 +281,9 @@ fn scores_are_ordered_and_positions_point_at_them() {
         } else if a > m && m > b {
             strict += 1;
         }
-        let row = &mean.relevance[e * 77..(e + 1) * 77];
-        let avg = (0..77)
+        let l = s.clip.config.text.context_length;
+        let row = &mean.relevance[e * l..(e + 1) * l];
+        let avg = (0..l)
             .filter(|&p| p < mask[k].len() && mask[k][p] > 0.0)
             .map(|p| row[p] as f64)
             .sum::<f64>()
@@ -294,7 +295,7 @@ fn scores_are_ordered_and_positions_point_at_them() {
         for (res, name) in [(max, "max"), (min, "min")] {
             let p = res.score_positions[e];
             assert!(mask[k][p] > 0.0, "{name} entry {e}: position {p} is not on the name");
-            assert_eq!(res.relevance[e * 77 + p], res.scores[e], "{name} entry {e}: position {p}");
+            assert_eq!(res.relevance[e * l + p], res.scores[e], "{name} entry {e}: position {p}");
         }
         assert_eq!(mean.score_positions[e], max.score_positions[e], "mean reports the argmax position");
     }

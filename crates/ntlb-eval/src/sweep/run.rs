@@ -56,7 +56,9 @@ fn load_model(m: &ModelEntry, device: &burn::tensor::Device) -> Result<Loaded> {
     )
     .with_context(|| format!("model `{}`", m.name))?;
     eprintln!("model `{}`: {}", m.name, clip.numerics.describe());
-    let tok = ClipTokenizer::for_model(&m.path, m.tokenizer.as_deref()).with_context(|| format!("model `{}`", m.name))?;
+    let tok = ClipTokenizer::for_model(&m.path, m.tokenizer.as_deref())
+        .with_context(|| format!("model `{}`", m.name))?
+        .with_context_length(clip.config.text.context_length);
     let sha = crate::identity::checkpoint_sha256(&crate::identity::weights_file(m)?)?;
     Ok(Loaded { clip, tok, sha })
 }
