@@ -132,7 +132,7 @@ fn read_member(shard: &Path, offset: u64, size: u64, name: &str) -> Result<Vec<u
         .sum();
     if h.cksum().ok() != Some(sum) || h.entry_size().ok() != Some(size) {
         return Err(format!(
-            "member `{name}`: the tar header at {header_at} is not that of a {size}-byte member (the shard changed since it was indexed; its index is rebuilt when the shard's size changes)"
+            "member `{name}`: the tar header at {header_at} is not that of a {size}-byte member (the shard changed since it was indexed; its index is rebuilt when the shard's content changes)"
         ));
     }
     buf.drain(..512);

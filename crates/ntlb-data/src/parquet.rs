@@ -6,11 +6,13 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::{bail, Context, Result};
 use polars::prelude::*;
+use polars_arrow::array::PrimitiveArray;
 
 use crate::source::{Label, Sample};
 
@@ -120,8 +122,71 @@ fn missing_column(path: &Path, schema: &Schema, key: &str, setting: &str) -> any
     )
 }
 
+/// The values of an integer column of any width (8 to 64 bits, signed or not), row by row. polars
+/// is built without its 8- and 16-bit types, so the column is decoded to arrow arrays here, as
+/// its reader does, and widened without it.
+fn integer_column(path: &Path, column: &str) -> Result<Vec<Option<i128>>> {
+    let mut r = reader(path)?;
+    let arrow = r
+        .schema()
+        .map_err(|e| anyhow::anyhow!("{}: not a parquet file ({e})", path.display()))?;
+    let field = arrow
+        .get(column)
+        .with_context(|| format!("{}: no column `{column}`", path.display()))?
+        .clone();
+    let meta = r
+        .get_metadata()
+        .map_err(|e| anyhow::anyhow!("{}: not a parquet file ({e})", path.display()))?
+        .clone();
+    let mut f = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let mut values = Vec::with_capacity(meta.num_rows);
+    for (g, rg) in meta.row_groups.iter().enumerate() {
+        let chunks = rg
+            .columns_under_root_iter(column)
+            .with_context(|| format!("{}: row group {g} has no column `{column}`", path.display()))?;
+        let mut columns = Vec::new();
+        for c in chunks {
+            let range = c.byte_range();
+            let mut bytes = vec![0u8; (range.end - range.start) as usize];
+            f.seek(SeekFrom::Start(range.start))
+                .and_then(|_| f.read_exact(&mut bytes))
+                .with_context(|| format!("{}: cannot read column `{column}` of row group {g}", path.display()))?;
+            columns.push((c, polars_buffer::Buffer::from(bytes)));
+        }
+        let (arrays, _) = polars::io::parquet::read::_internal::to_deserializer(columns, field.clone(), None)
+            .map_err(|e| anyhow::anyhow!("{}: cannot read column `{column}` of row group {g}: {e}", path.display()))?;
+        for a in arrays {
+            macro_rules! widen {
+                ($($t:ty),*) => {
+                    $(if let Some(p) = a.as_any().downcast_ref::<PrimitiveArray<$t>>() {
+                        values.extend(p.iter().map(|v| v.map(|&v| v as i128)));
+                        continue;
+                    })*
+                };
+            }
+            widen!(i8, i16, i32, i64, u8, u16, u32, u64);
+            bail!(
+                "{}: column `{column}` holds {:?}: class indexes are integers of 8 to 64 bits",
+                path.display(),
+                a.dtype()
+            );
+        }
+    }
+    if values.len() != meta.num_rows {
+        bail!(
+            "{}: column `{column}` holds {} values, the file {} rows",
+            path.display(),
+            values.len(),
+            meta.num_rows
+        );
+    }
+    Ok(values)
+}
+
 /// Every row of one file: its row number and label (the label column only is read). The image
-/// column must exist and hold binary data or a struct with a binary `bytes` field.
+/// column must exist and hold binary data or a struct with a binary `bytes` field. An integer
+/// label of any width is a class index: one that is negative or beyond 64 bits is refused
+/// naming the row.
 pub fn index_file(path: &Path, file: u32, image_key: &str, label_key: &str) -> Result<Vec<Sample>> {
     let schema = schema(path)?;
     match schema.get(image_key) {
@@ -137,38 +202,49 @@ pub fn index_file(path: &Path, file: u32, image_key: &str, label_key: &str) -> R
         .get(label_key)
         .ok_or_else(|| missing_column(path, &schema, label_key, "label_key"))?
         .clone();
-    let df = reader(path)?
-        .with_columns(Some(vec![label_key.to_string()]))
-        .finish()
-        .map_err(|e| anyhow::anyhow!("{}: cannot read column `{label_key}`: {e}", path.display()))?;
-    let col = df.column(label_key)?.as_materialized_series().clone();
-    let labels: Vec<Option<Label>> = if dtype.is_integer() {
-        let c = col.cast(&DataType::Int64)?;
-        let c = c.i64()?;
-        (0..c.len()).map(|i| c.get(i).map(Label::Index)).collect()
+    let null = |row: usize| anyhow::anyhow!("{}: row {row}: no label (null `{label_key}`)", path.display());
+    let labels: Vec<Label> = if dtype.is_integer() {
+        integer_column(path, label_key)?
+            .into_iter()
+            .enumerate()
+            .map(|(row, v)| match v {
+                None => Err(null(row)),
+                Some(v) if v < 0 => bail!("{}: row {row}: `{label_key}` holds {v}, a negative class index", path.display()),
+                Some(v) => i64::try_from(v).map(Label::Index).map_err(|_| {
+                    anyhow::anyhow!(
+                        "{}: row {row}: `{label_key}` holds {v}, out of range for a class index (no class list is that long)",
+                        path.display()
+                    )
+                }),
+            })
+            .collect::<Result<_>>()?
     } else if dtype == DataType::String {
+        let df = reader(path)?
+            .with_columns(Some(vec![label_key.to_string()]))
+            .finish()
+            .map_err(|e| anyhow::anyhow!("{}: cannot read column `{label_key}`: {e}", path.display()))?;
+        let col = df.column(label_key)?.as_materialized_series().clone();
         let c = col.str()?;
-        (0..c.len()).map(|i| c.get(i).map(|s| Label::Name(s.to_string()))).collect()
+        (0..c.len())
+            .map(|row| c.get(row).map(|s| Label::Name(s.to_string())).ok_or_else(|| null(row)))
+            .collect::<Result<_>>()?
     } else {
         bail!(
             "{}: column `{label_key}` holds {dtype}, not class labels (integers, or class ids such as wnids)",
             path.display()
         );
     };
-    labels
+    Ok(labels
         .into_iter()
         .enumerate()
-        .map(|(row, l)| {
-            let label = l.with_context(|| format!("{}: row {row}: no label (null `{label_key}`)", path.display()))?;
-            Ok(Sample {
-                file,
-                at: row as u64,
-                size: 0,
-                name: String::new(),
-                label,
-            })
+        .map(|(row, label)| Sample {
+            file,
+            at: row as u64,
+            size: 0,
+            name: String::new(),
+            label,
         })
-        .collect()
+        .collect())
 }
 
 type Group = Arc<Vec<Option<Vec<u8>>>>;

@@ -199,14 +199,14 @@ pub fn load_index(root: &Path, files: &[PathBuf], layout: &Layout, cache: Option
     // that preserves times, a tool that restores them) would be read with another's labels.
     // Hashing reads each file once, far less than decoding its images (datasets/README.md).
     let indexed: Vec<IndexedFile> = files
-        .iter()
+        .par_iter()
         .map(|f| {
-            let m = std::fs::metadata(f).with_context(|| format!("{}: cannot read", f.display()))?;
-            let mtime = m.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+            let size = std::fs::metadata(f).with_context(|| format!("{}: cannot read", f.display()))?.len();
+            let sha256 = ntlb_core::digest::sha256_file(f).with_context(|| format!("{}: cannot read", f.display()))?;
             Ok(IndexedFile {
                 name: rel_name(root, f),
-                size: m.len(),
-                sha256: format!("OLD-CODE-CHECK {mtime}"),
+                size,
+                sha256,
             })
         })
         .collect::<Result<_>>()?;

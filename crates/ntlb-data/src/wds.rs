@@ -12,8 +12,14 @@
 //! up to the first `.` of its file name); its image is the first of `webp`, `png`, `jpg`, `jpeg`
 //! it holds (CLIP_benchmark's `to_tuple` order), its label the decimal class index in `cls`.
 //! Indexing reads the headers (seeking over the images) and the label members only.
+//!
+//! Refused as WebDataset refuses them: a sample holding one member twice (its "duplicate file
+//! name"; extensions compared as it lowercases them). Refused beyond it: a shard without tar's
+//! end-of-archive blocks. A tar reader stops at the end of the file as at the end of the archive,
+//! so a shard cut at a member boundary would otherwise read as a shorter set.
 
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
+use std::num::IntErrorKind;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -88,17 +94,42 @@ struct Member {
     content: Option<Vec<u8>>,
 }
 
+const BLOCK: u64 = 512;
+/// tar's end-of-archive marker: two zero blocks after the last member.
+const END_MARKER: u64 = 2 * BLOCK;
+
+/// The class index a label member holds: decimal text (white space around it allowed).
+fn class_index(path: &Path, member: &Member) -> Result<i64> {
+    let text = String::from_utf8_lossy(member.content.as_deref().unwrap_or_default())
+        .trim()
+        .to_string();
+    match text.parse::<i64>() {
+        Ok(i) => Ok(i),
+        Err(e) if matches!(e.kind(), IntErrorKind::PosOverflow | IntErrorKind::NegOverflow) => bail!(
+            "{}: member `{}` holds class {text}, out of range (no class list is that long)",
+            path.display(),
+            member.name
+        ),
+        Err(_) => bail!("{}: member `{}` holds {text:?}, not a class index", path.display(), member.name),
+    }
+}
+
 /// Every sample of one shard: its image member (offset and size of the data) and its label.
 /// `image_keys` in order of preference; `file` is the shard's number in the set.
 pub fn index_shard(path: &Path, file: u32, image_keys: &[String], label_key: &str) -> Result<Vec<Sample>> {
     let len = std::fs::metadata(path)
         .with_context(|| format!("{}: cannot read", path.display()))?
         .len();
+    if len == 0 {
+        bail!("{}: empty file (0 bytes), not a tar shard", path.display());
+    }
     let f = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
     let mut ar = tar::Archive::new(std::io::BufReader::new(f));
     let mut samples = Vec::new();
     let mut current: Option<(String, Vec<Member>)> = None;
     let mut last = String::from("(none: the first header)");
+    // Where the header after the last member read starts.
+    let mut next_header = 0u64;
     let finish = |key: String, members: Vec<Member>, samples: &mut Vec<Sample>| -> Result<()> {
         let listed = || members.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ");
         let Some(img) = image_keys
@@ -120,18 +151,12 @@ pub fn index_shard(path: &Path, file: u32, image_keys: &[String], label_key: &st
                 listed()
             );
         };
-        let text = String::from_utf8_lossy(lab.content.as_deref().unwrap_or_default())
-            .trim()
-            .to_string();
-        let label: i64 = text
-            .parse()
-            .map_err(|_| anyhow::anyhow!("{}: member `{}` holds {text:?}, not a class index", path.display(), lab.name))?;
         samples.push(Sample {
             file,
             at: img.offset,
             size: img.size,
             name: img.name.clone(),
-            label: Label::Index(label),
+            label: Label::Index(class_index(path, lab)?),
         });
         Ok(())
     };
@@ -140,21 +165,29 @@ pub fn index_shard(path: &Path, file: u32, image_keys: &[String], label_key: &st
         .with_context(|| format!("{}: not a tar file", path.display()))?;
     for e in entries {
         let mut e = e.map_err(|err| {
-            anyhow::anyhow!(
-                "{}: cannot read the tar after member `{last}`: {err} (truncated or damaged shard)",
-                path.display()
-            )
+            if len < next_header + BLOCK {
+                anyhow::anyhow!(
+                    "{}: truncated: the file ends at byte {len}, inside the tar header at {next_header} (after member `{last}`)",
+                    path.display()
+                )
+            } else {
+                anyhow::anyhow!(
+                    "{}: cannot read the tar after member `{last}` (header at byte {next_header}, the file ends at {len}): {err} (truncated or damaged shard)",
+                    path.display()
+                )
+            }
         })?;
-        if !e.header().entry_type().is_file() {
-            continue;
-        }
         let name = String::from_utf8_lossy(&e.path_bytes()).into_owned();
         let (offset, size) = (e.raw_file_position(), e.size());
         if offset + size > len {
             bail!(
-                "{}: truncated: member `{name}` holds {size} bytes at {offset}, the file ends at {len}",
+                "{}: truncated: member `{name}` holds {size} bytes at {offset}, the file ends at byte {len}",
                 path.display()
             );
+        }
+        next_header = (offset + size).div_ceil(BLOCK) * BLOCK;
+        if !e.header().entry_type().is_file() {
+            continue;
         }
         let Some((key, ext)) = split_name(&name) else {
             bail!(
@@ -180,7 +213,19 @@ pub fn index_shard(path: &Path, file: u32, image_keys: &[String], label_key: &st
             content,
         };
         match &mut current {
-            Some((k, members)) if *k == key => members.push(m),
+            Some((k, members)) if *k == key => {
+                if let Some(prev) = members.iter().find(|p| p.ext.eq_ignore_ascii_case(&m.ext)) {
+                    bail!(
+                        "{}: duplicate file name in sample `{key}`: member `{}` (at byte {}) after `{}` (at byte {}); WebDataset refuses a sample holding one member twice",
+                        path.display(),
+                        m.name,
+                        m.offset,
+                        prev.name,
+                        prev.offset
+                    );
+                }
+                members.push(m)
+            }
             _ => {
                 if let Some((k, members)) = current.take() {
                     finish(k, members, &mut samples)?;
@@ -188,6 +233,26 @@ pub fn index_shard(path: &Path, file: u32, image_keys: &[String], label_key: &st
                 current = Some((key, vec![m]));
             }
         }
+    }
+    // The reader stops at the end of the file as at the marker: without the marker, the shard
+    // may have lost any number of whole members.
+    if len < next_header + END_MARKER {
+        bail!(
+            "{}: truncated: the file ends at byte {len} without tar's end-of-archive marker (two zero 512-byte blocks at {next_header}, after member `{last}`)",
+            path.display()
+        );
+    }
+    let mut marker = vec![0u8; END_MARKER as usize];
+    let mut r = ar.into_inner();
+    r.seek(SeekFrom::Start(next_header))
+        .and_then(|_| r.read_exact(&mut marker))
+        .with_context(|| format!("{}: cannot read the end of the tar at byte {next_header}", path.display()))?;
+    if marker.iter().any(|&b| b != 0) {
+        // One zero block, then more data: a reader would stop there and lose what follows.
+        bail!(
+            "{}: a lone zero block at byte {next_header} (after member `{last}`) and data after it: not tar's end-of-archive marker (two zero blocks); damaged, or tar files joined end to end",
+            path.display()
+        );
     }
     if let Some((k, members)) = current.take() {
         finish(k, members, &mut samples)?;

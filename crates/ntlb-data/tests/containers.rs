@@ -416,3 +416,248 @@ fn the_split_draws_from_train_shards_as_from_folders() {
     assert_eq!(drawn[0], drawn[2]);
     assert_eq!(drawn[0].len(), 6);
 }
+
+fn default_keys() -> Vec<String> {
+    ntlb_data::wds::IMAGE_KEYS.iter().map(|k| k.to_string()).collect()
+}
+
+/// A shard cut at any byte is refused naming the shard and where it ends, a cut at a member
+/// boundary included: a tar reader stops at the end of the file as at the end of the archive,
+/// and only the missing end-of-archive blocks tell the two apart.
+#[test]
+fn a_shard_cut_anywhere_is_refused_as_truncated() {
+    let d = tempfile::tempdir().unwrap();
+    let big = vec![7u8; 700];
+    let shard = one_shard(
+        d.path(),
+        &[
+            ("s1.png", b"png bytes"),
+            ("s1.cls", b"1"),
+            ("s2.webp", big.as_slice()),
+            ("s2.cls", b"2"),
+            ("s3.jpg", b"jpg"),
+            ("s3.cls", b"0"),
+        ],
+    );
+    let whole = std::fs::read(&shard).unwrap();
+    assert_eq!(ntlb_data::wds::index_shard(&shard, 0, &default_keys(), "cls").unwrap().len(), 3);
+    let cut = d.path().join("cut.tar");
+    let cut_s = cut.display().to_string();
+    for n in 0..whole.len() {
+        std::fs::write(&cut, &whole[..n]).unwrap();
+        let e = format!("{:#}", ntlb_data::wds::index_shard(&cut, 0, &default_keys(), "cls").unwrap_err());
+        let ends = if n == 0 {
+            "empty file (0 bytes)".to_string()
+        } else {
+            format!("truncated: the file ends at byte {n}")
+        };
+        let member = format!("the file ends at byte {n}");
+        assert!(
+            e.contains(&cut_s) && (e.contains(&ends) || (e.contains("truncated: member") && e.contains(&member))),
+            "cut at {n}: {e}"
+        );
+    }
+    // One lone zero block and members after it: a reader would stop at the block.
+    let mut joined = whole[..whole.len() - 1024].to_vec();
+    joined.extend_from_slice(&[0u8; 512]);
+    joined.extend_from_slice(&whole[..whole.len() - 1024]);
+    joined.extend_from_slice(&[0u8; 1024]);
+    std::fs::write(&cut, &joined).unwrap();
+    let e = format!("{:#}", ntlb_data::wds::index_shard(&cut, 0, &default_keys(), "cls").unwrap_err());
+    assert!(e.contains(&cut_s) && e.contains("a lone zero block at byte"), "{e}");
+}
+
+/// Through a set: the second shard cut where a sample ends reads 4 of 6 images and leaves class 2
+/// without one, unless the cut is named.
+#[test]
+fn a_set_with_a_shard_cut_between_samples_names_the_shard() {
+    let d = tempfile::tempdir().unwrap();
+    let cl = classes(3);
+    let shards = write_wds(d.path(), "test", &images(3, 2), None, 3).unwrap();
+    let whole = std::fs::read(&shards[1]).unwrap();
+    // Where sample s0000004 (class 2) starts: the header of its first member.
+    let mut ar = tar::Archive::new(std::fs::File::open(&shards[1]).unwrap());
+    let at = ar
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap())
+        .find(|e| e.path().unwrap().to_string_lossy().starts_with("s0000004"))
+        .unwrap()
+        .raw_header_position() as usize;
+    std::fs::write(&shards[1], &whole[..at]).unwrap();
+    let e = err(open(d.path(), &wds(None), &cl));
+    assert!(
+        e.contains(&shards[1].display().to_string()) && e.contains(&format!("truncated: the file ends at byte {at}")),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_sample_holding_one_member_twice_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let cl = classes(3);
+    let cases: [(&[(&str, &[u8])], &str, &str); 3] = [
+        (&[("s1.png", b"a"), ("s1.cls", b"1"), ("s1.png", b"b")], "s1.png", "s1.png"),
+        (&[("s1.png", b"a"), ("s1.cls", b"1"), ("s1.cls", b"2")], "s1.cls", "s1.cls"),
+        // WebDataset lowercases extensions: `jpg` and `JPG` are one member.
+        (&[("s1.jpg", b"a"), ("s1.JPG", b"b"), ("s1.cls", b"0")], "s1.JPG", "s1.jpg"),
+    ];
+    for (members, twice, first) in cases {
+        let shard = one_shard(d.path(), &[&[("s0.png", b"p" as &[u8]), ("s0.cls", b"0")], members].concat());
+        let e = err(open(d.path(), &wds(None), &cl));
+        assert!(
+            e.contains(&shard.display().to_string())
+                && e.contains("duplicate file name in sample `s1`")
+                && e.contains(&format!("member `{twice}`"))
+                && e.contains(&format!("after `{first}`")),
+            "{e}"
+        );
+    }
+}
+
+/// A label beyond 64 bits is named out of range; a negative one, outside the class list.
+#[test]
+fn a_cls_label_out_of_range_is_named() {
+    let d = tempfile::tempdir().unwrap();
+    let cl = classes(3);
+    for (text, says) in [
+        (
+            "18446744073709551615",
+            "member `s1.cls` holds class 18446744073709551615, out of range",
+        ),
+        (
+            "-99999999999999999999",
+            "member `s1.cls` holds class -99999999999999999999, out of range",
+        ),
+        ("-1", "member `s1.cls` holds class -1, the class list has 3 classes"),
+    ] {
+        let shard = one_shard(d.path(), &[("s1.png", b"p"), ("s1.cls", text.as_bytes())]);
+        let e = err(open(d.path(), &wds(None), &cl));
+        assert!(e.contains(&shard.display().to_string()) && e.contains(says), "{e}");
+    }
+}
+
+/// `classnames.txt` saved with a byte-order mark names the same classes.
+#[test]
+fn classnames_with_a_byte_order_mark_are_the_same_classes() {
+    let d = tempfile::tempdir().unwrap();
+    let cl = classes(3);
+    write_wds(d.path(), "test", &images(3, 1), Some(&cl.names), 3).unwrap();
+    let plain = open(d.path(), &wds(None), &cl).unwrap();
+    let names = d.path().join("classnames.txt");
+    let text = std::fs::read_to_string(&names).unwrap();
+    std::fs::write(&names, format!("\u{feff}{text}")).unwrap();
+    assert_eq!(open(d.path(), &wds(None), &cl).unwrap().items, plain.items);
+}
+
+/// Rewrites `path` with `bytes` (the same length) and puts its modification time back.
+fn rewrite_keeping_time(path: &Path, bytes: &[u8]) {
+    let before = std::fs::metadata(path).unwrap();
+    assert_eq!(before.len(), bytes.len() as u64, "the same size, or the test proves nothing");
+    std::fs::write(path, bytes).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(before.modified().unwrap())
+        .unwrap();
+    assert_eq!(std::fs::metadata(path).unwrap().modified().unwrap(), before.modified().unwrap());
+}
+
+/// The cached index is found by the files' content: a shard or parquet file rewritten with other
+/// labels, its size and modification time kept, is indexed again, never read with the old labels.
+#[test]
+fn a_file_rewritten_with_its_time_kept_is_indexed_again() {
+    let d = tempfile::tempdir().unwrap();
+    let cache = d.path().join("cache");
+    let cl = classes(3);
+    let imgs = images(3, 2);
+    // The same images, class 0 and 2 swapped: labels of one digit, so the sizes stay.
+    let mut swapped = imgs.clone();
+    for w in &mut swapped {
+        w.label = 2 - w.label;
+    }
+    // Which label each image has, whatever the order the set lists them in.
+    let labels = |set: &EvalSet| {
+        let mut v: Vec<(Vec<u8>, usize)> = set.items.iter().map(|(r, l)| (r.image_bytes().unwrap(), *l)).collect();
+        v.sort();
+        v
+    };
+    let first = |v: &[Written]| {
+        let mut v: Vec<(Vec<u8>, usize)> = v.iter().map(|w| (w.bytes.clone(), w.label)).collect();
+        v.sort();
+        v
+    };
+
+    let root = d.path().join("wds");
+    let shards = write_wds(&root, "test", &imgs, None, 6).unwrap();
+    let open_cached = |root: &Path, layout: &Layout| EvalSet::open_in(DatasetKind::Imagenet, root, layout, &cl, None, None, Some(&cache));
+    let before = open_cached(&root, &wds(None)).unwrap();
+    assert_eq!(labels(&before), first(&imgs));
+    let other = d.path().join("other");
+    let rewritten = write_wds(&other, "test", &swapped, None, 6).unwrap();
+    rewrite_keeping_time(&shards[0], &std::fs::read(&rewritten[0]).unwrap());
+    let after = open_cached(&root, &wds(None)).unwrap();
+    assert_eq!(labels(&after), first(&swapped));
+    let id = |s: &EvalSet| s.container.as_ref().unwrap().sha256(&s.root, &s.items);
+    assert_ne!(id(&before), id(&after));
+
+    let f = d.path().join("hf/v.parquet");
+    write_parquet(&f, &imgs, 4).unwrap();
+    assert_eq!(labels(&open_cached(&f, &parquet()).unwrap()), first(&imgs));
+    let g = d.path().join("hf2/v.parquet");
+    write_parquet(&g, &swapped, 4).unwrap();
+    rewrite_keeping_time(&f, &std::fs::read(&g).unwrap());
+    assert_eq!(labels(&open_cached(&f, &parquet()).unwrap()), first(&swapped));
+}
+
+fn label_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+/// Label columns of every integer width read as class indexes (pyarrow keeps a column's width:
+/// `datasets` writes ClassLabel as int64, other writers int8 to uint64); a negative or
+/// beyond-64-bit label, and a null, are refused naming the file, column and row. The files are
+/// written by scripts/make_parquet_label_fixture.py, with and without pyarrow's stored schema.
+#[test]
+fn parquet_labels_of_every_integer_width() {
+    let cl = classes(3);
+    for file in ["parquet_label_widths.parquet", "parquet_label_widths_no_arrow_schema.parquet"] {
+        let f = label_fixture(file);
+        let fs = f.display().to_string();
+        let with = |key: &str| Layout {
+            label_key: Some(key.into()),
+            ..parquet()
+        };
+        for key in ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"] {
+            let set = open(&f, &with(key), &cl).unwrap_or_else(|e| panic!("{file} `{key}`: {e:#}"));
+            let mut got: Vec<(Vec<u8>, usize)> = set.items.iter().map(|(r, l)| (r.image_bytes().unwrap(), *l)).collect();
+            got.sort();
+            let want: Vec<(Vec<u8>, usize)> = [0, 1, 2, 1]
+                .iter()
+                .enumerate()
+                .map(|(row, &l)| (format!("image {row}").into_bytes(), l))
+                .collect();
+            assert_eq!(got, want, "{file} `{key}`");
+        }
+        for (key, says) in [
+            ("negative_int8", "row 1: `negative_int8` holds -1, a negative class index"),
+            (
+                "negative_int64",
+                "row 1: `negative_int64` holds -9223372036854775808, a negative class index",
+            ),
+            (
+                "huge_uint64",
+                "row 1: `huge_uint64` holds 18446744073709551615, out of range for a class index",
+            ),
+            (
+                "huge_uint32",
+                "row 1 (`huge_uint32`) holds class 4294967295, the class list has 3 classes",
+            ),
+            ("null_uint8", "row 1: no label (null `null_uint8`)"),
+        ] {
+            let e = err(open(&f, &with(key), &cl));
+            assert!(e.contains(&fs) && e.contains(says), "{file}: {e}");
+        }
+    }
+}
