@@ -189,6 +189,12 @@ pub fn read_cached(dir: &Path, key: &FeatureKey) -> Result<Cached> {
             manifest.dim
         ));
     }
+    if let Some((row, n, v)) = crate::metrics::first_non_finite(&data, manifest.dim) {
+        return damaged(format!(
+            "{}: feature row {row}: {n} values are not finite (first: {v})",
+            fpath.display()
+        ));
+    }
     Ok(Cached::Hit(Features {
         data,
         dim: manifest.dim,
@@ -318,7 +324,7 @@ impl FeatureCache<'_> {
         let lock_path = dir.join(format!("{}.lock", key.id()));
         let Some(_lock) = crate::lock::try_lock(&lock_path, LOCK_STALE_AFTER)? else {
             return Ok(Attempt::Busy {
-                holder: crate::lock::holder(&lock_path).unwrap_or_else(|| "another process".into()),
+                holder: crate::lock::held_by(&lock_path),
             });
         };
         // The previous holder may have finished between our read and our lock.
@@ -390,11 +396,13 @@ fn encode(clip: &Clip, set: &EvalSet, key: FeatureKey, batch: usize, strict: boo
     for decoded in rx {
         let mut pixels = Vec::new();
         let mut count = 0;
+        let mut encoded = Vec::new();
         for (i, r) in decoded {
             match r {
                 Ok(px) => {
                     pixels.extend(px);
                     labels.push(set.items[i].1);
+                    encoded.push(i);
                     count += 1;
                 }
                 Err(e) => {
@@ -410,7 +418,17 @@ fn encode(clip: &Clip, set: &EvalSet, key: FeatureKey, batch: usize, strict: boo
             let x = Tensor::<4>::from_data(TensorData::new(pixels, [count, 3, n, n]), &device);
             let f = l2_normalize(clip.encode_image(x));
             dim = f.dims()[1];
-            data.extend(to_f32_vec(f));
+            let rows = to_f32_vec(f);
+            // A NaN feature would be scored as no number can be; the image it came from is named.
+            if let Some((row, n, v)) = crate::metrics::first_non_finite(&rows, dim) {
+                bail!(
+                    "{}: image {}: {n} of the {dim} values of its image features are not finite (first: {v}): \
+                     the model's numbers overflow on it",
+                    set.kind.name(),
+                    ntlb_clip::preprocess::ImageBytes::image_name(&set.items[encoded[row]].0).display()
+                );
+            }
+            data.extend(rows);
         }
         let note = if failed.is_empty() {
             String::new()

@@ -45,6 +45,18 @@ pub fn holder(path: &Path) -> Option<String> {
     std::fs::read_to_string(path).ok().and_then(|s| s.lines().next().map(String::from))
 }
 
+/// Who holds the lock at `path` and which file to delete should that holder be gone (a lock is
+/// taken over by itself only once its holder is seen dead on this host, or silent for a while).
+pub fn held_by(path: &Path) -> String {
+    format!(
+        "held by {}; if that process is gone, delete the lock file {}",
+        holder(path)
+            .filter(|h| !h.trim().is_empty())
+            .unwrap_or_else(|| "an unknown process".into()),
+        path.display()
+    )
+}
+
 fn holder_is_dead(path: &Path) -> bool {
     let Some(h) = holder(path) else { return false };
     let mut it = h.split_whitespace();
@@ -104,7 +116,13 @@ pub fn try_lock(path: &Path, stale_after: Duration) -> Result<Option<FileLock>> 
                     path.display(),
                     holder(path).unwrap_or_else(|| "unknown".into())
                 );
-                let _ = std::fs::remove_file(path);
+                match std::fs::remove_file(path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(e).with_context(|| format!("{}: a stale lock that cannot be removed: delete this file", path.display()))
+                    }
+                }
             }
             Err(e) => return Err(e).with_context(|| format!("{}: cannot create the lock", path.display())),
         }
@@ -174,6 +192,35 @@ mod tests {
         std::fs::OpenOptions::new().write(true).open(&p).unwrap().set_modified(old).unwrap();
         assert!(try_lock(&p, Duration::from_secs(600)).unwrap().is_none(), "still fresh enough");
         assert!(try_lock(&p, Duration::from_secs(60)).unwrap().is_some(), "stale");
+    }
+
+    /// A waiting message names the lock file to delete, and a stale lock that cannot be removed
+    /// is an error naming it (not an endless wait).
+    #[test]
+    fn a_stale_lock_names_the_file_to_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("z.lock");
+        std::fs::write(&p, "other-host 12\n").unwrap();
+        let note = held_by(&p);
+        assert!(
+            note.contains("other-host 12") && note.contains(&format!("delete the lock file {}", p.display())),
+            "{note}"
+        );
+        std::fs::write(&p, "").unwrap();
+        assert!(held_by(&p).contains("an unknown process"));
+        // A stale lock in a folder this process may not write to (as root, every folder is
+        // writable: nothing to check there).
+        let ro = dir.path().join("ro");
+        std::fs::create_dir(&ro).unwrap();
+        let q = ro.join("q.lock");
+        std::fs::write(&q, format!("{} 4000000000\n", hostname())).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+        if std::fs::write(ro.join("probe"), b"").is_err() {
+            let e = format!("{:#}", try_lock(&q, Duration::from_secs(60)).err().expect("cannot take it over"));
+            assert!(e.contains(&q.display().to_string()) && e.contains("delete this file"), "{e}");
+        }
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
 
     /// Free items are done first, busy ones after their holder lets go, each exactly once.

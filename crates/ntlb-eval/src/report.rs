@@ -15,10 +15,20 @@ use crate::results::{read_runs_of, read_table, rows_of, RunRecord};
 
 /// Write every table and figure of a results folder into `out`; returns the files written.
 pub fn run_report(results: &Path, out: &Path) -> Result<Vec<PathBuf>> {
-    let rows = read_table(results)?;
+    let table = results.join("results.parquet");
+    let rows = match read_table(results) {
+        Ok(r) => r,
+        Err(e) if table.exists() => anyhow::bail!(
+            "{}: not a readable results table ({e:#}): rebuild it from the run records with `ntlb merge --out {}`",
+            table.display(),
+            results.display()
+        ),
+        Err(e) => return Err(e),
+    };
     if rows.is_empty() {
         anyhow::bail!("{}: the results table is empty", results.display());
     }
+    check_measured(&table, &rows)?;
     // Only the runs of the table (stale records of an edited sweep stay out of the figures too),
     // each checked against its digest; the table must be what they hold, row for row.
     let keys: std::collections::BTreeSet<String> = rows.iter().map(|r| r.run_key.clone()).collect();
@@ -67,6 +77,33 @@ fn check_table(results: &Path, rows: &[crate::results::ResultRow], runs: &[RunRe
     Ok(())
 }
 
+/// Every row is an accuracy over some images, and a number: a row over no image (or a NaN)
+/// would be printed as a score of 0.00 (or averaged into one); it is refused, naming the row
+/// and the run record it came from.
+fn check_measured(table: &Path, rows: &[crate::results::ResultRow]) -> Result<()> {
+    for (i, r) in rows.iter().enumerate() {
+        let what = if r.n_images == 0 {
+            "is an accuracy over no image (every image unreadable)".to_string()
+        } else if let Some((name, v)) = [("top1", r.top1), ("top5", r.top5), ("mean_per_class", r.mean_per_class)]
+            .into_iter()
+            .find(|(_, v)| !v.is_finite())
+        {
+            format!("has {name} = {v}")
+        } else {
+            continue;
+        };
+        anyhow::bail!(
+            "{}: row {i} ({} {} {}, run record {}.json) {what}: no score to report; rerun its job",
+            table.display(),
+            r.model,
+            r.method,
+            r.dataset,
+            r.run_key
+        );
+    }
+    Ok(())
+}
+
 /// What the table's numbers were computed without: class folders that held no image
 /// (`allow_empty_classes`), per dataset, and unreadable images.
 fn notes(runs: &[RunRecord]) -> Vec<String> {
@@ -94,4 +131,44 @@ fn notes(runs: &[RunRecord]) -> Vec<String> {
         ));
     }
     notes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::ResultRow;
+
+    #[test]
+    fn a_damaged_results_table_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("results.parquet"), b"PAR1 not a table").unwrap();
+        let e = run_report(dir.path(), &dir.path().join("report")).unwrap_err().to_string();
+        let table = dir.path().join("results.parquet");
+        assert!(
+            e.starts_with(&format!("{}: not a readable results table", table.display())) && e.contains("ntlb merge --out"),
+            "{e}"
+        );
+    }
+
+    /// A row over no image would be printed as 0.00, a NaN averaged into a mean: both refused.
+    #[test]
+    fn rows_over_no_image_or_with_nan_are_refused() {
+        let table = Path::new("r/results.parquet");
+        let good = ResultRow::for_test("zero-shot", None, None, "imagenet", 50.0, 75.0, None);
+        check_measured(table, std::slice::from_ref(&good)).unwrap();
+        let empty = ResultRow {
+            n_images: 0,
+            top1: 0.0,
+            top5: 0.0,
+            ..good.clone()
+        };
+        let e = check_measured(table, &[good.clone(), empty]).unwrap_err().to_string();
+        assert!(
+            e.contains("row 1 (m zero-shot imagenet, run record k.json) is an accuracy over no image"),
+            "{e}"
+        );
+        let nan = ResultRow { top5: f64::NAN, ..good };
+        let e = check_measured(table, &[nan]).unwrap_err().to_string();
+        assert!(e.contains("has top5 = NaN"), "{e}");
+    }
 }

@@ -48,26 +48,27 @@ pub fn run(a: ZeroShotArgs) -> Result<i32> {
     let w = random_unit_rows(&mut rng, c, e);
     let host_n = a.host_features.unwrap_or(n).min(n);
     let t = Instant::now();
-    let host = accuracy(&feats[..host_n * e], &labels[..host_n], e, &w, c);
+    let host = accuracy(&feats[..host_n * e], &labels[..host_n], e, &w, c)?;
     let host_s = t.elapsed().as_secs_f64() * n as f64 / host_n as f64;
     let device = ntlb_clip::device::parse_device(&a.device)?;
     let t = Instant::now();
-    let x = DeviceFeatures::upload(&feats, &labels, e, &device);
+    let x = DeviceFeatures::upload(&feats, &labels, e, &device)?;
     let upload_s = t.elapsed().as_secs_f64();
     let wt = weights_on(&w, e, &device);
-    let _ = x.ranks(&wt); // warm-up
+    let names: Vec<String> = (0..c).map(|i| format!("class {i}")).collect();
+    let _ = x.ranks(&wt)?; // warm-up
     let mut times = Vec::new();
     let mut dev = None;
     for _ in 0..a.reps.max(1) {
         let t = Instant::now();
-        dev = Some(x.accuracy(&wt, c));
+        dev = Some(x.accuracy(&wt, &names)?);
         times.push(t.elapsed().as_secs_f64());
     }
     times.sort_by(f64::total_cmp);
     let dev_s = times[times.len() / 2];
     let dev = dev.expect("one rep");
     // The same subset on the device, to show both paths score alike.
-    let sub = DeviceFeatures::upload(&feats[..host_n * e], &labels[..host_n], e, &device).accuracy(&wt, c);
+    let sub = DeviceFeatures::upload(&feats[..host_n * e], &labels[..host_n], e, &device)?.accuracy(&wt, &names)?;
     let out = json!({
         "features": n, "classes": c, "dim": e, "device": a.device, "threads": rayon::current_num_threads(),
         "host_loop_s_per_template": host_s, "host_loop_measured_on": host_n,

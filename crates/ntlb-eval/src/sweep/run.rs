@@ -3,7 +3,7 @@
 //! atomically, then the plan and (unsharded) the tables.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -77,10 +77,17 @@ struct JobInputs<'a> {
     classes: &'a ClassList,
     sets: &'a [EvalSet],
     feats: &'a [Features],
+    /// The CoOp training set (opened once by `prepare`).
+    train: Option<&'a TrainSet>,
     progress: bool,
 }
 
 impl JobInputs<'_> {
+    /// Where a number of this job was computed, for its errors.
+    fn at(&self, set: &EvalSet, what: &str) -> String {
+        format!("model `{}`, dataset {}, {what}", self.model.name, set.kind.name())
+    }
+
     /// A result row of this job with the accuracy fields still zero.
     fn row(&self, dataset: &str, method: Method) -> ResultRow {
         ResultRow {
@@ -123,10 +130,12 @@ fn zero_shot_job(x: &JobInputs, zero_shot: &ZeroShotSweep) -> Result<JobOutput> 
     let mut bank = TemplateBank::new(&l.clip, &l.tok);
     let device = l.clip.text.token_embedding.device();
     for (s, f) in x.sets.iter().zip(x.feats) {
-        let feats = DeviceFeatures::from_features(f, &device);
+        let feats = DeviceFeatures::from_features(f, &device).with_context(|| x.at(s, "its image features"))?;
         if zero_shot.per_template {
             for t in &templates {
-                let a = feats.accuracy(&bank.get(t, &s.classes.names)?, s.classes.len());
+                let a = feats
+                    .accuracy(&bank.get(t, &s.classes.names)?, &s.classes.names)
+                    .with_context(|| x.at(s, &format!("template {t:?}")))?;
                 rows.push(ResultRow {
                     template: Some(t.clone()),
                     top1: a.top1,
@@ -140,7 +149,9 @@ fn zero_shot_job(x: &JobInputs, zero_shot: &ZeroShotSweep) -> Result<JobOutput> 
         }
         for (name, ts) in &ensembles {
             let per = ts.iter().map(|t| bank.get(t, &s.classes.names)).collect::<Result<Vec<_>>>()?;
-            let a = feats.accuracy(&ensemble_on_device(&per), s.classes.len());
+            let a = feats
+                .accuracy(&ensemble_on_device(&per), &s.classes.names)
+                .with_context(|| x.at(s, &format!("ensemble `{name}`")))?;
             rows.push(ResultRow {
                 template: Some(format!("ensemble-{name}")),
                 top1: a.top1,
@@ -161,10 +172,9 @@ fn zero_shot_job(x: &JobInputs, zero_shot: &ZeroShotSweep) -> Result<JobOutput> 
 /// CoOp: train the context on the few-shot split (resuming its checkpoint), then score the
 /// starting and the learned context on every dataset, with the class-name score on held-out
 /// ImageNet val, the training curve and the relevance maps before and after.
-fn coop_job(x: &JobInputs, label: &str, lambda: f64, seed: u64, tcfg: &TrainConfig, train_root: &Path) -> Result<JobOutput> {
+fn coop_job(x: &JobInputs, label: &str, lambda: f64, seed: u64, tcfg: &TrainConfig) -> Result<JobOutput> {
     let (l, m, classes) = (x.loaded, x.model, x.classes);
-    let layout = x.cfg.coop.as_ref().map(|c| c.train_layout()).unwrap_or_default();
-    let folder = TrainSet::open(train_root, &layout, classes, Some(&x.cfg.cache_dir()))?;
+    let folder = x.train.context("the training set was not opened")?;
     if let Some((p, why)) = folder.unreadable.first() {
         eprintln!(
             "{label}: {} entries of the training folders cannot be read and are left out of the split (first: {}: {why})",
@@ -243,7 +253,7 @@ fn coop_job(x: &JobInputs, label: &str, lambda: f64, seed: u64, tcfg: &TrainConf
         };
         // Scored on the model's device, as zero-shot is.
         let device = l.clip.text.token_embedding.device();
-        let feats = DeviceFeatures::from_features(f, &device);
+        let feats = DeviceFeatures::from_features(f, &device).with_context(|| x.at(s, "its image features"))?;
         let enc = ClassTextEncoder::new(&l.clip, &lay);
         let agg = tcfg.loss.name_score;
         for (method, ctx, name_score) in [
@@ -251,7 +261,9 @@ fn coop_job(x: &JobInputs, label: &str, lambda: f64, seed: u64, tcfg: &TrainConf
             (Method::Coop(agg), &learned.ctx, score),
         ] {
             let ctx = Tensor::<2>::from_data(TensorData::new(ctx.clone(), shape), &device);
-            let a = feats.accuracy(&enc.features(ctx, tcfg.chunk), s.classes.len());
+            let a = feats
+                .accuracy(&enc.features(ctx, tcfg.chunk), &s.classes.names)
+                .with_context(|| x.at(s, &format!("{label}, {method}")))?;
             rows.push(ResultRow {
                 lambda: Some(lambda),
                 seed: Some(seed),
@@ -290,6 +302,8 @@ struct Prepared {
     set_items: Option<Vec<String>>,
     mine: Vec<usize>,
     states: Option<Vec<JobState>>,
+    /// The CoOp training set, opened once for every CoOp job (none in a dry run without data).
+    train: Option<TrainSet>,
 }
 
 /// Repeated class names are refused by zero-shot and CoOp alike unless the method's setting
@@ -347,6 +361,7 @@ fn prepare(cfg: &SweepConfig, opts: &SweepOptions) -> Result<Prepared> {
             println!("datasets not readable yet ({e:#}); the estimate uses the published sizes");
         }
     }
+    let data_read = opened.is_ok();
     let (classes, sets) = match opened {
         Ok(o) => o,
         Err(_) if opts.dry_run => (
@@ -359,6 +374,8 @@ fn prepare(cfg: &SweepConfig, opts: &SweepOptions) -> Result<Prepared> {
         Err(e) => return Err(e),
     };
     check_class_names(&cfg, &sets, &jobs)?;
+    check_tokenizers(&cfg, opts.dry_run)?;
+    let train = open_train_set(&cfg, &classes, &jobs, opts.dry_run, data_read)?;
     for s in &sets {
         if !s.empty_classes.is_empty() {
             eprintln!(
@@ -392,7 +409,120 @@ fn prepare(cfg: &SweepConfig, opts: &SweepOptions) -> Result<Prepared> {
         set_items,
         mine,
         states,
+        train,
     })
+}
+
+/// Images that fail to decode are left out of the scores: a set left without any has no
+/// accuracy (an error, never a row of zeros), and a class left without any is an empty class,
+/// under its entry's `allow_empty_classes` as a class folder without images is. Returns the
+/// classes emptied this way, by dataset.
+fn check_decoded(cfg: &SweepConfig, sets: &[EvalSet], feats: &[Features]) -> Result<std::collections::BTreeMap<String, Vec<String>>> {
+    let mut emptied_by_set = std::collections::BTreeMap::new();
+    for ((s, f), entry) in sets.iter().zip(feats).zip(&cfg.datasets) {
+        let failed = &f.manifest.failed;
+        let first = failed
+            .first()
+            .map_or(String::new(), |(p, why)| format!(" (first: {}: {why})", p.display()));
+        if f.is_empty() {
+            bail!(
+                "{}: dataset {}: none of its {} images could be read{first}: there is no accuracy over no image",
+                cfg.source_name(),
+                s.kind.name(),
+                failed.len()
+            );
+        }
+        let mut left = vec![0usize; s.classes.len()];
+        for &l in &f.labels {
+            left[l] += 1;
+        }
+        let listed: std::collections::BTreeSet<usize> = s.items.iter().map(|(_, l)| *l).collect();
+        let emptied: Vec<String> = listed
+            .into_iter()
+            .filter(|&c| left[c] == 0)
+            .map(|c| s.classes.ids[c].clone())
+            .collect();
+        if emptied.is_empty() {
+            continue;
+        }
+        if !entry.allow_empty_classes {
+            bail!(
+                "{}: dataset {}: {} of its {} classes have no image that could be read: {}{first} \
+                 (set `allow_empty_classes = true` in its dataset entry to evaluate without them)",
+                cfg.source_name(),
+                s.kind.name(),
+                emptied.len(),
+                s.classes.len(),
+                emptied.join(", ")
+            );
+        }
+        eprintln!(
+            "{}: {} classes have no image that could be read, evaluated without them (allow_empty_classes): {}",
+            s.kind.name(),
+            emptied.len(),
+            emptied.join(", ")
+        );
+        emptied_by_set.insert(s.kind.name().to_string(), emptied);
+    }
+    Ok(emptied_by_set)
+}
+
+/// Every model's tokenizer is found before any job runs (a dry run skips the models not
+/// downloaded yet): without one a sweep would fail after the jobs of the models before it.
+fn check_tokenizers(cfg: &SweepConfig, dry_run: bool) -> Result<()> {
+    for m in &cfg.models {
+        if dry_run && !m.path.exists() {
+            continue;
+        }
+        match &m.tokenizer {
+            Some(t) if !t.is_file() => bail!(
+                "{}: model `{}`: `tokenizer = {:?}` in its [[models]] entry: no such file",
+                cfg.source_name(),
+                m.name,
+                t.display().to_string()
+            ),
+            None if ClipTokenizer::beside(&m.path).is_none() => bail!(
+                "{}: model `{}`: no tokenizer.json beside {}: name one with `tokenizer = \"…/tokenizer.json\"` in its [[models]] entry",
+                cfg.source_name(),
+                m.name,
+                m.path.display()
+            ),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The CoOp training set, opened once before any job: a setting that does not fit the data
+/// (a `coop.train_label_key` naming no column, ...) fails the run, and the dry run, before the
+/// zero-shot job rather than after it. A dry run without the data (the class list or the sets
+/// not readable, no training root yet) says so and goes on.
+fn open_train_set(cfg: &SweepConfig, classes: &ClassList, jobs: &[Job], dry_run: bool, data_read: bool) -> Result<Option<TrainSet>> {
+    let Some(co) = cfg.coop.as_ref().filter(|_| jobs.iter().any(|j| matches!(j, Job::Coop { .. }))) else {
+        return Ok(None);
+    };
+    if dry_run && !(data_read && co.train_root.exists()) {
+        println!("training set {} not readable yet", co.train_root.display());
+        return Ok(None);
+    }
+    TrainSet::open(&co.train_root, &co.train_layout(), classes, Some(&cfg.cache_dir()))
+        .map(Some)
+        .map_err(|e| {
+            // The data crate's advice names a dataset entry's keys; the training set's are [coop]'s.
+            let why = format!("{e:#}")
+                .replace("`label_key` in the dataset entry", "`coop.train_label_key`")
+                .replace("`image_key` in the dataset entry", "`coop.train_image_key`");
+            let hint = if why.contains("has no label") {
+                " (the label extension is `coop.train_label_key`)"
+            } else {
+                ""
+            };
+            anyhow::anyhow!(
+                "{}: [coop] training set {}: {why}{hint}",
+                cfg.source_name(),
+                co.train_root.display()
+            )
+        })
 }
 
 /// `--dry-run`: print the plan, what is done and the cost estimate; run nothing. Returns how
@@ -444,6 +574,7 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
         set_items,
         mine,
         states,
+        train,
     } = prepare(cfg, opts)?;
     let cfg = &cfg;
     let keys = keys.expect("a real run has keys");
@@ -475,8 +606,7 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
         }
         let lock_path = cfg.results.join("runs").join(format!("{key}.lock"));
         let Some(_lock) = crate::lock::try_lock(&lock_path, crate::features::LOCK_STALE_AFTER)? else {
-            let holder = crate::lock::holder(&lock_path).unwrap_or_else(|| "another process".into());
-            return Ok(Turn::Busy(format!("{} ({holder})", job.label())));
+            return Ok(Turn::Busy(format!("{} ({})", job.label(), crate::lock::held_by(&lock_path))));
         };
         // The record again, under the lock: another sweep may have finished the job meanwhile. A
         // record that does not read back is moved aside (never deleted) and its job runs again.
@@ -517,8 +647,10 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
                 strict: cfg.strict,
                 progress: opts.progress,
             }
-            .model(&l.clip, &sets, &set_items, &l.sha, cfg.convert_order)?,
+            .model(&l.clip, &sets, &set_items, &l.sha, cfg.convert_order)
+            .with_context(|| format!("model `{}`", m.name))?,
         };
+        let emptied = check_decoded(cfg, &sets, &feats)?;
         let inputs = JobInputs {
             cfg,
             key: &key,
@@ -527,17 +659,12 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
             classes: &classes,
             sets: &sets,
             feats: &feats,
+            train: train.as_ref(),
             progress: opts.progress,
         };
         let out = match job {
             Job::ZeroShot { zero_shot, .. } => zero_shot_job(&inputs, zero_shot)?,
-            Job::Coop {
-                lambda,
-                seed,
-                train,
-                train_root,
-                ..
-            } => coop_job(&inputs, &job.label(), *lambda, *seed, train, train_root)?,
+            Job::Coop { lambda, seed, train, .. } => coop_job(&inputs, &job.label(), *lambda, *seed, train)?,
         };
         for (i, f) in feats.into_iter().enumerate() {
             feature_memo.insert((m.name.clone(), i), f);
@@ -561,7 +688,13 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
                 .into_iter()
                 .collect(),
             model_numerics: Some(l.clip.numerics.clone()),
-            empty_classes: empty_classes.clone(),
+            empty_classes: {
+                let mut all = empty_classes.clone();
+                for (d, c) in &emptied {
+                    all.entry(d.clone()).or_default().extend(c.iter().cloned());
+                }
+                all
+            },
         };
         record.write(&run_path(cfg, &key))?;
         ran += 1;
