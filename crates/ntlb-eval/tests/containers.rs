@@ -1,7 +1,9 @@
 //! Same numbers whatever the container: the generated world written as folder trees, as
-//! WebDataset shards (CLIP_benchmark's layout) and as Hugging Face parquet files gives the same
-//! result rows, zero-shot and CoOp, on all five sets; unreadable members are failed images
-//! (fatal with `strict`), and the containers' identities make their own keys.
+//! WebDataset shards (CLIP_benchmark's layout) and as Hugging Face parquet files, both shuffled,
+//! gives the same result rows, zero-shot and CoOp, on all five sets (the one-shot split, the
+//! class-name score's held-out images and `max_per_class` come from one canonical order);
+//! unreadable members are failed images (fatal with `strict`), and the containers' identities
+//! make their own keys.
 
 mod common;
 
@@ -30,18 +32,30 @@ fn written(items: &[(ntlb_data::image::ImageRef, usize)]) -> Vec<Written> {
         .collect()
 }
 
-/// The sets of the folder sweep, written as `<out>/wds/<kind>` and `<out>/hf/<kind>`; the
-/// ImageNet root of each holds its `train` split too.
+/// The images in a fixed shuffled order: published shards and parquet files hold a set
+/// shuffled, across shards and files.
+fn shuffled(mut w: Vec<Written>) -> Vec<Written> {
+    let mut keyed: Vec<(usize, Written)> = w.drain(..).enumerate().map(|(i, x)| ((i * 7919 + 13) % 101, x)).collect();
+    keyed.sort_by_key(|(k, _)| std::cmp::Reverse(*k));
+    keyed.into_iter().map(|(_, x)| x).collect()
+}
+
+/// The sets of the folder sweep, written shuffled as `<out>/wds/<kind>` and `<out>/hf/<kind>`;
+/// the ImageNet root of each holds its `train` split too.
 fn write_containers(folder_cfg: &SweepConfig, out: &Path) {
     let cfg = folder_cfg.resolved();
     let (classes, sets) = open_datasets(&cfg).unwrap();
     for s in &sets {
-        let w = written(&s.items);
+        let w = shuffled(written(&s.items));
+        assert_ne!(
+            w.iter().map(|x| x.label).collect::<Vec<_>>(),
+            s.items.iter().map(|x| x.1).collect::<Vec<_>>()
+        );
         write_wds(&out.join("wds").join(s.kind.name()), "test", &w, Some(&s.classes.names), 4).unwrap();
         write_parquet_split(&out.join("hf").join(s.kind.name()), "validation", &w, 5, 2).unwrap();
     }
     let train = TrainSet::open(&cfg.coop.as_ref().unwrap().train_root, &Layout::default(), &classes, None).unwrap();
-    let w = written(&train.items);
+    let w = shuffled(written(&train.items));
     write_wds(&out.join("wds/imagenet"), "train", &w, None, 5).unwrap();
     write_parquet_split(&out.join("hf/imagenet"), "train", &w, 7, 3).unwrap();
 }
@@ -97,12 +111,26 @@ fn records(results: &Path) -> Vec<RunRecord> {
 fn every_row_is_the_same_from_folders_shards_and_parquet() {
     let tmp = tempfile::tempdir().unwrap();
     let root = common::make_world(tmp.path());
+    // A third val image per class: the class-name score's two held-out images are then a
+    // choice, made from the canonical order.
+    for w in common::WNIDS {
+        std::fs::copy(
+            root.join("imagenet/images/train").join(w).join("img1.JPEG"),
+            root.join("imagenet/images/val").join(w).join("extra.jpg"),
+        )
+        .unwrap();
+    }
     let model = common::synth_clip();
-    let folder_toml = common::sweep_toml(&root, &model, &root.join("folder-results"), true);
+    let every_image = common::sweep_toml(&root, &model, &root.join("folder-results"), true);
+    let path = root.join("every-image.toml");
+    std::fs::write(&path, &every_image).unwrap();
+    write_containers(&SweepConfig::read(&path).unwrap(), &root);
+    // One image per class of ImageNet-V2: which one comes from the canonical order.
+    let folder_toml = every_image.replace("kind = \"imagenet-v2\"\n", "kind = \"imagenet-v2\"\nmax_per_class = 1\n");
+    assert!(folder_toml.contains("max_per_class = 1"));
     let path = root.join("folder.toml");
     std::fs::write(&path, &folder_toml).unwrap();
     let folder = SweepConfig::read(&path).unwrap();
-    write_containers(&folder, &root);
     assert_eq!(run_sweep(&folder, &SweepOptions::default()).unwrap(), 3);
     let reference = rows(&folder.results);
     assert!(reference
@@ -264,4 +292,51 @@ fn webp_members_decode_as_webp_files() {
     assert_eq!(folder.1.len(), 18);
     assert!(feats("webp-wds", Format::Wds) == folder, "wds members");
     assert!(feats("webp-hf", Format::Parquet) == folder, "parquet rows");
+}
+
+/// A shard cut where a sample ends would read as a shorter set (and, with the empty class it
+/// leaves allowed, score over fewer images, exit 0): the sweep fails naming the shard and where
+/// it ends instead, with or without `allow_empty_classes`.
+#[test]
+fn a_truncated_shard_fails_the_sweep_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = common::make_world(tmp.path());
+    let model = common::synth_clip();
+    let cl = ClassList::read(&root.join("classes.tsv")).unwrap();
+    let w: Vec<Written> = (0..cl.len())
+        .map(|c| Written {
+            bytes: std::fs::read(root.join("imagenet/images/val").join(&cl.ids[c]).join("img0.png")).unwrap(),
+            ext: "png".into(),
+            path: format!("{c}.png"),
+            label: c,
+        })
+        .collect();
+    let shards = write_wds(&root.join("wds"), "test", &w, Some(&cl.names), 4).unwrap();
+    // Cut before the last sample of the first shard: its two members and the end-of-archive blocks.
+    let whole = std::fs::read(&shards[0]).unwrap();
+    // Each member is a 512-byte header and its data in 512-byte blocks; a label takes one.
+    let at: usize = w[..3].iter().map(|x| 512 + x.bytes.len().div_ceil(512) * 512 + 1024).sum();
+    assert!(whole[at..].starts_with(b"s0000003.png"), "the header of sample 3 is at {at}");
+    std::fs::write(&shards[0], &whole[..at]).unwrap();
+    let templates = root.join("templates.txt");
+    std::fs::write(&templates, "a photo of a {}.\n").unwrap();
+    for allow in [false, true] {
+        let toml = format!(
+            "name = \"t\"\nresults = \"{}\"\nclasses = \"{}\"\nbatch_size = 4\n\
+             [[models]]\nname = \"tiny\"\npath = \"{}\"\n\
+             [[datasets]]\nkind = \"imagenet\"\nroot = \"{}\"\nformat = \"wds\"\nallow_empty_classes = {allow}\n\
+             [zero_shot]\ntemplates = \"{}\"\n",
+            root.join(format!("results-{allow}")).display(),
+            root.join("classes.tsv").display(),
+            model.display(),
+            root.join("wds").display(),
+            templates.display()
+        );
+        let cfg: SweepConfig = toml::from_str(&toml).unwrap();
+        let e = format!("{:#}", run_sweep(&cfg, &SweepOptions::default()).unwrap_err());
+        assert!(
+            e.contains(&shards[0].display().to_string()) && e.contains(&format!("truncated: the file ends at byte {at}")),
+            "allow_empty_classes = {allow}: {e}"
+        );
+    }
 }
