@@ -3,6 +3,7 @@
 mod bench;
 mod demo;
 mod explain;
+mod fewshot;
 mod inspect;
 mod parity;
 mod regress;
@@ -34,6 +35,8 @@ enum Command {
     Bench(bench::BenchCommand),
     /// One-shot prompt learning (CoOp), with the explainability loss when λ > 0.
     Train(train::TrainArgs),
+    /// The few-shot train and val lists a run of a shot count and seed uses, as the reference draws them.
+    Fewshot(fewshot::FewshotArgs),
     /// Per-token relevance of prompts for an image: JSON and a bar chart.
     Explain(explain::ExplainArgs),
     /// Run a sweep (models × datasets × methods × λ × seeds); resumable, shardable.
@@ -75,6 +78,7 @@ fn main() {
         Command::Bench(b) => bench::run(b),
         Command::Tokenize(a) => tokenize(a),
         Command::Train(a) => train::run(a),
+        Command::Fewshot(a) => fewshot::run(a),
         Command::Explain(a) => explain::run(a),
         Command::Sweep(a) => sweep::sweep(a),
         Command::Demo(a) => demo::run(a),

@@ -125,13 +125,14 @@ pub fn draw_or_cached<T: Clone>(
     }
     let cached = crate::coop_pickle::CachedDraw::read(&file)?;
     let map = |d: &[crate::coop_pickle::Datum], local: &[T]| crate::coop_pickle::map_onto(&file, d, local, rel, label, image_root);
+    let train = map(cached.train.as_slice(), train)?;
     let val = match (val, &cached.val) {
         (None, _) => Vec::new(),
         (Some(v), Some(c)) => map(c.as_slice(), v)?,
         (Some(_), None) => bail!("{}: holds no `val` list, and this set draws one", file.display()),
     };
     Ok(Drawn {
-        train: map(cached.train.as_slice(), train)?,
+        train,
         val,
         source: DrawSource::Cache {
             file: cached.file,

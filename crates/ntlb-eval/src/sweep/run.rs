@@ -187,7 +187,7 @@ fn coop_job(x: &JobInputs, label: &str, lambda: f64, seed: u64, tcfg: &TrainConf
     // three): one that is refused, or that holds other images and still parses, was changed
     // after it was written; it is moved aside and drawn again.
     let split_file = dir.join("split.json");
-    let drawn = FewShotSplit::draw(&folder, tcfg.shots, tcfg.seed)?;
+    let drawn = FewShotSplit::choose(&folder, tcfg.shots, tcfg.seed)?;
     let split = match FewShotSplit::load_or_draw(&split_file, &folder, tcfg.shots, tcfg.seed) {
         Ok(s) if s == drawn => s,
         saved => {
@@ -205,6 +205,14 @@ fn coop_job(x: &JobInputs, label: &str, lambda: f64, seed: u64, tcfg: &TrainConf
             FewShotSplit::load_or_draw(&split_file, &folder, tcfg.shots, tcfg.seed)?
         }
     };
+    if let Some(c) = &split.cached {
+        eprintln!(
+            "{label}: few-shot split from upstream CoOp's cached draw {} (sha256 {}), named in {}",
+            c.file.display(),
+            c.sha256,
+            split_file.display()
+        );
+    }
     let layout = PromptLayout::new(&l.tok, &classes.names, &tcfg.prompt)?;
     let learned = train(
         &l.clip,
