@@ -148,6 +148,7 @@ pub fn run(mut a: TrainArgs) -> Result<i32> {
     }
     let split_path = a.split_file.clone().unwrap_or_else(|| a.out.join("split.json"));
     let split = FewShotSplit::load_or_draw(&split_path, &folder, cfg.shots, cfg.seed)?;
+    check_split(&split, &split_path, &folder, a.split_file.is_none(), &a.data, &a.out, &cfg)?;
     let tok = ClipTokenizer::for_model(&a.model, a.tokenizer.as_deref())?;
     let layout = PromptLayout::new(&tok, &classes.names, &cfg.prompt)?;
     if a.dry_run {
@@ -207,4 +208,43 @@ pub fn run(mut a: TrainArgs) -> Result<i32> {
         a.out.join(ntlb_prompt::train::PROMPT_FILE).display()
     );
     Ok(0)
+}
+
+/// A split file read back must be of this data: `--out`'s own `split.json` the draw of `--data`
+/// with these shots and seed (another one is the split of another run, which the state in
+/// `--out` would resume), a `--split-file` images that `--data` holds. Each refusal names the file.
+fn check_split(
+    split: &FewShotSplit,
+    path: &std::path::Path,
+    folder: &TrainSet,
+    own: bool,
+    data: &std::path::Path,
+    out: &std::path::Path,
+    cfg: &TrainConfig,
+) -> Result<()> {
+    if own {
+        if *split != FewShotSplit::draw(folder, cfg.shots, cfg.seed)? {
+            anyhow::bail!(
+                "{}: holds the split of another run (other images than the draw of --data {} with {} shot(s) and seed {}): \
+                 train into a new --out, or delete {} and the rest of {}",
+                path.display(),
+                data.display(),
+                cfg.shots,
+                cfg.seed,
+                path.display(),
+                out.display()
+            );
+        }
+        return Ok(());
+    }
+    let held: std::collections::HashSet<_> = folder.items.iter().collect();
+    if let Some((img, label)) = split.items.iter().find(|it| !held.contains(it)) {
+        anyhow::bail!(
+            "{}: image {} (class {label}) is not an image of --data {}: the split is of other data",
+            path.display(),
+            ntlb_core::image::ImageBytes::image_name(img).display(),
+            data.display()
+        );
+    }
+    Ok(())
 }

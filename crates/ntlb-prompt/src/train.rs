@@ -281,6 +281,19 @@ impl LearnedPrompt {
                 manifest.ctx_shape
             );
         }
+        // A context that is not a number encodes every prompt to NaN: refused where it is read.
+        if let Some(i) = ctx.iter().position(|v| !v.is_finite()) {
+            let w = manifest.ctx_shape[1].max(1);
+            bail!(
+                "{}: ctx[{}, {}] is {}: a learned context must be finite ({} of its {} values are not)",
+                path.display(),
+                i / w,
+                i % w,
+                ctx[i],
+                ctx.iter().filter(|v| !v.is_finite()).count(),
+                ctx.len()
+            );
+        }
         let momentum = tensors.remove("momentum").map(|(_, m)| m);
         Ok(LearnedPrompt { ctx, momentum, manifest })
     }
@@ -448,6 +461,17 @@ pub fn train<P: ImageBytes>(
         Some(out),
         |e| on_step(e.point, e.total_steps),
     )?;
+    // Each step checked its loss and gradient; the last update could still overflow the context.
+    if let Some(i) = state.ctx.iter().position(|v| !v.is_finite()) {
+        bail!(
+            "the learned context is not finite after step {} (epoch {}): ctx[{}, {}] is {}",
+            state.manifest.loss_curve.last().map_or(0, |p| p.step),
+            state.manifest.epochs_done,
+            i / w,
+            i % w,
+            state.ctx[i]
+        );
+    }
     if state.manifest.epochs_done == cfg.optim.epochs {
         let done = LearnedPrompt {
             momentum: None,

@@ -2,7 +2,7 @@
 
 mod figure;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use burn::tensor::{Tensor, TensorData};
@@ -70,13 +70,21 @@ pub fn run(mut a: ExplainArgs) -> Result<i32> {
         &device,
     )?;
     eprintln!("model: {}", clip.numerics.describe());
-    let tok = ClipTokenizer::for_model(&a.model, a.tokenizer.as_deref())?.with_context_length(clip.config.text.context_length);
+    let tok = ClipTokenizer::for_model(&a.model, a.tokenizer.as_deref())?;
     let n = clip.config.vision.image_resolution();
     let pixels = ntlb_clip::preprocess::load_image_with(&a.image, n, Default::default(), &clip.numerics.normalization)?;
     let image = l2_normalize(
         clip.encode_image(Tensor::<4>::from_data(TensorData::new(pixels, [1, 3, n, n]), &device))
             .detach(),
     );
+    let bad = ntlb_core::host::to_f32_vec(image.clone()).iter().filter(|v| !v.is_finite()).count();
+    if bad > 0 {
+        bail!(
+            "{}: its image features under {} are not finite ({bad} values): the model's numbers overflow on it; no logit or relevance to show",
+            a.image.display(),
+            a.model.display()
+        );
+    }
     let names = match &a.classes {
         Some(p) => ntlb_data::classes::ClassList::read(p)?.names,
         None => Vec::new(),
@@ -87,6 +95,14 @@ pub fn run(mut a: ExplainArgs) -> Result<i32> {
             bail!("--learned needs --classes");
         }
         let learned = LearnedPrompt::load(dir)?;
+        check_learned(
+            dir,
+            &learned,
+            a.classes.as_deref().unwrap_or(Path::new("")),
+            &names,
+            &a.model,
+            &clip,
+        )?;
         let layout = PromptLayout::new(&tok, &names, &learned.manifest.config.prompt)?;
         let ctx = Tensor::<2>::from_data(TensorData::new(learned.ctx.clone(), learned.manifest.ctx_shape), &device);
         let all: Vec<usize> = (0..names.len()).collect();
@@ -132,6 +148,17 @@ pub fn run(mut a: ExplainArgs) -> Result<i32> {
             });
         }
     }
+    // A NaN logit or relevance is not an explanation: named, never printed.
+    if let Some(it) = items
+        .iter()
+        .find(|it| !it.logit.is_finite() || it.relevance.iter().any(|r| !r.is_finite()))
+    {
+        bail!(
+            "prompt {:?}: its logit ({}) or relevance is not finite: the model's numbers overflow on this image or prompt",
+            it.prompt,
+            it.logit
+        );
+    }
     std::fs::create_dir_all(&a.out).with_context(|| format!("--out {}: cannot create the folder", a.out.display()))?;
     let json = serde_json::json!({"image": a.image.display().to_string(), "model": a.model.display().to_string(), "prompts": items});
     ntlb_core::atomic::write_atomic(&a.out.join("relevance.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
@@ -150,4 +177,69 @@ pub fn run(mut a: ExplainArgs) -> Result<i32> {
     }
     println!("wrote {} and relevance.png", a.out.join("relevance.json").display());
     Ok(0)
+}
+
+/// A learned prompt is used only with what it was trained with: class-specific contexts belong
+/// to the classes of its manifest in their order (another order would give each class another
+/// class's context), and every context to the checkpoint it was trained on, by digest and by
+/// the numerics it was computed with. Each refusal names both sides.
+fn check_learned(dir: &Path, learned: &LearnedPrompt, classes_file: &Path, names: &[String], model: &Path, clip: &Clip) -> Result<()> {
+    let m = &learned.manifest;
+    let manifest = dir.join(ntlb_prompt::train::MANIFEST_FILE);
+    if m.config.prompt.class_specific && m.classes != names {
+        let why = match (0..names.len().min(m.classes.len())).find(|&i| names[i] != m.classes[i]) {
+            Some(i) => format!(
+                "class {i} is `{}` in {}, `{}` in the manifest",
+                names[i],
+                classes_file.display(),
+                m.classes[i]
+            ),
+            None => format!(
+                "{} classes in {}, {} in the manifest",
+                names.len(),
+                classes_file.display(),
+                m.classes.len()
+            ),
+        };
+        bail!(
+            "--learned {}: class-specific contexts were learned for the class list of {}, not for --classes {} ({why}): \
+             each class would be given another class's context",
+            dir.display(),
+            manifest.display(),
+            classes_file.display()
+        );
+    }
+    if m.ctx_shape[1] != clip.config.text.width {
+        bail!(
+            "--learned {}: its context is {} wide, the text tower of --model {} is {} wide",
+            dir.display(),
+            m.ctx_shape[1],
+            model.display(),
+            clip.config.text.width
+        );
+    }
+    let weights = ntlb_clip::weights::weights_file(model)?;
+    let sha = ntlb_core::digest::sha256_file(&weights)?;
+    if sha != m.checkpoint_sha256 {
+        bail!(
+            "--learned {}: trained on {} (SHA-256 {}, {}), --model {} is {} (SHA-256 {sha}): a context only means something to the model it was learned with",
+            dir.display(),
+            m.checkpoint,
+            m.checkpoint_sha256,
+            manifest.display(),
+            model.display(),
+            weights.display()
+        );
+    }
+    if let Some(n) = m.model_numerics.as_ref().filter(|n| n.identity() != clip.numerics.identity()) {
+        bail!(
+            "--learned {}: trained with the numerics {} ({}), --model {} is loaded as {}: pass the activation it was trained with",
+            dir.display(),
+            n.describe(),
+            manifest.display(),
+            model.display(),
+            clip.numerics.describe()
+        );
+    }
+    Ok(())
 }
