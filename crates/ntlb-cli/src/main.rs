@@ -22,6 +22,10 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// clip.load's download_root, where a clip.load name (`--model ViT-B/32`, or in a sweep
+    /// config) finds its file (`ViT-B-32.pt`); default: $NTLB_CLIP_CACHE, else ~/.cache/clip.
+    #[arg(long, global = true, value_name = "DIR")]
+    clip_cache: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -72,6 +76,11 @@ struct TokenizeArgs {
 
 fn main() {
     let cli = Cli::parse();
+    // Through the environment, so that every resolution (and a sweep's worker processes) sees it;
+    // set before any thread starts.
+    if let Some(dir) = &cli.clip_cache {
+        std::env::set_var("NTLB_CLIP_CACHE", dir);
+    }
     let result = match cli.command {
         Command::Parity(a) => parity::run(a),
         Command::Inspect(a) => inspect::run(a),

@@ -160,6 +160,11 @@ pub fn declared(path: &Path) -> Result<Declaration, LoadError> {
             context_length,
         });
     }
+    // A weights file of an open_clip pair's repository, downloaded as open_clip does (no config
+    // beside it): what open_clip computes it with, by the pair table.
+    if let Some(d) = crate::names::declared_for_file(path) {
+        return Ok(d);
+    }
     Ok(Declaration {
         activation: None,
         normalization: None,

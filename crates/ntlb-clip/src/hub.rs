@@ -6,7 +6,9 @@
 //!   `open_clip_model.safetensors`, else `open_clip_pytorch_model.bin`, with
 //!   `open_clip_config.json` beside it;
 //! - `org/name` (transformers) is the snapshot folder (`config.json`, `model.safetensors` or
-//!   `pytorch_model.bin`, `tokenizer.json`).
+//!   `pytorch_model.bin`, `tokenizer.json`);
+//! - a `clip.load` name (`ViT-B/32`) or an open_clip pair (`ViT-B-32/laion2b_s34b_b79k`) is the
+//!   file that library downloaded, by the tables of [`crate::names`].
 //!
 //! The cache is `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `$XDG_CACHE_HOME/huggingface/hub`,
 //! else `~/.cache/huggingface/hub`. A repo is `models--org--name/`; `refs/<revision>` (default
@@ -38,6 +40,17 @@ pub enum HubError {
     /// `error` in the message, not as the source: printed with its chain it would read twice.
     #[error("{path}: {error}")]
     Io { path: PathBuf, error: std::io::Error },
+    /// A `clip.load` file whose SHA-256 is not the one `clip.load` checks.
+    #[error("{path}: SHA-256 {found} does not match {expected}, the digest clip.load checks for `{name}` (a partial or altered download); remove the file and download it again with: {command}")]
+    Digest {
+        name: String,
+        path: PathBuf,
+        expected: String,
+        found: String,
+        command: String,
+    },
+    #[error("`{0}` is a clip.load name, which has no revision (a revision applies to Hugging Face names and open_clip pairs)")]
+    ClipLoadRevision(String),
 }
 
 fn not_found(spec: &str, tried: &[(PathBuf, String)], command: &str) -> String {
@@ -59,6 +72,8 @@ pub struct HubEnv {
     pub hf_home: Option<OsString>,
     pub xdg_cache_home: Option<OsString>,
     pub home: Option<OsString>,
+    /// `clip.load`'s `download_root` (`--clip-cache`, `NTLB_CLIP_CACHE`); unset: `~/.cache/clip`.
+    pub clip_cache: Option<OsString>,
 }
 
 impl HubEnv {
@@ -70,6 +85,7 @@ impl HubEnv {
             hf_home: var("HF_HOME"),
             xdg_cache_home: var("XDG_CACHE_HOME"),
             home: var("HOME").or_else(|| var("USERPROFILE")),
+            clip_cache: var("NTLB_CLIP_CACHE"),
         }
     }
 
@@ -109,11 +125,14 @@ impl HubEnv {
 enum Kind {
     /// `hf-hub:org/name`: open_clip's weights file.
     OpenClip,
+    /// A repository named by an open_clip pair: its weights file, as open_clip downloads it
+    /// (alone: open_clip reads no config for a pair).
+    OpenClipPair,
     /// `org/name`: a transformers folder.
     Transformers,
 }
 
-const OPEN_CLIP_WEIGHTS: [&str; 2] = ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"];
+pub const OPEN_CLIP_WEIGHTS: [&str; 2] = ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"];
 const OPEN_CLIP_CONFIG: &str = "open_clip_config.json";
 
 /// A Hugging Face repo id, `org/name`: two parts of letters, digits, `-`, `_`, `.`.
@@ -140,7 +159,7 @@ fn parse(spec: &str) -> Option<(Kind, &str)> {
 /// Whether `spec` is written as a model name (`org/name` or `hf-hub:org/name`); it may also be
 /// a relative path of that shape, which [`resolve`] prefers when it exists.
 pub fn is_name(spec: &str) -> bool {
-    parse(spec).is_some()
+    parse(spec).is_some() || crate::names::is_name(spec)
 }
 
 /// The download command for a repo.
@@ -206,9 +225,34 @@ pub fn resolve_in(spec: &str, revision: Option<&str>, env: &HubEnv) -> Result<Pa
 /// A model name (`org/name`, `hf-hub:org/name`) in the cache, not looked for as a path;
 /// `also_tried` are the paths the caller looked at first, listed in the not-found error.
 pub fn resolve_name_in(spec: &str, revision: Option<&str>, env: &HubEnv, also_tried: &[PathBuf]) -> Result<PathBuf, HubError> {
+    if let Some(r) = crate::names::resolve_in(spec, revision, env, also_tried)? {
+        return Ok(r.path);
+    }
     let Some((kind, repo)) = parse(spec) else {
         return Err(HubError::NotAName { spec: spec.into() });
     };
+    resolve_repo(kind, repo, spec, revision, env, also_tried)
+}
+
+/// The weights file of an open_clip pair's repository `repo` (`spec`: the pair as written).
+pub(crate) fn resolve_open_clip_weights(
+    repo: &str,
+    spec: &str,
+    revision: Option<&str>,
+    env: &HubEnv,
+    also_tried: &[PathBuf],
+) -> Result<PathBuf, HubError> {
+    resolve_repo(Kind::OpenClipPair, repo, spec, revision, env, also_tried)
+}
+
+fn resolve_repo(
+    kind: Kind,
+    repo: &str,
+    spec: &str,
+    revision: Option<&str>,
+    env: &HubEnv,
+    also_tried: &[PathBuf],
+) -> Result<PathBuf, HubError> {
     let command = download_command(repo, revision);
     let (root, from) = env.cache_root();
     let repo_dir = root.join(format!("models--{}", repo.replace('/', "--")));
@@ -281,7 +325,7 @@ pub fn resolve_name_in(spec: &str, revision: Option<&str>, env: &HubEnv, also_tr
             }
             Ok(snapshot)
         }
-        Kind::OpenClip => {
+        Kind::OpenClip | Kind::OpenClipPair => {
             let mut weights = None;
             for name in OPEN_CLIP_WEIGHTS {
                 if probe(&snapshot.join(name)).map_err(|t| dangling(name, t))? {
@@ -297,6 +341,9 @@ pub fn resolve_name_in(spec: &str, revision: Option<&str>, env: &HubEnv, also_tr
                     OPEN_CLIP_WEIGHTS[1]
                 )));
             };
+            if kind == Kind::OpenClipPair {
+                return Ok(weights);
+            }
             if !probe(&snapshot.join(OPEN_CLIP_CONFIG)).map_err(|t| dangling(OPEN_CLIP_CONFIG, t))? {
                 return Err(incomplete(format!(
                     "{}: no {OPEN_CLIP_CONFIG} beside the weights",
@@ -342,6 +389,7 @@ mod tests {
             hf_home: os("/h"),
             xdg_cache_home: os("/x"),
             home: os("/home/u"),
+            clip_cache: None,
         };
         assert_eq!(env.cache_root().0, PathBuf::from("/c"));
         env.hf_hub_cache = None;

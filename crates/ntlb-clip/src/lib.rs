@@ -3,14 +3,17 @@
 //! Data flows files -> [`weights::WeightMap`] (canonical names) -> [`model::Clip`];
 //! text -> [`tokenizer::ClipTokenizer`] -> ids; image files -> [`preprocess`] -> tensors.
 
+pub mod bpe_vocab;
 pub mod checkpoint;
 pub mod config;
 pub mod device;
 pub mod hub;
 pub mod model;
+pub mod names;
 pub mod preprocess;
 pub mod text_clean;
 pub mod tokenizer;
+pub mod torchscript;
 pub mod weights;
 
 pub use config::ClipConfig;

@@ -17,11 +17,16 @@ pub enum TokenizeError {
     Uncovered { text: String, missing: String },
 }
 
+/// Tokens in CLIP's vocabulary (`SimpleTokenizer`'s, the shipped one).
+pub const CLIP_VOCAB: usize = 49408;
+
 pub struct ClipTokenizer {
     inner: tokenizers::Tokenizer,
     pub sot: u32,
     pub eot: u32,
     pub context_length: usize,
+    /// Where the vocabulary came from: the tokenizer.json read, or CLIP's shipped BPE file.
+    pub source: String,
 }
 
 /// One tokenized text: ids padded with 0 to the context length.
@@ -45,10 +50,31 @@ pub fn pooled_positions(ids: &[Vec<u32>]) -> Vec<usize> {
 
 impl ClipTokenizer {
     pub fn from_file(path: &Path) -> Result<Self, TokenizeError> {
-        let mut inner = tokenizers::Tokenizer::from_file(path).map_err(|e| TokenizeError::Load {
+        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| TokenizeError::Load {
             path: path.into(),
             msg: e.to_string(),
         })?;
+        Self::from_tokenizer(inner, path, path.display().to_string())
+    }
+
+    /// CLIP's own tokenizer, from the BPE vocabulary shipped with ntlb ([`crate::bpe_vocab`]).
+    pub fn openai() -> Result<Self, TokenizeError> {
+        let path = Path::new(crate::bpe_vocab::FILE);
+        let load = |msg: String| TokenizeError::Load { path: path.into(), msg };
+        let json = crate::bpe_vocab::tokenizer_json().map_err(load)?;
+        let inner: tokenizers::Tokenizer = json.parse().map_err(|e: tokenizers::Error| load(e.to_string()))?;
+        Self::from_tokenizer(
+            inner,
+            path,
+            format!(
+                "CLIP's BPE vocabulary shipped with ntlb ({}, sha256 {})",
+                crate::bpe_vocab::FILE,
+                crate::bpe_vocab::SHA256
+            ),
+        )
+    }
+
+    fn from_tokenizer(mut inner: tokenizers::Tokenizer, path: &Path, source: String) -> Result<Self, TokenizeError> {
         // Hugging Face's CLIP tokenizer.json pads to 77 itself; padding and truncation are done
         // here, the reference's way.
         inner.with_padding(None);
@@ -68,6 +94,7 @@ impl ClipTokenizer {
             sot,
             eot,
             context_length: 77,
+            source,
         })
     }
 
@@ -91,10 +118,29 @@ impl ClipTokenizer {
             .find(|p| p.exists())
     }
 
-    /// The tokenizer of a checkpoint: `explicit` if given, else the `tokenizer.json` beside it.
+    /// The tokenizer of a checkpoint: `explicit` if given, else the `tokenizer.json` beside it,
+    /// else, for an OpenAI / open_clip checkpoint file with CLIP's 49408-token embedding (an
+    /// OpenAI `.pt` carries no tokenizer), CLIP's shipped vocabulary ([`Self::openai`]).
     pub fn for_model(model: &Path, explicit: Option<&Path>) -> Result<Self, TokenizeError> {
-        match explicit.map(Path::to_path_buf).or_else(|| Self::beside(model)) {
-            Some(p) => Self::from_file(&p),
+        if let Some(p) = explicit.map(Path::to_path_buf).or_else(|| Self::beside(model)) {
+            return Self::from_file(&p);
+        }
+        let rows = if model.is_dir() {
+            None
+        } else {
+            crate::weights::token_rows(model).map_err(|e| TokenizeError::Load {
+                path: model.into(),
+                msg: e.to_string(),
+            })?
+        };
+        match rows {
+            Some(CLIP_VOCAB) => Self::openai(),
+            Some(n) => Err(TokenizeError::Load {
+                path: model.into(),
+                msg: format!(
+                    "no tokenizer.json beside the model, and its token embedding has {n} rows, not CLIP's {CLIP_VOCAB} (the shipped vocabulary would not fit): pass --tokenizer"
+                ),
+            }),
             None => Err(TokenizeError::Load {
                 path: model.into(),
                 msg: "no tokenizer.json beside the model: pass --tokenizer".into(),

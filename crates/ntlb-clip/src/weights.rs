@@ -13,8 +13,9 @@
 //!
 //! Files: safetensors, or a `torch.save`'d state dict (`pytorch_model.bin`,
 //! `open_clip_pytorch_model.bin`, any `.bin` / `.pt` / `.pth`; zip and pre-1.6 legacy formats)
-//! read by `pytorch-reader`, no Python. Either way f16 / bf16 / f64 tensors become f32. A
-//! TorchScript archive (OpenAI's original `.pt`) is refused with the command that converts it.
+//! read by `pytorch-reader`, or a TorchScript archive (OpenAI's original `.pt`, as `clip.load`
+//! keeps it) read as its state dict by [`crate::torchscript`]; no Python. Every way f16 / bf16 /
+//! f64 tensors become f32 exactly.
 //! Which file of a folder holds the weights: [`weights_file`].
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -56,8 +57,6 @@ pub enum LoadError {
     Layout { path: PathBuf, msg: String },
     #[error("{path}: not a readable PyTorch checkpoint: {msg}")]
     Torch { path: PathBuf, msg: String },
-    #[error("{path}: a TorchScript archive (OpenAI's JIT checkpoint), which is not read here; convert it to a safetensors state dict once, with:\n  {command}")]
-    TorchScript { path: PathBuf, command: String },
 }
 
 /// The files a model folder (Hugging Face `CLIPModel` layout) may hold its weights in, in the
@@ -182,6 +181,7 @@ fn floats(bytes: &[u8], dtype: Float, little_endian: bool) -> Vec<f32> {
 enum Source<'a> {
     SafeTensors(SafeTensors<'a>),
     Torch(std::collections::HashMap<String, pytorch_reader::Tensor>),
+    TorchScript(crate::torchscript::Archive),
 }
 
 impl Source<'_> {
@@ -190,6 +190,7 @@ impl Source<'_> {
         let mut names: Vec<String> = match self {
             Source::SafeTensors(st) => st.names().into_iter().map(|s| s.to_string()).collect(),
             Source::Torch(t) => t.keys().cloned().collect(),
+            Source::TorchScript(a) => a.names(),
         };
         names.sort();
         names
@@ -202,6 +203,7 @@ impl Source<'_> {
                 msg: e.to_string(),
             }),
             Source::Torch(t) => Ok(t[name].shape().to_vec()),
+            Source::TorchScript(a) => Ok(a.info(name).map(|t| t.shape.clone()).unwrap_or_default()),
         }
     }
 
@@ -242,6 +244,18 @@ impl Source<'_> {
                 })?;
                 Ok(floats(&bytes, dtype, false))
             }
+            Source::TorchScript(a) => {
+                use crate::torchscript::Dtype as T;
+                let dtype = match a.info(name).map(|t| t.dtype) {
+                    Some(T::F32) => Float::F32,
+                    Some(T::F16) => Float::F16,
+                    Some(T::BF16) => Float::BF16,
+                    Some(T::F64) => Float::F64,
+                    other => return Err(bad(other.map_or_else(|| "absent".into(), |d| format!("{d:?}")))),
+                };
+                // TorchScript storages are little-endian (a big-endian archive is refused at open).
+                Ok(floats(&a.read(name)?, dtype, true))
+            }
         }
     }
 }
@@ -259,45 +273,9 @@ fn is_safetensors(file: &Path) -> Result<bool, LoadError> {
     Ok(head.len() == 9 && u64::from_le_bytes(head[..8].try_into().expect("8 bytes")) <= 100_000_000 && head[8] == b'{')
 }
 
-/// The Python line that turns a TorchScript archive into a safetensors state dict.
-pub fn torchscript_conversion_command(file: &Path) -> String {
-    let out = file.with_extension("safetensors");
-    format!(
-        "python -c \"import torch; from safetensors.torch import save_file; m = torch.jit.load('{}', map_location='cpu'); save_file({{k: v.float().contiguous() for k, v in m.state_dict().items()}}, '{}')\"",
-        file.display(),
-        out.display()
-    )
-}
-
-/// Refuse a TorchScript archive: a zip holding `code/` or `constants.pkl` beside `data.pkl`.
-fn refuse_torchscript(file: &Path) -> Result<(), LoadError> {
-    let mut f = std::fs::File::open(file).map_err(|error| LoadError::Io { path: file.into(), error })?;
-    let mut head = [0u8; 4];
-    if std::io::Read::read_exact(&mut f, &mut head).is_err() || &head != b"PK\x03\x04" {
-        return Ok(());
-    }
-    let archive = zip::ZipArchive::new(f).map_err(|e| LoadError::Torch {
-        path: file.into(),
-        msg: format!("not a complete zip archive (a truncated download?): {e}"),
-    })?;
-    let script = archive.file_names_raw().any(|raw| {
-        let n = String::from_utf8_lossy(raw);
-        let rest = n.split_once('/').map_or(&*n, |(_, r)| r);
-        rest.starts_with("code/") || rest == "constants.pkl"
-    });
-    if script {
-        return Err(LoadError::TorchScript {
-            path: file.into(),
-            command: torchscript_conversion_command(file),
-        });
-    }
-    Ok(())
-}
-
 /// The tensors of a `torch.save` file: a state dict, or a training checkpoint holding one under
 /// `state_dict`; a `module.` prefix on every key (a model saved inside DataParallel) is dropped.
 fn open_torch(file: &Path) -> Result<std::collections::HashMap<String, pytorch_reader::Tensor>, LoadError> {
-    refuse_torchscript(file)?;
     let torch_err = |e: pytorch_reader::PytorchError| LoadError::Torch {
         path: file.into(),
         msg: e.to_string(),
@@ -319,6 +297,35 @@ fn open_torch(file: &Path) -> Result<std::collections::HashMap<String, pytorch_r
         tensors = tensors.into_iter().map(|(k, t)| (k["module.".len()..].to_string(), t)).collect();
     }
     Ok(tensors)
+}
+
+/// Rows of `token_embedding.weight` (the vocabulary) of an OpenAI / open_clip checkpoint, read
+/// from the file's header alone (a safetensors header, a TorchScript or `torch.save` pickle);
+/// `None` when the file has no such tensor.
+pub fn token_rows(path: &Path) -> Result<Option<usize>, LoadError> {
+    const KEY: &str = "token_embedding.weight";
+    let file = weights_file(path)?;
+    let shape: Option<Vec<usize>> = if is_safetensors(&file)? {
+        let io = |error| LoadError::Io { path: file.clone(), error };
+        let mut f = std::fs::File::open(&file).map_err(io)?;
+        let mut len = [0u8; 8];
+        std::io::Read::read_exact(&mut f, &mut len).map_err(io)?;
+        let mut header = vec![0u8; u64::from_le_bytes(len).min(100_000_000) as usize];
+        std::io::Read::read_exact(&mut f, &mut header).map_err(io)?;
+        let v: serde_json::Value = serde_json::from_slice(&header).map_err(|e| LoadError::Format {
+            path: file.clone(),
+            msg: e.to_string(),
+        })?;
+        v.get(KEY)
+            .and_then(|t| t.get("shape"))
+            .and_then(|s| s.as_array())
+            .map(|s| s.iter().filter_map(|d| d.as_u64().map(|d| d as usize)).collect())
+    } else if let Some(a) = crate::torchscript::Archive::open_if_torchscript(&file)? {
+        a.info(KEY).map(|t| t.shape.clone())
+    } else {
+        open_torch(&file)?.get(KEY).map(|t| t.shape().to_vec())
+    };
+    Ok(shape.and_then(|s| s.first().copied()))
 }
 
 /// Row-major `[rows, cols]` -> `[cols, rows]`.
@@ -427,6 +434,8 @@ impl WeightMap {
                 path: file.clone(),
                 msg: e.to_string(),
             })?)
+        } else if let Some(archive) = crate::torchscript::Archive::open_if_torchscript(&file)? {
+            Source::TorchScript(archive)
         } else {
             Source::Torch(open_torch(&file)?)
         };
@@ -436,10 +445,15 @@ impl WeightMap {
         } else if names.iter().any(|n| n == "token_embedding.weight") {
             Layout::OpenAi
         } else {
-            return Err(LoadError::Layout {
-                path: file,
-                msg: "neither an OpenAI/open_clip CLIP state dict (no `token_embedding.weight`) nor a Hugging Face CLIPModel (no `text_model.*` keys)".into(),
-            });
+            let what = match &src {
+                Source::TorchScript(a) => format!(
+                    "a TorchScript archive of `{}` (tensors {}), not of CLIP: no `token_embedding.weight`",
+                    a.class,
+                    names.iter().take(6).map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                ),
+                _ => "neither an OpenAI/open_clip CLIP state dict (no `token_embedding.weight`) nor a Hugging Face CLIPModel (no `text_model.*` keys)".into(),
+            };
+            return Err(LoadError::Layout { path: file, msg: what });
         };
         let mut entries = BTreeMap::new();
         let mut unknown = Vec::new();

@@ -103,6 +103,10 @@ pub struct RunRecord {
     pub sweep: String,
     pub git_commit: Option<String>,
     pub checkpoint_sha256: String,
+    /// What the checkpoint is by name (`ntlb_clip::names::identify`): a clip.load file whose
+    /// SHA-256 is the one clip.load checks, or an open_clip pair's weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_name: Option<String>,
     pub seconds: f64,
     pub rows: Vec<ResultRow>,
     pub failed_images: Vec<(PathBuf, String)>,

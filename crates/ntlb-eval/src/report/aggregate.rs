@@ -593,6 +593,7 @@ mod tests {
             sweep: "s".into(),
             git_commit: None,
             checkpoint_sha256: String::new(),
+            checkpoint_name: None,
             seconds: 0.0,
             rows: Vec::new(),
             failed_images: Vec::new(),

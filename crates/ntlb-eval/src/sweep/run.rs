@@ -43,6 +43,7 @@ struct Loaded {
     clip: Clip,
     tok: ClipTokenizer,
     sha: String,
+    name: Option<String>,
 }
 
 fn load_model(m: &ModelEntry, device: &burn::tensor::Device) -> Result<Loaded> {
@@ -59,8 +60,10 @@ fn load_model(m: &ModelEntry, device: &burn::tensor::Device) -> Result<Loaded> {
     let tok = ClipTokenizer::for_model(&m.path, m.tokenizer.as_deref())
         .with_context(|| format!("model `{}`", m.name))?
         .with_context_length(clip.config.text.context_length);
-    let sha = crate::identity::checkpoint_sha256(&crate::identity::weights_file(m)?)?;
-    Ok(Loaded { clip, tok, sha })
+    let weights = crate::identity::weights_file(m)?;
+    let sha = crate::identity::checkpoint_sha256(&weights)?;
+    let name = ntlb_clip::names::identify(&weights, &sha);
+    Ok(Loaded { clip, tok, sha, name })
 }
 
 fn git_commit() -> Option<String> {
@@ -684,6 +687,7 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
             sweep: cfg.name.clone(),
             git_commit: git_commit(),
             checkpoint_sha256: l.sha.clone(),
+            checkpoint_name: l.name.clone(),
             seconds: start.elapsed().as_secs_f64(),
             rows: out.rows,
             failed_images: failed,
