@@ -6,10 +6,11 @@ use std::collections::BTreeSet;
 
 use ntlb_clip::ClipConfig;
 use ntlb_data::classes::ClassList;
+use ntlb_data::registry::ClassRule;
 use ntlb_data::variants::{DatasetKind, EvalSet};
 
 use crate::sweep::{Job, ModelEntry, SweepConfig};
-use crate::zeroshot::read_templates;
+use crate::zeroshot::{read_templates, templates_path};
 
 /// Tokens a text encoding runs over (the encoder stops at the longest end-of-text of a batch):
 /// templates with ImageNet class names, and CoOp's prompts (context + name + end).
@@ -62,8 +63,11 @@ pub struct ModelCost {
     pub assumed: bool,
 }
 
-/// Class count of each dataset, from the opened sets or (not downloaded yet) the published ones.
+/// Images and class count of each dataset, from the opened sets or (not downloaded yet) the
+/// published ones.
 pub struct Workload<'a> {
+    /// The kind of each dataset (their per-dataset templates).
+    pub kinds: &'a [DatasetKind],
     pub images: &'a [usize],
     pub classes: &'a [usize],
     /// Classes of the CoOp training set.
@@ -96,23 +100,38 @@ pub fn estimate(jobs: &[&Job], w: &Workload) -> Vec<(String, ModelCost)> {
         };
         match j {
             Job::ZeroShot { zero_shot, .. } => {
-                let count = |p| read_templates(p).map(|t| t.len()).unwrap_or(80);
-                let mut texts: BTreeSet<String> = BTreeSet::new();
-                let mut n_templates = 0;
-                let mut unknown = 0;
-                for p in std::iter::once(&zero_shot.templates)
-                    .filter(|_| zero_shot.per_template)
-                    .chain(zero_shot.ensembles.values())
-                {
-                    match read_templates(p) {
-                        Ok(ts) => texts.extend(ts),
-                        Err(_) => unknown += count(p),
+                // Texts are encoded once per template and class list; a `{dataset}` path gives
+                // each dataset its own list. An unreadable file is costed as 80 templates.
+                let count = |p: &std::path::Path| read_templates(p).map(|t| t.len()).unwrap_or(80);
+                let mut encoded_texts: BTreeSet<(usize, String)> = BTreeSet::new();
+                let mut unknown: BTreeSet<(usize, std::path::PathBuf)> = BTreeSet::new();
+                let mut scored = 0.0;
+                for (i, &c) in w.classes.iter().enumerate() {
+                    let kind = w.kinds[i];
+                    let files: Vec<std::path::PathBuf> = std::iter::once(&zero_shot.templates)
+                        .filter(|_| zero_shot.per_template)
+                        .chain(zero_shot.ensembles.values())
+                        .map(|p| templates_path(p, kind))
+                        .collect();
+                    for p in &files {
+                        match read_templates(p) {
+                            Ok(ts) => encoded_texts.extend(ts.into_iter().map(|t| (c, t))),
+                            Err(_) => {
+                                unknown.insert((c, p.clone()));
+                            }
+                        }
                     }
+                    let per = if zero_shot.per_template {
+                        count(&templates_path(&zero_shot.templates, kind))
+                    } else {
+                        0
+                    };
+                    let classifiers = (per + zero_shot.ensembles.len()) as f64;
+                    scored += classifiers * 2.0 * w.images[i] as f64 * c as f64 * e;
                 }
-                n_templates += texts.len() + unknown;
-                let per = if zero_shot.per_template { count(&zero_shot.templates) } else { 0 };
-                let classifiers = (per + zero_shot.ensembles.len()) as f64;
-                t += n_templates as f64 * distinct_lists.iter().sum::<usize>() as f64 * f_txt(TEMPLATE_TOKENS) + score(classifiers);
+                let texts: usize =
+                    encoded_texts.iter().map(|(c, _)| c).sum::<usize>() + unknown.iter().map(|(c, p)| c * count(p)).sum::<usize>();
+                t += texts as f64 * f_txt(TEMPLATE_TOKENS) + scored;
             }
             Job::Coop { train, .. } => {
                 let b = train.optim.batch_size.max(1);
@@ -151,7 +170,8 @@ pub const ASSUMED_GPU_TFLOPS: f64 = 33.0;
 pub const ASSUMED_CPU_TFLOPS: f64 = 0.05;
 
 /// Images and classes per dataset: the opened sets', or before the data is downloaded the
-/// published sizes (val 50,000, V2 10,000, Sketch 50,889, A 7,500, R 30,000; A and R 200 classes).
+/// published sizes of the registry (images evaluated, classes; a set labelled through the
+/// sweep's class list has that list's length).
 fn dataset_sizes(cfg: &SweepConfig, classes: &ClassList, sets: &[EvalSet]) -> (Vec<usize>, Vec<usize>) {
     if !sets.is_empty() {
         return (
@@ -159,23 +179,13 @@ fn dataset_sizes(cfg: &SweepConfig, classes: &ClassList, sets: &[EvalSet]) -> (V
             sets.iter().map(|s| s.classes.len()).collect(),
         );
     }
-    let images = cfg
-        .datasets
-        .iter()
-        .map(|d| match d.kind {
-            DatasetKind::Imagenet => 50_000,
-            DatasetKind::ImagenetV2 => 10_000,
-            DatasetKind::ImagenetSketch => 50_889,
-            DatasetKind::ImagenetA => 7_500,
-            DatasetKind::ImagenetR => 30_000,
-        })
-        .collect();
+    let images = cfg.datasets.iter().map(|d| d.kind.spec().sizes.test).collect();
     let n_classes = cfg
         .datasets
         .iter()
-        .map(|d| match d.kind {
-            DatasetKind::ImagenetA | DatasetKind::ImagenetR => 200,
-            _ => classes.len(),
+        .map(|d| match d.kind.spec().classes {
+            ClassRule::ImagenetList => classes.len(),
+            _ => d.kind.spec().sizes.classes,
         })
         .collect();
     (images, n_classes)
@@ -184,7 +194,9 @@ fn dataset_sizes(cfg: &SweepConfig, classes: &ClassList, sets: &[EvalSet]) -> (V
 /// The `--dry-run` cost table of the jobs to run, per model, and the Slurm array to submit.
 pub(crate) fn print_estimate(cfg: &SweepConfig, classes: &ClassList, sets: &[EvalSet], todo: &[&Job], plan_len: usize) {
     let (images, n_classes) = dataset_sizes(cfg, classes, sets);
+    let kinds: Vec<DatasetKind> = cfg.datasets.iter().map(|d| d.kind).collect();
     let w = Workload {
+        kinds: &kinds,
         images: &images,
         classes: &n_classes,
         train_classes: classes.len(),
@@ -259,6 +271,7 @@ mod tests {
         std::fs::write(&t2, "a {}.\nthe {}.\n").unwrap();
         std::fs::write(&t8, (0..8).map(|i| format!("photo {i} of a {{}}.\n")).collect::<String>()).unwrap();
         let w = Workload {
+            kinds: &[DatasetKind::Imagenet, DatasetKind::ImagenetA],
             images: &[50_000, 7_500],
             classes: &[1000, 200],
             train_classes: 1000,
@@ -279,6 +292,47 @@ mod tests {
         assert!(cost(&[&b16]) > 3.5 * images);
         let odd = estimate(&[&zero_shot("my-model", &t2)], &w);
         assert!(odd[0].1.assumed && !estimate(&[&b16], &w)[0].1.assumed);
+    }
+
+    /// Before the data is downloaded, each dataset is costed at the registry's published size
+    /// (its images evaluated and its own classes; ImageNet's list for the ImageNet kinds), and
+    /// a `{dataset}` template path costs each dataset's own list.
+    #[test]
+    fn sets_not_downloaded_are_costed_at_their_published_sizes() {
+        let toml = "name = \"t\"\nresults = \"r\"\nclasses = \"c\"\n\
+                    [[models]]\nname = \"ViT-B/32\"\npath = \"m\"\n\
+                    [[datasets]]\nkind = \"imagenet\"\nroot = \"a\"\n\
+                    [[datasets]]\nkind = \"caltech101\"\nroot = \"b\"\n\
+                    [[datasets]]\nkind = \"food101\"\nroot = \"c\"\n";
+        let cfg: SweepConfig = toml::from_str(toml).unwrap();
+        let imagenet = ClassList {
+            ids: vec![String::new(); 1000],
+            names: vec![String::new(); 1000],
+        };
+        assert_eq!(
+            dataset_sizes(&cfg, &imagenet, &[]),
+            (vec![50_000, 2_465, 30_300], vec![1000, 100, 101])
+        );
+        let dir = tempfile::tempdir().unwrap();
+        for (kind, n) in [("imagenet", 1), ("caltech101", 5)] {
+            std::fs::create_dir_all(dir.path().join(kind)).unwrap();
+            std::fs::write(
+                dir.path().join(kind).join("t.txt"),
+                (0..n).map(|i| format!("photo {i} of a {{}}.\n")).collect::<String>(),
+            )
+            .unwrap();
+        }
+        let job = zero_shot("ViT-B/32", &dir.path().join("{dataset}/t.txt"));
+        let w = |kinds: &'static [DatasetKind]| Workload {
+            kinds,
+            images: &[0, 0],
+            classes: &[1000, 100],
+            train_classes: 1000,
+        };
+        let cost = |kinds| estimate(&[&job], &w(kinds))[0].1.tflop;
+        let per_class_template = 2.0 * ClipConfig::preset("ViT-B/32").unwrap().text_macs(TEMPLATE_TOKENS) as f64 / 1e12;
+        let own = cost(&[DatasetKind::Imagenet, DatasetKind::Caltech101]);
+        assert!((own - (1000.0 + 5.0 * 100.0) * per_class_template).abs() < 1e-9, "{own}");
     }
 
     #[test]

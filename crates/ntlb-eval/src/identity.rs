@@ -17,7 +17,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::sweep::{Job, ModelEntry, SweepConfig};
-use crate::zeroshot::read_templates;
 
 /// Bumped when a code change moves results (keys of older records then stop matching).
 pub const KEY_SCHEME: u32 = 3;
@@ -236,7 +235,8 @@ impl SweepIdentity {
         if let Some(z) = &cfg.zero_shot {
             for p in std::iter::once(&z.templates).chain(z.ensembles.values()) {
                 if !templates.contains_key(p) {
-                    templates.insert(p.clone(), read_templates(p)?);
+                    let kinds: Vec<_> = cfg.datasets.iter().map(|d| d.kind).collect();
+                    templates.insert(p.clone(), crate::zeroshot::key_templates(p, &kinds)?);
                 }
             }
         }

@@ -4,6 +4,7 @@
 //! write them.
 
 mod aggregate;
+mod average;
 mod figures;
 mod tables;
 
@@ -42,6 +43,7 @@ pub fn run_report(results: &Path, out: &Path) -> Result<Vec<PathBuf>> {
         out.join("summary.tex"),
         out.join("summary.csv"),
         out.join("effects.csv"),
+        out.join("average.csv"),
     ];
     files.extend(figures::write_figures(out, &rows, &lines, &aggregate::datasets_of(&rows), &runs)?);
     println!("{md}");

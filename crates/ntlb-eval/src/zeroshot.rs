@@ -2,12 +2,13 @@
 //! normalised text features over templates, renormalised), as CLIP's notebook does.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use burn::tensor::Tensor;
 use ntlb_clip::tokenizer::ClipTokenizer;
 use ntlb_clip::{l2_normalize, Clip};
+use ntlb_data::variants::DatasetKind;
 use ntlb_prompt::class_text::ClassTextEncoder;
 use ntlb_prompt::prompt::PromptLayout;
 
@@ -26,6 +27,31 @@ pub fn read_templates(path: &Path) -> Result<Vec<String>> {
     }
     if out.is_empty() {
         bail!("{}: no templates", path.display());
+    }
+    Ok(out)
+}
+
+/// In a template path (`[zero_shot] templates`, an ensemble's file), the dataset's kind:
+/// `datasets/templates/{dataset}/clip.txt` reads each dataset's own list.
+pub const DATASET_PLACEHOLDER: &str = "{dataset}";
+
+/// The template file of `path` for a dataset of `kind` (`path` itself without the placeholder).
+pub fn templates_path(path: &Path, kind: DatasetKind) -> PathBuf {
+    match path.to_str() {
+        Some(p) if p.contains(DATASET_PLACEHOLDER) => PathBuf::from(p.replace(DATASET_PLACEHOLDER, kind.name())),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// What a job key hashes of a template path: its templates; with the placeholder, every
+/// dataset's, each line headed by the kind (a path without it hashes as it always has).
+pub fn key_templates(path: &Path, kinds: &[DatasetKind]) -> Result<Vec<String>> {
+    if templates_path(path, DatasetKind::Imagenet) == path {
+        return read_templates(path);
+    }
+    let mut out = Vec::new();
+    for k in kinds {
+        out.extend(read_templates(&templates_path(path, *k))?.into_iter().map(|t| format!("{k}\t{t}")));
     }
     Ok(out)
 }

@@ -41,10 +41,10 @@ pub(crate) struct SummaryLine {
     pub name_score: Option<Stat>,
 }
 
-const DATASET_ORDER: [&str; 5] = ["imagenet", "imagenet-v2", "imagenet-sketch", "imagenet-a", "imagenet-r"];
-
+/// A kind's column: its place in the dataset registry (the paper's five, then CoOp's ten).
 fn dataset_rank(d: &str) -> usize {
-    DATASET_ORDER.iter().position(|x| *x == d).unwrap_or(DATASET_ORDER.len())
+    let all = ntlb_data::registry::DatasetKind::ALL;
+    all.iter().position(|k| k.name() == d).unwrap_or(all.len())
 }
 
 /// The datasets of the rows, in the paper's order (others after, by name).

@@ -147,6 +147,9 @@ pub(super) fn write_tables(out: &Path, rows: &[ResultRow], lines: &[SummaryLine]
         }
     }
     let all = effects(rows)?;
+    let (average_md, average_csv) = super::average::average_tables(lines, &ds)?;
+    md += &average_md;
+    ntlb_core::atomic::write_atomic(&out.join("average.csv"), &average_csv)?;
     md += &effects_md(&all, &ds);
     ntlb_core::atomic::write_atomic(&out.join("effects.csv"), &effects_csv(&all)?)?;
     ntlb_core::atomic::write_atomic(&out.join("summary.md"), md.as_bytes())?;

@@ -48,6 +48,8 @@ pub struct ModelEntry {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetEntry {
+    /// A kind of the dataset registry (`ntlb_data::registry`, docs/datasets.md): `imagenet`,
+    /// its variants, and CoOp's `caltech101` … `ucf101` in their download layouts.
     pub kind: DatasetKind,
     pub root: PathBuf,
     /// Keep the first N images per class (the reference reads 2 per class of ImageNet-V2).
@@ -312,6 +314,19 @@ pub fn open_datasets(cfg: &SweepConfig) -> Result<(ClassList, Vec<EvalSet>)> {
     let mut sets = Vec::new();
     for d in &cfg.datasets {
         let wnids = match &d.wnids {
+            // A list the kind never reads would be a setting that changes nothing, in silence.
+            Some(p) if d.kind.spec().classes != ntlb_data::registry::ClassRule::ImagenetSubset => bail!(
+                "{}: dataset {}: `wnids` ({}) is set, but {} takes its classes from {}",
+                cfg.source_name(),
+                d.kind.name(),
+                p.display(),
+                d.kind,
+                if d.kind.has_split_list() {
+                    "its split list"
+                } else {
+                    "the `classes` list"
+                }
+            ),
             Some(p) => Some(read_wnids(p)?),
             None => None,
         };

@@ -26,7 +26,7 @@ use crate::method::Method;
 use crate::relevance_maps::RelevanceMap;
 use crate::results::{write_tables, EpochPoint, ResultRow, RunRecord};
 use crate::scores::DeviceFeatures;
-use crate::zeroshot::{ensemble_on_device, read_templates, TemplateBank};
+use crate::zeroshot::{ensemble_on_device, read_templates, templates_path, TemplateBank};
 
 /// How a sweep runs; the default is a whole, real, quiet run.
 #[derive(Debug, Clone, Default)]
@@ -123,16 +123,17 @@ struct JobOutput {
 /// Zero-shot: every single template (when `per_template`) and every ensemble, on every dataset.
 fn zero_shot_job(x: &JobInputs, zero_shot: &ZeroShotSweep) -> Result<JobOutput> {
     let l = x.loaded;
-    let templates = read_templates(&zero_shot.templates)?;
-    let mut ensembles = Vec::new();
-    for (name, p) in &zero_shot.ensembles {
-        ensembles.push((name.clone(), read_templates(p)?));
-    }
     let mut rows = Vec::new();
     // Text features once per template and class list; scores on the model's device.
     let mut bank = TemplateBank::new(&l.clip, &l.tok);
     let device = l.clip.text.token_embedding.device();
     for (s, f) in x.sets.iter().zip(x.feats) {
+        // A path with `{dataset}` reads each dataset's own templates.
+        let templates = read_templates(&templates_path(&zero_shot.templates, s.kind))?;
+        let mut ensembles = Vec::new();
+        for (name, p) in &zero_shot.ensembles {
+            ensembles.push((name.clone(), read_templates(&templates_path(p, s.kind))?));
+        }
         let feats = DeviceFeatures::from_features(f, &device).with_context(|| x.at(s, "its image features"))?;
         if zero_shot.per_template {
             for t in &templates {
