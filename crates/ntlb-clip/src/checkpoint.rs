@@ -16,9 +16,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::architecture::{self, DeclaredArchitecture, DeclaredHeads};
 use crate::config::Activation;
 pub use crate::preprocess::Normalization;
-use crate::weights::LoadError;
+use crate::weights::{LoadError, FOLDER_WEIGHTS};
 
 pub const HF_CONFIG: &str = "config.json";
 pub const HF_PREPROCESSOR: &str = "preprocessor_config.json";
@@ -35,25 +36,40 @@ pub struct ModelNumerics {
     pub activation_source: String,
     pub normalization: Normalization,
     pub normalization_source: String,
+    /// The attention heads a config beside the weights declares (`crate::architecture`);
+    /// `None`: no config, 64-wide heads as OpenAI's `build_model` (and every record written
+    /// before heads were read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heads: Option<DeclaredHeads>,
 }
 
 impl ModelNumerics {
-    /// Path-free text naming every setting that moves a number (for keys).
+    /// Path-free text naming every setting that moves a number (for keys). The heads are in it
+    /// only where a config declares a split other than OpenAI's 64-wide heads: the key of every
+    /// other model stays what it was before heads were read.
     pub fn identity(&self) -> String {
         let n = &self.normalization;
-        format!(
+        let mut id = format!(
             "text_act={},vision_act={},mean={:?},std={:?}",
             self.text_activation.name(),
             self.vision_activation.name(),
             n.mean,
             n.std
-        )
+        );
+        if let Some(h) = self.heads.as_ref().filter(|h| !h.sixty_four_wide) {
+            id += &format!(",heads={}", h.identity());
+        }
+        id
     }
 
     /// One line for logs.
     pub fn describe(&self) -> String {
+        let heads = match &self.heads {
+            Some(h) => format!("attention text {} / vision {} ({})", h.text, h.vision, h.source),
+            None => "attention heads 64 wide (no config: OpenAI's build_model)".to_string(),
+        };
         format!(
-            "activation text {} / vision {} ({}); normalisation mean {:?} std {:?} ({})",
+            "activation text {} / vision {} ({}); normalisation mean {:?} std {:?} ({}); {heads}",
             self.text_activation,
             self.vision_activation,
             self.activation_source,
@@ -81,6 +97,8 @@ pub struct Declaration {
     pub size: Option<(usize, String)>,
     /// The text context (rows of the position table), with where it was read.
     pub context_length: Option<(usize, String)>,
+    /// Sizes and heads, checked against the tensors at load ([`DeclaredArchitecture::apply`]).
+    pub architecture: Option<DeclaredArchitecture>,
 }
 
 /// The text context a config file declares at `pointer` (its library's default, 77, when
@@ -103,12 +121,26 @@ fn bad(path: &Path, msg: String) -> LoadError {
     }
 }
 
+/// A config file: a JSON object, as every library writes one (anything else declares nothing
+/// ntlb could read, and is not taken for "nothing declared").
 fn read_json(path: &Path) -> Result<Value, LoadError> {
     let text = std::fs::read_to_string(path).map_err(|error| LoadError::Io {
         path: path.to_path_buf(),
         error,
     })?;
-    serde_json::from_str(&text).map_err(|e| bad(path, format!("not valid JSON: {e}")))
+    let v: Value = serde_json::from_str(&text).map_err(|e| bad(path, format!("not valid JSON: {e}")))?;
+    if !v.is_object() {
+        let kind = match &v {
+            Value::Null => "null",
+            Value::Bool(_) => "a boolean",
+            Value::Number(_) => "a number",
+            Value::String(_) => "a string",
+            Value::Array(_) => "an array",
+            Value::Object(_) => unreachable!("checked"),
+        };
+        return Err(bad(path, format!("a config file must be a JSON object; this one is {kind}")));
+    }
+    Ok(v)
 }
 
 /// The folder holding the files that describe `path` (the folder itself, or a file's parent).
@@ -120,19 +152,29 @@ fn folder_of(path: &Path) -> PathBuf {
     }
 }
 
-/// Read what the checkpoint at `path` declares (see the module table).
+/// Read what the checkpoint at `path` declares (see the module table). A Hugging Face
+/// folder's weights file named directly (`model.safetensors` beside `config.json`) is that
+/// folder.
 pub fn declared(path: &Path) -> Result<Declaration, LoadError> {
     let dir = folder_of(path);
-    if path.is_dir() {
+    let oc = dir.join(OPEN_CLIP_CONFIG);
+    let hf_file = !path.is_dir()
+        && path.file_name().is_some_and(|n| FOLDER_WEIGHTS.iter().any(|f| n == *f))
+        && dir.join(HF_CONFIG).exists()
+        && !oc.exists();
+    if path.is_dir() || hf_file {
         let cfg_path = dir.join(HF_CONFIG);
-        let (activation, context_length) = if cfg_path.exists() {
+        let (activation, context_length, architecture) = if cfg_path.exists() {
             let v = read_json(&cfg_path)?;
+            // The architecture first: a SigLIP config is refused as such, not for its activation.
+            let arch = architecture::from_hf(&cfg_path, &v)?;
             (
                 Some(hf_activation(&cfg_path, &v)?),
                 Some(context_length(&cfg_path, &v, "/text_config/max_position_embeddings")?),
+                Some(arch),
             )
         } else {
-            (None, None)
+            (None, None, None)
         };
         let pre = dir.join(HF_PREPROCESSOR);
         let (normalization, size) = if pre.exists() {
@@ -145,12 +187,13 @@ pub fn declared(path: &Path) -> Result<Declaration, LoadError> {
             normalization,
             size,
             context_length,
+            architecture,
         });
     }
-    let oc = dir.join(OPEN_CLIP_CONFIG);
     if oc.exists() {
         let v = read_json(&oc)?;
         let activation = Some(open_clip_activation(&oc, &v)?);
+        let architecture = Some(architecture::from_open_clip(&oc, &v)?);
         let (normalization, size) = open_clip_preprocess(&oc, &v)?;
         let context_length = Some(context_length(&oc, &v, "/model_cfg/text_cfg/context_length")?);
         return Ok(Declaration {
@@ -158,6 +201,7 @@ pub fn declared(path: &Path) -> Result<Declaration, LoadError> {
             normalization,
             size,
             context_length,
+            architecture,
         });
     }
     // A weights file of an open_clip pair's repository, downloaded as open_clip does (no config
@@ -170,6 +214,7 @@ pub fn declared(path: &Path) -> Result<Declaration, LoadError> {
         normalization: None,
         size: None,
         context_length: None,
+        architecture: None,
     })
 }
 
@@ -245,6 +290,9 @@ fn open_clip_activation(path: &Path, v: &Value) -> Result<DeclaredActivation, Lo
     let cfg = v
         .get("model_cfg")
         .ok_or_else(|| bad(path, "no `model_cfg` (not an open_clip hub config)".into()))?;
+    if !cfg.is_object() {
+        return Err(bad(path, format!("`model_cfg` = {cfg}: expected a JSON object")));
+    }
     for (section, key, fine) in OPEN_CLIP_FIXED {
         let value = cfg.get(section).and_then(|s| s.get(key)).unwrap_or(&Value::Null);
         if !fine(value) {
@@ -436,5 +484,6 @@ pub(crate) fn numerics_from(path: &Path, declared: &Declaration, explicit: Optio
         activation_source: act.source,
         normalization,
         normalization_source,
+        heads: declared.architecture.as_ref().map(|a| a.heads.clone()),
     })
 }

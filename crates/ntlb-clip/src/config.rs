@@ -80,6 +80,13 @@ impl VisionConfig {
         }
     }
 
+    /// Attention heads: the transformer's, or the ResNet's attention pool's.
+    pub fn heads(&self) -> usize {
+        match self {
+            VisionConfig::Vit { heads, .. } | VisionConfig::ResNet { heads, .. } => *heads,
+        }
+    }
+
     /// The transformer MLP's activation; `None` for the ResNet tower (ReLU, fixed by the architecture).
     pub fn activation(&self) -> Option<Activation> {
         match self {
@@ -237,16 +244,11 @@ fn resnet_image_macs(layers: [usize; 4], width: usize, resolution: usize, embed_
 }
 
 /// Read the architecture from canonical tensor shapes, as OpenAI's `build_model` does
-/// (heads = width / 64 in both towers).
+/// (heads = width / 64 in both towers: what an OpenAI state dict without a config means; a
+/// config's heads replace them, `crate::architecture`).
 pub fn infer_config(w: &crate::weights::WeightMap) -> Result<ClipConfig, crate::weights::LoadError> {
     use crate::weights::LoadError;
-    let need = |key: &str| -> Result<Vec<usize>, LoadError> {
-        w.shape(key).map(|s| s.to_vec()).ok_or_else(|| LoadError::Missing {
-            path: w.path.clone(),
-            key: key.to_string(),
-            expected: vec![],
-        })
-    };
+    let need = |key: &str| -> Result<Vec<usize>, LoadError> { w.shape(key).map(|s| s.to_vec()).ok_or_else(|| w.missing(key, &[])) };
     let count_blocks = |prefix: &str| -> usize {
         let mut idx = std::collections::BTreeSet::new();
         for k in w.keys() {
@@ -311,6 +313,9 @@ pub fn infer_config(w: &crate::weights::WeightMap) -> Result<ClipConfig, crate::
             heads: width * 32 / 64,
             image_resolution: out_width * 32,
         }
+    } else if w.layout == crate::weights::Layout::HuggingFace {
+        // Its image tower is a ViT: what it lacks is the projection, by its own name.
+        return Err(w.missing("visual.proj", &[]));
     } else {
         return Err(LoadError::Layout {
             path: w.path.clone(),

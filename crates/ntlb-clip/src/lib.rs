@@ -3,6 +3,7 @@
 //! Data flows files -> [`weights::WeightMap`] (canonical names) -> [`model::Clip`];
 //! text -> [`tokenizer::ClipTokenizer`] -> ids; image files -> [`preprocess`] -> tensors.
 
+pub mod architecture;
 pub mod bpe_vocab;
 pub mod checkpoint;
 pub mod config;

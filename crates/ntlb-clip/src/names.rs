@@ -343,6 +343,7 @@ pub fn declared_for_file(path: &Path) -> Option<crate::checkpoint::Declaration> 
         normalization: Some((p.normalization(), source)),
         size: None,
         context_length: None,
+        architecture: None,
     })
 }
 

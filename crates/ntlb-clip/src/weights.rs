@@ -55,6 +55,16 @@ pub enum LoadError {
     },
     #[error("{path}: {msg}")]
     Layout { path: PathBuf, msg: String },
+    /// `value` as float32 (a float64 beyond float32's range reads as an infinity).
+    #[error("{path}: tensor `{key}` holds {count} non-finite value(s) of {len} (first: {value} at flat index {index}); a checkpoint's weights must be finite")]
+    NonFinite {
+        path: PathBuf,
+        key: String,
+        value: f32,
+        index: usize,
+        count: usize,
+        len: usize,
+    },
     #[error("{path}: not a readable PyTorch checkpoint: {msg}")]
     Torch { path: PathBuf, msg: String },
 }
@@ -144,21 +154,27 @@ enum Float {
 }
 
 /// Elements of `dtype` to f32; safetensors stores little-endian, `pytorch-reader` hands out
-/// native-endian bytes.
-fn floats(bytes: &[u8], dtype: Float, little_endian: bool) -> Vec<f32> {
+/// native-endian bytes. Every floating tensor of every format is read through here, so this is
+/// where a NaN or an infinity is refused, naming `key` as the file spells it: one such weight
+/// makes every score NaN, and a NaN score ranks first in no comparison (top-1 = 100).
+fn floats(file: &Path, key: &str, bytes: &[u8], dtype: Float, little_endian: bool) -> Result<Vec<f32>, LoadError> {
+    // The check rides along the conversion: one pass over the data, no copy.
+    let mut finite = true;
     macro_rules! conv {
         ($n:literal, $f:expr) => {
             bytes
                 .chunks_exact($n)
                 .map(|b| {
                     let b: [u8; $n] = b.try_into().expect("exact chunk");
-                    $f(b)
+                    let v: f32 = $f(b);
+                    finite &= v.is_finite();
+                    v
                 })
                 .collect()
         };
     }
     let le = little_endian;
-    match dtype {
+    let data: Vec<f32> = match dtype {
         Float::F32 => conv!(4, |b| if le { f32::from_le_bytes(b) } else { f32::from_ne_bytes(b) }),
         Float::F16 => conv!(2, |b| if le {
             half::f16::from_le_bytes(b)
@@ -173,7 +189,19 @@ fn floats(bytes: &[u8], dtype: Float, little_endian: bool) -> Vec<f32> {
         }
         .to_f32()),
         Float::F64 => conv!(8, |b| (if le { f64::from_le_bytes(b) } else { f64::from_ne_bytes(b) }) as f32),
+    };
+    if finite {
+        return Ok(data);
     }
+    let index = data.iter().position(|v| !v.is_finite()).expect("a non-finite element");
+    Err(LoadError::NonFinite {
+        path: file.into(),
+        key: key.into(),
+        value: data[index],
+        index,
+        count: data.iter().filter(|v| !v.is_finite()).count(),
+        len: data.len(),
+    })
 }
 
 /// The tensors of one checkpoint file, read when asked for (integer buffers that are ignored
@@ -226,7 +254,7 @@ impl Source<'_> {
                     Dtype::F64 => Float::F64,
                     other => return Err(bad(format!("{other:?}"))),
                 };
-                Ok(floats(view.data(), dtype, true))
+                floats(file, name, view.data(), dtype, true)
             }
             Source::Torch(t) => {
                 use pytorch_reader::DType;
@@ -242,7 +270,7 @@ impl Source<'_> {
                     path: file.into(),
                     msg: e.to_string(),
                 })?;
-                Ok(floats(&bytes, dtype, false))
+                floats(file, name, &bytes, dtype, false)
             }
             Source::TorchScript(a) => {
                 use crate::torchscript::Dtype as T;
@@ -254,7 +282,7 @@ impl Source<'_> {
                     other => return Err(bad(other.map_or_else(|| "absent".into(), |d| format!("{d:?}")))),
                 };
                 // TorchScript storages are little-endian (a big-endian archive is refused at open).
-                Ok(floats(&a.read(name)?, dtype, true))
+                floats(file, name, &a.read(name)?, dtype, true)
             }
         }
     }
@@ -297,6 +325,14 @@ fn open_torch(file: &Path) -> Result<std::collections::HashMap<String, pytorch_r
         tensors = tensors.into_iter().map(|(k, t)| (k["module.".len()..].to_string(), t)).collect();
     }
     Ok(tensors)
+}
+
+/// "`name` [shape]" as errors print a tensor ("`name`" for a scalar).
+fn quoted(name: &str, shape: &[usize]) -> String {
+    if shape.is_empty() {
+        return format!("`{name}`");
+    }
+    format!("`{name}` {shape:?}")
 }
 
 /// Rows of `token_embedding.weight` (the vocabulary) of an OpenAI / open_clip checkpoint, read
@@ -558,11 +594,7 @@ impl WeightMap {
     /// Hand out one tensor, checking its shape; each key can be taken once.
     pub fn take(&mut self, key: &str, expected: &[usize]) -> Result<Vec<f32>, LoadError> {
         let Some(entry) = self.entries.get(key) else {
-            return Err(LoadError::Missing {
-                path: self.path.clone(),
-                key: self.source_name(key),
-                expected: expected.to_vec(),
-            });
+            return Err(self.missing(key, expected));
         };
         // A scalar stored as [1] is the same value as a 0-d tensor.
         let same = entry.shape == expected
@@ -571,15 +603,34 @@ impl WeightMap {
                 && expected.len() <= 1
                 && entry.shape.len() <= 1);
         if !same {
+            // Both shapes as the file holds them (Hugging Face stores the projections transposed).
+            let (_, found) = self.file_spelling(key, &entry.shape);
+            let (_, expected) = self.file_spelling(key, expected);
             return Err(LoadError::Shape {
                 path: self.path.clone(),
                 key: entry.source_key.clone(),
-                found: entry.shape.clone(),
-                expected: expected.to_vec(),
+                found,
+                expected,
             });
         }
         self.taken.insert(key.to_string());
         Ok(self.entries.get(key).expect("checked above").data.clone())
+    }
+
+    /// A tensor the model needs (canonical `key`, canonical shape `expected`) that the file
+    /// lacks, named and shaped as this file would spell it.
+    pub fn missing(&self, key: &str, expected: &[usize]) -> LoadError {
+        let (key, expected) = self.file_spelling(key, expected);
+        LoadError::Missing {
+            path: self.path.clone(),
+            key,
+            expected,
+        }
+    }
+
+    /// A tensor the file holds, as the file spells it: "`name` [shape]" (`None`: not held).
+    pub fn describe(&self, key: &str) -> Option<String> {
+        self.entries.get(key).map(|e| self.file_key(key, &e.shape))
     }
 
     /// The name a missing canonical key would have in this file's layout.
@@ -595,14 +646,23 @@ impl WeightMap {
                 }
                 key.to_string()
             }
-            Layout::HuggingFace => format!("{key} (canonical name; see the Hugging Face remap table)"),
+            Layout::HuggingFace => match canonical_to_hf(key) {
+                Some((hf, _)) => hf,
+                None => format!("{key} (no Hugging Face name: an OpenAI-layout tensor)"),
+            },
         }
     }
 
     /// The name a canonical key has in this file, with the shape the model expects there
     /// (where known: not empty).
     fn file_key(&self, key: &str, shape: &[usize]) -> String {
-        let (name, shape) = match (self.layout, canonical_to_hf(key)) {
+        let (name, shape) = self.file_spelling(key, shape);
+        quoted(&name, &shape)
+    }
+
+    /// The name and shape a canonical key and shape have in this file.
+    fn file_spelling(&self, key: &str, shape: &[usize]) -> (String, Vec<usize>) {
+        match (self.layout, canonical_to_hf(key)) {
             (Layout::HuggingFace, Some((hf, transposed))) => {
                 let mut shape = shape.to_vec();
                 if transposed {
@@ -611,11 +671,7 @@ impl WeightMap {
                 (hf, shape)
             }
             _ => (self.source_name(key), shape.to_vec()),
-        };
-        if shape.is_empty() {
-            return format!("`{name}`");
         }
-        format!("`{name}` {shape:?}")
     }
 
     /// A missing tensor (`e`, from loading `expected`'s tensors or reading the architecture)
@@ -627,8 +683,8 @@ impl WeightMap {
             return e;
         };
         let mut unexpected = self.unknown.clone();
-        // Reading the architecture asks for canonical names.
-        let mut missing = vec![self.file_key(key, shape)];
+        // Already spelled as the file would ([`WeightMap::missing`]).
+        let mut missing = vec![quoted(key, shape)];
         if let Some(expected) = expected {
             let keys: BTreeSet<&str> = expected.iter().map(|(k, _)| k.as_str()).collect();
             unexpected.extend(

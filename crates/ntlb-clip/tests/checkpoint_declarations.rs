@@ -228,3 +228,228 @@ fn hf_preprocessor_configs_are_read_or_refused_by_key() {
         assert!(e.contains(key), "{key}: {e}");
     }
 }
+
+/// The synthetic folder with `config.json` holding exactly `text` (not necessarily JSON).
+fn hf_with_raw(text: &str) -> tempfile::TempDir {
+    let dir = hf_with(|_| {});
+    std::fs::write(dir.path().join("config.json"), text).unwrap();
+    dir
+}
+
+fn heads(clip: &Clip) -> (usize, usize) {
+    (clip.config.text.heads, clip.config.vision.heads())
+}
+
+#[test]
+fn the_hf_config_decides_the_heads_and_they_change_the_features() {
+    let two = load(&synth(), None).unwrap();
+    assert_eq!(heads(&two), (2, 2));
+    let dir = hf_with(|c| {
+        c["text_config"]["num_attention_heads"] = json!(4);
+        c["vision_config"]["num_attention_heads"] = json!(8);
+    });
+    let declared = load(dir.path(), None).unwrap();
+    assert_eq!(heads(&declared), (4, 8), "heads as declared, not width / 64");
+    let (a, b) = (features(&two), features(&declared));
+    let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    assert!(diff > 1e-3, "4 and 2 heads gave the same features (max diff {diff})");
+    assert_ne!(two.numerics.identity(), declared.numerics.identity());
+    assert!(declared.numerics.describe().contains("8 heads"), "{}", declared.numerics.describe());
+    // Absent: transformers' defaults (8 text heads, 12 image heads), which 128 takes and does
+    // not take.
+    let dir = hf_with(|c| {
+        c["text_config"].as_object_mut().unwrap().remove("num_attention_heads");
+    });
+    assert_eq!(load(dir.path(), None).unwrap().config.text.heads, 8);
+    let dir = hf_with(|c| {
+        c["vision_config"].as_object_mut().unwrap().remove("num_attention_heads");
+    });
+    let e = load(dir.path(), None).unwrap_err();
+    assert!(
+        e.contains("config.json") && e.contains("vision_config.num_attention_heads absent") && e.contains("12") && e.contains("128"),
+        "{e}"
+    );
+}
+
+#[test]
+fn heads_that_do_not_divide_the_width_are_refused_by_key() {
+    for (section, value) in [("text_config", json!(3)), ("vision_config", json!(48)), ("text_config", json!(0))] {
+        let dir = hf_with(|c| c[section]["num_attention_heads"] = value.clone());
+        let e = load(dir.path(), None).unwrap_err();
+        assert!(
+            e.contains("config.json") && e.contains(&format!("{section}.num_attention_heads")) && e.contains(&value.to_string()),
+            "{section} {value}: {e}"
+        );
+    }
+    let (_d, f) = open_clip_dir(Some(json!({"model_cfg": {"vision_cfg": {"head_width": 48}}})));
+    let e = load(&f, None).unwrap_err();
+    assert!(
+        e.contains("open_clip_config.json") && e.contains("model_cfg.vision_cfg.head_width = 48") && e.contains("128"),
+        "{e}"
+    );
+    let (_d, f) = open_clip_dir(Some(json!({"model_cfg": {"text_cfg": {"heads": 5}}})));
+    let e = load(&f, None).unwrap_err();
+    assert!(e.contains("model_cfg.text_cfg.heads = 5"), "{e}");
+}
+
+#[test]
+fn declared_sizes_that_contradict_the_tensors_are_refused_by_file_key_value_and_tensor() {
+    for (section, key, value, tensor) in [
+        ("text_config", "hidden_size", 256, "`text_model.final_layer_norm.weight` [128]"),
+        (
+            "text_config",
+            "intermediate_size",
+            1024,
+            "`text_model.encoder.layers.0.mlp.fc1.weight` [512, 128]",
+        ),
+        ("text_config", "num_hidden_layers", 3, "text_model.encoder.layers."),
+        (
+            "text_config",
+            "vocab_size",
+            49408,
+            "`text_model.embeddings.token_embedding.weight` [456, 128]",
+        ),
+        (
+            "vision_config",
+            "hidden_size",
+            768,
+            "`vision_model.embeddings.patch_embedding.weight` [128, 3, 8, 8]",
+        ),
+        (
+            "vision_config",
+            "image_size",
+            224,
+            "`vision_model.embeddings.position_embedding.weight` [17, 128]",
+        ),
+        (
+            "vision_config",
+            "patch_size",
+            16,
+            "`vision_model.embeddings.patch_embedding.weight` [128, 3, 8, 8]",
+        ),
+        ("vision_config", "num_hidden_layers", 12, "vision_model.encoder.layers."),
+        (
+            "vision_config",
+            "num_channels",
+            1,
+            "`vision_model.embeddings.patch_embedding.weight` [128, 3, 8, 8]",
+        ),
+        ("", "projection_dim", 512, "`text_projection.weight` [64, 128]"),
+    ] {
+        let dir = hf_with(|c| {
+            if section.is_empty() {
+                c[key] = json!(value);
+            } else {
+                c[section][key] = json!(value);
+            }
+        });
+        let e = load(dir.path(), None).unwrap_err();
+        let dotted = if section.is_empty() {
+            key.to_string()
+        } else {
+            format!("{section}.{key}")
+        };
+        assert!(
+            e.contains("config.json") && e.contains(&format!("`{dotted}` = {value}")) && e.contains(tensor),
+            "{dotted}: {e}"
+        );
+    }
+    for (cfg, key, tensor) in [
+        (
+            json!({"text_cfg": {"width": 512}}),
+            "model_cfg.text_cfg.width",
+            "`ln_final.weight` [128]",
+        ),
+        (
+            json!({"text_cfg": {"layers": 12}}),
+            "model_cfg.text_cfg.layers",
+            "transformer.resblocks.",
+        ),
+        (
+            json!({"vision_cfg": {"image_size": 224}}),
+            "model_cfg.vision_cfg.image_size",
+            "`visual.positional_embedding` [17, 128]",
+        ),
+        (
+            json!({"vision_cfg": {"image_size": [64, 64]}}),
+            "model_cfg.vision_cfg.image_size",
+            "`visual.conv1.weight`",
+        ),
+        (
+            json!({"vision_cfg": {"patch_size": 32}}),
+            "model_cfg.vision_cfg.patch_size",
+            "`visual.conv1.weight` [128, 3, 8, 8]",
+        ),
+        (
+            json!({"vision_cfg": {"width": 768}}),
+            "model_cfg.vision_cfg.width",
+            "`visual.conv1.weight` [128, 3, 8, 8]",
+        ),
+        (
+            json!({"vision_cfg": {"layers": [3, 4, 6, 3]}}),
+            "model_cfg.vision_cfg.layers",
+            "visual.transformer.resblocks.",
+        ),
+        (json!({"embed_dim": 1024}), "model_cfg.embed_dim", "`text_projection` [128, 64]"),
+    ] {
+        let (_d, f) = open_clip_dir(Some(json!({ "model_cfg": cfg })));
+        let e = load(&f, None).unwrap_err();
+        assert!(
+            e.contains("open_clip_config.json") && e.contains(&format!("`{key}`")) && e.contains(tensor),
+            "{key}: {e}"
+        );
+    }
+    // What agrees with the tensors loads; open_clip's head_width sets the image heads.
+    let (_d, f) = open_clip_dir(Some(json!({"model_cfg": {"embed_dim": 64, "quick_gelu": true,
+        "text_cfg": {"width": 128, "heads": 2, "layers": 2, "vocab_size": 456, "context_length": 77},
+        "vision_cfg": {"width": 128, "head_width": 32, "layers": 2, "patch_size": 8, "image_size": [32, 32]}}})));
+    let clip = load(&f, None).unwrap();
+    assert_eq!(heads(&clip), (2, 4));
+    // Absent heads are open_clip's defaults: 8 text heads.
+    let (_d, f) = open_clip_dir(Some(json!({"model_cfg": {}})));
+    assert_eq!(heads(&load(&f, None).unwrap()), (8, 2));
+}
+
+#[test]
+fn configs_of_another_architecture_or_not_an_object_are_refused() {
+    for (edit, key) in [
+        (json!({"model_type": "siglip"}), "model_type"),
+        (
+            json!({"text_config": {"model_type": "siglip_text_model"}}),
+            "text_config.model_type",
+        ),
+        (
+            json!({"vision_config": {"model_type": "siglip_vision_model"}}),
+            "vision_config.model_type",
+        ),
+        (json!({"text_config": "clip"}), "text_config"),
+        (json!({"vision_config": [1, 2]}), "vision_config"),
+    ] {
+        let dir = hf_with(|c| {
+            for (k, v) in edit.as_object().unwrap() {
+                match (c.get_mut(k), v) {
+                    (Some(Value::Object(o)), Value::Object(add)) => o.extend(add.clone()),
+                    _ => c[k] = v.clone(),
+                }
+            }
+        });
+        let e = load(dir.path(), None).unwrap_err();
+        assert!(e.contains("config.json") && e.contains(&format!("`{key}`")), "{key}: {e}");
+    }
+    let e = load(hf_with(|c| c["model_type"] = json!("siglip")).path(), None).unwrap_err();
+    assert!(e.contains("siglip") && e.contains("CLIP"), "{e}");
+    for text in ["[]", "\"clip\"", "null", "42"] {
+        let e = load(hf_with_raw(text).path(), None).unwrap_err();
+        assert!(e.contains("config.json") && e.contains("JSON object"), "{text}: {e}");
+    }
+    for text in ["[]", "{\"model_cfg\": [1]}"] {
+        let (d, f) = open_clip_dir(None);
+        std::fs::write(d.path().join("open_clip_config.json"), text).unwrap();
+        let e = load(&f, None).unwrap_err();
+        assert!(e.contains("open_clip_config.json") && e.contains("JSON object"), "{text}: {e}");
+    }
+    let dir = hf_with(|_| {});
+    std::fs::write(dir.path().join("preprocessor_config.json"), "[0.5]").unwrap();
+    let e = load(dir.path(), None).unwrap_err();
+    assert!(e.contains("preprocessor_config.json") && e.contains("JSON object"), "{e}");
+}

@@ -110,3 +110,72 @@ fn fused_projection_with_bad_rows_is_refused() {
     let e = load_err(&p);
     assert!(e.contains("in_proj_bias") && e.contains("divisible by 3"), "{e}");
 }
+
+/// A copy of the synthetic Hugging Face folder with its tensors edited by `edit`.
+fn synth_hf_with(edit: &Edit) -> tempfile::TempDir {
+    let synth = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/synth-clip");
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["config.json", "tokenizer.json"] {
+        std::fs::copy(synth.join(f), dir.path().join(f)).unwrap();
+    }
+    let bytes = std::fs::read(synth.join("model.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let mut items: Vec<(String, Vec<usize>, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n.to_string(), v.shape().to_vec(), v.data().to_vec()))
+        .collect();
+    edit(&mut items);
+    let views: Vec<(String, TensorView<'_>)> = items
+        .iter()
+        .map(|(n, s, d)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), d).unwrap()))
+        .collect();
+    std::fs::write(dir.path().join("model.safetensors"), safetensors::serialize(views, None).unwrap()).unwrap();
+    dir
+}
+
+/// A Hugging Face file lacking a tensor names it by the file's own key and shape (the
+/// projections are stored transposed there), never by the OpenAI-layout name it is read as.
+#[test]
+fn a_missing_hugging_face_tensor_is_named_by_the_files_own_key() {
+    for (key, shape) in [
+        ("text_model.encoder.layers.1.self_attn.k_proj.weight", "[128, 128]"),
+        ("vision_model.encoder.layers.0.mlp.fc1.bias", "[512]"),
+        ("text_projection.weight", ""),
+        ("visual_projection.weight", ""),
+        ("text_model.final_layer_norm.weight", ""),
+        ("vision_model.pre_layrnorm.weight", "[128]"),
+    ] {
+        let dir = synth_hf_with(&move |items| items.retain(|(n, _, _)| n != key));
+        let e = load_err(dir.path());
+        assert!(e.contains(&format!("missing tensor `{key}`")), "{key}: {e}");
+        assert!(e.contains(shape), "{key}: the file's shape {shape}: {e}");
+        assert!(e.contains("model.safetensors"), "{key}: {e}");
+        for canonical in ["canonical", "resblocks", "visual.proj", "ln_final", "ln_pre"] {
+            assert!(!e.contains(canonical), "{key}: `{canonical}` is not a name in this file: {e}");
+        }
+    }
+    // Renamed: the old and the new name, both as the file spells them.
+    let dir = synth_hf_with(&|items| {
+        let it = items
+            .iter_mut()
+            .find(|(n, _, _)| n == "vision_model.post_layernorm.weight")
+            .unwrap();
+        it.0 = "vision_model.post_layernorm.gamma".into();
+    });
+    let e = load_err(dir.path());
+    assert!(
+        e.contains("`vision_model.post_layernorm.weight` [128]") && e.contains("vision_model.post_layernorm.gamma"),
+        "{e}"
+    );
+    // A mis-shaped projection: both shapes as the file holds them ([E, W], transposed).
+    let dir = synth_hf_with(&|items| {
+        let it = items.iter_mut().find(|(n, _, _)| n == "visual_projection.weight").unwrap();
+        it.1 = vec![32, 256];
+    });
+    let e = load_err(dir.path());
+    assert!(
+        e.contains("visual_projection.weight") && e.contains("[32, 256]") && e.contains("[64, 128]"),
+        "{e}"
+    );
+}

@@ -104,6 +104,7 @@ impl Clip {
                 activation_source: "set by the caller's architecture".into(),
                 normalization: Normalization::OPENAI,
                 normalization_source: "OpenAI's mean and std (no checkpoint read)".into(),
+                heads: None,
             },
         })
     }
@@ -148,6 +149,20 @@ impl Clip {
             None => infer_config(&w).map_err(|e| w.explain_missing(e, None))?,
         }
         .with_activations(numerics.text_activation, numerics.vision_activation);
+        if let Some(arch) = &declared.architecture {
+            let asked = (config.text.heads, config.vision.heads());
+            arch.apply(&w, &mut config)?;
+            let declared_heads = (config.text.heads, config.vision.heads());
+            if opts.expected.is_some() && declared_heads != asked {
+                return Err(LoadError::Layout {
+                    path: arch.file.clone(),
+                    msg: format!(
+                        "declares text {} / vision {} heads ({}); the architecture asked for has {} / {}",
+                        declared_heads.0, declared_heads.1, arch.heads.source, asked.0, asked.1
+                    ),
+                });
+            }
+        }
         // The declared context, not the position table's rows: a mis-shaped table is then
         // reported against the shape the model expects.
         if let Some((n, _)) = declared.context_length {
