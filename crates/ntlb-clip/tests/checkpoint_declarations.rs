@@ -453,3 +453,48 @@ fn configs_of_another_architecture_or_not_an_object_are_refused() {
     let e = load(dir.path(), None).unwrap_err();
     assert!(e.contains("preprocessor_config.json") && e.contains("JSON object"), "{e}");
 }
+
+/// A ModifiedResNet image tower: open_clip's `layers` list and `head_width` over the attention
+/// pool (32 × the stem width wide), as open_clip builds it.
+#[test]
+fn open_clip_resnet_configs_are_checked_and_set_the_pool_heads() {
+    let rn = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rn/model.safetensors");
+    let bare = load(&rn, None).unwrap();
+    let ntlb_clip::config::VisionConfig::ResNet {
+        width,
+        layers,
+        heads,
+        image_resolution,
+    } = bare.config.vision.clone()
+    else {
+        panic!("the rn fixture is a ModifiedResNet")
+    };
+    assert_eq!(heads, width * 32 / 64, "no config: OpenAI's build_model");
+    let with = |vision_cfg: Value| {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("open_clip_model.safetensors");
+        std::fs::copy(&rn, &f).unwrap();
+        let cfg = json!({"model_cfg": {"quick_gelu": true, "text_cfg": {"heads": bare.config.text.heads}, "vision_cfg": vision_cfg}});
+        std::fs::write(dir.path().join("open_clip_config.json"), cfg.to_string()).unwrap();
+        (dir, f)
+    };
+    let (_d, f) = with(json!({"layers": layers, "width": width, "image_size": image_resolution, "head_width": 16}));
+    assert_eq!(load(&f, None).unwrap().config.vision.heads(), width * 32 / 16);
+    let mut more = layers;
+    more[2] += 1;
+    let (_d, f) = with(json!({ "layers": more }));
+    let e = load(&f, None).unwrap_err();
+    assert!(e.contains("`model_cfg.vision_cfg.layers`") && e.contains("ModifiedResNet"), "{e}");
+    let (_d, f) = with(json!({"layers": layers, "image_size": image_resolution * 2}));
+    let e = load(&f, None).unwrap_err();
+    assert!(
+        e.contains("`model_cfg.vision_cfg.image_size`") && e.contains("visual.attnpool.positional_embedding"),
+        "{e}"
+    );
+    let (_d, f) = with(json!({"layers": 12}));
+    let e = load(&f, None).unwrap_err();
+    assert!(
+        e.contains("`model_cfg.vision_cfg.layers` = 12") && e.contains("ModifiedResNet"),
+        "{e}"
+    );
+}
