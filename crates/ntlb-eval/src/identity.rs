@@ -164,6 +164,9 @@ pub struct SweepIdentity {
     pub datasets: Vec<String>,
     /// Each set's [`items_sha256`], in the order of `datasets`: the feature-cache keys use them.
     pub set_items: Vec<String>,
+    /// The dataset entries' names, in order, where one is not its kind (they name the rows, so
+    /// a renamed set is another job); `None` where every name is its kind.
+    pub dataset_names: Option<Vec<String>>,
     /// Model name -> checkpoint SHA-256 (and the tokenizer's, when one is named).
     pub models: HashMap<String, String>,
     /// Model name -> its activations and normalisation (`ModelNumerics::identity`).
@@ -199,6 +202,9 @@ struct KeyMaterial<'a> {
     job: Content<'a>,
     classes: &'a str,
     datasets: &'a [String],
+    /// Left out where every set is named after its kind, so keys made before names existed hold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dataset_names: Option<&'a [String]>,
     numerics: &'a Numerics,
     strict: bool,
     /// Left out at the default (the reference's order), so keys made before it existed hold.
@@ -218,6 +224,8 @@ impl SweepIdentity {
         let numerics = Numerics::from_config(&cfg.device, &cfg.precision)?;
         let set_items = sets.iter().map(items_sha256).collect::<Result<Vec<_>>>()?;
         let datasets = sets.iter().zip(&set_items).map(|(s, i)| eval_set_identity(s, i)).collect();
+        let names: Vec<String> = cfg.datasets.iter().map(|d| d.name().to_string()).collect();
+        let dataset_names = cfg.datasets.iter().any(|d| d.name() != d.kind.name()).then_some(names);
         let mut models = HashMap::new();
         let mut model_numerics = HashMap::new();
         for m in &cfg.models {
@@ -254,6 +262,7 @@ impl SweepIdentity {
             classes: classes_sha256(classes),
             datasets,
             set_items,
+            dataset_names,
             models,
             model_numerics,
             templates,
@@ -261,8 +270,23 @@ impl SweepIdentity {
         })
     }
 
-    /// The job's key: 16 hex digits of the SHA-256 of its content.
+    /// The job's key: 16 hex digits of the SHA-256 of its [`SweepIdentity::content`].
     pub fn key(&self, job: &Job) -> Result<String> {
+        Ok(SweepIdentity::key_of(&self.content(job)?))
+    }
+
+    /// The key of a job's content.
+    pub fn key_of(content: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(content.as_bytes());
+        hex(h)[..16].to_string()
+    }
+
+    /// What a job's key hashes, as JSON text: the model's name, checkpoint digest and numerics,
+    /// the job's settings and template texts, the class list, each set by content, the
+    /// numerics of the device. A run record carries it, so that what it was computed from can
+    /// be checked against it ([`crate::results::RunRecord::check_content`]).
+    pub fn content(&self, job: &Job) -> Result<String> {
         let m = job.model();
         let checkpoint = self
             .models
@@ -304,14 +328,13 @@ impl SweepIdentity {
             job: content,
             classes: &self.classes,
             datasets: &self.datasets,
+            dataset_names: self.dataset_names.as_deref(),
             numerics: &self.numerics,
             strict: self.strict,
             convert_order: self.convert_order,
             pipeline: PIPELINE_VERSION,
         };
-        let mut h = Sha256::new();
-        h.update(serde_json::to_vec(&material)?);
-        Ok(hex(h)[..16].to_string())
+        Ok(serde_json::to_string(&material)?)
     }
 
     pub fn keys(&self, jobs: &[Job]) -> Result<Vec<String>> {

@@ -54,11 +54,17 @@ fn identity(r: &ResultRow) -> RowIdentity {
     )
 }
 
+/// A baseline file; one written before dataset entries had names (no `dataset_kind` column)
+/// reads with each row's kind its `dataset`.
 pub fn read_baseline(path: &Path) -> Result<Vec<ResultRow>> {
     let mut rdr = csv::Reader::from_path(path).with_context(|| format!("{}: cannot read baseline", path.display()))?;
     rdr.deserialize()
         .enumerate()
-        .map(|(i, r)| r.with_context(|| format!("{}: row {}", path.display(), i + 2)))
+        .map(|(i, r)| {
+            let mut r: ResultRow = r.with_context(|| format!("{}: row {}", path.display(), i + 2))?;
+            r.fill_kind();
+            Ok(r)
+        })
         .collect()
 }
 
@@ -124,7 +130,7 @@ fn training_gaps(rows: &[ResultRow]) -> BTreeMap<(String, String, String, u64, S
 /// Class-name score of λ > 0 (each aggregation) minus λ = 0 (trained once, with no score in
 /// its loss), per (model, method, λ, seed) (ImageNet val rows).
 fn score_gaps(rows: &[ResultRow]) -> BTreeMap<(String, String, String, u64), f64> {
-    let trained = |r: &&ResultRow| r.dataset == "imagenet" && matches!(r.method, Method::Coop(_));
+    let trained = |r: &&ResultRow| r.dataset_kind == "imagenet" && matches!(r.method, Method::Coop(_));
     let mut out = BTreeMap::new();
     for r in rows.iter().filter(trained).filter(|r| r.lambda.is_some_and(|l| l > 0.0)) {
         let zero = rows

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::results::{read_runs_of, read_table, rows_of, RunRecord};
+use crate::results::{read_runs_of, read_table, table_rows, RunRecord};
 
 /// Write every table and figure of a results folder into `out`; returns the files written.
 pub fn run_report(results: &Path, out: &Path) -> Result<Vec<PathBuf>> {
@@ -54,7 +54,7 @@ pub fn run_report(results: &Path, out: &Path) -> Result<Vec<PathBuf>> {
 /// bytes, or records changed since) is refused, naming both.
 fn check_table(results: &Path, rows: &[crate::results::ResultRow], runs: &[RunRecord]) -> Result<()> {
     let table = results.join("results.parquet");
-    let want = rows_of(runs);
+    let want = table_rows(results, runs)?;
     if want.len() != rows.len() {
         anyhow::bail!(
             "{}: {} rows, its run records in {} hold {}: rebuild it with `ntlb merge --out {}`",

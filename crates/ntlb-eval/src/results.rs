@@ -22,6 +22,7 @@ pub struct ResultRow {
     pub template: Option<String>,
     pub lambda: Option<f64>,
     pub seed: Option<u64>,
+    /// The dataset entry's name (default: its kind): what the report groups by.
     pub dataset: String,
     pub top1: f64,
     pub top5: f64,
@@ -33,6 +34,28 @@ pub struct ResultRow {
     /// val images (the same value on every dataset row of a run; `coop-init`: before training).
     #[serde(default)]
     pub name_score: Option<f64>,
+    /// The dataset's kind (`imagenet`, `imagenet-v2`, ...). Rows written before dataset
+    /// entries had names hold none: their `dataset` is the kind ([`ResultRow::fill_kind`]).
+    #[serde(default)]
+    pub dataset_kind: String,
+}
+
+impl ResultRow {
+    /// Rows read from files written before the column existed: the kind is their `dataset`.
+    pub fn fill_kind(&mut self) {
+        if self.dataset_kind.is_empty() {
+            self.dataset_kind = self.dataset.clone();
+        }
+    }
+
+    /// The numbers and what names them, apart from the sweep's name (a renamed sweep reuses
+    /// the records of the one it was).
+    pub fn same_result(&self, other: &ResultRow) -> bool {
+        ResultRow {
+            sweep: other.sweep.clone(),
+            ..self.clone()
+        } == *other
+    }
 }
 
 #[cfg(test)]
@@ -63,6 +86,7 @@ impl ResultRow {
             n_images: 1,
             n_failed: 0,
             name_score,
+            dataset_kind: dataset.into(),
         }
     }
 }
@@ -124,6 +148,11 @@ pub struct RunRecord {
     /// entry says `allow_empty_classes = true` (absent when none).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub empty_classes: std::collections::BTreeMap<String, Vec<String>>,
+    /// The text its key hashes ([`crate::identity::SweepIdentity::content`]): the checkpoint
+    /// digest and numerics, the settings, every set by content. Absent in records written
+    /// before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
 }
 
 impl RunRecord {
@@ -133,15 +162,97 @@ impl RunRecord {
         ntlb_core::sealed::write_sealed_json(path, self)
     }
 
-    /// Read a record and check its digest, and that it is the record of the job its file is
-    /// named after (`<key>.json`); errors name the file.
+    /// Read a record and check its digest, that it is the record of the job its file is
+    /// named after (`<key>.json`) and, where it carries the content its key hashes, that the
+    /// key is that content's and the record was computed from it; errors name the file.
     pub fn read(path: &Path) -> Result<RunRecord> {
-        let r: RunRecord = ntlb_core::sealed::read_sealed_json(path)?;
+        let mut r: RunRecord = ntlb_core::sealed::read_sealed_json(path)?;
         match path.file_stem().and_then(|s| s.to_str()) {
-            Some(stem) if stem == r.key => Ok(r),
+            Some(stem) if stem == r.key => {}
             _ => bail!("{}: holds the record of job {}", path.display(), r.key),
         }
+        if let Some(c) = &r.content {
+            let hashed = crate::identity::SweepIdentity::key_of(c);
+            if hashed != r.key {
+                bail!("{}: its content hashes to key {hashed}, not {}", path.display(), r.key);
+            }
+            r.check_computed_from(c).with_context(|| path.display().to_string())?;
+        }
+        r.rows.iter_mut().for_each(ResultRow::fill_kind);
+        Ok(r)
     }
+
+    /// Whether the record may stand for the job whose key hashes `expected`
+    /// ([`crate::identity::SweepIdentity::content`]): the content it carries is `expected`, and
+    /// what it says it was computed from (model, checkpoint digest, numerics, λ and seed) is
+    /// what `expected` names. A record written before records carried their content is held
+    /// to the second test alone.
+    pub fn check_content(&self, expected: &str) -> Result<()> {
+        if let Some(c) = &self.content {
+            if c != expected {
+                bail!(
+                    "computed from other inputs than this job's key hashes ({} differ)",
+                    differing_keys(c, expected)
+                );
+            }
+        }
+        self.check_computed_from(expected)
+    }
+
+    fn check_computed_from(&self, content: &str) -> Result<()> {
+        let v: serde_json::Value = serde_json::from_str(content).context("the content of a job key is not JSON")?;
+        let field = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or_default();
+        let model = field("model");
+        let m = &self.job.model().name;
+        if m != model {
+            bail!("a record of model `{m}` where the key is of model `{model}`");
+        }
+        if let Some(r) = self.rows.iter().find(|r| &r.model != m) {
+            bail!("a row of model `{}` in a record of model `{m}`", r.model);
+        }
+        // The key's checkpoint id is the weights' digest, then `+` and the tokenizer's when one is named.
+        let checkpoint = field("checkpoint").split('+').next().unwrap_or_default();
+        if self.checkpoint_sha256 != checkpoint {
+            bail!(
+                "computed from checkpoint {} of model `{m}`, its key hashes checkpoint {checkpoint}",
+                self.checkpoint_sha256
+            );
+        }
+        if let Some(n) = &self.model_numerics {
+            if n.identity() != field("model_numerics") {
+                bail!(
+                    "computed with numerics {} of model `{m}`, its key hashes {}",
+                    n.identity(),
+                    field("model_numerics")
+                );
+            }
+        }
+        let job = v.get("job").unwrap_or(&serde_json::Value::Null);
+        let method = job.get("method").and_then(|x| x.as_str()).unwrap_or_default();
+        match &self.job {
+            Job::ZeroShot { .. } if method == "zero-shot" => {}
+            Job::Coop { lambda, seed, .. }
+                if method == "coop"
+                    && job.get("lambda").and_then(|x| x.as_f64()) == Some(*lambda)
+                    && job.get("seed").and_then(|x| x.as_u64()) == Some(*seed) => {}
+            other => bail!("a record of job `{}` where the key is of another job ({job})", other.label()),
+        }
+        Ok(())
+    }
+}
+
+/// The top-level fields of two JSON objects that differ (or the whole text, where either is
+/// not an object).
+fn differing_keys(a: &str, b: &str) -> String {
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) = (serde_json::from_str(a), serde_json::from_str(b)) else {
+        return "the content".into();
+    };
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| format!("`{k}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The record files of a results folder: (key, path) of every `runs/*.json`, sorted. An
@@ -184,6 +295,19 @@ pub fn rows_of(runs: &[RunRecord]) -> Vec<ResultRow> {
     runs.iter().flat_map(|r| r.rows.clone()).collect()
 }
 
+/// The rows of a results folder's table: its runs' rows, named after the sweep of its plan. A
+/// renamed sweep (say an `extends` that sets another `name`) reuses the records of its old
+/// name, whose rows say that name; the table is the plan's sweep.
+pub fn table_rows(results: &Path, runs: &[RunRecord]) -> Result<Vec<ResultRow>> {
+    let mut rows = rows_of(runs);
+    if let Some(plan) = Plan::read(results)? {
+        for r in &mut rows {
+            r.sweep.clone_from(&plan.sweep);
+        }
+    }
+    Ok(rows)
+}
+
 fn frame(rows: &[ResultRow]) -> PolarsResult<DataFrame> {
     let s = |f: fn(&ResultRow) -> String| rows.iter().map(f).collect::<Vec<_>>();
     DataFrame::new(
@@ -203,6 +327,7 @@ fn frame(rows: &[ResultRow]) -> PolarsResult<DataFrame> {
             Column::new("n_images".into(), rows.iter().map(|r| r.n_images as u64).collect::<Vec<_>>()),
             Column::new("n_failed".into(), rows.iter().map(|r| r.n_failed as u64).collect::<Vec<_>>()),
             Column::new("name_score".into(), rows.iter().map(|r| r.name_score).collect::<Vec<_>>()),
+            Column::new("dataset_kind".into(), s(|r| r.dataset_kind.clone())),
         ],
     )
 }
@@ -215,7 +340,7 @@ pub fn write_tables(results: &Path, keep: Option<&std::collections::BTreeSet<Str
         Some(k) => read_runs_of(results, k)?,
         None => read_runs(results)?,
     };
-    let rows = rows_of(&runs);
+    let rows = table_rows(results, &runs)?;
     let mut df = frame(&rows)?;
     let mut buf = Vec::new();
     ParquetWriter::new(&mut buf).finish(&mut df)?;
@@ -252,6 +377,12 @@ pub fn read_table(results: &Path) -> Result<Vec<ResultRow>> {
     } else {
         vec![None; n]
     };
+    // Tables written before dataset entries had names: the kind is the dataset.
+    let kind = if df.column("dataset_kind").is_ok() {
+        st("dataset_kind")?
+    } else {
+        vec![None; n]
+    };
     let (seed, ni, nf) = (u64s("seed")?, u64s("n_images")?, u64s("n_failed")?);
     let methods = method
         .iter()
@@ -277,6 +408,11 @@ pub fn read_table(results: &Path) -> Result<Vec<ResultRow>> {
             n_images: ni[i].unwrap_or(0) as usize,
             n_failed: nf[i].unwrap_or(0) as usize,
             name_score: name_score[i],
+            dataset_kind: kind[i].clone().unwrap_or_default(),
+        })
+        .map(|mut r| {
+            r.fill_kind();
+            r
         })
         .collect())
 }
@@ -358,15 +494,27 @@ pub struct MergeSummary {
 
 /// Join the run records (and `runs/<key>/` folders) of several result folders (shards) into
 /// `out` and write its tables. The shards' plans must agree; runs outside the plan are left
-/// out and listed; a job whose rows differ between shards is refused. `out` may be one of the
-/// shards (array tasks that share one results folder): its tables are then rebuilt in place.
+/// out and listed; a job whose rows differ between shards (or from `out`'s record) is refused.
+/// `out` may be one of the shards (array tasks that share one results folder): its tables are
+/// then rebuilt in place. Every folder and record is checked before anything is written, so a
+/// refused merge leaves `out` as it was.
 pub fn merge_all(out: &Path, shards: &[PathBuf]) -> Result<MergeSummary> {
-    std::fs::create_dir_all(out.join("runs"))?;
-    let mut plan: Option<(Plan, PathBuf)> = None;
     let mut folders: Vec<PathBuf> = shards.to_vec();
     if folders.is_empty() {
         folders.push(out.to_path_buf());
     }
+    for s in &folders {
+        if !s.is_dir() {
+            bail!("{}: no such results folder: nothing merged", s.display());
+        }
+        if !Plan::path(s).exists() && !s.join("runs").is_dir() {
+            bail!(
+                "{}: not a sweep's results folder (no plan.json, no runs/): nothing merged",
+                s.display()
+            );
+        }
+    }
+    let mut plan: Option<(Plan, PathBuf)> = None;
     let with_plan: Vec<bool> = folders.iter().map(|s| Plan::path(s).exists()).collect();
     for s in &folders {
         match (Plan::read(s)?, &plan) {
@@ -385,9 +533,13 @@ pub fn merge_all(out: &Path, shards: &[PathBuf]) -> Result<MergeSummary> {
     }
     let keep = plan.as_ref().map(|(p, _)| p.keys());
     let mut summary = MergeSummary::default();
-    let out_canon = out.canonicalize()?;
+    let out_canon = out.canonicalize().ok();
+    // Every record read and compared first: with each other, and with what `out` holds.
+    let mut seen: std::collections::BTreeMap<String, (Vec<ResultRow>, PathBuf)> = Default::default();
+    let mut to_write: Vec<RunRecord> = Vec::new();
+    let mut folders_to_copy: Vec<(PathBuf, PathBuf)> = Vec::new();
     for s in &folders {
-        let same = s.canonicalize().is_ok_and(|c| c == out_canon);
+        let same = out_canon.is_some() && s.canonicalize().ok() == out_canon;
         for (key, path) in record_files(s)? {
             if keep.as_ref().is_some_and(|k| !k.contains(&key)) {
                 let what = RunRecord::read(&path).map_or_else(|e| format!("(damaged: {e:#})"), |r| r.job.label());
@@ -396,34 +548,58 @@ pub fn merge_all(out: &Path, shards: &[PathBuf]) -> Result<MergeSummary> {
             }
             let r = RunRecord::read(&path)?;
             summary.runs += 1;
-            if same {
-                continue;
-            }
             let dest = out.join("runs").join(format!("{}.json", r.key));
-            if dest.exists() {
-                let existing = RunRecord::read(&dest)?;
-                if existing.rows != r.rows {
-                    bail!(
-                        "run {} differs between {} and {}: refusing to merge",
-                        r.key,
-                        s.display(),
-                        dest.display()
-                    );
+            match seen.get(&r.key) {
+                Some((rows, from)) => {
+                    if !same_results(rows, &r.rows) {
+                        bail!(
+                            "run {} differs between {} and {}: refusing to merge (nothing written)",
+                            r.key,
+                            from.display(),
+                            path.display()
+                        );
+                    }
                 }
-            } else {
-                r.write(&dest)?;
+                None => {
+                    if !same && dest.exists() {
+                        let existing = RunRecord::read(&dest)?;
+                        if !same_results(&existing.rows, &r.rows) {
+                            bail!(
+                                "run {} differs between {} and {}: refusing to merge (nothing written)",
+                                r.key,
+                                path.display(),
+                                dest.display()
+                            );
+                        }
+                    } else if !same {
+                        to_write.push(r.clone());
+                    }
+                    seen.insert(r.key.clone(), (r.rows.clone(), path.clone()));
+                }
             }
             let dir = s.join("runs").join(&r.key);
-            if dir.is_dir() {
-                summary.files_copied += copy_missing(&dir, &out.join("runs").join(&r.key))?;
+            if !same && dir.is_dir() {
+                folders_to_copy.push((dir, out.join("runs").join(&r.key)));
             }
         }
+    }
+    std::fs::create_dir_all(out.join("runs")).with_context(|| format!("{}: cannot create", out.join("runs").display()))?;
+    for r in &to_write {
+        r.write(&out.join("runs").join(format!("{}.json", r.key)))?;
+    }
+    for (src, dest) in &folders_to_copy {
+        summary.files_copied += copy_missing(src, dest)?;
     }
     if let Some((p, _)) = &plan {
         p.write(out)?;
     }
     summary.rows = write_tables(out, keep.as_ref())?;
     Ok(summary)
+}
+
+/// The same rows, sweep names aside (shards may have reused records of a sweep's old name).
+fn same_results(a: &[ResultRow], b: &[ResultRow]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.same_result(y))
 }
 
 /// [`merge_all`], returning the number of result rows.

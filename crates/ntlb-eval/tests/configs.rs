@@ -31,6 +31,7 @@ fn imagenet_configs_plan_the_paper_comparison() {
         classes: "classes".into(),
         datasets: vec!["d".into(); 5],
         set_items: vec!["i".into(); 5],
+        dataset_names: None,
         models: c.models.iter().map(|m| (m.name.clone(), "checkpoint".into())).collect(),
         model_numerics: c.models.iter().map(|m| (m.name.clone(), "numerics".into())).collect(),
         templates: std::iter::once(&z.templates)

@@ -128,14 +128,15 @@ fn a_damaged_run_record_is_run_again() {
     assert_eq!(run_sweep(&c, &SweepOptions::default()).unwrap(), 1);
     let table = std::fs::read(c.results.join("results.csv")).unwrap();
     assert_eq!(dry_run(&c, None).unwrap(), 0, "done");
-    let key = read_runs(&c.results).unwrap()[0].key.clone();
+    let run = read_runs(&c.results).unwrap().remove(0);
+    let (key, content) = (run.key.clone(), run.content.clone().unwrap());
     let record = run_path(&c, &key);
     let bytes = std::fs::read(&record).unwrap();
     std::fs::write(&record, &bytes[..bytes.len() - 40]).unwrap();
-    assert!(matches!(job_state(&c, &key), JobState::Damaged(why) if why.contains(&record.display().to_string())));
+    assert!(matches!(job_state(&c, &key, &content), JobState::Damaged(why) if why.contains(&record.display().to_string())));
     assert_eq!(dry_run(&c, None).unwrap(), 1, "a damaged record's job is to run, not done");
     assert_eq!(run_sweep(&c, &SweepOptions::default()).unwrap(), 1);
-    assert_eq!(job_state(&c, &key), JobState::Done);
+    assert_eq!(job_state(&c, &key, &content), JobState::Done);
     assert_eq!(std::fs::read(c.results.join("results.csv")).unwrap(), table);
     assert_eq!(
         std::fs::read(PathBuf::from(format!("{}.damaged", record.display()))).unwrap(),
@@ -306,7 +307,9 @@ fn a_run_record_with_other_numbers_is_run_again() {
     std::fs::write(&record, &changed).unwrap();
     let e = format!("{:#}", read_runs(&c.results).unwrap_err());
     assert!(e.contains(&record.display().to_string()) && e.contains("SHA-256"), "{e}");
-    assert!(matches!(job_state(&c, &run.key), JobState::Damaged(why) if why.contains(&record.display().to_string())));
+    assert!(
+        matches!(job_state(&c, &run.key, run.content.as_deref().unwrap()), JobState::Damaged(why) if why.contains(&record.display().to_string()))
+    );
     assert_eq!(dry_run(&c, None).unwrap(), 1, "a changed record's job is to run, not done");
     assert_eq!(run_sweep(&c, &SweepOptions::default()).unwrap(), 1);
     assert_eq!(std::fs::read(c.results.join("results.csv")).unwrap(), table);

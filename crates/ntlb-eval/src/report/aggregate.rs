@@ -47,12 +47,23 @@ fn dataset_rank(d: &str) -> usize {
     all.iter().position(|k| k.name() == d).unwrap_or(all.len())
 }
 
-/// The datasets of the rows, in the paper's order (others after, by name).
+/// The datasets of the rows (the entries' names), in the paper's order of their kinds, by
+/// name within a kind (others after, by name).
 pub(crate) fn datasets_of(rows: &[ResultRow]) -> Vec<String> {
-    let mut d: Vec<String> = rows.iter().map(|r| r.dataset.clone()).collect();
-    d.sort_by_key(|x| (dataset_rank(x), x.clone()));
+    let mut d: Vec<(usize, String)> = rows.iter().map(|r| (dataset_rank(&r.dataset_kind), r.dataset.clone())).collect();
+    d.sort();
     d.dedup();
-    d
+    d.into_iter().map(|(_, name)| name).collect()
+}
+
+/// The set whose rows the class-name score is read from: a run's score is measured on held-out
+/// ImageNet val and written on each of its dataset rows, so one set's rows count it once per
+/// run, whatever the sets are named; the first set (in [`datasets_of`] order) with a score.
+fn score_set(rows: &[ResultRow]) -> String {
+    datasets_of(rows)
+        .into_iter()
+        .find(|d| rows.iter().any(|r| &r.dataset == d && r.name_score.is_some()))
+        .unwrap_or_default()
 }
 
 /// The models of the rows, by name.
@@ -173,7 +184,7 @@ pub(crate) fn summarize(rows: &[ResultRow]) -> Result<Vec<SummaryLine>> {
             .insert(dataset[i].clone(), (top1[i].unwrap_or(f64::NAN), 0.0, 1));
     }
     let scores = mean_std_by(
-        counted.filter(col("dataset").eq(lit("imagenet")).and(col("name_score").is_not_null())),
+        counted.filter(col("dataset").eq(lit(score_set(rows))).and(col("name_score").is_not_null())),
         &["model", "label"],
         "name_score",
     )?;
@@ -225,8 +236,8 @@ pub(crate) struct Effects {
 }
 
 /// The differences of (λ, method) and (λ0, method0) of one model, paired by seed and dataset,
-/// over seeds in ascending order.
-fn gap(lf: &LazyFrame, model: &str, label: String, (l, mth): (f64, &Method), (l0, mth0): (f64, &Method)) -> Result<Gap> {
+/// over seeds in ascending order; the class-name score's on the rows of `score_set`.
+fn gap(lf: &LazyFrame, score_set: &str, model: &str, label: String, (l, mth): (f64, &Method), (l0, mth0): (f64, &Method)) -> Result<Gap> {
     let side = |l: f64, m: &Method| {
         lf.clone().filter(
             col("model")
@@ -255,7 +266,7 @@ fn gap(lf: &LazyFrame, model: &str, label: String, (l, mth): (f64, &Method), (l0
         .sort(["seed"], SortMultipleOptions::default().with_maintain_order(true));
     let top1 = mean_std_by(paired.clone(), &["dataset"], "d_top1")?;
     let score = mean_std_by(
-        paired.filter(col("dataset").eq(lit("imagenet")).and(col("d_score").is_not_null())),
+        paired.filter(col("dataset").eq(lit(score_set)).and(col("d_score").is_not_null())),
         &["dataset"],
         "d_score",
     )?;
@@ -272,6 +283,7 @@ fn gap(lf: &LazyFrame, model: &str, label: String, (l, mth): (f64, &Method), (l0
 /// what λ > 0 changed against λ = 0.
 pub(crate) fn effects(rows: &[ResultRow]) -> Result<Vec<Effects>> {
     let lf = frame(rows)?;
+    let score_set = score_set(rows);
     let spread = lf
         .clone()
         .filter(col("method").eq(lit(Method::ZeroShot.to_string())))
@@ -296,6 +308,7 @@ pub(crate) fn effects(rows: &[ResultRow]) -> Result<Vec<Effects>> {
             for l in lambdas_of_method(rows, &model, &trained) {
                 gaps.push(gap(
                     &lf,
+                    &score_set,
                     &model,
                     format!("CoOp λ = {l}{}: trained − start", suffix(agg)),
                     (l, &trained),
@@ -309,6 +322,7 @@ pub(crate) fn effects(rows: &[ResultRow]) -> Result<Vec<Effects>> {
             for l in lambdas_of_method(rows, &model, &trained).into_iter().filter(|&l| l > 0.0) {
                 let mut g = gap(
                     &lf,
+                    &score_set,
                     &model,
                     format!("λ = {l}{} − λ = 0 (same seed)", suffix(agg)),
                     (l, &trained),
@@ -600,6 +614,7 @@ mod tests {
             relevance: None,
             model_numerics: None,
             empty_classes: Default::default(),
+            content: None,
             curve: Some(
                 losses
                     .iter()

@@ -104,7 +104,7 @@ pub(super) fn write_tables(out: &Path, rows: &[ResultRow], lines: &[SummaryLine]
     let mut tex = format!(
         "\\begin{{tabular}}{{ll{}r}}\n\\toprule\nmodel & method & {} & class-name score \\\\\n\\midrule\n",
         "r".repeat(ds.len()),
-        ds.join(" & ")
+        ds.iter().map(|d| d.replace('_', "\\_")).collect::<Vec<_>>().join(" & ")
     );
     let mut csv = csv::Writer::from_writer(Vec::new());
     csv.write_record(["model", "method", "dataset", "top1_mean", "top1_std", "runs"])?;

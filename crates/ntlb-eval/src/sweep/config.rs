@@ -48,6 +48,11 @@ pub struct ModelEntry {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetEntry {
+    /// What its rows and the report call the set (default: its kind). Two entries of one kind
+    /// (a folder and a parquet copy, two `max_per_class`) need their own names: their rows
+    /// are other sets, never seeds of one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// A kind of the dataset registry (`ntlb_data::registry`, docs/datasets.md): `imagenet`,
     /// its variants, and CoOp's `caltech101` … `ucf101` in their download layouts.
     pub kind: DatasetKind,
@@ -84,6 +89,22 @@ fn is_folder(f: &Format) -> bool {
 }
 
 impl DatasetEntry {
+    /// The entry's `name`, else its kind's.
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or(self.kind.name())
+    }
+
+    /// How errors name the entry: `[[datasets]] #i` (1-based), its name, kind and root.
+    fn describe(&self, i: usize) -> String {
+        format!(
+            "[[datasets]] #{} (name `{}`, kind {}, root {})",
+            i + 1,
+            self.name(),
+            self.kind.name(),
+            self.root.display()
+        )
+    }
+
     pub fn layout(&self) -> Layout {
         Layout {
             format: self.format,
@@ -262,6 +283,51 @@ impl SweepConfig {
         self.cache.clone().unwrap_or_else(|| self.results.join("cache"))
     }
 
+    /// Each model and each dataset entry once: a model's name keys its jobs and rows, a
+    /// dataset's name its rows, so two entries under one name would file one's numbers under
+    /// the other's (or the second would never run). The error names the file and both entries.
+    pub fn check_entries(&self) -> Result<()> {
+        let file = self.source_name();
+        for (i, m) in self.models.iter().enumerate() {
+            if m.name.trim().is_empty() {
+                bail!("{file}: [[models]] #{} (path {}) has an empty `name`", i + 1, m.path.display());
+            }
+            if let Some(j) = self.models[..i].iter().position(|o| o.name == m.name) {
+                bail!(
+                    "{file}: [[models]] #{} (path {}) and #{} (path {}) are both named `{}`: give each model its own name",
+                    j + 1,
+                    self.models[j].path.display(),
+                    i + 1,
+                    m.path.display(),
+                    m.name
+                );
+            }
+        }
+        for (i, d) in self.datasets.iter().enumerate() {
+            if d.name().trim().is_empty() {
+                bail!("{file}: {} has an empty `name`", d.describe(i));
+            }
+            if let Some(j) = self.datasets[..i].iter().position(|o| o.name() == d.name()) {
+                bail!(
+                    "{file}: {} and {} are both named `{}` (a name defaults to the kind): give each its own `name`, \
+                     their rows are different sets, not seeds of one",
+                    self.datasets[j].describe(j),
+                    d.describe(i),
+                    d.name()
+                );
+            }
+            let unnamed = |e: &DatasetEntry| DatasetEntry { name: None, ..e.clone() };
+            if let Some(j) = self.datasets[..i].iter().position(|o| unnamed(o) == unnamed(d)) {
+                bail!(
+                    "{file}: {} and {} are the same set (the same kind, root and settings): list it once",
+                    self.datasets[j].describe(j),
+                    d.describe(i)
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Keep only the models named on the command line (`--models`), each of which must be in the config.
     pub fn apply_models(&mut self, models: &[String]) -> Result<()> {
         if models.is_empty() {
@@ -318,7 +384,7 @@ pub fn open_datasets(cfg: &SweepConfig) -> Result<(ClassList, Vec<EvalSet>)> {
             Some(p) if d.kind.spec().classes != ntlb_data::registry::ClassRule::ImagenetSubset => bail!(
                 "{}: dataset {}: `wnids` ({}) is set, but {} takes its classes from {}",
                 cfg.source_name(),
-                d.kind.name(),
+                d.name(),
                 p.display(),
                 d.kind,
                 if d.kind.has_split_list() {
@@ -339,7 +405,7 @@ pub fn open_datasets(cfg: &SweepConfig) -> Result<(ClassList, Vec<EvalSet>)> {
             d.max_per_class,
             Some(&cfg.cache_dir()),
         )
-        .map_err(|e| anyhow::anyhow!("{}: dataset {}: {e:#}", cfg.source_name(), d.kind.name()))?;
+        .map_err(|e| anyhow::anyhow!("{}: dataset {}: {e:#}", cfg.source_name(), d.name()))?;
         set.check_empty_classes(d.allow_empty_classes)
             .map_err(|e| anyhow::anyhow!("{}: {e:#}", cfg.source_name()))?;
         sets.push(set);

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{CoopSweep, ModelEntry, SweepConfig, ZeroShotSweep};
 use crate::identity::SweepIdentity;
+use crate::results::RunRecord;
 
 /// One unit of work.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,8 +88,10 @@ fn check_once<T: PartialEq + std::fmt::Display>(cfg: &SweepConfig, key: &str, va
 
 /// The plan: every job of the sweep, in a fixed order. Every setting is checked here, before any
 /// work or `--dry-run` listing: each job's training config by [`TrainConfig::validate`], the
-/// λ and seed lists for repeats.
+/// λ and seed lists for repeats, model and dataset entries for repeated names
+/// ([`SweepConfig::check_entries`]).
 pub fn plan(cfg: &SweepConfig) -> Result<Vec<Job>> {
+    cfg.check_entries()?;
     if cfg.batch_size == 0 {
         anyhow::bail!("{}: `batch_size` = 0: must be at least 1", cfg.source_name());
     }
@@ -173,34 +176,53 @@ pub fn run_path(cfg: &SweepConfig, key: &str) -> PathBuf {
 pub enum JobState {
     Todo,
     Done,
-    /// A record that does not read back as this job's (truncated, changed bytes, another key):
-    /// why. The job runs again (the record is moved aside first, [`ntlb_core::damaged`]).
+    /// A record that does not read back as this job's (truncated, changed bytes, another key,
+    /// or computed from other inputs than the job's key hashes): why. The job runs again (the
+    /// record is moved aside first, [`ntlb_core::damaged`]).
     Damaged(String),
 }
 
-/// The state of the job with this key, from its record (checked against its digest).
-pub fn job_state(cfg: &SweepConfig, key: &str) -> JobState {
-    match crate::results::RunRecord::read(&run_path(cfg, key)) {
-        Ok(_) => JobState::Done,
+/// The state of the job with this key, from its record: checked against its digest, and
+/// reused only when it was computed from `content`, the text the key hashes
+/// ([`SweepIdentity::content`]; see [`RunRecord::check_content`]).
+pub fn job_state(cfg: &SweepConfig, key: &str, content: &str) -> JobState {
+    let path = run_path(cfg, key);
+    match RunRecord::read(&path) {
+        Ok(r) => match r.check_content(content) {
+            Ok(()) => JobState::Done,
+            Err(e) => JobState::Damaged(format!("{}: {e:#}", path.display())),
+        },
         Err(e) if ntlb_core::sealed::is_not_found(&e) => JobState::Todo,
         Err(e) => JobState::Damaged(format!("{e:#}")),
     }
 }
 
-/// The key of every job, and each set's item hash (the feature-cache keys reuse it). Keys hash
-/// the data, so they exist only once the data is readable: a dry run goes on without them
-/// (`None`), a real run fails.
-pub(super) fn job_keys(
-    cfg: &SweepConfig,
-    classes: &ClassList,
-    sets: &[EvalSet],
-    jobs: &[Job],
-    dry_run: bool,
-) -> Result<Option<(Vec<String>, Vec<String>)>> {
+/// What the plan's jobs are keyed on, once the data is readable.
+pub(super) struct JobKeys {
+    pub keys: Vec<String>,
+    /// Each set's item hash (`SweepIdentity::set_items`): the feature-cache keys reuse it.
+    pub set_items: Vec<String>,
+    /// Each job's key material, the text its key hashes: a record carries it and is reused
+    /// only where it matches.
+    pub contents: Vec<String>,
+}
+
+/// The key of every job, with what it hashes and each set's item hash. Keys hash the data, so
+/// they exist only once the data is readable: a dry run goes on without them (`None`), a real
+/// run fails.
+pub(super) fn job_keys(cfg: &SweepConfig, classes: &ClassList, sets: &[EvalSet], jobs: &[Job], dry_run: bool) -> Result<Option<JobKeys>> {
     if sets.is_empty() && !cfg.datasets.is_empty() {
         return Ok(None);
     }
-    match SweepIdentity::compute(cfg, classes, sets).and_then(|ident| Ok((ident.keys(jobs)?, ident.set_items))) {
+    let keyed = SweepIdentity::compute(cfg, classes, sets).and_then(|ident| {
+        let contents = jobs.iter().map(|j| ident.content(j)).collect::<Result<Vec<_>>>()?;
+        Ok(JobKeys {
+            keys: contents.iter().map(|c| SweepIdentity::key_of(c)).collect(),
+            set_items: ident.set_items,
+            contents,
+        })
+    });
+    match keyed {
         Ok(k) => Ok(Some(k)),
         Err(e) if dry_run => {
             println!("job keys unknown until the inputs are readable: {e:#}");
@@ -242,10 +264,10 @@ pub(super) fn print_plan(
             _ => println!("  [{i:>3}] {:<40} key ? (data not readable) todo", j.label()),
         }
     }
-    for s in sets {
+    for (s, d) in sets.iter().zip(&cfg.datasets) {
         println!(
             "  dataset {:<16} {:>7} images, {} classes, root {}{}{}{}",
-            s.kind.name(),
+            d.name(),
             s.items.len(),
             s.classes.len(),
             s.root.display(),
@@ -286,6 +308,7 @@ mod tests {
             classes: "classes".into(),
             datasets: vec![],
             set_items: vec![],
+            dataset_names: None,
             models: [("m".to_string(), "checkpoint".to_string())].into(),
             model_numerics: [("m".to_string(), "numerics".to_string())].into(),
             templates: Default::default(),

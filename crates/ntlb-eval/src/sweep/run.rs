@@ -88,11 +88,18 @@ struct JobInputs<'a> {
 impl JobInputs<'_> {
     /// Where a number of this job was computed, for its errors.
     fn at(&self, set: &EvalSet, what: &str) -> String {
-        format!("model `{}`, dataset {}, {what}", self.model.name, set.kind.name())
+        format!("model `{}`, dataset {}, {what}", self.model.name, self.set_name(set))
     }
 
-    /// A result row of this job with the accuracy fields still zero.
-    fn row(&self, dataset: &str, method: Method) -> ResultRow {
+    /// The name of one of the job's sets: its dataset entry's (the sets are opened in the
+    /// order of the entries).
+    fn set_name(&self, set: &EvalSet) -> &str {
+        let i = self.sets.iter().position(|s| std::ptr::eq(s, set)).expect("one of the job's sets");
+        self.cfg.datasets[i].name()
+    }
+
+    /// A result row of this job on `set` with the accuracy fields still zero.
+    fn row(&self, set: &EvalSet, method: Method) -> ResultRow {
         ResultRow {
             sweep: self.cfg.name.clone(),
             run_key: self.key.to_string(),
@@ -101,13 +108,14 @@ impl JobInputs<'_> {
             template: None,
             lambda: None,
             seed: None,
-            dataset: dataset.into(),
+            dataset: self.set_name(set).into(),
             top1: 0.0,
             top5: 0.0,
             mean_per_class: 0.0,
             n_images: 0,
             n_failed: 0,
             name_score: None,
+            dataset_kind: set.kind.name().into(),
         }
     }
 }
@@ -147,7 +155,7 @@ fn zero_shot_job(x: &JobInputs, zero_shot: &ZeroShotSweep) -> Result<JobOutput> 
                     mean_per_class: a.mean_per_class,
                     n_images: a.n,
                     n_failed: f.manifest.failed.len(),
-                    ..x.row(s.kind.name(), Method::ZeroShot)
+                    ..x.row(s, Method::ZeroShot)
                 });
             }
         }
@@ -163,7 +171,7 @@ fn zero_shot_job(x: &JobInputs, zero_shot: &ZeroShotSweep) -> Result<JobOutput> 
                 mean_per_class: a.mean_per_class,
                 n_images: a.n,
                 n_failed: f.manifest.failed.len(),
-                ..x.row(s.kind.name(), Method::Ensemble(name.clone()))
+                ..x.row(s, Method::Ensemble(name.clone()))
             });
         }
     }
@@ -285,7 +293,7 @@ fn coop_job(x: &JobInputs, label: &str, lambda: f64, seed: u64, tcfg: &TrainConf
                 n_images: a.n,
                 n_failed: f.manifest.failed.len(),
                 name_score,
-                ..x.row(s.kind.name(), method)
+                ..x.row(s, method)
             });
         }
     }
@@ -312,6 +320,8 @@ struct Prepared {
     keys: Option<Vec<String>>,
     /// Each set's item hash (`SweepIdentity::set_items`), with the keys.
     set_items: Option<Vec<String>>,
+    /// What each job's key hashes (its record must carry it), with the keys.
+    contents: Option<Vec<String>>,
     mine: Vec<usize>,
     states: Option<Vec<JobState>>,
     /// The CoOp training set, opened once for every CoOp job (none in a dry run without data).
@@ -408,10 +418,16 @@ fn prepare(cfg: &SweepConfig, opts: &SweepOptions) -> Result<Prepared> {
             );
         }
     }
-    let (keys, set_items) = job_keys(&cfg, &classes, &sets, &jobs, opts.dry_run)?.unzip();
+    let (keys, set_items, contents) = match job_keys(&cfg, &classes, &sets, &jobs, opts.dry_run)? {
+        Some(k) => (Some(k.keys), Some(k.set_items), Some(k.contents)),
+        None => (None, None, None),
+    };
     let range = opts.shard.map_or(0..jobs.len(), |s| crate::shard::shard_range(jobs.len(), s));
     let mine: Vec<usize> = range.filter(|i| *i < jobs.len()).collect();
-    let states = keys.as_ref().map(|k| mine.iter().map(|&i| job_state(&cfg, &k[i])).collect());
+    let states = keys
+        .as_ref()
+        .zip(contents.as_ref())
+        .map(|(k, c)| mine.iter().map(|&i| job_state(&cfg, &k[i], &c[i])).collect());
     Ok(Prepared {
         cfg,
         jobs,
@@ -419,6 +435,7 @@ fn prepare(cfg: &SweepConfig, opts: &SweepOptions) -> Result<Prepared> {
         sets,
         keys,
         set_items,
+        contents,
         mine,
         states,
         train,
@@ -440,7 +457,7 @@ fn check_decoded(cfg: &SweepConfig, sets: &[EvalSet], feats: &[Features]) -> Res
             bail!(
                 "{}: dataset {}: none of its {} images could be read{first}: there is no accuracy over no image",
                 cfg.source_name(),
-                s.kind.name(),
+                entry.name(),
                 failed.len()
             );
         }
@@ -462,7 +479,7 @@ fn check_decoded(cfg: &SweepConfig, sets: &[EvalSet], feats: &[Features]) -> Res
                 "{}: dataset {}: {} of its {} classes have no image that could be read: {}{first} \
                  (set `allow_empty_classes = true` in its dataset entry to evaluate without them)",
                 cfg.source_name(),
-                s.kind.name(),
+                entry.name(),
                 emptied.len(),
                 s.classes.len(),
                 emptied.join(", ")
@@ -470,11 +487,11 @@ fn check_decoded(cfg: &SweepConfig, sets: &[EvalSet], feats: &[Features]) -> Res
         }
         eprintln!(
             "{}: {} classes have no image that could be read, evaluated without them (allow_empty_classes): {}",
-            s.kind.name(),
+            entry.name(),
             emptied.len(),
             emptied.join(", ")
         );
-        emptied_by_set.insert(s.kind.name().to_string(), emptied);
+        emptied_by_set.insert(entry.name().to_string(), emptied);
     }
     Ok(emptied_by_set)
 }
@@ -584,6 +601,7 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
         sets,
         keys,
         set_items,
+        contents,
         mine,
         states,
         train,
@@ -592,19 +610,21 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
     let keys = keys.expect("a real run has keys");
     let set_items = set_items.expect("a real run has keys");
     let states = states.expect("a real run has keys");
+    let contents = contents.expect("a real run has keys");
     // Jobs whose record reads back are done; the others run under a lock per job
     // (`runs/<key>.lock`), so sweeps started at once into one results folder share the training
     // as they share the encoding.
-    let todo: Vec<(String, &Job)> = mine
+    let todo: Vec<(String, &Job, &str)> = mine
         .iter()
         .zip(&states)
         .filter(|(_, s)| **s != JobState::Done)
-        .map(|(&i, _)| (keys[i].clone(), &jobs[i]))
+        .map(|(&i, _)| (keys[i].clone(), &jobs[i], contents[i].as_str()))
         .collect();
     let empty_classes: std::collections::BTreeMap<String, Vec<String>> = sets
         .iter()
-        .filter(|s| !s.empty_classes.is_empty())
-        .map(|s| (s.kind.name().to_string(), s.empty_classes.clone()))
+        .zip(&cfg.datasets)
+        .filter(|(s, _)| !s.empty_classes.is_empty())
+        .map(|(s, d)| (d.name().to_string(), s.empty_classes.clone()))
         .collect();
     let device = ntlb_clip::device::parse_device_with(&cfg.device, &cfg.precision)?;
     let mut loaded: HashMap<String, Loaded> = HashMap::new();
@@ -612,7 +632,7 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
     let mut ran = 0;
     let numerics = crate::identity::Numerics::from_config(&cfg.device, &cfg.precision)?;
     crate::lock::each_when_free(todo.len(), opts.progress, |t| {
-        let (key, job) = (todo[t].0.clone(), todo[t].1);
+        let (key, job, content) = (todo[t].0.clone(), todo[t].1, todo[t].2);
         if opts.max_jobs.is_some_and(|m| ran >= m) {
             return Ok(Turn::Done(()));
         }
@@ -622,7 +642,7 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
         };
         // The record again, under the lock: another sweep may have finished the job meanwhile. A
         // record that does not read back is moved aside (never deleted) and its job runs again.
-        match job_state(cfg, &key) {
+        match job_state(cfg, &key, content) {
             JobState::Done => {
                 if opts.progress {
                     eprintln!("== {}: done by another sweep meanwhile", job.label());
@@ -708,6 +728,7 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
                 }
                 all
             },
+            content: Some(content.to_string()),
         };
         record.write(&run_path(cfg, &key))?;
         ran += 1;
