@@ -18,7 +18,8 @@ pub struct SweepArgs {
     /// Indexed Job (JOB_COMPLETION_INDEX of --shard-count).
     #[arg(long)]
     shard: Option<String>,
-    /// Number of shards for `--shard auto` under Kubernetes (the Job's completions).
+    /// Number of shards: needed by `--shard auto` under Kubernetes (the Job's completions);
+    /// checked against `--shard i/n` and Slurm's array count, refused without `--shard`.
     #[arg(long, env = "NTLB_SHARD_COUNT")]
     shard_count: Option<usize>,
     /// Feature cache folder (overrides the config's `cache`); share it between array tasks.

@@ -85,12 +85,18 @@ pub fn shard_from_env(get: &dyn Fn(&str) -> Option<String>, count: Option<usize>
     bail!("--shard auto: neither SLURM_ARRAY_TASK_ID (a Slurm job array) nor JOB_COMPLETION_INDEX (a Kubernetes Indexed Job) is set")
 }
 
-/// Resolve a `--shard` argument (None: the whole sweep).
+/// Resolve a `--shard` argument (None: the whole sweep). `count` (`--shard-count` or
+/// `NTLB_SHARD_COUNT`) is checked wherever it is given, as against Slurm's count: with `i/n`
+/// it must be `n`, and without `--shard` it is refused (it would run the whole sweep).
 pub fn resolve(arg: Option<ShardArg>, count: Option<usize>) -> Result<Option<(usize, usize)>> {
-    match arg {
-        None => Ok(None),
-        Some(ShardArg::Fixed(i, n)) => Ok(Some((i, n))),
-        Some(ShardArg::Auto) => shard_from_env(&|k| std::env::var(k).ok(), count).map(Some),
+    match (arg, count) {
+        (None, Some(c)) => bail!("--shard-count {c} (or NTLB_SHARD_COUNT) without --shard: pass --shard i/{c} or --shard auto"),
+        (None, None) => Ok(None),
+        (Some(ShardArg::Fixed(i, n)), Some(c)) if c != n => {
+            bail!("--shard {i}/{n} disagrees with --shard-count {c} (or NTLB_SHARD_COUNT): give one count")
+        }
+        (Some(ShardArg::Fixed(i, n)), _) => Ok(Some((i, n))),
+        (Some(ShardArg::Auto), _) => shard_from_env(&|k| std::env::var(k).ok(), count).map(Some),
     }
 }
 
@@ -177,5 +183,18 @@ mod tests {
         assert_eq!(parse_shard_arg("auto").unwrap(), ShardArg::Auto);
         assert_eq!(parse_shard_arg("2/3").unwrap(), ShardArg::Fixed(2, 3));
         assert!(parse_shard_arg("3/3").is_err() && parse_shard_arg("x").is_err());
+    }
+
+    /// A count beside `--shard` is checked, never ignored: it must agree with `i/n`, and alone
+    /// it is refused.
+    #[test]
+    fn a_shard_count_is_checked_wherever_it_is_given() {
+        assert_eq!(resolve(Some(ShardArg::Fixed(1, 4)), Some(4)).unwrap(), Some((1, 4)));
+        assert_eq!(resolve(Some(ShardArg::Fixed(1, 4)), None).unwrap(), Some((1, 4)));
+        let e = resolve(Some(ShardArg::Fixed(1, 4)), Some(3)).unwrap_err().to_string();
+        assert!(e.contains("--shard 1/4") && e.contains("--shard-count 3"), "{e}");
+        let e = resolve(None, Some(3)).unwrap_err().to_string();
+        assert!(e.contains("--shard-count 3") && e.contains("without --shard"), "{e}");
+        assert_eq!(resolve(None, None).unwrap(), None);
     }
 }
