@@ -223,7 +223,7 @@ fn check_split(
     cfg: &TrainConfig,
 ) -> Result<()> {
     if own {
-        if *split != FewShotSplit::draw(folder, cfg.shots, cfg.seed)? {
+        if *split != FewShotSplit::choose(folder, cfg.shots, cfg.seed)? {
             anyhow::bail!(
                 "{}: holds the split of another run (other images than the draw of --data {} with {} shot(s) and seed {}): \
                  train into a new --out, or delete {} and the rest of {}",

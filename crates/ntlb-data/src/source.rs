@@ -197,19 +197,31 @@ pub fn load_index(root: &Path, files: &[PathBuf], layout: &Layout, cache: Option
     let label_key = layout.label_key();
     // By content, not by size and time: a file rewritten in place with its time kept (a copy
     // that preserves times, a tool that restores them) would be read with another's labels.
-    // Hashing reads each file once, far less than decoding its images (datasets/README.md).
-    let indexed: Vec<IndexedFile> = files
+    // Hashing reads each file once, far less than decoding its images (datasets/README.md); the
+    // digests are remembered beside the cache by the files' stamps, so a set is read in full
+    // again only where a file changed.
+    let mut memo = ntlb_core::digest::DigestMemo::open(cache.map(|c| c.join("digests.json")).as_deref());
+    let hashed: Vec<(IndexedFile, _)> = files
         .par_iter()
         .map(|f| {
             let size = std::fs::metadata(f).with_context(|| format!("{}: cannot read", f.display()))?.len();
-            let sha256 = ntlb_core::digest::sha256_file(f).with_context(|| format!("{}: cannot read", f.display()))?;
-            Ok(IndexedFile {
-                name: rel_name(root, f),
-                size,
-                sha256,
-            })
+            let (sha256, fresh) = memo.sha256(f).with_context(|| format!("{}: cannot read", f.display()))?;
+            Ok((
+                IndexedFile {
+                    name: rel_name(root, f),
+                    size,
+                    sha256,
+                },
+                (f, fresh),
+            ))
         })
         .collect::<Result<_>>()?;
+    let mut indexed = Vec::with_capacity(hashed.len());
+    for (file, (f, fresh)) in hashed {
+        memo.remember(f, &file.sha256, fresh);
+        indexed.push(file);
+    }
+    memo.save()?;
     let id = ntlb_core::digest::sha256_bytes(
         serde_json::to_string(&(INDEX_SCHEME, layout.format, &image_keys, &label_key, &indexed))?.as_bytes(),
     );

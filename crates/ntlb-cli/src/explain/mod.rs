@@ -70,7 +70,7 @@ pub fn run(mut a: ExplainArgs) -> Result<i32> {
         &device,
     )?;
     eprintln!("model: {}", clip.numerics.describe());
-    let tok = ClipTokenizer::for_model(&a.model, a.tokenizer.as_deref())?;
+    let tok = ClipTokenizer::for_model(&a.model, a.tokenizer.as_deref())?.with_context_length(clip.config.text.context_length);
     let n = clip.config.vision.image_resolution();
     let pixels = ntlb_clip::preprocess::load_image_with(&a.image, n, Default::default(), &clip.numerics.normalization)?;
     let image = l2_normalize(
