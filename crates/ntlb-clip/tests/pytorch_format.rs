@@ -128,7 +128,10 @@ fn a_torchscript_archive_of_another_model_is_refused_by_name() {
         Err(e) => e.to_string(),
     };
     eprintln!("{e}");
-    assert!(e.contains("torchscript.pt") && e.contains("TorchScript archive of `__torch__.torch.nn.modules.linear.Linear"), "{e}");
+    assert!(
+        e.contains("torchscript.pt") && e.contains("TorchScript archive of `__torch__.torch.nn.modules.linear.Linear"),
+        "{e}"
+    );
     assert!(e.contains("`weight`") && e.contains("not of CLIP"), "{e}");
 }
 

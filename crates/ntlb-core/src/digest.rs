@@ -62,11 +62,16 @@ impl DigestMemo {
     pub fn open(path: Option<&Path>) -> DigestMemo {
         let entries = path
             .filter(|p| p.exists())
-            .and_then(|p| match std::fs::read(p).map_err(anyhow::Error::from).and_then(|b| Ok(serde_json::from_slice(&b)?)) {
-                Ok(e) => Some(e),
-                Err(e) => {
-                    eprintln!("{}: unreadable digest memo ({e}); hashing the files again", p.display());
-                    None
+            .and_then(|p| {
+                match std::fs::read(p)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|b| Ok(serde_json::from_slice(&b)?))
+                {
+                    Ok(e) => Some(e),
+                    Err(e) => {
+                        eprintln!("{}: unreadable digest memo ({e}); hashing the files again", p.display());
+                        None
+                    }
                 }
             })
             .unwrap_or_default();

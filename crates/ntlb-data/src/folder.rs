@@ -166,7 +166,10 @@ impl ImageFolder {
             more => bail!(
                 "{}: the ImageNet `{split}` split is in more than one layout: {}; keep one (or point the root at one)",
                 root.display(),
-                more.iter().map(|(p, what)| format!("{} ({what})", p.display())).collect::<Vec<_>>().join(" and ")
+                more.iter()
+                    .map(|(p, what)| format!("{} ({what})", p.display()))
+                    .collect::<Vec<_>>()
+                    .join(" and ")
             ),
         };
         ImageFolder::read(&dir, classes)

@@ -292,7 +292,9 @@ fn row_sizes(file: &Path, column: &str) -> Result<Vec<u64>> {
         DataType::Struct(_) => s.struct_()?.field_by_name("bytes")?,
         _ => s,
     };
-    let b = bytes.binary().map_err(|e| anyhow::anyhow!("{}: column `{column}`: {e}", file.display()))?;
+    let b = bytes
+        .binary()
+        .map_err(|e| anyhow::anyhow!("{}: column `{column}`: {e}", file.display()))?;
     Ok((0..b.len()).map(|i| b.get(i).map_or(0, |x| x.len() as u64)).collect())
 }
 

@@ -27,7 +27,9 @@ fn rows_at(context_length: usize) {
     let mut config = base.config.clone();
     config.text.context_length = context_length;
     let clip = Clip::random(&config, 3, &device);
-    let tok = ClipTokenizer::for_model(&model_dir(), None).unwrap().with_context_length(context_length);
+    let tok = ClipTokenizer::for_model(&model_dir(), None)
+        .unwrap()
+        .with_context_length(context_length);
     let cfg = PromptConfig {
         n_ctx: 4,
         ..PromptConfig::default()
@@ -55,8 +57,14 @@ fn rows_at(context_length: usize) {
         let eot = layout.eot[entry % c];
         let sum: f64 = row.iter().map(|&v| v as f64).sum();
         assert!((sum - 1.0).abs() < 1e-5, "entry {entry}: row sums to {sum}");
-        assert!(row[eot..].iter().all(|&v| v == 0.0), "entry {entry}: nothing at or past end-of-text");
-        assert_eq!(row[r.score_positions[entry]], r.scores[entry], "entry {entry}: the score is its own row's");
+        assert!(
+            row[eot..].iter().all(|&v| v == 0.0),
+            "entry {entry}: nothing at or past end-of-text"
+        );
+        assert_eq!(
+            row[r.score_positions[entry]], r.scores[entry],
+            "entry {entry}: the score is its own row's"
+        );
     }
 }
 
