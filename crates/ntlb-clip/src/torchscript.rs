@@ -6,24 +6,28 @@
 //! attention mask), `code/` (the TorchScript source) and `version` sit beside them. Only
 //! `data.pkl` and the storages it names are read.
 //!
-//! Why a reader of its own rather than `pytorch-reader`'s: that crate keeps its unpickler
-//! private, and reads a module only in `torch.save`'s Python form (`__dict__` with
-//! `_parameters` / `_buffers` / `_modules`). TorchScript's C++ pickler writes each module as
-//! `GLOBAL __torch__.<class>`, `NEWOBJ`, then `BUILD` with a dict of its attributes (submodules,
-//! parameters and buffers by name, `training`), which that crate refuses as an object holding
-//! tensors. The pickle here is the small protocol-2 subset that pickler emits (the opcodes
-//! torch's own C++ unpickler accepts), tensors are `_rebuild_tensor_v2` over `BINPERSID`
+//! The pickle is read by the workspace's pickle reader (`ntlb_core::pickle`), not
+//! `pytorch-reader`'s: that crate keeps its unpickler private, and reads a module only in
+//! `torch.save`'s Python form (`__dict__` with `_parameters` / `_buffers` / `_modules`).
+//! TorchScript's C++ pickler writes each module as `GLOBAL __torch__.<class>`, `NEWOBJ`, then
+//! `BUILD` with a dict of its attributes (submodules, parameters and buffers by name,
+//! `training`), which that crate refuses as an object holding tensors. What is torch's is read
+//! here off the generic tree: tensors are `_rebuild_tensor_v2` calls over `BINPERSID`
 //! storages, and a module's state dict is its tensor attributes, submodules' prefixed with their
 //! attribute name. A traced module (what `torch.jit.trace` makes, as OpenAI's archives are)
 //! holds only parameters, buffers, submodules and `training`, so that is exactly its
 //! `state_dict()`; a scripted module's plain tensor attributes would also be listed, and a
 //! loader that checks every name refuses them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Mutex;
+
+use ntlb_core::pickle::{self, Made, Object, Value};
 
 use crate::weights::LoadError;
 
@@ -141,7 +145,7 @@ impl Archive {
             return Ok(None);
         }
         let root = root.ok_or_else(|| torch_err(file, "a TorchScript archive without data.pkl"))?;
-        let pickle = {
+        let pkl = {
             let name = format!("{root}data.pkl");
             let entry = zip
                 .by_name(&name)
@@ -164,11 +168,15 @@ impl Archive {
                 ));
             }
         }
-        let top = Unpickler::new(&pickle)
-            .run()
-            .map_err(|e| torch_err(file, format!("TorchScript archive: {root}data.pkl: {e}")))?;
-        let (class, state) = match top {
-            Value::Object { class, state } => (class, state),
+        let value = pickle::read(&pkl).map_err(|e| {
+            let e = match e {
+                pickle::Error::Opcode { op, at } => format!("opcode 0x{op:02x} at byte {at}, which TorchScript's pickler does not write"),
+                e => e.to_string(),
+            };
+            torch_err(file, format!("TorchScript archive: {root}data.pkl: {e}"))
+        })?;
+        let top = match &value {
+            Value::Object(o) if o.borrow().made == Made::New => o.borrow(),
             other => {
                 return Err(torch_err(
                     file,
@@ -176,8 +184,10 @@ impl Archive {
                 ))
             }
         };
+        let class = format!("{}.{}", top.module, top.name);
         let mut tensors = BTreeMap::new();
-        collect(&state, "", 0, &mut tensors).map_err(|e| torch_err(file, format!("TorchScript archive: {e}")))?;
+        module(&top, "", 0, &mut tensors).map_err(|e| torch_err(file, format!("TorchScript archive: {e}")))?;
+        drop(top);
         let archive = Archive {
             file: file.into(),
             root,
@@ -305,432 +315,102 @@ fn gather(t: &TensorInfo, storage: &[u8]) -> Vec<u8> {
 /// The state dict of a module object: its tensor attributes, and its submodules' under
 /// `<attribute>.`; other attributes (`training`, ints, `None` for an absent bias) are not
 /// tensors of the state dict.
-fn collect(state: &Value, prefix: &str, depth: usize, out: &mut BTreeMap<String, TensorInfo>) -> Result<(), String> {
+fn module(o: &Object, prefix: &str, depth: usize, out: &mut BTreeMap<String, TensorInfo>) -> Result<(), String> {
+    let name = prefix.trim_end_matches('.');
     if depth > 64 {
-        return Err(format!("modules nested more than 64 deep at `{prefix}`"));
+        return Err(format!("modules nested more than 64 deep at `{name}`"));
     }
-    let Value::Dict(items) = state else {
+    if holds_tensor(&o.args, 0)? {
+        return Err(format!("module `{name}`: {}.{} constructed from tensors", o.module, o.name));
+    }
+    let state = o.state.clone().unwrap_or(Value::None);
+    let Value::Dict(items) = &state else {
         return Err(format!(
-            "module `{}` has {} as its state, not a dict of attributes (a module with __getstate__ is not read)",
-            prefix.trim_end_matches('.'),
+            "module `{name}` has {} as its state, not a dict of attributes (a module with __getstate__ is not read)",
             state.kind()
         ));
     };
-    for (k, v) in items {
-        let Value::Str(name) = k else {
-            return Err(format!(
-                "module `{}` has an attribute named by {}",
-                prefix.trim_end_matches('.'),
-                k.kind()
-            ));
+    for (k, v) in items.borrow().iter() {
+        let Value::Str(attr) = k else {
+            return Err(format!("module `{name}` has an attribute named by {}", k.kind()));
         };
-        let full = format!("{prefix}{name}");
-        match v {
-            Value::Tensor(t) => {
-                if out.insert(full.clone(), t.clone()).is_some() {
+        let full = format!("{prefix}{attr}");
+        match attribute(v).map_err(|e| format!("attribute `{full}`: {e}"))? {
+            Attr::Tensor(t) => {
+                if out.insert(full.clone(), t).is_some() {
                     return Err(format!("tensor `{full}` named twice"));
                 }
             }
-            Value::Object { state, .. } => collect(state, &format!("{full}."), depth + 1, out)?,
-            other if other.holds_tensor() => {
+            Attr::Module(o) => module(&o.borrow(), &format!("{full}."), depth + 1, out)?,
+            // A quantized or sparse tensor, a packed parameter, tensors in a list: data a state
+            // dict of plain tensors cannot hold, refused rather than dropped.
+            Attr::Other if holds_tensor(v, 0)? => {
                 return Err(format!(
                     "attribute `{full}` holds tensors inside {}, which no state dict has",
-                    other.kind()
+                    v.kind()
                 ))
             }
-            _ => {}
+            Attr::Other => {}
         }
     }
     Ok(())
 }
 
-/// A pickled value, as far as a module tree needs.
-#[derive(Debug, Clone)]
-enum Value {
-    None,
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    Str(String),
-    Bytes(Vec<u8>),
-    Tuple(Vec<Value>),
-    List(Vec<Value>),
-    Dict(Vec<(Value, Value)>),
-    Global(String, String),
-    Storage {
-        dtype: Dtype,
-        key: String,
-        numel: usize,
-    },
+/// What a module attribute is to the state dict.
+enum Attr {
     Tensor(TensorInfo),
-    /// An instance of a TorchScript class (a module), with the state `BUILD` gave it.
-    Object {
-        class: String,
-        state: Box<Value>,
-    },
-    /// A call this reader does not interpret, by the name of its callable (no tensor in it).
-    Opaque(String),
+    Module(Rc<RefCell<Object>>),
+    Other,
 }
 
-impl Value {
-    fn kind(&self) -> String {
-        match self {
-            Value::None => "None".into(),
-            Value::Bool(b) => format!("the bool {b}"),
-            Value::Int(i) => format!("the int {i}"),
-            Value::Float(f) => format!("the float {f}"),
-            Value::Str(s) => format!("the str {s:?}"),
-            Value::Bytes(b) => format!("{} bytes", b.len()),
-            Value::Tuple(_) => "a tuple".into(),
-            Value::List(_) => "a list".into(),
-            Value::Dict(_) => "a dict".into(),
-            Value::Global(m, n) => format!("the global {m}.{n}"),
-            Value::Storage { .. } => "a storage".into(),
-            Value::Tensor(_) => "a tensor".into(),
-            Value::Object { class, .. } => format!("an object of {class}"),
-            Value::Opaque(n) => format!("the result of {n}"),
-        }
+fn attribute(v: &Value) -> Result<Attr, String> {
+    let Value::Object(rc) = v else { return Ok(Attr::Other) };
+    let o = rc.borrow();
+    if o.made == Made::New {
+        return Ok(Attr::Module(rc.clone()));
     }
-
-    fn holds_tensor(&self) -> bool {
-        match self {
-            Value::Tensor(_) | Value::Storage { .. } | Value::Object { .. } => true,
-            Value::Tuple(v) | Value::List(v) => v.iter().any(Value::holds_tensor),
-            Value::Dict(v) => v.iter().any(|(k, v)| k.holds_tensor() || v.holds_tensor()),
-            _ => false,
-        }
+    let Value::Tuple(args) = &o.args else { return Ok(Attr::Other) };
+    match (o.module.as_str(), o.name.as_str()) {
+        ("torch._utils", "_rebuild_tensor_v2" | "_rebuild_tensor") if args.len() >= 4 => tensor(args).map(Attr::Tensor),
+        // A parameter is its tensor; typed containers are their first argument.
+        ("torch._utils", "_rebuild_parameter") | ("torch.jit._pickle", "restore_type_tag") if !args.is_empty() => attribute(&args[0]),
+        ("torch.jit._pickle", n) if n.starts_with("build_") && args.len() == 1 => attribute(&args[0]),
+        _ => Ok(Attr::Other),
     }
 }
 
-enum Slot {
-    Mark,
-    V(Value),
-}
-
-/// Protocol-2 unpickler for the opcodes TorchScript's pickler writes.
-struct Unpickler<'a> {
-    data: &'a [u8],
-    pos: usize,
-    stack: Vec<Slot>,
-    memo: HashMap<u32, Value>,
-}
-
-impl<'a> Unpickler<'a> {
-    fn new(data: &'a [u8]) -> Self {
-        Unpickler {
-            data,
-            pos: 0,
-            stack: Vec::new(),
-            memo: HashMap::new(),
-        }
+/// Whether a value holds tensor data anywhere: a storage, or an object (a module, a tensor).
+fn holds_tensor(v: &Value, depth: usize) -> Result<bool, String> {
+    if depth > 64 {
+        return Err(format!("{} nested more than 64 deep", v.kind()));
     }
-
-    fn bytes(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.data.len());
-        let end = end.ok_or_else(|| format!("truncated at byte {} (wanted {n} more)", self.pos))?;
-        let s = &self.data[self.pos..end];
-        self.pos = end;
-        Ok(s)
-    }
-
-    fn u8(&mut self) -> Result<u8, String> {
-        Ok(self.bytes(1)?[0])
-    }
-
-    fn le<const N: usize>(&mut self) -> Result<[u8; N], String> {
-        Ok(self.bytes(N)?.try_into().expect("N bytes"))
-    }
-
-    fn line(&mut self) -> Result<String, String> {
-        let rest = &self.data[self.pos..];
-        let n = rest.iter().position(|&b| b == b'\n').ok_or("unterminated line")?;
-        let s = String::from_utf8(rest[..n].to_vec()).map_err(|e| e.to_string())?;
-        self.pos += n + 1;
-        Ok(s)
-    }
-
-    fn utf8(&mut self, n: usize) -> Result<Value, String> {
-        let b = self.bytes(n)?;
-        String::from_utf8(b.to_vec()).map(Value::Str).map_err(|e| e.to_string())
-    }
-
-    fn push(&mut self, v: Value) {
-        self.stack.push(Slot::V(v));
-    }
-
-    fn pop(&mut self) -> Result<Value, String> {
-        match self.stack.pop() {
-            Some(Slot::V(v)) => Ok(v),
-            Some(Slot::Mark) => Err("a mark where a value was expected".into()),
-            None => Err("stack underflow".into()),
-        }
-    }
-
-    fn top(&mut self) -> Result<&mut Value, String> {
-        match self.stack.last_mut() {
-            Some(Slot::V(v)) => Ok(v),
-            _ => Err("no value on the stack".into()),
-        }
-    }
-
-    fn pop_mark(&mut self) -> Result<Vec<Value>, String> {
-        let at = self
-            .stack
-            .iter()
-            .rposition(|s| matches!(s, Slot::Mark))
-            .ok_or("no mark on the stack")?;
-        let items = self.stack.split_off(at + 1);
-        self.stack.pop();
-        Ok(items
-            .into_iter()
-            .map(|s| match s {
-                Slot::V(v) => v,
-                Slot::Mark => unreachable!("the last mark was found above"),
-            })
-            .collect())
-    }
-
-    fn memo_put(&mut self, i: u32) -> Result<(), String> {
-        let v = self.top()?.clone();
-        self.memo.insert(i, v);
-        Ok(())
-    }
-
-    fn memo_get(&mut self, i: u32) -> Result<(), String> {
-        let v = self
-            .memo
-            .get(&i)
-            .cloned()
-            .ok_or_else(|| format!("memo {i} read before it was written"))?;
-        self.push(v);
-        Ok(())
-    }
-
-    fn run(mut self) -> Result<Value, String> {
-        loop {
-            let at = self.pos;
-            let op = self.u8()?;
-            match op {
-                0x80 => {
-                    self.u8()?;
-                }
-                0x95 => {
-                    self.le::<8>()?;
-                }
-                b'.' => return self.pop(),
-                b'(' => self.stack.push(Slot::Mark),
-                b'0' => {
-                    self.stack.pop().ok_or("stack underflow")?;
-                }
-                b'1' => {
-                    self.pop_mark()?;
-                }
-                b'N' => self.push(Value::None),
-                0x88 => self.push(Value::Bool(true)),
-                0x89 => self.push(Value::Bool(false)),
-                b'J' => {
-                    let v = i32::from_le_bytes(self.le()?);
-                    self.push(Value::Int(v as i64))
-                }
-                b'K' => {
-                    let v = self.u8()?;
-                    self.push(Value::Int(v as i64))
-                }
-                b'M' => {
-                    let v = u16::from_le_bytes(self.le()?);
-                    self.push(Value::Int(v as i64))
-                }
-                0x8a => {
-                    let n = self.u8()? as usize;
-                    let b = self.bytes(n)?;
-                    if n > 8 {
-                        return Err(format!("an int of {n} bytes"));
-                    }
-                    let mut buf = if b.last().is_some_and(|&x| x & 0x80 != 0) {
-                        [0xff; 8]
-                    } else {
-                        [0; 8]
-                    };
-                    buf[..n].copy_from_slice(b);
-                    self.push(Value::Int(i64::from_le_bytes(buf)))
-                }
-                b'G' => {
-                    let v = f64::from_be_bytes(self.le()?);
-                    self.push(Value::Float(v))
-                }
-                b'X' => {
-                    let n = u32::from_le_bytes(self.le()?) as usize;
-                    let v = self.utf8(n)?;
-                    self.push(v)
-                }
-                0x8c => {
-                    let n = self.u8()? as usize;
-                    let v = self.utf8(n)?;
-                    self.push(v)
-                }
-                0x8d => {
-                    let n = u64::from_le_bytes(self.le()?) as usize;
-                    let v = self.utf8(n)?;
-                    self.push(v)
-                }
-                b'U' => {
-                    let n = self.u8()? as usize;
-                    let b = self.bytes(n)?;
-                    self.push(Value::Str(String::from_utf8_lossy(b).into_owned()))
-                }
-                b'B' => {
-                    let n = u32::from_le_bytes(self.le()?) as usize;
-                    let b = self.bytes(n)?.to_vec();
-                    self.push(Value::Bytes(b))
-                }
-                b'C' => {
-                    let n = self.u8()? as usize;
-                    let b = self.bytes(n)?.to_vec();
-                    self.push(Value::Bytes(b))
-                }
-                0x8e => {
-                    let n = u64::from_le_bytes(self.le()?) as usize;
-                    let b = self.bytes(n)?.to_vec();
-                    self.push(Value::Bytes(b))
-                }
-                b')' => self.push(Value::Tuple(Vec::new())),
-                b't' => {
-                    let items = self.pop_mark()?;
-                    self.push(Value::Tuple(items))
-                }
-                0x85..=0x87 => {
-                    let n = (op - 0x84) as usize;
-                    let mut items = (0..n).map(|_| self.pop()).collect::<Result<Vec<_>, _>>()?;
-                    items.reverse();
-                    self.push(Value::Tuple(items))
-                }
-                b']' => self.push(Value::List(Vec::new())),
-                b'l' => {
-                    let items = self.pop_mark()?;
-                    self.push(Value::List(items))
-                }
-                b'a' => {
-                    let v = self.pop()?;
-                    match self.top()? {
-                        Value::List(l) => l.push(v),
-                        other => return Err(format!("APPEND to {}", other.kind())),
-                    }
-                }
-                b'e' => {
-                    let items = self.pop_mark()?;
-                    match self.top()? {
-                        Value::List(l) => l.extend(items),
-                        other => return Err(format!("APPENDS to {}", other.kind())),
-                    }
-                }
-                b'}' => self.push(Value::Dict(Vec::new())),
-                b'd' => {
-                    let items = self.pop_mark()?;
-                    let pairs = pairs(items)?;
-                    self.push(Value::Dict(pairs))
-                }
-                b's' => {
-                    let v = self.pop()?;
-                    let k = self.pop()?;
-                    match self.top()? {
-                        Value::Dict(d) => d.push((k, v)),
-                        other => return Err(format!("SETITEM on {}", other.kind())),
-                    }
-                }
-                b'u' => {
-                    let items = self.pop_mark()?;
-                    let new = pairs(items)?;
-                    match self.top()? {
-                        Value::Dict(d) => d.extend(new),
-                        other => return Err(format!("SETITEMS on {}", other.kind())),
-                    }
-                }
-                b'q' => {
-                    let i = self.u8()? as u32;
-                    self.memo_put(i)?
-                }
-                b'r' => {
-                    let i = u32::from_le_bytes(self.le()?);
-                    self.memo_put(i)?
-                }
-                0x94 => {
-                    let i = self.memo.len() as u32;
-                    self.memo_put(i)?
-                }
-                b'h' => {
-                    let i = self.u8()? as u32;
-                    self.memo_get(i)?
-                }
-                b'j' => {
-                    let i = u32::from_le_bytes(self.le()?);
-                    self.memo_get(i)?
-                }
-                b'c' => {
-                    let module = self.line()?;
-                    let name = self.line()?;
-                    self.push(Value::Global(module, name))
-                }
-                0x93 => {
-                    let name = self.pop()?;
-                    let module = self.pop()?;
-                    match (module, name) {
-                        (Value::Str(m), Value::Str(n)) => self.push(Value::Global(m, n)),
-                        _ => return Err("STACK_GLOBAL of non-strings".into()),
-                    }
-                }
-                b'Q' => {
-                    let pid = self.pop()?;
-                    let v = storage(pid)?;
-                    self.push(v)
-                }
-                b'R' => {
-                    let args = self.pop()?;
-                    let f = self.pop()?;
-                    let v = reduce(f, args)?;
-                    self.push(v)
-                }
-                0x81 => {
-                    let args = self.pop()?;
-                    let cls = self.pop()?;
-                    let (m, n) = match cls {
-                        Value::Global(m, n) => (m, n),
-                        other => return Err(format!("NEWOBJ of {}", other.kind())),
-                    };
-                    if args.holds_tensor() {
-                        return Err(format!("{m}.{n} constructed from tensors"));
-                    }
-                    self.push(Value::Object {
-                        class: format!("{m}.{n}"),
-                        state: Box::new(Value::None),
-                    })
-                }
-                b'b' => {
-                    let st = self.pop()?;
-                    match self.top()? {
-                        Value::Object { state, .. } => **state = st,
-                        other => return Err(format!("BUILD on {}", other.kind())),
-                    }
-                }
-                other => {
-                    return Err(format!(
-                        "opcode 0x{other:02x} at byte {at}, which TorchScript's pickler does not write"
-                    ))
-                }
+    let any = |items: &[Value]| -> Result<bool, String> {
+        for x in items {
+            if holds_tensor(x, depth + 1)? {
+                return Ok(true);
             }
         }
-    }
-}
-
-fn pairs(items: Vec<Value>) -> Result<Vec<(Value, Value)>, String> {
-    if items.len() % 2 != 0 {
-        return Err("a dict with an odd number of items".into());
-    }
-    let mut it = items.into_iter();
-    let mut out = Vec::new();
-    while let (Some(k), Some(v)) = (it.next(), it.next()) {
-        out.push((k, v));
-    }
-    Ok(out)
+        Ok(false)
+    };
+    Ok(match v {
+        Value::PersistentId(_) => true,
+        Value::Object(o) => {
+            let o = o.borrow();
+            o.made == Made::New
+                || holds_tensor(&o.args, depth + 1)?
+                || match &o.state {
+                    Some(s) => holds_tensor(s, depth + 1)?,
+                    None => false,
+                }
+        }
+        Value::Tuple(items) => any(items)?,
+        Value::List(items) => any(&items.borrow())?,
+        Value::Dict(items) => {
+            let flat: Vec<Value> = items.borrow().iter().flat_map(|(k, v)| [k.clone(), v.clone()]).collect();
+            any(&flat)?
+        }
+        _ => false,
+    })
 }
 
 fn int(v: &Value, what: &str) -> Result<usize, String> {
@@ -742,17 +422,40 @@ fn int(v: &Value, what: &str) -> Result<usize, String> {
 
 fn ints(v: &Value, what: &str) -> Result<Vec<usize>, String> {
     match v {
-        Value::Tuple(items) | Value::List(items) => items.iter().map(|i| int(i, what)).collect(),
+        Value::Tuple(items) => items.iter().map(|i| int(i, what)).collect(),
+        Value::List(items) => items.borrow().iter().map(|i| int(i, what)).collect(),
         other => Err(format!("{what}: expected a tuple, got {}", other.kind())),
     }
 }
 
-/// A persistent id `('storage', torch.<T>Storage, key, location, numel)`.
-fn storage(pid: Value) -> Result<Value, String> {
+/// `_rebuild_tensor_v2(storage, storage_offset, size, stride, ...)`: a view into a storage.
+fn tensor(args: &[Value]) -> Result<TensorInfo, String> {
+    let Value::PersistentId(pid) = &args[0] else {
+        return Err(format!("a tensor rebuilt from {}, not a storage", args[0].kind()));
+    };
+    let (dtype, storage, storage_numel) = storage(pid)?;
+    let shape = ints(&args[2], "tensor size")?;
+    let stride = ints(&args[3], "tensor stride")?;
+    if shape.len() != stride.len() {
+        return Err(format!("a tensor of size {shape:?} with stride {stride:?}"));
+    }
+    Ok(TensorInfo {
+        dtype,
+        shape,
+        stride,
+        offset: int(&args[1], "storage offset")?,
+        storage,
+        storage_numel,
+    })
+}
+
+/// A persistent id `('storage', torch.<T>Storage, key, location, numel)`: its element type,
+/// its entry under `data/`, and its size in elements.
+fn storage(pid: &Value) -> Result<(Dtype, String, usize), String> {
     let Value::Tuple(f) = pid else {
         return Err(format!("a persistent id that is {}", pid.kind()));
     };
-    match f.as_slice() {
+    match &f[..] {
         [Value::Str(tag), Value::Global(_, ty), key, _location, numel] if tag == "storage" => {
             let dtype = Dtype::from_storage(ty).ok_or_else(|| format!("storage type torch.{ty}, which is not read"))?;
             let key = match key {
@@ -760,70 +463,8 @@ fn storage(pid: Value) -> Result<Value, String> {
                 Value::Int(i) => i.to_string(),
                 other => return Err(format!("a storage key that is {}", other.kind())),
             };
-            Ok(Value::Storage {
-                dtype,
-                key,
-                numel: int(numel, "storage size")?,
-            })
+            Ok((dtype, key, int(numel, "storage size")?))
         }
         _ => Err(format!("a persistent id of {} fields that is not a storage", f.len())),
-    }
-}
-
-fn reduce(f: Value, args: Value) -> Result<Value, String> {
-    let Value::Global(m, n) = &f else {
-        return Err(format!("a call of {}", f.kind()));
-    };
-    let mut args = match args {
-        Value::Tuple(a) => a,
-        other => return Err(format!("{m}.{n} called with {}", other.kind())),
-    };
-    match (m.as_str(), n.as_str()) {
-        ("torch._utils", "_rebuild_tensor_v2" | "_rebuild_tensor") if args.len() >= 4 => {
-            let Value::Storage { dtype, key, numel } = &args[0] else {
-                return Err(format!("{n} of {}", args[0].kind()));
-            };
-            let shape = ints(&args[2], "tensor size")?;
-            let stride = ints(&args[3], "tensor stride")?;
-            if shape.len() != stride.len() {
-                return Err(format!("a tensor of size {shape:?} with stride {stride:?}"));
-            }
-            Ok(Value::Tensor(TensorInfo {
-                dtype: *dtype,
-                shape,
-                stride,
-                offset: int(&args[1], "storage offset")?,
-                storage: key.clone(),
-                storage_numel: *numel,
-            }))
-        }
-        ("torch._utils", "_rebuild_parameter") if !args.is_empty() => Ok(args.swap_remove(0)),
-        ("collections", "OrderedDict") => match args.pop() {
-            None => Ok(Value::Dict(Vec::new())),
-            Some(Value::List(items)) => items
-                .into_iter()
-                .map(|p| match p {
-                    Value::Tuple(mut kv) | Value::List(mut kv) if kv.len() == 2 => {
-                        let v = kv.pop().expect("2");
-                        Ok((kv.pop().expect("2"), v))
-                    }
-                    other => Err(format!("OrderedDict item {}", other.kind())),
-                })
-                .collect::<Result<_, _>>()
-                .map(Value::Dict),
-            Some(other) => Err(format!("OrderedDict of {}", other.kind())),
-        },
-        // Typed containers: the value is the first argument.
-        ("torch.jit._pickle", "restore_type_tag") if !args.is_empty() => Ok(args.swap_remove(0)),
-        ("torch.jit._pickle", name) if name.starts_with("build_") && args.len() == 1 => Ok(args.swap_remove(0)),
-        _ => {
-            let name = format!("{m}.{n}");
-            if args.iter().any(Value::holds_tensor) {
-                // A quantized or sparse tensor, a packed parameter: data a state dict of float
-                // tensors cannot hold, refused rather than dropped.
-                return Err(format!("{name} over tensors, which is not read"));
-            }
-            Ok(Value::Opaque(name))
-        }
     }
 }
