@@ -150,7 +150,9 @@ pub fn run(mut a: TrainArgs) -> Result<i32> {
     let split = FewShotSplit::load_or_draw(&split_path, &folder, cfg.shots, cfg.seed)?;
     check_split(&split, &split_path, &folder, a.split_file.is_none(), &a.data, &a.out, &cfg)?;
     let tok = ClipTokenizer::for_model(&a.model, a.tokenizer.as_deref())?;
-    let layout = PromptLayout::new(&tok, &classes.names, &cfg.prompt)?;
+    // Every class prompt fits CLIP's context, checked before the dry run; the layout trained on
+    // is built at the model's own context once the model is loaded.
+    PromptLayout::new(&tok, &classes.names, &cfg.prompt)?;
     if a.dry_run {
         println!("{}", toml::to_string_pretty(&cfg)?);
         println!(

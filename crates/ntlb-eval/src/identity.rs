@@ -114,6 +114,33 @@ pub fn train_set_sha256(set: &TrainSet) -> Result<String> {
     }
 }
 
+/// Upstream CoOp's cached draws under `<dataset root>/split_fewshot/` by name and content (empty
+/// when there are none). A cached draw wins over a fresh one (`FewShotSplit::choose`), so adding,
+/// changing or removing one changes the images a job trains on: it is part of the training set.
+pub fn cached_draws_sha256(dataset_root: &Path) -> Result<String> {
+    let dir = dataset_root.join("split_fewshot");
+    if !dir.is_dir() {
+        return Ok(String::new());
+    }
+    let mut pickles = Vec::new();
+    for e in std::fs::read_dir(&dir).with_context(|| format!("{}: cannot list", dir.display()))? {
+        let p = e.with_context(|| format!("{}: cannot list", dir.display()))?.path();
+        if p.extension().is_some_and(|x| x == "pkl") {
+            pickles.push(p);
+        }
+    }
+    if pickles.is_empty() {
+        return Ok(String::new());
+    }
+    pickles.sort();
+    let mut h = Sha256::new();
+    for p in &pickles {
+        let sha = ntlb_core::digest::sha256_file(p).with_context(|| format!("{}: cannot read", p.display()))?;
+        h.update(format!("{}\t{sha}\n", p.file_name().unwrap_or_default().to_string_lossy()).as_bytes());
+    }
+    Ok(format!("+split_fewshot:{}", hex(h)))
+}
+
 pub fn classes_sha256(c: &ClassList) -> String {
     let mut h = Sha256::new();
     for (id, name) in c.ids.iter().zip(&c.names) {
@@ -251,7 +278,7 @@ impl SweepIdentity {
         let train = match &cfg.coop {
             Some(c) => {
                 let set = TrainSet::open(&c.train_root, &c.train_layout(), classes, Some(&cfg.cache_dir()))?;
-                Some(train_set_sha256(&set)?)
+                Some(train_set_sha256(&set)? + &cached_draws_sha256(&set.dataset_root)?)
             }
             None => None,
         };
@@ -339,5 +366,33 @@ impl SweepIdentity {
 
     pub fn keys(&self, jobs: &[Job]) -> Result<Vec<String>> {
         jobs.iter().map(|j| self.key(j)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cached draw added, changed or removed is another training set: the CoOp jobs' keys move.
+    #[test]
+    fn cached_draws_enter_the_training_identity() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(cached_draws_sha256(d.path()).unwrap(), "", "no folder: keys as before");
+        let dir = d.path().join("split_fewshot");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("notes.txt"), b"x").unwrap();
+        assert_eq!(cached_draws_sha256(d.path()).unwrap(), "", "only pickles count");
+        std::fs::write(dir.join("shot_1-seed_1.pkl"), b"a").unwrap();
+        let one = cached_draws_sha256(d.path()).unwrap();
+        assert!(!one.is_empty());
+        std::fs::write(dir.join("shot_1-seed_1.pkl"), b"b").unwrap();
+        let changed = cached_draws_sha256(d.path()).unwrap();
+        assert_ne!(one, changed);
+        std::fs::rename(dir.join("shot_1-seed_1.pkl"), dir.join("shot_2-seed_1.pkl")).unwrap();
+        assert_ne!(
+            cached_draws_sha256(d.path()).unwrap(),
+            changed,
+            "the file's name says which run it serves"
+        );
     }
 }

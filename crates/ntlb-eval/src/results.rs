@@ -153,6 +153,10 @@ pub struct RunRecord {
     /// before it was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    /// The upstream CoOp pickle (file as found here, SHA-256) a CoOp job's few-shot split was
+    /// read from; absent for a fresh draw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_draw: Option<ntlb_data::split::CachedFrom>,
 }
 
 impl RunRecord {

@@ -199,6 +199,13 @@ fn unreadable_members_are_failed_images() {
         })
         .collect();
     w[2].bytes.truncate(40);
+    // Class 2 keeps one readable image: a class with none is an empty class, not failed images.
+    w.push(Written {
+        bytes: std::fs::read(root.join("imagenet/images/val").join(&cl.ids[2]).join("img1.png")).unwrap(),
+        ext: "png".into(),
+        path: "extra.png".into(),
+        label: 2,
+    });
     write_wds(&root.join("wds"), "test", &w, Some(&cl.names), 4).unwrap();
     let templates = root.join("templates.txt");
     std::fs::write(&templates, "a photo of a {}.\n").unwrap();
@@ -221,7 +228,7 @@ fn unreadable_members_are_failed_images() {
     let bad = root.join("wds/test/0.tar/s0000002.png");
     assert_eq!(rec.failed_images.len(), 1, "{:?}", rec.failed_images);
     assert_eq!(rec.failed_images[0].0, bad);
-    assert!(rec.rows.iter().all(|r| r.n_failed == 1 && r.n_images == 5));
+    assert!(rec.rows.iter().all(|r| r.n_failed == 1 && r.n_images == cl.len()));
     let strict: SweepConfig = toml::from_str(&toml(true, "strict")).unwrap();
     let e = format!("{:#}", run_sweep(&strict, &SweepOptions::default()).unwrap_err());
     assert!(e.contains(&bad.display().to_string()) && e.contains("--strict"), "{e}");

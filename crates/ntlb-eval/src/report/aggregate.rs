@@ -615,6 +615,7 @@ mod tests {
             model_numerics: None,
             empty_classes: Default::default(),
             content: None,
+            cached_draw: None,
             curve: Some(
                 losses
                     .iter()

@@ -126,6 +126,8 @@ struct JobOutput {
     rows: Vec<ResultRow>,
     relevance: Option<Vec<RelevanceMap>>,
     curve: Option<Vec<EpochPoint>>,
+    /// The upstream CoOp pickle the few-shot split was read from (none: a fresh draw).
+    cached_draw: Option<ntlb_data::split::CachedFrom>,
 }
 
 /// Zero-shot: every single template (when `per_template`) and every ensemble, on every dataset.
@@ -307,7 +309,12 @@ fn coop_job(x: &JobInputs, label: &str, lambda: f64, seed: u64, tcfg: &TrainConf
         &learned,
         tcfg.seed,
     )?);
-    Ok(JobOutput { rows, relevance, curve })
+    Ok(JobOutput {
+        rows,
+        relevance,
+        curve,
+        cached_draw: split.cached.clone(),
+    })
 }
 
 /// What a sweep is about to do: the resolved config, its plan, its data, the job keys and the
@@ -729,6 +736,7 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
                 all
             },
             content: Some(content.to_string()),
+            cached_draw: out.cached_draw,
         };
         record.write(&run_path(cfg, &key))?;
         ran += 1;
