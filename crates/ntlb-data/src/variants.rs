@@ -292,7 +292,12 @@ fn subset_classes(kind: DatasetKind, imagenet: &ClassList, subset: Option<&[Stri
 /// Read a wnid list (one per line), as `datasets/imagenet_a_wnids.txt`.
 pub fn read_wnids(path: &Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read wnid list", path.display()))?;
-    let w: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+    let w: Vec<String> = crate::classes::without_bom(&text)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
     if w.is_empty() {
         bail!("{}: no wnids", path.display());
     }

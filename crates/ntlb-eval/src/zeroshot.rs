@@ -15,6 +15,8 @@ use ntlb_prompt::prompt::PromptLayout;
 /// Templates with `{}` for the class name, one per line.
 pub fn read_templates(path: &Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read templates", path.display()))?;
+    // A byte-order mark would become part of the first template's text, and so of its tokens.
+    let text = ntlb_data::classes::without_bom(&text);
     let mut out = Vec::new();
     for (i, l) in text.lines().enumerate() {
         if l.trim().is_empty() {
@@ -108,5 +110,21 @@ impl<'a> TemplateBank<'a> {
         self.encoded += 1;
         self.memo.insert(k, w.clone());
         Ok(w)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A template file saved with a byte-order mark reads as the same templates (the mark would
+    /// otherwise be tokenized into the first prompt and move its zero-shot number).
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_first_template() {
+        let d = tempfile::tempdir().unwrap();
+        let (plain, marked) = (d.path().join("plain.txt"), d.path().join("marked.txt"));
+        std::fs::write(&plain, "a photo of a {}.\nart of the {}.\n").unwrap();
+        std::fs::write(&marked, "\u{feff}a photo of a {}.\nart of the {}.\n").unwrap();
+        assert_eq!(read_templates(&marked).unwrap(), read_templates(&plain).unwrap());
     }
 }
