@@ -18,12 +18,10 @@ use serde_json::Value;
 
 use crate::architecture::{self, DeclaredArchitecture, DeclaredHeads};
 use crate::config::Activation;
+use crate::files::{FOLDER_WEIGHTS, HF_CONFIG, HF_PREPROCESSOR, OPEN_CLIP_CONFIG};
+use crate::names::{pair_of_file, OPEN_CLIP, OPEN_CLIP_SOURCE};
 pub use crate::preprocess::Normalization;
-use crate::weights::{LoadError, FOLDER_WEIGHTS};
-
-pub const HF_CONFIG: &str = "config.json";
-pub const HF_PREPROCESSOR: &str = "preprocessor_config.json";
-pub const OPEN_CLIP_CONFIG: &str = "open_clip_config.json";
+use crate::weights::LoadError;
 
 /// How a loaded model computes, and why: what the run record and `ntlb explain` / `ntlb parity`
 /// print, and (through [`ModelNumerics::identity`]) what the cache and job keys hash.
@@ -206,7 +204,7 @@ pub fn declared(path: &Path) -> Result<Declaration, LoadError> {
     }
     // A weights file of an open_clip pair's repository, downloaded as open_clip does (no config
     // beside it): what open_clip computes it with, by the pair table.
-    if let Some(d) = crate::names::declared_for_file(path) {
+    if let Some(d) = declared_for_file(path) {
         return Ok(d);
     }
     Ok(Declaration {
@@ -485,5 +483,30 @@ pub(crate) fn numerics_from(path: &Path, declared: &Declaration, explicit: Optio
         normalization,
         normalization_source,
         heads: declared.architecture.as_ref().map(|a| a.heads.clone()),
+    })
+}
+
+/// What open_clip computes a pair's weights file with, by the pair table of [`crate::names`],
+/// for [`declared`] where no config sits beside the file.
+pub fn declared_for_file(path: &Path) -> Option<Declaration> {
+    let p = pair_of_file(path)?;
+    let pairs: Vec<String> = OPEN_CLIP.iter().filter(|q| q.repo == p.repo).map(|q| q.name()).collect();
+    let source = format!(
+        "open_clip's pair {} ({} -> {}; {OPEN_CLIP_SOURCE})",
+        pairs.join(" / "),
+        p.repo,
+        path.display()
+    );
+    let a = p.activation();
+    Some(Declaration {
+        activation: Some(DeclaredActivation {
+            text: a,
+            vision: a,
+            source: format!("{source}: {}", if p.quick_gelu { "QuickGELU" } else { "nn.GELU" }),
+        }),
+        normalization: Some((p.normalization(), source)),
+        size: None,
+        context_length: None,
+        architecture: None,
     })
 }

@@ -10,7 +10,7 @@
 //!   (`open_clip_model.safetensors`, else `open_clip_pytorch_model.bin`) in the local Hugging Face
 //!   cache ([`OPEN_CLIP`]). open_clip builds a pair from its own model config and the tag's
 //!   preprocessing, not from any file beside the weights, so the activation and normalisation
-//!   of the pair come from the table ([`declared_for_file`], read by `checkpoint::declared` when
+//!   of the pair come from the table (`checkpoint::declared` reads it when
 //!   no config sits beside the file).
 
 use std::path::{Path, PathBuf};
@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Activation;
-use crate::hub::{HubEnv, HubError};
+use crate::files::OPEN_CLIP_WEIGHTS;
+use crate::hf_cache::{HubEnv, HubError};
 use crate::preprocess::Normalization;
 
 /// Where [`CLIP_LOAD`] is copied from.
@@ -219,7 +220,7 @@ pub fn resolve_in(spec: &str, revision: Option<&str>, env: &HubEnv, also_tried: 
     let Some(p) = open_clip_pair(spec) else {
         return Ok(None);
     };
-    let path = crate::hub::resolve_open_clip_weights(p.repo, spec, revision, env, also_tried)?;
+    let path = crate::hf_cache::resolve_open_clip_weights(p.repo, spec, revision, env, also_tried)?;
     let (root, from) = env.cache_root();
     Ok(Some(NameResolution {
         name: spec.into(),
@@ -309,7 +310,7 @@ pub fn identify(path: &Path, sha256: &str) -> Option<String> {
 /// whose repository is in [`OPEN_CLIP`]: every pair of one repository computes alike.
 pub fn pair_of_file(path: &Path) -> Option<&'static OpenClipPair> {
     let file = path.file_name()?.to_str()?;
-    if !crate::hub::OPEN_CLIP_WEIGHTS.contains(&file) {
+    if !OPEN_CLIP_WEIGHTS.contains(&file) {
         return None;
     }
     let snapshots = path.parent()?.parent()?;
@@ -320,31 +321,6 @@ pub fn pair_of_file(path: &Path) -> Option<&'static OpenClipPair> {
     let (org, name) = repo_dir.strip_prefix("models--")?.split_once("--")?;
     let repo = format!("{org}/{name}");
     OPEN_CLIP.iter().find(|p| p.repo == repo)
-}
-
-/// What open_clip computes a pair's weights file with (see the module doc), for
-/// `checkpoint::declared` where no config sits beside the file.
-pub fn declared_for_file(path: &Path) -> Option<crate::checkpoint::Declaration> {
-    let p = pair_of_file(path)?;
-    let pairs: Vec<String> = OPEN_CLIP.iter().filter(|q| q.repo == p.repo).map(|q| q.name()).collect();
-    let source = format!(
-        "open_clip's pair {} ({} -> {}; {OPEN_CLIP_SOURCE})",
-        pairs.join(" / "),
-        p.repo,
-        path.display()
-    );
-    let a = p.activation();
-    Some(crate::checkpoint::Declaration {
-        activation: Some(crate::checkpoint::DeclaredActivation {
-            text: a,
-            vision: a,
-            source: format!("{source}: {}", if p.quick_gelu { "QuickGELU" } else { "nn.GELU" }),
-        }),
-        normalization: Some((p.normalization(), source)),
-        size: None,
-        context_length: None,
-        architecture: None,
-    })
 }
 
 #[cfg(test)]
@@ -385,10 +361,13 @@ mod tests {
     fn a_pair_is_known_by_its_cache_path() {
         let p = Path::new("/c/models--laion--CLIP-ViT-B-32-laion2B-s34B-b79K/snapshots/abc/open_clip_model.safetensors");
         assert_eq!(pair_of_file(p).unwrap().name(), "ViT-B-32/laion2b_s34b_b79k");
-        let d = declared_for_file(p).unwrap();
+        let d = crate::checkpoint::declared_for_file(p).unwrap();
         assert_eq!(d.activation.unwrap().text, Activation::Gelu);
         let q = Path::new("/c/models--timm--vit_base_patch32_clip_224.openai/snapshots/abc/open_clip_pytorch_model.bin");
-        assert_eq!(declared_for_file(q).unwrap().activation.unwrap().text, Activation::QuickGelu);
+        assert_eq!(
+            crate::checkpoint::declared_for_file(q).unwrap().activation.unwrap().text,
+            Activation::QuickGelu
+        );
         assert!(pair_of_file(Path::new(
             "/c/models--laion--CLIP-ViT-B-32-laion2B-s34B-b79K/snapshots/abc/other.bin"
         ))

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::files::TOKENIZER;
 use crate::text_clean::clean_text;
 
 #[derive(Debug, thiserror::Error)]
@@ -113,7 +114,7 @@ impl ClipTokenizer {
         } else {
             model.parent()?.to_path_buf()
         };
-        [dir.join("tokenizer.json"), dir.join("hf").join("tokenizer.json")]
+        [dir.join(TOKENIZER), dir.join("hf").join(TOKENIZER)]
             .into_iter()
             .find(|p| p.exists())
     }

@@ -29,7 +29,7 @@ use std::sync::Mutex;
 
 use ntlb_core::pickle::{self, Made, Object, Value};
 
-use crate::weights::LoadError;
+use crate::load_error::LoadError;
 
 /// The largest `data.pkl` read (module metadata only: the storages are separate entries).
 const MAX_PICKLE: u64 = 256 << 20;

@@ -3,7 +3,6 @@
 //! never unpacked to disk, parquet files never converted.
 
 use std::fmt;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use ntlb_core::image::ImageBytes;
@@ -99,7 +98,7 @@ impl ImageBytes for ImageRef {
     fn image_bytes(&self) -> Result<Vec<u8>, String> {
         match self {
             ImageRef::File(p) => p.image_bytes(),
-            ImageRef::Member { shard, offset, size, name } => read_member(shard, *offset, *size, name),
+            ImageRef::Member { shard, offset, size, name } => crate::wds::read_member(shard, *offset, *size, name),
             ImageRef::Row { file, row, column } => crate::parquet::read_row(file, *row, column),
         }
     }
@@ -111,32 +110,6 @@ impl ImageBytes for ImageRef {
             ImageRef::Row { file, row, .. } => PathBuf::from(format!("{}#{row}", file.display())),
         }
     }
-}
-
-/// The data of a tar member, checked against the header in front of it (its size and checksum):
-/// a shard rewritten since it was indexed is an error, not another image.
-fn read_member(shard: &Path, offset: u64, size: u64, name: &str) -> Result<Vec<u8>, String> {
-    let header_at = offset
-        .checked_sub(512)
-        .ok_or_else(|| format!("offset {offset} of member `{name}` leaves no room for its tar header"))?;
-    let mut f = std::fs::File::open(shard).map_err(|e| e.to_string())?;
-    f.seek(SeekFrom::Start(header_at)).map_err(|e| e.to_string())?;
-    let mut buf = vec![0u8; 512 + size as usize];
-    f.read_exact(&mut buf)
-        .map_err(|e| format!("cannot read member `{name}` ({size} bytes at {offset}): {e}"))?;
-    let h = tar::Header::from_byte_slice(&buf[..512]);
-    let sum: u32 = buf[..512]
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| if (148..156).contains(&i) { b' ' as u32 } else { b as u32 })
-        .sum();
-    if h.cksum().ok() != Some(sum) || h.entry_size().ok() != Some(size) {
-        return Err(format!(
-            "member `{name}`: the tar header at {header_at} is not that of a {size}-byte member (the shard changed since it was indexed; its index is rebuilt when the shard's content changes)"
-        ));
-    }
-    buf.drain(..512);
-    Ok(buf)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod coop_pickle;
 pub mod fewshot;
 pub mod folder;
 pub mod image;
+pub mod index;
 pub mod parquet;
 pub mod pyrandom;
 pub mod registry;

@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use polars::prelude::*;
 use polars_arrow::array::PrimitiveArray;
 
-use crate::source::{Label, Sample};
+use crate::index::{Label, Sample};
 
 pub const IMAGE_KEY: &str = "image";
 pub const LABEL_KEY: &str = "label";

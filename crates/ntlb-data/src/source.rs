@@ -13,26 +13,10 @@ use serde::{Deserialize, Serialize};
 use crate::classes::ClassList;
 use crate::folder::{ImageFolder, Unreadable};
 use crate::image::ImageRef;
+use crate::index::INDEX_SCHEME;
 use ntlb_core::image::ImageBytes;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    #[default]
-    Folder,
-    Wds,
-    Parquet,
-}
-
-impl Format {
-    pub fn name(self) -> &'static str {
-        match self {
-            Format::Folder => "folder",
-            Format::Wds => "wds",
-            Format::Parquet => "parquet",
-        }
-    }
-}
+pub use crate::index::{Format, Index, IndexedFile, Label, Sample};
 
 /// The storage settings of a dataset entry; every one has the layout's default.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -98,50 +82,6 @@ impl Layout {
             (None, _) => crate::wds::LABEL_KEY.into(),
         }
     }
-}
-
-/// A sample's label as stored: a class index, or a class id (a wnid) to look up in the list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Label {
-    Index(i64),
-    Name(String),
-}
-
-/// One sample of an index.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Sample {
-    /// Which file of the index.
-    pub file: u32,
-    /// wds: the offset of the image member's data; parquet: the row.
-    pub at: u64,
-    /// The image's size in bytes: a member's, or the bytes of a row's image.
-    pub size: u64,
-    /// wds: the image member's name (empty for a row).
-    pub name: String,
-    pub label: Label,
-}
-
-/// A file of a container set: its name relative to the dataset root, its size and the SHA-256
-/// of its bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct IndexedFile {
-    pub name: String,
-    pub size: u64,
-    pub sha256: String,
-}
-
-/// Bumped when the index's content or rules change (older cached indexes are then rebuilt).
-/// 3: parquet rows carry their image's size in bytes (the canonical order sorts by it).
-const INDEX_SCHEME: u32 = 3;
-
-/// Every sample of a container set, in file order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Index {
-    pub scheme: u32,
-    pub format: Format,
-    pub files: Vec<IndexedFile>,
-    pub samples: Vec<Sample>,
 }
 
 /// A container set by content: its format, files (names relative to its root, sizes, digests)

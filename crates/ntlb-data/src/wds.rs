@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::source::{Label, Sample};
+use crate::index::{Label, Sample};
 
 /// The image extensions CLIP_benchmark reads, in its order of preference.
 pub const IMAGE_KEYS: [&str; 4] = ["webp", "png", "jpg", "jpeg"];
@@ -261,6 +261,32 @@ pub fn index_shard(path: &Path, file: u32, image_keys: &[String], label_key: &st
         bail!("{}: holds no sample", path.display());
     }
     Ok(samples)
+}
+
+/// The data of a tar member, checked against the header in front of it (its size and checksum):
+/// a shard rewritten since it was indexed is an error, not another image.
+pub fn read_member(shard: &Path, offset: u64, size: u64, name: &str) -> Result<Vec<u8>, String> {
+    let header_at = offset
+        .checked_sub(512)
+        .ok_or_else(|| format!("offset {offset} of member `{name}` leaves no room for its tar header"))?;
+    let mut f = std::fs::File::open(shard).map_err(|e| e.to_string())?;
+    f.seek(SeekFrom::Start(header_at)).map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; 512 + size as usize];
+    f.read_exact(&mut buf)
+        .map_err(|e| format!("cannot read member `{name}` ({size} bytes at {offset}): {e}"))?;
+    let h = tar::Header::from_byte_slice(&buf[..512]);
+    let sum: u32 = buf[..512]
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| if (148..156).contains(&i) { b' ' as u32 } else { b as u32 })
+        .sum();
+    if h.cksum().ok() != Some(sum) || h.entry_size().ok() != Some(size) {
+        return Err(format!(
+            "member `{name}`: the tar header at {header_at} is not that of a {size}-byte member (the shard changed since it was indexed; its index is rebuilt when the shard's content changes)"
+        ));
+    }
+    buf.drain(..512);
+    Ok(buf)
 }
 
 #[cfg(test)]
