@@ -1,10 +1,14 @@
 //! Preprocessing against Pillow 13.0.0 (+ torchvision's transform), fixtures from
 //! scripts/make_preprocess_fixtures.py: every PNG and JPEG case, in both conversion orders.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use ntlb_clip::preprocess::{load_image, load_image_bytes, load_image_with, ConvertOrder, Normalization};
 use safetensors::SafeTensors;
+
+use common::expect_decode_error;
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/preprocess")
@@ -79,29 +83,19 @@ fn scan_start(bytes: &[u8]) -> usize {
     sos + 2 + u16::from_be_bytes([bytes[sos + 2], bytes[sos + 3]]) as usize
 }
 
-fn expect_error(path: &Path, what: &str) {
-    match load_image(path, 32) {
-        Ok(_) => panic!("{what} decoded without an error"),
-        Err(e) => {
-            let e = e.to_string();
-            assert!(e.contains(&path.file_name().unwrap().to_string_lossy().to_string()), "{e}");
-        }
-    }
-}
-
 #[test]
 fn undecodable_and_truncated_files_name_the_file() {
     let tmp = tempfile::tempdir().unwrap();
     let garbage = tmp.path().join("garbage.JPEG");
     std::fs::write(&garbage, b"definitely not an image").unwrap();
-    expect_error(&garbage, "garbage");
+    expect_decode_error(&garbage, "garbage");
     for src in ["rgb_down.png", "rgb.jpg", "progressive.jpg", "gray.jpg"] {
         let bytes = std::fs::read(dir().join(src)).unwrap();
         let cut = tmp.path().join(format!("truncated_{src}"));
         std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
-        expect_error(&cut, &format!("truncated {src}"));
+        expect_decode_error(&cut, &format!("truncated {src}"));
     }
-    expect_error(&tmp.path().join("missing.png"), "a missing file");
+    expect_decode_error(&tmp.path().join("missing.png"), "a missing file");
 }
 
 #[test]
@@ -117,7 +111,7 @@ fn a_damaged_scan_is_an_error_not_a_grey_picture() {
         bytes[mid + 1] = 0xD3;
         let p = tmp.path().join(format!("damaged_{src}"));
         std::fs::write(&p, &bytes).unwrap();
-        expect_error(&p, &format!("damaged {src}"));
+        expect_decode_error(&p, &format!("damaged {src}"));
     }
 }
 

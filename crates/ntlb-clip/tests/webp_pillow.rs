@@ -3,10 +3,14 @@
 //! 1x1 sizes, a VP8X file with EXIF/ICC, an animation. The decoded pixels byte for byte, then
 //! the test-time tensor in both conversion orders; broken files are errors naming the file.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use ntlb_clip::preprocess::{load_decoded, load_image, load_image_bytes, load_image_with, load_rgb, ConvertOrder, Kind, Normalization};
 use safetensors::SafeTensors;
+
+use common::expect_decode_error;
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/webp")
@@ -89,17 +93,6 @@ fn matches_pillow_in_dassls_order() {
     assert_tensors("expected_dassl.safetensors", ConvertOrder::Dassl);
 }
 
-fn expect_error(path: &Path, what: &str) -> String {
-    match load_image(path, 32) {
-        Ok(_) => panic!("{what} decoded without an error"),
-        Err(e) => {
-            let e = e.to_string();
-            assert!(e.contains(&path.file_name().unwrap().to_string_lossy().to_string()), "{what}: {e}");
-            e
-        }
-    }
-}
-
 #[test]
 fn truncated_and_corrupt_webp_are_errors_naming_the_file() {
     let tmp = tempfile::tempdir().unwrap();
@@ -108,7 +101,7 @@ fn truncated_and_corrupt_webp_are_errors_naming_the_file() {
         for (what, cut) in [("half", bytes.len() / 2), ("the header", 20), ("the last byte", bytes.len() - 1)] {
             let p = tmp.path().join(format!("cut_{what}_{src}").replace(' ', "_"));
             std::fs::write(&p, &bytes[..cut]).unwrap();
-            let e = expect_error(&p, &format!("{src} cut to {what}"));
+            let e = expect_decode_error(&p, &format!("{src} cut to {what}"));
             assert!(e.contains("WebP"), "{e}");
         }
         // A damaged header: the RIFF container, then garbage in place of the image chunk.
@@ -116,7 +109,7 @@ fn truncated_and_corrupt_webp_are_errors_naming_the_file() {
         bad[12..20].copy_from_slice(b"XXXXXXXX");
         let p = tmp.path().join(format!("bad_chunk_{src}"));
         std::fs::write(&p, &bad).unwrap();
-        expect_error(&p, &format!("{src} with a damaged chunk header"));
+        expect_decode_error(&p, &format!("{src} with a damaged chunk header"));
     }
     // Damaged VP8L data (the lossless bitstream is checked as it is read).
     let mut bytes = fixtures("lossless_rgb.webp");
@@ -125,11 +118,11 @@ fn truncated_and_corrupt_webp_are_errors_naming_the_file() {
     }
     let p = tmp.path().join("garbled.webp");
     std::fs::write(&p, &bytes).unwrap();
-    expect_error(&p, "garbled lossless data");
+    expect_decode_error(&p, "garbled lossless data");
     // A WebP extension on something else, and a RIFF that is not WebP.
     let p = tmp.path().join("not_really.webp");
     std::fs::write(&p, b"RIFF\x10\x00\x00\x00WAVEfmt ").unwrap();
-    let e = expect_error(&p, "a RIFF WAVE file");
+    let e = expect_decode_error(&p, "a RIFF WAVE file");
     assert!(e.contains("unknown image format"), "{e}");
 }
 

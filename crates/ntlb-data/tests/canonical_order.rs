@@ -2,8 +2,11 @@
 //! files, the last two written shuffled across shards and files, give the same images in the
 //! same order, hence the same few-shot split and the same `max_per_class` subset.
 
+mod common;
+
 use std::path::Path;
 
+use common::classes;
 use ntlb_core::image::ImageBytes;
 use ntlb_data::classes::ClassList;
 use ntlb_data::image::ImageRef;
@@ -11,13 +14,6 @@ use ntlb_data::source::{Format, Layout, TrainSet};
 use ntlb_data::split::FewShotSplit;
 use ntlb_data::variants::{DatasetKind, EvalSet};
 use ntlb_data::write::{write_parquet_split, write_wds, Written};
-
-fn classes(n: usize) -> ClassList {
-    ClassList {
-        ids: (0..n).map(|i| format!("n{i:08}")).collect(),
-        names: (0..n).map(|i| format!("class {i}")).collect(),
-    }
-}
 
 /// Images of uneven sizes, two of each class of the same size (a tie the digest breaks).
 fn images(n_classes: usize, per_class: usize) -> Vec<Written> {

@@ -2,8 +2,11 @@
 //! indexed once (cached, damaged index rebuilt), and every kind of bad input refused with an
 //! error that names the shard or file and the member or row.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
+use common::classes;
 use ntlb_core::image::ImageBytes;
 use ntlb_data::classes::ClassList;
 use ntlb_data::image::ImageRef;
@@ -11,13 +14,6 @@ use ntlb_data::source::{Format, Layout, TrainSet};
 use ntlb_data::split::FewShotSplit;
 use ntlb_data::variants::{DatasetKind, EvalSet};
 use ntlb_data::write::{write_parquet, write_parquet_split, write_wds, Written};
-
-fn classes(n: usize) -> ClassList {
-    ClassList {
-        ids: (0..n).map(|i| format!("n{i:08}")).collect(),
-        names: (0..n).map(|i| format!("class {i}")).collect(),
-    }
-}
 
 /// `per_class` images of every class, in class order; bytes unique per image.
 fn images(n_classes: usize, per_class: usize) -> Vec<Written> {

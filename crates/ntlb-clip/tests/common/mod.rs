@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
+use ntlb_clip::preprocess::load_image;
 use ntlb_clip::Clip;
 use ntlb_golden::clip_cases::compute_clip_case;
 use ntlb_golden::compare::{compare, FieldCheck};
@@ -54,6 +55,18 @@ pub fn open_clip_folder(golden: &Path, config: &Value) -> (tempfile::TempDir, Pa
 /// A model from `path`, panicking with the path and the error.
 pub fn load(path: &Path) -> Clip {
     Clip::load(path, None, &Device::flex()).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The error of decoding `path` (`what` names it if it decodes), which must name the file.
+pub fn expect_decode_error(path: &Path, what: &str) -> String {
+    match load_image(path, 32) {
+        Ok(_) => panic!("{what} decoded without an error"),
+        Err(e) => {
+            let e = e.to_string();
+            assert!(e.contains(&path.file_name().unwrap().to_string_lossy().to_string()), "{what}: {e}");
+            e
+        }
+    }
 }
 
 /// The golden cases every fixture set recomputes, as `{prefix}_{case}.json`.
