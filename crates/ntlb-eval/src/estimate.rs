@@ -70,8 +70,19 @@ pub struct Workload<'a> {
     pub kinds: &'a [DatasetKind],
     pub images: &'a [usize],
     pub classes: &'a [usize],
-    /// Classes of the CoOp training set.
+    /// Classes of the ImageNet training set.
     pub train_classes: usize,
+    /// The dataset entries' names (a CoOp job trained on one is evaluated on it alone, with its
+    /// classes); empty where no job trains on one.
+    pub names: &'a [String],
+}
+
+/// Training steps of a CoOp job: epochs × batches per epoch, where an epoch of
+/// `classes × shots` images drops its last partial batch unless it holds less than one batch
+/// (the trainer's rule, [`ntlb_prompt::train::steps_per_epoch`]). A class with fewer images
+/// than `shots` gives all it has, so this is an upper bound there.
+pub fn coop_steps(classes: usize, shots: usize, batch: usize, epochs: usize) -> usize {
+    epochs * ntlb_prompt::train::steps_per_epoch(classes * shots, batch)
 }
 
 /// TFLOP of every job to run, grouped by model (in plan order).
@@ -133,10 +144,12 @@ pub fn estimate(jobs: &[&Job], w: &Workload) -> Vec<(String, ModelCost)> {
                     encoded_texts.iter().map(|(c, _)| c).sum::<usize>() + unknown.iter().map(|(c, p)| c * count(p)).sum::<usize>();
                 t += texts as f64 * f_txt(TEMPLATE_TOKENS) + scored;
             }
-            Job::Coop { train, .. } => {
+            Job::Coop { train, train_dataset, .. } => {
                 let b = train.optim.batch_size.max(1);
-                let c = w.train_classes;
-                let steps = (c * train.shots).div_ceil(b).max(1) as f64 * train.optim.epochs as f64;
+                // Trained on a dataset entry: its classes, scored on its test split alone.
+                let own = train_dataset.as_ref().and_then(|t| w.names.iter().position(|n| n == t));
+                let c = own.map_or(w.train_classes, |i| w.classes[i]);
+                let steps = coop_steps(c, train.shots, b, train.optim.epochs) as f64;
                 // The trainer's pass 1 is the shared one (`Pass1::default()`).
                 let step = coop_step_flop(
                     &cfg,
@@ -148,7 +161,10 @@ pub fn estimate(jobs: &[&Job], w: &Workload) -> Vec<(String, ModelCost)> {
                     Default::default(),
                 );
                 t += steps * step;
-                t += distinct_lists.iter().sum::<usize>() as f64 * f_txt(PROMPT_TOKENS) + score(1.0);
+                t += match own {
+                    Some(i) => c as f64 * f_txt(PROMPT_TOKENS) + 2.0 * w.images[i] as f64 * c as f64 * e,
+                    None => distinct_lists.iter().sum::<usize>() as f64 * f_txt(PROMPT_TOKENS) + score(1.0),
+                };
             }
         }
         if out.last().is_none_or(|(n, _)| *n != m.name) {
@@ -195,11 +211,13 @@ fn dataset_sizes(cfg: &SweepConfig, classes: &ClassList, sets: &[EvalSet]) -> (V
 pub(crate) fn print_estimate(cfg: &SweepConfig, classes: &ClassList, sets: &[EvalSet], todo: &[&Job], plan_len: usize) {
     let (images, n_classes) = dataset_sizes(cfg, classes, sets);
     let kinds: Vec<DatasetKind> = cfg.datasets.iter().map(|d| d.kind).collect();
+    let names: Vec<String> = cfg.datasets.iter().map(|d| d.name().to_string()).collect();
     let w = Workload {
         kinds: &kinds,
         images: &images,
         classes: &n_classes,
         train_classes: classes.len(),
+        names: &names,
     };
     let costs = estimate(todo, &w);
     let gpu_h = |t: f64| t / ASSUMED_GPU_TFLOPS / 3600.0;
@@ -275,6 +293,7 @@ mod tests {
             images: &[50_000, 7_500],
             classes: &[1000, 200],
             train_classes: 1000,
+            names: &[],
         };
         let cost = |jobs: &[&Job]| estimate(jobs, &w).iter().map(|(_, c)| c.tflop).sum::<f64>();
         let (b32_2, b32_8) = (zero_shot("ViT-B/32", &t2), zero_shot("ViT-B/32", &t8));
@@ -328,6 +347,7 @@ mod tests {
             images: &[0, 0],
             classes: &[1000, 100],
             train_classes: 1000,
+            names: &[],
         };
         let cost = |kinds| estimate(&[&job], &w(kinds))[0].1.tflop;
         let per_class_template = 2.0 * ClipConfig::preset("ViT-B/32").unwrap().text_macs(TEMPLATE_TOKENS) as f64 / 1e12;
@@ -347,5 +367,45 @@ mod tests {
         assert!((9.4..10.2).contains(&rn101), "RN101 {rn101}");
         assert!((4.0..4.8).contains(&b32), "ViT-B/32 {b32}");
         assert!((16.5..18.5).contains(&b16), "ViT-B/16 {b16}");
+    }
+
+    /// Steps follow the trainer's batching: a 1-shot EuroSAT epoch (10 images, batch 32) is one
+    /// short batch, a 1-shot ImageNet epoch 31 steps (8 images dropped), a 16-shot ImageNet
+    /// epoch 500; a job trained on a dataset entry is costed with its classes.
+    #[test]
+    fn coop_steps_follow_drop_last_and_the_training_dataset() {
+        assert_eq!(coop_steps(10, 1, 32, 50), 50);
+        assert_eq!(coop_steps(1000, 1, 32, 50), 31 * 50);
+        assert_eq!(coop_steps(1000, 16, 32, 50), 500 * 50);
+        assert_eq!(coop_steps(47, 1, 32, 50), 50);
+        let job = |train_dataset: Option<&str>, shots: usize| {
+            let mut train = ntlb_prompt::train::TrainConfig::default();
+            train.shots = shots;
+            Job::Coop {
+                model: ModelEntry {
+                    name: "ViT-B/32".into(),
+                    path: "ViT-B/32.safetensors".into(),
+                    tokenizer: None,
+                    revision: None,
+                    activation: None,
+                },
+                lambda: 0.0,
+                seed: 1,
+                train,
+                train_root: "t".into(),
+                train_dataset: train_dataset.map(String::from),
+            }
+        };
+        let names = ["imagenet".to_string(), "eurosat".to_string()];
+        let w = Workload {
+            kinds: &[DatasetKind::Imagenet, DatasetKind::Eurosat],
+            images: &[0, 0],
+            classes: &[1000, 10],
+            train_classes: 1000,
+            names: &names,
+        };
+        let cost = |j: &Job| estimate(&[j], &w)[0].1.tflop;
+        assert!(cost(&job(Some("eurosat"), 1)) < cost(&job(None, 1)) / 10.0);
+        assert!(cost(&job(None, 2)) > 1.9 * cost(&job(None, 1)));
     }
 }

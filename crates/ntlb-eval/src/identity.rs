@@ -199,8 +199,9 @@ pub struct SweepIdentity {
     /// Model name -> its activations and normalisation (`ModelNumerics::identity`).
     pub model_numerics: HashMap<String, String>,
     pub templates: HashMap<PathBuf, Vec<String>>,
-    /// The CoOp training folder, by content.
-    pub train: Option<String>,
+    /// Each CoOp training set by content, by its `coop.train` name (`imagenet`: the folder at
+    /// `coop.train_root`).
+    pub train: HashMap<String, String>,
 }
 
 #[derive(Serialize)]
@@ -216,6 +217,9 @@ enum Content<'a> {
         seed: u64,
         train: &'a TrainConfig,
         train_data: &'a str,
+        /// Left out for ImageNet at `coop.train_root`, so keys made before the axis existed hold.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        train_dataset: Option<&'a str>,
     },
 }
 
@@ -275,13 +279,10 @@ impl SweepIdentity {
                 }
             }
         }
-        let train = match &cfg.coop {
-            Some(c) => {
-                let set = TrainSet::open(&c.train_root, &c.train_layout(), classes, Some(&cfg.cache_dir()))?;
-                Some(train_set_sha256(&set)? + &cached_draws_sha256(&set.dataset_root)?)
-            }
-            None => None,
-        };
+        let mut train = HashMap::new();
+        for (name, set) in crate::sweep::open_train_sets(cfg, classes)? {
+            train.insert(name, train_set_sha256(&set)? + &cached_draws_sha256(&set.dataset_root)?);
+        }
         Ok(SweepIdentity {
             numerics,
             strict: cfg.strict,
@@ -336,12 +337,25 @@ impl SweepIdentity {
                     .map(|(n, p)| Ok((n.as_str(), tpl(p)?)))
                     .collect::<Result<_>>()?,
             },
-            Job::Coop { lambda, seed, train, .. } => Content::Coop {
-                lambda: *lambda,
-                seed: *seed,
+            Job::Coop {
+                lambda,
+                seed,
                 train,
-                train_data: self.train.as_deref().context("CoOp job without a hashed training folder")?,
-            },
+                train_dataset,
+                ..
+            } => {
+                let on = train_dataset.as_deref().unwrap_or(crate::sweep::IMAGENET_TRAIN);
+                Content::Coop {
+                    lambda: *lambda,
+                    seed: *seed,
+                    train,
+                    train_data: self
+                        .train
+                        .get(on)
+                        .with_context(|| format!("CoOp job on `{on}` without a hashed training set"))?,
+                    train_dataset: train_dataset.as_deref(),
+                }
+            }
         };
         let model_numerics = self
             .model_numerics

@@ -19,7 +19,7 @@ use anyhow::{Context, Result};
 use ntlb_prompt::objective::NameScore;
 
 use crate::method::Method;
-use crate::results::ResultRow;
+use crate::results::{ResultRow, RowIdentity};
 
 /// Allowed moves, set from measured noise (docs/demo.md, "Regression check"). The rerun is deterministic
 /// on one machine; what another machine can change is float rounding. Measured on the demo's
@@ -40,18 +40,8 @@ pub const DEFAULT_TOLERANCES: Tolerances = Tolerances {
     name_score: 1e-4,
 };
 
-/// What names a row across runs: (model, method, template, λ, seed, dataset).
-type RowIdentity = (String, String, Option<String>, Option<String>, Option<u64>, String);
-
 fn identity(r: &ResultRow) -> RowIdentity {
-    (
-        r.model.clone(),
-        r.method.to_string(),
-        r.template.clone(),
-        r.lambda.map(|l| format!("{l}")),
-        r.seed,
-        r.dataset.clone(),
-    )
+    r.identity()
 }
 
 /// A baseline file; one written before dataset entries had names (no `dataset_kind` column)
@@ -62,7 +52,7 @@ pub fn read_baseline(path: &Path) -> Result<Vec<ResultRow>> {
         .enumerate()
         .map(|(i, r)| {
             let mut r: ResultRow = r.with_context(|| format!("{}: row {}", path.display(), i + 2))?;
-            r.fill_kind();
+            r.fill_defaults();
             Ok(r)
         })
         .collect()
@@ -331,5 +321,48 @@ mod tests {
         r[1].top1 += 0.4;
         r[1].name_score = Some(0.305);
         assert!(compare(&base(), &r, T).is_empty());
+    }
+
+    /// A baseline written before the few-shot axes (no `shots` / `train_dataset` columns) reads
+    /// its CoOp rows as 1-shot ImageNet: today's rows of those jobs match them, a 2-shot or
+    /// another training set's row is another row.
+    #[test]
+    fn old_baselines_read_as_one_shot_imagenet() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.csv");
+        std::fs::write(
+            &path,
+            "sweep,run_key,model,method,template,lambda,seed,dataset,top1,top5,mean_per_class,n_images,n_failed,name_score\n\
+             s,k,m,coop,,1.0,1,imagenet,61.0,90.0,0.0,1,0,0.5\n\
+             s,k,m,zero-shot,a {}.,,,imagenet,50.0,90.0,0.0,1,0,\n",
+        )
+        .unwrap();
+        let old = read_baseline(&path).unwrap();
+        assert_eq!((old[0].shots, old[0].train_dataset.as_deref()), (Some(1), Some("imagenet")));
+        assert_eq!(
+            (old[1].shots, old[1].train_dataset.as_deref()),
+            (None, None),
+            "zero-shot trains on nothing"
+        );
+        let now = ResultRow {
+            mean_per_class: 0.0,
+            ..row("coop", 1.0, 61.0, Some(0.5))
+        };
+        assert_eq!(old[0].identity(), now.identity());
+        assert!(!compare(&old[..1], std::slice::from_ref(&now), T)
+            .iter()
+            .any(|p| p.contains("no baseline row")));
+        for other in [
+            ResultRow {
+                shots: Some(2),
+                ..now.clone()
+            },
+            ResultRow {
+                train_dataset: Some("eurosat".into()),
+                ..now.clone()
+            },
+        ] {
+            assert!(compare(&old[..1], &[other], T).iter().any(|p| p.contains("no baseline row")));
+        }
     }
 }

@@ -35,16 +35,56 @@ pub struct ResultRow {
     #[serde(default)]
     pub name_score: Option<f64>,
     /// The dataset's kind (`imagenet`, `imagenet-v2`, ...). Rows written before dataset
-    /// entries had names hold none: their `dataset` is the kind ([`ResultRow::fill_kind`]).
+    /// entries had names hold none: their `dataset` is the kind ([`ResultRow::fill_defaults`]).
     #[serde(default)]
     pub dataset_kind: String,
+    /// CoOp rows: the training images per class. Rows written before the column existed were
+    /// 1-shot ([`ResultRow::fill_defaults`]); zero-shot rows hold none.
+    #[serde(default)]
+    pub shots: Option<usize>,
+    /// CoOp rows: the training dataset, `imagenet` (the set at `coop.train_root`) or the name
+    /// of the `[[datasets]]` entry trained on. Rows written before the column read `imagenet`.
+    #[serde(default)]
+    pub train_dataset: Option<String>,
+}
+
+/// What names a row across runs and tables: rows are compared (`ntlb regress`) and merged by
+/// it; a new axis of the job model is one field here.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RowIdentity {
+    pub model: String,
+    pub method: String,
+    pub template: Option<String>,
+    pub lambda: Option<String>,
+    pub seed: Option<u64>,
+    pub dataset: String,
+    pub shots: Option<usize>,
+    pub train_dataset: Option<String>,
 }
 
 impl ResultRow {
-    /// Rows read from files written before the column existed: the kind is their `dataset`.
-    pub fn fill_kind(&mut self) {
+    /// Rows read from files written before a column existed: the kind is their `dataset`; a
+    /// CoOp row trained 1-shot on ImageNet, the only job there was.
+    pub fn fill_defaults(&mut self) {
         if self.dataset_kind.is_empty() {
             self.dataset_kind = self.dataset.clone();
+        }
+        if !self.method.is_zero_shot() {
+            self.shots.get_or_insert(1);
+            self.train_dataset.get_or_insert_with(|| crate::sweep::IMAGENET_TRAIN.to_string());
+        }
+    }
+
+    pub fn identity(&self) -> RowIdentity {
+        RowIdentity {
+            model: self.model.clone(),
+            method: self.method.to_string(),
+            template: self.template.clone(),
+            lambda: self.lambda.map(|l| format!("{l}")),
+            seed: self.seed,
+            dataset: self.dataset.clone(),
+            shots: self.shots,
+            train_dataset: self.train_dataset.clone(),
         }
     }
 
@@ -87,6 +127,8 @@ impl ResultRow {
             n_failed: 0,
             name_score,
             dataset_kind: dataset.into(),
+            shots: (!method.starts_with("zero-shot")).then_some(1),
+            train_dataset: (!method.starts_with("zero-shot")).then(|| "imagenet".into()),
         }
     }
 }
@@ -182,7 +224,7 @@ impl RunRecord {
             }
             r.check_computed_from(c).with_context(|| path.display().to_string())?;
         }
-        r.rows.iter_mut().for_each(ResultRow::fill_kind);
+        r.rows.iter_mut().for_each(ResultRow::fill_defaults);
         Ok(r)
     }
 
@@ -332,6 +374,11 @@ fn frame(rows: &[ResultRow]) -> PolarsResult<DataFrame> {
             Column::new("n_failed".into(), rows.iter().map(|r| r.n_failed as u64).collect::<Vec<_>>()),
             Column::new("name_score".into(), rows.iter().map(|r| r.name_score).collect::<Vec<_>>()),
             Column::new("dataset_kind".into(), s(|r| r.dataset_kind.clone())),
+            Column::new("shots".into(), rows.iter().map(|r| r.shots.map(|k| k as u64)).collect::<Vec<_>>()),
+            Column::new(
+                "train_dataset".into(),
+                rows.iter().map(|r| r.train_dataset.clone()).collect::<Vec<_>>(),
+            ),
         ],
     )
 }
@@ -387,6 +434,17 @@ pub fn read_table(results: &Path) -> Result<Vec<ResultRow>> {
     } else {
         vec![None; n]
     };
+    // Tables written before the job model had these axes: filled in by `fill_defaults`.
+    let shots = if df.column("shots").is_ok() {
+        u64s("shots")?
+    } else {
+        vec![None; n]
+    };
+    let train_dataset = if df.column("train_dataset").is_ok() {
+        st("train_dataset")?
+    } else {
+        vec![None; n]
+    };
     let (seed, ni, nf) = (u64s("seed")?, u64s("n_images")?, u64s("n_failed")?);
     let methods = method
         .iter()
@@ -413,9 +471,11 @@ pub fn read_table(results: &Path) -> Result<Vec<ResultRow>> {
             n_failed: nf[i].unwrap_or(0) as usize,
             name_score: name_score[i],
             dataset_kind: kind[i].clone().unwrap_or_default(),
+            shots: shots[i].map(|k| k as usize),
+            train_dataset: train_dataset[i].clone(),
         })
         .map(|mut r| {
-            r.fill_kind();
+            r.fill_defaults();
             r
         })
         .collect())

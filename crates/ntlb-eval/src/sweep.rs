@@ -11,7 +11,12 @@
 mod config;
 mod plan;
 mod run;
+mod train_sets;
 
-pub use config::{open_datasets, CoopSweep, DatasetEntry, ModelEntry, SweepConfig, ZeroShotSweep};
+pub use config::{
+    coop_schedule_epochs, open_datasets, CoopSweep, DatasetEntry, EpochsSetting, ModelEntry, ScheduleRule, ShotsSetting, SweepConfig,
+    ZeroShotSweep, IMAGENET_TRAIN,
+};
 pub use plan::{job_state, plan, run_path, Job, JobState};
 pub use run::{dry_run, run_sweep, SweepOptions};
+pub use train_sets::{open_train_sets, split_train_set};

@@ -38,7 +38,7 @@ fn imagenet_configs_plan_the_paper_comparison() {
             .chain(z.ensembles.values())
             .map(|p| (p.clone(), vec!["a photo of a {}.".to_string()]))
             .collect(),
-        train: Some("train".into()),
+        train: [("imagenet".to_string(), "train".to_string())].into(),
     };
     let keys: std::collections::BTreeSet<String> = ident.keys(&jobs).unwrap().into_iter().collect();
     assert_eq!(keys.len(), jobs.len(), "every job has its own key");

@@ -54,7 +54,13 @@ fn write_containers(folder_cfg: &SweepConfig, out: &Path) {
         write_wds(&out.join("wds").join(s.kind.name()), "test", &w, Some(&s.classes.names), 4).unwrap();
         write_parquet_split(&out.join("hf").join(s.kind.name()), "validation", &w, 5, 2).unwrap();
     }
-    let train = TrainSet::open(&cfg.coop.as_ref().unwrap().train_root, &Layout::default(), &classes, None).unwrap();
+    let train = TrainSet::open(
+        cfg.coop.as_ref().unwrap().train_root.as_ref().unwrap(),
+        &Layout::default(),
+        &classes,
+        None,
+    )
+    .unwrap();
     let w = shuffled(written(&train.items));
     write_wds(&out.join("wds/imagenet"), "train", &w, None, 5).unwrap();
     write_parquet_split(&out.join("hf/imagenet"), "train", &w, 7, 3).unwrap();

@@ -184,7 +184,7 @@ fn dataset_entries_are_named_in_rows_and_report() {
     assert_eq!(rows.iter().find(|r| r.dataset == "val-one").unwrap().n_images, 6);
     assert_eq!(rows.iter().find(|r| r.dataset == "val-all").unwrap().n_images, 12);
     let csv = std::fs::read_to_string(c.results.join("results.csv")).unwrap();
-    assert!(csv.lines().next().unwrap().ends_with(",dataset_kind"), "{csv}");
+    assert!(csv.lines().next().unwrap().ends_with(",dataset_kind,shots,train_dataset"), "{csv}");
     let out = tmp.path().join("report");
     ntlb_eval::report::run_report(&c.results, &out).unwrap();
     let md = std::fs::read_to_string(out.join("summary.md")).unwrap();

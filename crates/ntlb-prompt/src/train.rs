@@ -419,7 +419,7 @@ pub fn train<P: ImageBytes>(
         Pictures::OnDemand
     };
     let b = cfg.optim.batch_size.max(1);
-    let steps_per_epoch = if data.len() >= b { data.len() / b } else { 1 };
+    let steps_per_epoch = steps_per_epoch(data.len(), b);
     // Each epoch reshuffles with its own generator; the crops of a step draw from it in order.
     let mut epoch_state: Option<(usize, TrainRng, Vec<usize>)> = None;
     let batches = |epoch: usize, s: usize| -> Result<Batch> {
@@ -509,6 +509,19 @@ pub struct StepEvent<'a> {
 /// scheduler steps after the epoch's last batch), per step `batch(epoch, step)` → image
 /// features → [`step`] → the non-finite checks (and loss scaling) → [`sgd_update`]; the state
 /// is written to `out` after every epoch when given. `ntlb train` feeds it augmented pictures,
+/// Batches per epoch by Dassl's rule (`build_data_loader`: `drop_last = len(data) >= batch_size`):
+/// the last partial batch is dropped, unless the set holds less than one batch, which then
+/// trains as one short batch (a 1-shot EuroSAT epoch: 10 images, one step; a 1-shot ImageNet
+/// epoch: 31 steps of 32, 8 images unused).
+pub fn steps_per_epoch(images: usize, batch: usize) -> usize {
+    let b = batch.max(1);
+    if images >= b {
+        images / b
+    } else {
+        1
+    }
+}
+
 /// `ntlb parity` a case's fixed batches: one loop, so parity pins what training does.
 #[allow(clippy::too_many_arguments)]
 pub fn run_epochs(
@@ -658,3 +671,23 @@ pub fn initial_state(
 
 /// Random crop parameters are drawn from this generator type (re-exported for callers).
 pub type TrainRng = rand_chacha::ChaCha8Rng;
+
+#[cfg(test)]
+mod tests {
+    use super::steps_per_epoch;
+
+    /// Dassl's `drop_last = len(data) >= batch_size`: a set smaller than a batch trains as one
+    /// short batch, a larger one drops its last partial batch.
+    #[test]
+    fn drop_last_only_when_the_set_holds_a_batch() {
+        // 1-shot EuroSAT (10 classes): one step of 10 images.
+        assert_eq!(steps_per_epoch(10, 32), 1);
+        // 1-shot ImageNet: 31 steps of 32, the last 8 images unused.
+        assert_eq!(steps_per_epoch(1000, 32), 31);
+        assert_eq!(1000 - 31 * 32, 8);
+        // 1-shot DTD (47 classes): one step, 15 dropped; exactly one batch: one step.
+        assert_eq!(steps_per_epoch(47, 32), 1);
+        assert_eq!(steps_per_epoch(32, 32), 1);
+        assert_eq!(steps_per_epoch(31, 32), 1);
+    }
+}

@@ -603,6 +603,7 @@ mod tests {
                 seed,
                 train: Default::default(),
                 train_root: "train".into(),
+                train_dataset: None,
             },
             sweep: "s".into(),
             git_commit: None,

@@ -132,11 +132,72 @@ pub struct ZeroShotSweep {
     pub allow_duplicate_names: bool,
 }
 
+/// `coop.shots`: one count, or a list of counts, each its own jobs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ShotsSetting {
+    One(usize),
+    Many(Vec<usize>),
+}
+
+impl ShotsSetting {
+    pub fn counts(&self) -> Vec<usize> {
+        match self {
+            ShotsSetting::One(k) => vec![*k],
+            ShotsSetting::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// `coop.epochs`: one number for every job, or `"coop"`, CoOp's few-shot schedule
+/// ([`coop_schedule_epochs`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum EpochsSetting {
+    Fixed(usize),
+    Rule(ScheduleRule),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleRule {
+    Coop,
+}
+
+/// The name `coop.train` uses for the ImageNet training set at `coop.train_root`.
+pub const IMAGENET_TRAIN: &str = "imagenet";
+
+/// CoOp's epochs for a few-shot run: 1 shot 50, 2 and 4 shots 100, 8 and 16 shots 200, and
+/// ImageNet 50 at every count. These are the configs CoOp's `scripts/coop/main.sh` is run
+/// with in its COOP.md (KaiyangZhou/CoOp ff61507): `rn50_ep50` for 1 shot, `rn50_ep100` for 2
+/// and 4, `rn50` (200 epochs) for 8 and 16, `rn50_ep50` for ImageNet at every count. A count
+/// outside those ranges (5–7, above 16, 0) has no stated schedule: an error,
+/// never a guess.
+pub fn coop_schedule_epochs(shots: usize, imagenet: bool) -> Result<usize> {
+    Ok(match (imagenet, shots) {
+        (true, 1..=16) => 50,
+        (false, 1) => 50,
+        (false, 2..=4) => 100,
+        (false, 8..=16) => 200,
+        _ => bail!(
+            "`coop.epochs = \"coop\"` states no schedule for {shots} shots{} (CoOp's configs cover 1–4 and 8–16 shots): give `coop.epochs` as a number",
+            if imagenet { " on ImageNet" } else { "" }
+        ),
+    })
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CoopSweep {
-    /// ImageNet root with the training split.
-    pub train_root: PathBuf,
+    /// ImageNet root with the training split (needed when `train` names `imagenet`, the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_root: Option<PathBuf>,
+    /// The training datasets, each its own jobs: `imagenet` (the set at `train_root`, evaluated
+    /// on every `[[datasets]]` entry) or the name of a `[[datasets]]` entry of a split-list kind
+    /// (trained on its split file's `train` list with the reference's draw, evaluated on its
+    /// test split). Default: `["imagenet"]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train: Option<Vec<String>>,
     /// Base training config (TOML); defaults: the paper's.
     #[serde(default)]
     pub config: Option<PathBuf>,
@@ -148,10 +209,14 @@ pub struct CoopSweep {
     pub name_scores: Option<Vec<ntlb_prompt::objective::NameScore>>,
     #[serde(default = "default_seeds")]
     pub seeds: Vec<u64>,
+    /// A number, or `"coop"` for CoOp's schedule by shots and training set. Default: the base
+    /// config's.
     #[serde(default)]
-    pub epochs: Option<usize>,
+    pub epochs: Option<EpochsSetting>,
+    /// Shots per class: a number or a list (`[1, 2, 4, 8, 16]`), each its own jobs. Default:
+    /// the base config's (1).
     #[serde(default)]
-    pub shots: Option<usize>,
+    pub shots: Option<ShotsSetting>,
     /// How the training set is stored, as a dataset entry's `format`, `split` (default `train`),
     /// `image_key`, `label_key`.
     #[serde(default, skip_serializing_if = "is_folder")]
@@ -165,6 +230,23 @@ pub struct CoopSweep {
 }
 
 impl CoopSweep {
+    /// The training datasets, `coop.train` or ImageNet alone.
+    pub fn train_sets(&self) -> Vec<String> {
+        self.train.clone().unwrap_or_else(|| vec![IMAGENET_TRAIN.to_string()])
+    }
+
+    /// Whether a job trains on the ImageNet set at `train_root`.
+    pub fn trains_on_imagenet(&self) -> bool {
+        self.train_sets().iter().any(|t| t == IMAGENET_TRAIN)
+    }
+
+    /// `train_root`, which ImageNet training needs.
+    pub fn imagenet_root(&self) -> Result<&Path> {
+        self.train_root
+            .as_deref()
+            .context("[coop] trains on `imagenet` (the default of `coop.train`) but sets no `train_root`")
+    }
+
     pub fn train_layout(&self) -> Layout {
         Layout {
             format: self.train_format,
@@ -261,7 +343,7 @@ impl SweepConfig {
             d.root = join(&self.data_root, &d.root);
         }
         if let Some(co) = &mut c.coop {
-            co.train_root = join(&self.data_root, &co.train_root);
+            co.train_root = co.train_root.as_ref().map(|r| join(&self.data_root, r));
         }
         for m in &mut c.models {
             let joined = join(&self.checkpoint_root, &m.path);
@@ -464,5 +546,26 @@ mod tests {
         let cfg: SweepConfig = toml::from_str(&toml("[[models]]\nname = \"e\"\npath = \"synth-clip\"\nrevision = \"main\"\n")).unwrap();
         let e = format!("{:#}", cfg.resolve(true, &env).unwrap_err());
         assert!(e.contains("model `e`") && e.contains("revision"), "{e}");
+    }
+
+    /// CoOp's schedule: 1 shot 50 epochs, 2–4 shots 100, 8–16 shots 200, ImageNet 50 at every
+    /// count; counts outside those ranges are refused, not guessed.
+    #[test]
+    fn coop_schedule_by_shots_and_training_set() {
+        let rule = |k, imagenet| coop_schedule_epochs(k, imagenet).ok();
+        assert_eq!(
+            [1, 2, 4, 8, 16].map(|k| rule(k, false)),
+            [Some(50), Some(100), Some(100), Some(200), Some(200)]
+        );
+        assert_eq!([1, 2, 4, 8, 16].map(|k| rule(k, true)), [Some(50); 5]);
+        assert_eq!(rule(3, false), Some(100));
+        for k in [0, 5, 7, 17, 32] {
+            assert_eq!(rule(k, false), None, "{k}");
+        }
+        let c: CoopSweep = toml::from_str("lambdas = [0.0]\nepochs = \"coop\"\nshots = [1, 2]\n").unwrap();
+        assert_eq!(c.epochs, Some(EpochsSetting::Rule(ScheduleRule::Coop)));
+        assert_eq!(c.shots.unwrap().counts(), [1, 2]);
+        let c: CoopSweep = toml::from_str("lambdas = [0.0]\nepochs = 3\nshots = 4\n").unwrap();
+        assert_eq!((c.epochs, c.shots.unwrap().counts()), (Some(EpochsSetting::Fixed(3)), vec![4]));
     }
 }

@@ -10,7 +10,9 @@ use ntlb_prompt::objective::NameScore;
 use ntlb_prompt::train::{InvalidSetting, TrainConfig};
 use serde::{Deserialize, Serialize};
 
-use super::{CoopSweep, ModelEntry, SweepConfig, ZeroShotSweep};
+use super::{
+    coop_schedule_epochs, CoopSweep, EpochsSetting, ModelEntry, ScheduleRule, ShotsSetting, SweepConfig, ZeroShotSweep, IMAGENET_TRAIN,
+};
 use crate::identity::SweepIdentity;
 use crate::results::RunRecord;
 
@@ -27,7 +29,14 @@ pub enum Job {
         lambda: f64,
         seed: u64,
         train: TrainConfig,
+        /// The training data's root: ImageNet's `coop.train_root`, or the training dataset
+        /// entry's root.
         train_root: PathBuf,
+        /// The `[[datasets]]` entry trained on (its split file's `train` list), evaluated on its
+        /// test split; `None`: ImageNet at `train_root`, evaluated on every entry (records
+        /// written before the field existed read so).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        train_dataset: Option<String>,
     },
 }
 
@@ -35,6 +44,15 @@ impl Job {
     pub fn model(&self) -> &ModelEntry {
         match self {
             Job::ZeroShot { model, .. } | Job::Coop { model, .. } => model,
+        }
+    }
+
+    /// The training dataset's name (`imagenet` for the set at `coop.train_root`) and shots of a
+    /// CoOp job.
+    pub fn trained_on(&self) -> Option<(&str, usize)> {
+        match self {
+            Job::ZeroShot { .. } => None,
+            Job::Coop { train, train_dataset, .. } => Some((train_dataset.as_deref().unwrap_or(super::IMAGENET_TRAIN), train.shots)),
         }
     }
 
@@ -46,11 +64,21 @@ impl Job {
                 lambda,
                 seed,
                 train,
+                train_dataset,
                 ..
-            } => match train.loss.name_score {
-                NameScore::Max => format!("{} coop λ={lambda} seed={seed}", model.name),
-                agg => format!("{} coop λ={lambda} name_score={agg} seed={seed}", model.name),
-            },
+            } => {
+                // The defaults (ImageNet, 1 shot) unsaid, as before those axes existed.
+                let on = train_dataset.as_ref().map_or(String::new(), |d| format!(" train={d}"));
+                let shots = if train.shots == 1 {
+                    String::new()
+                } else {
+                    format!(" shots={}", train.shots)
+                };
+                match train.loss.name_score {
+                    NameScore::Max => format!("{} coop{on}{shots} λ={lambda} seed={seed}", model.name),
+                    agg => format!("{} coop{on}{shots} λ={lambda} name_score={agg} seed={seed}", model.name),
+                }
+            }
         }
     }
 }
@@ -112,30 +140,40 @@ pub fn plan(cfg: &SweepConfig) -> Result<Vec<Job>> {
                 Some(p) => ntlb_core::toml_config::read_toml::<TrainConfig>(p)?,
                 None => TrainConfig::default(),
             };
-            if let Some(e) = c.epochs {
+            if let Some(EpochsSetting::Fixed(e)) = c.epochs {
                 base.optim.epochs = e;
             }
-            if let Some(s) = c.shots {
-                base.shots = s;
-            }
+            let shots = c.shots.as_ref().map_or(vec![base.shots], ShotsSetting::counts);
             let aggs = name_scores(c.name_scores.as_deref(), base.loss.name_score)?;
-            for &lambda in &c.lambdas {
-                // At λ = 0 the score is not in the loss: one job (the max one, plain CoOp's key).
-                let aggs = if lambda == 0.0 { &[NameScore::Max][..] } else { &aggs[..] };
-                for &agg in aggs {
-                    for &seed in &c.seeds {
-                        let mut t = base.clone();
-                        t.loss.expl_weight = lambda;
-                        t.loss.name_score = agg;
-                        t.seed = seed;
-                        t.validate().map_err(|e| invalid(cfg, c, &e))?;
-                        jobs.push(Job::Coop {
-                            model: m.clone(),
-                            lambda,
-                            seed,
-                            train: t,
-                            train_root: c.train_root.clone(),
-                        });
+            for on in c.train_sets() {
+                let (train_root, train_dataset) = train_data(cfg, c, &on)?;
+                for &k in &shots {
+                    let mut base = base.clone();
+                    base.shots = k;
+                    if let Some(EpochsSetting::Rule(ScheduleRule::Coop)) = c.epochs {
+                        base.optim.epochs = coop_schedule_epochs(k, train_dataset.is_none())
+                            .map_err(|e| anyhow::anyhow!("{}: {e} (`coop.shots` lists {k})", cfg.source_name()))?;
+                    }
+                    for &lambda in &c.lambdas {
+                        // At λ = 0 the score is not in the loss: one job (the max one, plain CoOp's key).
+                        let aggs = if lambda == 0.0 { &[NameScore::Max][..] } else { &aggs[..] };
+                        for &agg in aggs {
+                            for &seed in &c.seeds {
+                                let mut t = base.clone();
+                                t.loss.expl_weight = lambda;
+                                t.loss.name_score = agg;
+                                t.seed = seed;
+                                t.validate().map_err(|e| invalid(cfg, c, &e))?;
+                                jobs.push(Job::Coop {
+                                    model: m.clone(),
+                                    lambda,
+                                    seed,
+                                    train: t,
+                                    train_root: train_root.clone(),
+                                    train_dataset: train_dataset.clone(),
+                                });
+                            }
+                        }
                     }
                 }
             }
@@ -144,8 +182,36 @@ pub fn plan(cfg: &SweepConfig) -> Result<Vec<Job>> {
     if let Some(c) = &cfg.coop {
         check_once(cfg, "coop.lambdas", &c.lambdas)?;
         check_once(cfg, "coop.seeds", &c.seeds)?;
+        if let Some(k) = &c.shots {
+            check_once(cfg, "coop.shots", &k.counts())?;
+        }
+        check_once(cfg, "coop.train", &c.train_sets())?;
     }
     Ok(jobs)
+}
+
+/// Where a training dataset of `coop.train` is: ImageNet at `coop.train_root` (`None` as its
+/// entry), or a `[[datasets]]` entry of a split-list kind, by name.
+fn train_data(cfg: &SweepConfig, c: &CoopSweep, name: &str) -> Result<(PathBuf, Option<String>)> {
+    if name == IMAGENET_TRAIN {
+        let root = c.imagenet_root().map_err(|e| anyhow::anyhow!("{}: {e}", cfg.source_name()))?;
+        return Ok((root.to_path_buf(), None));
+    }
+    let Some(d) = cfg.datasets.iter().find(|d| d.name() == name) else {
+        anyhow::bail!(
+            "{}: `coop.train` names `{name}`, which is neither `{IMAGENET_TRAIN}` (the set at `coop.train_root`) nor a [[datasets]] entry (entries: {})",
+            cfg.source_name(),
+            cfg.datasets.iter().map(|d| d.name()).collect::<Vec<_>>().join(", ")
+        );
+    };
+    if !d.kind.has_split_list() {
+        anyhow::bail!(
+            "{}: `coop.train` names `{name}`, a {} entry: training reads a split list's `train` images (CoOp's split-file kinds), or `{IMAGENET_TRAIN}` at `coop.train_root`",
+            cfg.source_name(),
+            d.kind
+        );
+    }
+    Ok((d.root.clone(), Some(name.to_string())))
 }
 
 /// The aggregations a CoOp sweep crosses with λ: `coop.name_scores` in its order without
@@ -312,7 +378,7 @@ mod tests {
             models: [("m".to_string(), "checkpoint".to_string())].into(),
             model_numerics: [("m".to_string(), "numerics".to_string())].into(),
             templates: Default::default(),
-            train: Some("train".into()),
+            train: [("imagenet".to_string(), "train".to_string())].into(),
         }
     }
 
@@ -348,5 +414,106 @@ mod tests {
         assert!(e.contains("name_scores is empty"), "{e}");
         let bad = "train_root = \"t\"\nlambdas = [1.0]\nname_scores = [\"median\"]\n";
         assert!(toml::from_str::<crate::sweep::CoopSweep>(bad).is_err());
+    }
+
+    /// `coop.shots` and `coop.train` are axes: each (training set, shots) its own jobs and
+    /// keys, ImageNet 1-shot keeping the keys of a sweep that names neither.
+    #[test]
+    fn shots_and_training_sets_are_axes_with_their_own_keys() {
+        let with = |extra: &str| -> SweepConfig {
+            let mut c = config(extra);
+            c.datasets = toml::from_str::<SweepConfig>(
+                "name = \"t\"\nresults = \"r\"\nclasses = \"c\"\nmodels = []\n\
+                 [[datasets]]\nkind = \"imagenet\"\nroot = \"i\"\n[[datasets]]\nkind = \"eurosat\"\nroot = \"e\"\n\
+                 [[datasets]]\nname = \"v2\"\nkind = \"imagenet-v2\"\nroot = \"v\"\n",
+            )
+            .unwrap()
+            .datasets;
+            c
+        };
+        let plain = plan(&with("")).unwrap();
+        let crossed = plan(&with("shots = [1, 2]\ntrain = [\"imagenet\", \"eurosat\"]\n")).unwrap();
+        let labels: Vec<String> = crossed.iter().map(Job::label).collect();
+        assert_eq!(labels.len(), 16);
+        assert_eq!(labels[..4], plain.iter().map(Job::label).collect::<Vec<_>>()[..]);
+        assert_eq!(labels[4], "m coop shots=2 λ=0 seed=1");
+        assert_eq!(labels[8], "m coop train=eurosat λ=0 seed=1");
+        assert_eq!(labels[15], "m coop train=eurosat shots=2 λ=1 seed=2");
+        let on: Vec<(&str, usize)> = crossed.iter().filter_map(Job::trained_on).collect();
+        assert_eq!(on[0], ("imagenet", 1));
+        assert_eq!(on[7], ("imagenet", 2));
+        assert_eq!(on[12], ("eurosat", 2));
+        assert!(matches!(&crossed[8], Job::Coop { train_root, .. } if train_root == std::path::Path::new("e")));
+        let mut ident = identity();
+        ident.train.insert("eurosat".into(), "eurosat train".into());
+        let keys = ident.keys(&crossed).unwrap();
+        assert_eq!(keys.iter().collect::<std::collections::BTreeSet<_>>().len(), keys.len());
+        assert_eq!(ident.keys(&plain).unwrap(), keys[..4], "ImageNet 1-shot keys as before");
+        let content = ident.content(&crossed[8]).unwrap();
+        assert!(
+            content.contains("\"train_dataset\":\"eurosat\"") && content.contains("eurosat train"),
+            "{content}"
+        );
+        assert!(!ident.content(&crossed[0]).unwrap().contains("train_dataset"));
+        // One shot count given as a number plans as the list of it.
+        assert_eq!(plan(&with("shots = 2\n")).unwrap(), plan(&with("shots = [2]\n")).unwrap());
+
+        for (extra, says) in [
+            ("shots = [1, 1]\n", "`coop.shots` lists 1 twice"),
+            ("train = [\"eurosat\", \"eurosat\"]\n", "`coop.train` lists eurosat twice"),
+            ("train = [\"pets\"]\n", "`coop.train` names `pets`, which is neither"),
+            ("train = [\"v2\"]\n", "`coop.train` names `v2`, a imagenet-v2 entry"),
+            ("shots = []\n", "`coop.shots` is empty"),
+        ] {
+            let e = format!("{:#}", plan(&with(extra)).unwrap_err());
+            assert!(e.contains(says), "{extra}: {e}");
+        }
+        let mut no_root = with("train = [\"eurosat\"]\n");
+        no_root.coop.as_mut().unwrap().train_root = None;
+        assert_eq!(
+            plan(&no_root).unwrap().len(),
+            4,
+            "ImageNet's root only where ImageNet is trained on"
+        );
+        no_root.coop.as_mut().unwrap().train = None;
+        assert!(format!("{:#}", plan(&no_root).unwrap_err()).contains("sets no `train_root`"));
+    }
+
+    /// `epochs = "coop"`: CoOp's schedule per job, by shots and training set.
+    #[test]
+    fn the_coop_schedule_sets_each_jobs_epochs() {
+        let mut c = config("shots = [1, 2, 4, 8, 16]\nepochs = \"coop\"\ntrain = [\"imagenet\", \"eurosat\"]\n");
+        c.coop.as_mut().unwrap().lambdas = vec![0.0];
+        c.coop.as_mut().unwrap().seeds = vec![1];
+        c.datasets = toml::from_str::<SweepConfig>(
+            "name = \"t\"\nresults = \"r\"\nclasses = \"c\"\nmodels = []\n[[datasets]]\nkind = \"eurosat\"\nroot = \"e\"\n",
+        )
+        .unwrap()
+        .datasets;
+        let epochs: Vec<(String, usize, usize)> = plan(&c)
+            .unwrap()
+            .iter()
+            .map(|j| match j {
+                Job::Coop { train, .. } => {
+                    let (on, k) = j.trained_on().unwrap();
+                    (on.to_string(), k, train.optim.epochs)
+                }
+                _ => unreachable!(),
+            })
+            .collect();
+        let want: Vec<(String, usize, usize)> = [1, 2, 4, 8, 16]
+            .iter()
+            .map(|&k| ("imagenet".to_string(), k, 50))
+            .chain(
+                [(1, 50), (2, 100), (4, 100), (8, 200), (16, 200)]
+                    .iter()
+                    .map(|&(k, e)| ("eurosat".to_string(), k, e)),
+            )
+            .collect();
+        assert_eq!(epochs, want);
+        c.coop.as_mut().unwrap().shots = Some(ShotsSetting::Many(vec![5]));
+        let e = format!("{:#}", plan(&c).unwrap_err());
+        assert!(e.contains("no schedule for 5 shots") && e.contains("`coop.shots` lists 5"), "{e}");
+        assert!(toml::from_str::<CoopSweep>("lambdas = [0.0]\nepochs = \"cop\"\n").is_err());
     }
 }

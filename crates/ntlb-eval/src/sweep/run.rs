@@ -2,7 +2,7 @@
 //! features shared by its jobs; one function per job kind; each finished job's record written
 //! atomically, then the plan and (unsharded) the tables.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -80,8 +80,8 @@ struct JobInputs<'a> {
     classes: &'a ClassList,
     sets: &'a [EvalSet],
     feats: &'a [Features],
-    /// The CoOp training set (opened once by `prepare`).
-    train: Option<&'a TrainSet>,
+    /// The CoOp training sets by their `coop.train` name (opened once by `prepare`).
+    train: &'a BTreeMap<String, TrainSet>,
     progress: bool,
 }
 
@@ -116,6 +116,8 @@ impl JobInputs<'_> {
             n_failed: 0,
             name_score: None,
             dataset_kind: set.kind.name().into(),
+            shots: None,
+            train_dataset: None,
         }
     }
 }
@@ -183,12 +185,29 @@ fn zero_shot_job(x: &JobInputs, zero_shot: &ZeroShotSweep) -> Result<JobOutput> 
     })
 }
 
-/// CoOp: train the context on the few-shot split (resuming its checkpoint), then score the
-/// starting and the learned context on every dataset, with the class-name score on held-out
-/// ImageNet val, the training curve and the relevance maps before and after.
-fn coop_job(x: &JobInputs, label: &str, lambda: f64, seed: u64, tcfg: &TrainConfig) -> Result<JobOutput> {
-    let (l, m, classes) = (x.loaded, x.model, x.classes);
-    let folder = x.train.context("the training set was not opened")?;
+/// CoOp: train the context on the few-shot split of its training set (resuming its
+/// checkpoint), then score the starting and the learned context: trained on ImageNet, on every
+/// dataset with the class-name score on held-out ImageNet val; trained on a split-list dataset,
+/// on that dataset's test split with the score on its held-out test images. With the training
+/// curve and the relevance maps before and after.
+fn coop_job(x: &JobInputs, label: &str, lambda: f64, seed: u64, tcfg: &TrainConfig, train_dataset: Option<&str>) -> Result<JobOutput> {
+    let (l, m) = (x.loaded, x.model);
+    let on = train_dataset.unwrap_or(super::IMAGENET_TRAIN);
+    let folder = x.train.get(on).with_context(|| format!("the training set `{on}` was not opened"))?;
+    // ImageNet's class list is the sweep's; a split-list set's is its split file's, the same
+    // list its test split is evaluated with.
+    let classes = if train_dataset.is_some() { &folder.classes } else { x.classes };
+    let evaluated: Vec<(&EvalSet, &Features)> = x
+        .sets
+        .iter()
+        .zip(x.feats)
+        .zip(&x.cfg.datasets)
+        .filter(|(_, d)| train_dataset.is_none_or(|t| d.name() == t))
+        .map(|(sf, _)| sf)
+        .collect();
+    if evaluated.is_empty() {
+        bail!("{label}: the training dataset `{on}` is not among the opened datasets");
+    }
     if let Some((p, why)) = folder.unreadable.first() {
         eprintln!(
             "{label}: {} entries of the training folders cannot be read and are left out of the split (first: {}: {why})",
@@ -248,10 +267,18 @@ fn coop_job(x: &JobInputs, label: &str, lambda: f64, seed: u64, tcfg: &TrainConf
     )?;
     let shape = learned.manifest.ctx_shape;
     let initial = layout.initial_context(&l.clip, tcfg.seed);
-    // The class-name score on held-out ImageNet val images, before and after training: the
-    // paper's (max over the name) whatever `name_score` trained with, so runs compare.
+    // The class-name score on held-out images of the training dataset (ImageNet val, or the
+    // set's test split), before and after training: the paper's (max over the name) whatever
+    // `name_score` trained with, so runs compare.
     let (mut score_init, mut score) = (None, None);
-    if let Some((_, f)) = x.sets.iter().zip(x.feats).find(|(s, _)| s.kind == DatasetKind::Imagenet) {
+    let scored_on = evaluated.iter().find(|(s, _)| {
+        if train_dataset.is_some() {
+            true
+        } else {
+            s.kind == DatasetKind::Imagenet
+        }
+    });
+    if let Some((_, f)) = scored_on {
         let rows = crate::relevance_maps::held_out_subset(&f.labels, crate::relevance_maps::NAME_SCORE_PER_CLASS);
         let xs: Vec<f32> = rows.iter().flat_map(|&i| f.data[i * f.dim..(i + 1) * f.dim].to_vec()).collect();
         let y: Vec<usize> = rows.iter().map(|&i| f.labels[i]).collect();
@@ -260,7 +287,7 @@ fn coop_job(x: &JobInputs, label: &str, lambda: f64, seed: u64, tcfg: &TrainConf
         score = Some(measure(&learned.ctx)?);
     }
     let mut rows = Vec::new();
-    for (s, f) in x.sets.iter().zip(x.feats) {
+    for &(s, f) in &evaluated {
         if tcfg.prompt.class_specific && s.classes.names != classes.names {
             bail!(
                 "{label}: class-specific contexts are learned per ImageNet class; evaluating them on the {} classes of {} is not supported",
@@ -295,6 +322,8 @@ fn coop_job(x: &JobInputs, label: &str, lambda: f64, seed: u64, tcfg: &TrainConf
                 n_images: a.n,
                 n_failed: f.manifest.failed.len(),
                 name_score,
+                shots: Some(tcfg.shots),
+                train_dataset: Some(on.to_string()),
                 ..x.row(s, method)
             });
         }
@@ -331,8 +360,8 @@ struct Prepared {
     contents: Option<Vec<String>>,
     mine: Vec<usize>,
     states: Option<Vec<JobState>>,
-    /// The CoOp training set, opened once for every CoOp job (none in a dry run without data).
-    train: Option<TrainSet>,
+    /// The CoOp training sets, opened once for every CoOp job (none in a dry run without data).
+    train: BTreeMap<String, TrainSet>,
 }
 
 /// Repeated class names are refused by zero-shot and CoOp alike unless the method's setting
@@ -529,36 +558,45 @@ fn check_tokenizers(cfg: &SweepConfig, dry_run: bool) -> Result<()> {
     Ok(())
 }
 
-/// The CoOp training set, opened once before any job: a setting that does not fit the data
-/// (a `coop.train_label_key` naming no column, ...) fails the run, and the dry run, before the
-/// zero-shot job rather than after it. A dry run without the data (the class list or the sets
-/// not readable, no training root yet) says so and goes on.
-fn open_train_set(cfg: &SweepConfig, classes: &ClassList, jobs: &[Job], dry_run: bool, data_read: bool) -> Result<Option<TrainSet>> {
+/// The CoOp training sets, opened once before any job: a setting that does not fit the data
+/// (a `coop.train_label_key` naming no column, a training dataset without its split file, ...)
+/// fails the run, and the dry run, before the zero-shot job rather than after it. A dry run
+/// without the data (the class list or the sets not readable, no training root yet) says so and
+/// goes on.
+fn open_train_set(
+    cfg: &SweepConfig,
+    classes: &ClassList,
+    jobs: &[Job],
+    dry_run: bool,
+    data_read: bool,
+) -> Result<BTreeMap<String, TrainSet>> {
     let Some(co) = cfg.coop.as_ref().filter(|_| jobs.iter().any(|j| matches!(j, Job::Coop { .. }))) else {
-        return Ok(None);
+        return Ok(BTreeMap::new());
     };
-    if dry_run && !(data_read && co.train_root.exists()) {
-        println!("training set {} not readable yet", co.train_root.display());
-        return Ok(None);
+    let imagenet_missing = co.trains_on_imagenet() && co.train_root.as_ref().is_none_or(|r| !r.exists());
+    if dry_run && (!data_read || imagenet_missing) {
+        println!(
+            "training set{} not readable yet",
+            co.train_root.as_ref().map_or(String::new(), |r| format!(" {}", r.display()))
+        );
+        return Ok(BTreeMap::new());
     }
-    TrainSet::open(&co.train_root, &co.train_layout(), classes, Some(&cfg.cache_dir()))
-        .map(Some)
-        .map_err(|e| {
-            // The data crate's advice names a dataset entry's keys; the training set's are [coop]'s.
-            let why = format!("{e:#}")
-                .replace("`label_key` in the dataset entry", "`coop.train_label_key`")
-                .replace("`image_key` in the dataset entry", "`coop.train_image_key`");
-            let hint = if why.contains("has no label") {
-                " (the label extension is `coop.train_label_key`)"
-            } else {
-                ""
-            };
-            anyhow::anyhow!(
-                "{}: [coop] training set {}: {why}{hint}",
-                cfg.source_name(),
-                co.train_root.display()
-            )
-        })
+    super::open_train_sets(cfg, classes).map_err(|e| {
+        // The data crate's advice names a dataset entry's keys; the training set's are [coop]'s.
+        let why = format!("{e:#}")
+            .replace("`label_key` in the dataset entry", "`coop.train_label_key`")
+            .replace("`image_key` in the dataset entry", "`coop.train_image_key`");
+        let hint = if why.contains("has no label") {
+            " (the label extension is `coop.train_label_key`)"
+        } else {
+            ""
+        };
+        anyhow::anyhow!(
+            "{}: [coop] training set {}: {why}{hint}",
+            cfg.source_name(),
+            co.train_root.as_ref().map_or("".into(), |r| r.display().to_string())
+        )
+    })
 }
 
 /// `--dry-run`: print the plan, what is done and the cost estimate; run nothing. Returns how
@@ -698,12 +736,18 @@ pub fn run_sweep(cfg: &SweepConfig, opts: &SweepOptions) -> Result<usize> {
             classes: &classes,
             sets: &sets,
             feats: &feats,
-            train: train.as_ref(),
+            train: &train,
             progress: opts.progress,
         };
         let out = match job {
             Job::ZeroShot { zero_shot, .. } => zero_shot_job(&inputs, zero_shot)?,
-            Job::Coop { lambda, seed, train, .. } => coop_job(&inputs, &job.label(), *lambda, *seed, train)?,
+            Job::Coop {
+                lambda,
+                seed,
+                train,
+                train_dataset,
+                ..
+            } => coop_job(&inputs, &job.label(), *lambda, *seed, train, train_dataset.as_deref())?,
         };
         for (i, f) in feats.into_iter().enumerate() {
             feature_memo.insert((m.name.clone(), i), f);
