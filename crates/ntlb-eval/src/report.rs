@@ -30,6 +30,7 @@ pub fn run_report(results: &Path, out: &Path) -> Result<Vec<PathBuf>> {
         anyhow::bail!("{}: the results table is empty", results.display());
     }
     check_measured(&table, &rows)?;
+    check_one_training_setting(&table, &rows)?;
     // Only the runs of the table (stale records of an edited sweep stay out of the figures too),
     // each checked against its digest; the table must be what they hold, row for row.
     let keys: std::collections::BTreeSet<String> = rows.iter().map(|r| r.run_key.clone()).collect();
@@ -82,6 +83,28 @@ fn check_table(results: &Path, rows: &[crate::results::ResultRow], runs: &[RunRe
 /// Every row is an accuracy over some images, and a number: a row over no image (or a NaN)
 /// would be printed as a score of 0.00 (or averaged into one); it is refused, naming the row
 /// and the run record it came from.
+/// The report's tables and figures pair CoOp rows by (dataset, λ, seed): rows of several
+/// training datasets or shot counts would be averaged as seeds of one run. Until the report
+/// has per-setting tables, such a table is refused, naming what it holds.
+fn check_one_training_setting(table: &Path, rows: &[crate::results::ResultRow]) -> Result<()> {
+    let settings: std::collections::BTreeSet<(String, usize)> = rows
+        .iter()
+        .filter(|r| !r.method.is_zero_shot())
+        .map(|r| (r.train_dataset.clone().unwrap_or_default(), r.shots.unwrap_or_default()))
+        .collect();
+    if settings.len() > 1 {
+        let list: Vec<String> = settings.iter().map(|(d, k)| format!("{d} {k}-shot")).collect();
+        anyhow::bail!(
+            "{}: CoOp rows of {} training settings ({}): the report pairs runs by dataset, λ and seed only, and would average them as seeds; \
+             report one setting at a time (a sweep per training dataset and shot count)",
+            table.display(),
+            settings.len(),
+            list.join(", ")
+        );
+    }
+    Ok(())
+}
+
 fn check_measured(table: &Path, rows: &[crate::results::ResultRow]) -> Result<()> {
     for (i, r) in rows.iter().enumerate() {
         let what = if r.n_images == 0 {
@@ -172,5 +195,25 @@ mod tests {
         let nan = ResultRow { top5: f64::NAN, ..good };
         let e = check_measured(table, &[nan]).unwrap_err().to_string();
         assert!(e.contains("has top5 = NaN"), "{e}");
+    }
+
+    /// CoOp rows of two shot counts or training datasets are never averaged as seeds of one run.
+    #[test]
+    fn rows_of_several_training_settings_are_refused() {
+        let table = Path::new("r/results.parquet");
+        let one = ResultRow::for_test("coop", Some(0.0), Some(1), "imagenet", 50.0, 75.0, None);
+        let zs = ResultRow::for_test("zero-shot", None, None, "imagenet", 50.0, 75.0, None);
+        check_one_training_setting(table, &[one.clone(), one.clone(), zs]).unwrap();
+        let two = ResultRow {
+            shots: Some(2),
+            ..one.clone()
+        };
+        let e = check_one_training_setting(table, &[one.clone(), two]).unwrap_err().to_string();
+        assert!(e.contains("2 training settings (imagenet 1-shot, imagenet 2-shot)"), "{e}");
+        let other = ResultRow {
+            train_dataset: Some("eurosat".into()),
+            ..one.clone()
+        };
+        assert!(check_one_training_setting(table, &[one, other]).is_err());
     }
 }
