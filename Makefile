@@ -5,7 +5,7 @@ SHARED ?= ../shared
 GOLDEN := $(SHARED)/golden
 CASES := tokenize encode_text encode_image coop_middle coop_end coop_trajectory
 
-.PHONY: all build test parity bench bench-encode bench-train-step demo demo-study regress baseline mutants pretrain-synth
+.PHONY: all build test parity parity-torchscript bench bench-encode bench-train-step demo demo-study regress baseline mutants pretrain-synth
 
 all: demo
 
@@ -55,6 +55,12 @@ parity: build
 	  $(NTLB) parity --case $(GOLDEN)/$$c.json --model $(GOLDEN)/tiny-clip/$$layout \
 	    --tokenizer $(GOLDEN)/tiny-clip/hf/tokenizer.json --out results/parity/$$c.$$layout.json; \
 	done; done
+
+# OpenAI's TorchScript archives of the golden tiny CLIP (needs PyTorch: TORCH_PY), then the test
+# that holds them to the reference's golden features (28 MB each, so not committed).
+parity-torchscript:
+	$(TORCH_PY) scripts/make_torchscript_fixture.py --golden target/torchscript-golden
+	NTLB_TORCHSCRIPT_GOLDEN=$(CURDIR)/target/torchscript-golden $(CARGO) test --release -p ntlb-clip --test torchscript_golden
 
 bench: bench-encode bench-train-step
 
