@@ -2,15 +2,15 @@
 //! writes) and restarted each time ends on the bit-identical context of an uninterrupted run,
 //! and leaves no temporary files behind. Runs `ntlb train` on the committed tiny CLIP.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
+use common::repo;
 
 fn train(world: &Path, out: &Path) -> Command {
     let repo = repo();

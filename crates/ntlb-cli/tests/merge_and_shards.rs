@@ -1,12 +1,11 @@
 //! `ntlb merge` and `ntlb sweep --shard`: a folder that is not there is refused by name (no
 //! empty table, exit 2), and a shard count is checked wherever it is given, never ignored.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::Command;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
+use common::repo;
 
 /// `ntlb` with `args` in the repository root, `env` set: (exit code, stderr).
 fn ntlb(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {

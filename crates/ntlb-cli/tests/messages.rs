@@ -2,16 +2,12 @@
 //! model expects, both names of a renamed tensor, the path of an `--out` that is a file, the
 //! path of a missing model once, and an empty prompt refused.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
-
-fn synth() -> PathBuf {
-    repo().join("models/synth-clip")
-}
+use common::{edited, repo, synth};
 
 /// `ntlb explain` on `model` with `args`: (exit code, stderr).
 fn explain(model: &Path, out: &Path, args: &[&str]) -> (i32, String) {
@@ -28,20 +24,6 @@ fn explain(model: &Path, out: &Path, args: &[&str]) -> (i32, String) {
         .output()
         .unwrap();
     (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stderr).into_owned())
-}
-
-/// A copy of the committed model with its tensors edited by `edit`.
-fn edited(dir: &Path, edit: impl Fn(&mut ntlb_core::store::NamedTensors)) -> PathBuf {
-    let out = dir.join("model");
-    std::fs::create_dir_all(&out).unwrap();
-    for f in ["config.json", "tokenizer.json"] {
-        std::fs::copy(synth().join(f), out.join(f)).unwrap();
-    }
-    let mut t = ntlb_core::store::read_tensors(&synth().join("model.safetensors")).unwrap();
-    edit(&mut t);
-    let list: Vec<(String, Vec<usize>, Vec<f32>)> = t.into_iter().map(|(n, (s, d))| (n, s, d)).collect();
-    ntlb_core::store::write_tensors(&out.join("model.safetensors"), &list).unwrap();
-    out
 }
 
 #[test]

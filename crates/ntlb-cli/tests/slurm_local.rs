@@ -8,15 +8,14 @@
 //! missing or does not start is a failure. Elsewhere a machine without Slurm (or not root: the
 //! daemons run as root) skips with a line saying so.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::Command;
+
+use common::repo;
 
 const BINARIES: [&str; 7] = ["munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "sinfo"];
 const INSTALL: &str = "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends slurm-wlm slurmctld slurmd slurm-client munge";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
 
 fn flag(v: &str) -> bool {
     std::env::var(v).is_ok_and(|s| !s.is_empty() && s != "0" && s != "false")

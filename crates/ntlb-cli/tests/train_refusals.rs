@@ -2,12 +2,12 @@
 //! its dry run, naming the flag or the file and key; a class list shorter
 //! than the training folders names the folder it lacks.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
+use common::repo;
 
 /// `ntlb train --dry-run` on `data` with `args`: (exit code, stdout, stderr).
 fn train(data: &Path, classes: &Path, args: &[&str]) -> (i32, String, String) {

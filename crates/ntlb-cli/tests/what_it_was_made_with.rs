@@ -3,18 +3,14 @@
 //! finite; `explain` and `inspect` name features that are not finite instead of printing NaN
 //! logits; `ntlb train` refuses an `--out` whose split.json is the split of other data.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ntlb_prompt::train::{initial_state, TrainConfig};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
-
-fn synth() -> PathBuf {
-    repo().join("models/synth-clip")
-}
+use common::{edited, repo, synth};
 
 const NAMES: [&str; 3] = ["red circle", "green square", "blue triangle"];
 
@@ -72,20 +68,6 @@ fn class_list(dir: &Path, names: &[&str]) -> PathBuf {
     let p = dir.join("classes.txt");
     std::fs::write(&p, names.join("\n") + "\n").unwrap();
     p
-}
-
-/// A copy of the committed model with its tensors edited by `edit`.
-fn edited(dir: &Path, edit: impl Fn(&mut ntlb_core::store::NamedTensors)) -> PathBuf {
-    let out = dir.join("model");
-    std::fs::create_dir_all(&out).unwrap();
-    for f in ["config.json", "tokenizer.json"] {
-        std::fs::copy(synth().join(f), out.join(f)).unwrap();
-    }
-    let mut t = ntlb_core::store::read_tensors(&synth().join("model.safetensors")).unwrap();
-    edit(&mut t);
-    let list: Vec<(String, Vec<usize>, Vec<f32>)> = t.into_iter().map(|(n, (s, d))| (n, s, d)).collect();
-    ntlb_core::store::write_tensors(&out.join("model.safetensors"), &list).unwrap();
-    out
 }
 
 #[test]

@@ -137,17 +137,6 @@ fn is_commit_hash(r: &str) -> bool {
     r.len() == 40 && r.chars().all(|c| c.is_ascii_hexdigit())
 }
 
-/// The weights file of an open_clip pair's repository `repo` (`spec`: the pair as written).
-pub(crate) fn resolve_open_clip_weights(
-    repo: &str,
-    spec: &str,
-    revision: Option<&str>,
-    env: &HubEnv,
-    also_tried: &[PathBuf],
-) -> Result<PathBuf, HubError> {
-    resolve_repo(Kind::OpenClipPair, repo, spec, revision, env, also_tried)
-}
-
 pub(crate) fn resolve_repo(
     kind: Kind,
     repo: &str,

@@ -220,7 +220,7 @@ pub fn resolve_in(spec: &str, revision: Option<&str>, env: &HubEnv, also_tried: 
     let Some(p) = open_clip_pair(spec) else {
         return Ok(None);
     };
-    let path = crate::hf_cache::resolve_open_clip_weights(p.repo, spec, revision, env, also_tried)?;
+    let path = crate::hf_cache::resolve_repo(crate::hf_cache::Kind::OpenClipPair, p.repo, spec, revision, env, also_tried)?;
     let (root, from) = env.cache_root();
     Ok(Some(NameResolution {
         name: spec.into(),
